@@ -1,0 +1,245 @@
+"""The persistent feature cache: one SQLite file (WAL), features and quality facts only.
+
+Two tables keep identity apart from content: ``files`` maps a path with its size and mtime
+to the content digest (or to the failure it met), and ``features`` maps a digest and the
+extractor version to the features.  A renamed or copied file costs a read and a digest, never
+a decode; a changed file is seen by its size or mtime; a new extractor version recomputes.
+Writes happen in one transaction per batch, so a killed run loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CacheError
+from ..features.extract import FEATURE_VERSION, SIG_SIDE, ImageFeatures
+from ..features.quality import QualityFacts
+
+__all__ = ["FeatureCache", "FileRecord", "default_cache_dir", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    digest BLOB,
+    error_stage TEXT,
+    error_reason TEXT,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS features (
+    digest BLOB NOT NULL,
+    version TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    format TEXT NOT NULL,
+    p64 BLOB NOT NULL,
+    c64 BLOB NOT NULL,
+    d256 BLOB NOT NULL,
+    whash INTEGER NOT NULL,
+    canon INTEGER NOT NULL,
+    alt_mask INTEGER NOT NULL,
+    sig BLOB NOT NULL,
+    colour BLOB NOT NULL,
+    energy REAL NOT NULL,
+    quality TEXT NOT NULL,
+    PRIMARY KEY (digest, version)
+) WITHOUT ROWID;
+"""
+
+
+def default_cache_dir() -> Path:
+    """``$NEARDUP_CACHE``, else ``$XDG_CACHE_HOME/neardup``, else ``~/.cache/neardup``."""
+    env = os.environ.get("NEARDUP_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg) / "neardup" if xdg else Path.home() / ".cache" / "neardup"
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """What the cache knows about one path: its digest, or the failure it met."""
+
+    path: str
+    digest: bytes | None
+    error_stage: str | None = None
+    error_reason: str | None = None
+    error: str | None = None
+
+
+def _i64(x: int) -> int:
+    """uint64 -> the int64 SQLite can store."""
+    return x - (1 << 64) if x >= (1 << 63) else x
+
+
+class FeatureCache:
+    """Feature cache in ``directory/features.sqlite``.
+
+    Use as a context manager; a ``FeatureCache(None)`` keeps everything in memory, which
+    tests and one-off scans (``--no-cache``) use.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] | None) -> None:
+        if directory is None:
+            target = ":memory:"
+        else:
+            d = Path(directory)
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise CacheError(f"cannot create the cache directory {d}: {e.strerror}; pass --cache DIR") from None
+            target = str(d / "features.sqlite")
+        try:
+            self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise CacheError(
+                    f"the cache at {target} has schema {row[0]}, this neardup needs {SCHEMA_VERSION}: "
+                    "delete it or pass another --cache DIR"
+                )
+        except sqlite3.DatabaseError as e:
+            raise CacheError(f"cannot open the feature cache {target}: {e}; delete it or pass another --cache DIR") from None
+        self.path = target
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> FeatureCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- files -------------------------------------------------------------------------
+    def lookup_files(self, entries: Sequence[tuple[str, int, int]]) -> dict[str, FileRecord]:
+        """Cached records for ``(path, size, mtime_ns)`` entries that are unchanged.
+
+        A record counts only if its features (or its failure) are of the current version,
+        so a file whose features are missing is extracted again.
+        """
+        out: dict[str, FileRecord] = {}
+        if not entries:
+            return out
+        paths = [e[0] for e in entries]
+        want = {e[0]: (e[1], e[2]) for e in entries}
+        q = (
+            "SELECT f.path, f.size, f.mtime_ns, f.digest, f.error_stage, f.error_reason, f.error, "
+            "x.digest IS NOT NULL FROM files f LEFT JOIN features x ON x.digest = f.digest AND x.version = f.version "
+            f"WHERE f.version = ? AND f.path IN ({','.join('?' * len(paths))})"
+        )
+        for path, size, mtime, digest, stage, reason, err, has in self._db.execute(q, [FEATURE_VERSION, *paths]):
+            if want.get(path) != (size, mtime):
+                continue
+            if digest is not None and has:
+                out[path] = FileRecord(path, bytes(digest))
+            elif digest is None and stage is not None:
+                out[path] = FileRecord(path, None, stage, reason, err)
+        return out
+
+    def has_features(self, digests: Iterable[bytes]) -> set[bytes]:
+        ds = list(digests)
+        if not ds:
+            return set()
+        q = f"SELECT digest FROM features WHERE version=? AND digest IN ({','.join('?' * len(ds))})"
+        return {bytes(r[0]) for r in self._db.execute(q, [FEATURE_VERSION, *ds])}
+
+    def put_batch(
+        self,
+        files: Sequence[tuple[str, int, int, bytes | None, str | None, str | None, str | None]],
+        features: Sequence[ImageFeatures],
+    ) -> None:
+        """Store a batch of file records and features in one transaction."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        f.digest, FEATURE_VERSION, f.width, f.height, f.format,
+                        f.p64.astype("<u8").tobytes(), f.c64.astype("<u8").tobytes(),
+                        f.d256.astype("<u8").tobytes(), _i64(int(f.whash)), f.canon, f.alt_mask,
+                        f.sig.tobytes(), f.colour.tobytes(), f.energy,
+                        json.dumps(f.quality.to_dict(), sort_keys=True),
+                    )
+                    for f in features
+                ],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
+                [(p, s, m, FEATURE_VERSION, d, st, r, e) for (p, s, m, d, st, r, e) in files],
+            )
+
+    # -- features ----------------------------------------------------------------------
+    def load_columns(self, digests: Sequence[bytes], *, batch: int = 900) -> dict[str, np.ndarray]:
+        """Columnar arrays of the features for ``digests``, in that order (no signatures)."""
+        n = len(digests)
+        cols = {
+            "width": np.zeros(n, np.int64), "height": np.zeros(n, np.int64),
+            "p64": np.zeros((n, 8), np.uint64), "c64": np.zeros((n, 8), np.uint64),
+            "d256": np.zeros((n, 8, 4), np.uint64), "canon": np.zeros(n, np.int8),
+            "alt_mask": np.zeros(n, np.uint8), "colour": np.zeros((n, 48), np.uint8),
+            "energy": np.zeros(n, np.float32), "score": np.zeros(n, np.float64),
+        }
+        formats: list[str] = [""] * n
+        quality: list[QualityFacts | None] = [None] * n
+        pos = {d: i for i, d in enumerate(digests)}
+        for s in range(0, n, batch):
+            chunk = list(digests[s : s + batch])
+            q = (
+                "SELECT digest, width, height, format, p64, c64, d256, canon, alt_mask, colour, energy, quality "
+                f"FROM features WHERE version=? AND digest IN ({','.join('?' * len(chunk))})"
+            )
+            for row in self._db.execute(q, [FEATURE_VERSION, *chunk]):
+                i = pos[bytes(row[0])]
+                cols["width"][i], cols["height"][i] = row[1], row[2]
+                formats[i] = row[3]
+                cols["p64"][i] = np.frombuffer(row[4], "<u8")
+                cols["c64"][i] = np.frombuffer(row[5], "<u8")
+                cols["d256"][i] = np.frombuffer(row[6], "<u8").reshape(8, 4)
+                cols["canon"][i], cols["alt_mask"][i] = row[7], row[8]
+                cols["colour"][i] = np.frombuffer(row[9], np.uint8)
+                cols["energy"][i] = row[10]
+                qf = QualityFacts(**json.loads(row[11]))
+                quality[i] = qf
+                cols["score"][i] = qf.score
+        if any(q is None for q in quality):
+            raise CacheError("features vanished from the cache during the run; run the scan again")
+        cols["format"] = np.asarray(formats, dtype=object)
+        cols["quality"] = np.asarray(quality, dtype=object)
+        return cols
+
+    def load_signatures(self, digests: Sequence[bytes]) -> np.ndarray:
+        """(n, SIG_SIDE, SIG_SIDE) uint8 layout signatures for ``digests``."""
+        out = np.zeros((len(digests), SIG_SIDE, SIG_SIDE), np.uint8)
+        pos: dict[bytes, list[int]] = {}
+        for i, d in enumerate(digests):
+            pos.setdefault(d, []).append(i)
+        keys = list(pos)
+        for s in range(0, len(keys), 900):
+            chunk = keys[s : s + 900]
+            q = f"SELECT digest, sig FROM features WHERE version=? AND digest IN ({','.join('?' * len(chunk))})"
+            for d, sig in self._db.execute(q, [FEATURE_VERSION, *chunk]):
+                arr = np.frombuffer(sig, np.uint8).reshape(SIG_SIDE, SIG_SIDE)
+                for i in pos[bytes(d)]:
+                    out[i] = arr
+        return out
+
+    def integrity_ok(self) -> bool:
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -1,0 +1,98 @@
+"""The ``neardup`` command: a thin layer over :func:`neardup.scan` that owns logs and progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import NeardupError
+
+EXIT_OK = 0
+EXIT_FAILURES = 3  # finished, but some files could not be read or decoded
+EXIT_ERROR = 2  # bad usage or a fatal error; click uses 2 for usage errors as well
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="neardup")
+def main() -> None:
+    """Find exact and near-duplicate images and say which copy to keep."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=True, dir_okay=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="results.json",
+              show_default=True, help="Where to write results.json.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the verified pairs as CSV.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Feature cache folder [default: $NEARDUP_CACHE or ~/.cache/neardup].")
+@click.option("--no-cache", is_flag=True, help="Keep features in memory only.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Decoding processes; 0 means one per core.")
+@click.option("--radius", type=click.IntRange(0, 16), default=8, show_default=True,
+              help="Hamming radius of the exact 64-bit candidate search.")
+@click.option("--threshold", type=click.IntRange(0, 96), default=40, show_default=True,
+              help="Largest 256-bit hash distance accepted as a duplicate (lower = stricter).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=200_000_000, show_default=True,
+              help="Images declaring more pixels are refused as decompression bombs.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: str | None, no_cache: bool,
+         workers: int, radius: int, threshold: int, max_pixels: int, quiet: bool) -> None:
+    """Scan PATHS (folders or files) and write the duplicate groups to results.json.
+
+    Exit status: 0 done, 3 done but some files failed (listed under "failures"), 2 error.
+    """
+    from ..pipeline import scan as run_scan
+    from .progress import ProgressUI
+
+    kwargs: dict[str, object] = {}
+    if no_cache:
+        kwargs["cache"] = None
+    elif cache_dir is not None:
+        kwargs["cache"] = cache_dir
+    ui = ProgressUI(enabled=not quiet)
+    try:
+        with ui:
+            result = run_scan(list(paths), progress=ui.update, workers=workers, radius=radius,
+                              hash_threshold=threshold, max_pixels=max_pixels, **kwargs)  # type: ignore[arg-type]
+    except NeardupError as e:
+        raise click.ClickException(str(e)) from None
+    _write(output, result.to_json())
+    if csv_path:
+        _write(csv_path, result.pairs_csv())
+    if not quiet:
+        ui.summary(result, output)
+    sys.exit(EXIT_FAILURES if result.failures else EXIT_OK)
+
+
+@main.command("eval")
+@click.argument("truth", type=click.Path(exists=True, dir_okay=False))
+@click.argument("results", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object.")
+def eval_cmd(truth: str, results: str, as_json: bool) -> None:
+    """Score RESULTS (results.json or a pairs CSV) against a TRUTH.csv benchmark file."""
+    from ..evaluate import format_scores, load_truth, score_file
+
+    try:
+        s = score_file(load_truth(truth), results)
+    except (ValueError, KeyError) as e:
+        raise click.ClickException(f"cannot score {results}: {e}") from None
+    click.echo(json.dumps(s) if as_json else format_scores(s))
+
+
+def _write(path: str, text: str) -> None:
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, p)
+    except OSError as e:
+        raise click.ClickException(f"cannot write {path}: {e.strerror}; choose another -o path") from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,79 @@
+"""A canonical orientation from low DCT coefficients, so one query covers all 8 variants.
+
+Flipping left-right negates coefficients of odd horizontal frequency, flipping top-bottom
+those of odd vertical frequency, and a transpose swaps the axes.  So the signs of
+``sh`` (first horizontal gradient) and ``sv`` (first vertical gradient), and which of the two
+is larger, pick one of the 8 dihedral variants as canonical.  Where a decision is close, the
+alternatives are indexed too: exactness over all 8 orientations is kept, at the price of a few
+extra index entries for images that are nearly symmetric.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["canonical_variant", "AMBIGUITY"]
+
+#: A decision whose margin is below this share of the AC energy is treated as ambiguous.
+AMBIGUITY = 0.12
+
+# Variant v = 4 * flip + r: flip left-right first, then rotate 90 degrees ccw r times
+# (the order used by hashes.dct_hash_variants).  Express each as (transpose, flipLR, flipTB)
+# acting on the coefficient signs so that decisions map to variant indices.
+
+
+def _variant_table() -> dict[tuple[bool, bool, bool], int]:
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(4, 4))
+    sv = np.where(np.arange(4) % 2 == 1, -1.0, 1.0)
+    table: dict[tuple[bool, bool, bool], int] = {}
+    for flip in (False, True):
+        m0 = base * sv[None, :] if flip else base
+        for r in range(4):
+            m = m0
+            for _ in range(r):
+                m = (m * sv[None, :]).T
+            for t in (False, True):
+                for fl in (False, True):
+                    for ft in (False, True):
+                        x = base.T if t else base
+                        x = x * sv[None, :] if fl else x
+                        x = x * sv[:, None] if ft else x
+                        if np.allclose(x, m):
+                            table[(t, fl, ft)] = 4 * int(flip) + r
+    return table
+
+
+_TABLE = _variant_table()
+
+
+def canonical_variant(coef: np.ndarray) -> tuple[int, int]:
+    """Return ``(canon, alt_mask)`` for an image's low-frequency DCT block ``coef``.
+
+    ``canon`` is the dihedral variant index that brings the image to canonical orientation;
+    bit ``v`` of ``alt_mask`` is set for every other variant that a slightly different copy
+    might choose, which the index must then hold as well.
+    """
+    c = np.asarray(coef, dtype=np.float64)
+    ac = c.copy()
+    ac[0, 0] = 0.0
+    e = float(np.sqrt((ac**2).sum())) + 1e-9
+    sh = c[0, 1] + 0.5 * c[0, 3] + 0.5 * c[2, 1]
+    sv = c[1, 0] + 0.5 * c[3, 0] + 0.5 * c[1, 2]
+    # transpose first: afterwards |sh| >= |sv|
+    t_choice = abs(sv) > abs(sh)
+    t_amb = abs(abs(sh) - abs(sv)) / e < AMBIGUITY
+    options = []
+    for t in ((False, True) if t_amb else (t_choice,)):
+        h, v = (sv, sh) if t else (sh, sv)
+        fl_opts = (False, True) if abs(h) / e < AMBIGUITY else (h < 0,)
+        ft_opts = (False, True) if abs(v) / e < AMBIGUITY else (v < 0,)
+        for fl in fl_opts:
+            for ft in ft_opts:
+                options.append((t, fl, ft))
+    h, v = (sv, sh) if t_choice else (sh, sv)
+    canon = _TABLE[(t_choice, bool(h < 0), bool(v < 0))]
+    mask = 0
+    for o in options:
+        mask |= 1 << _TABLE[o]
+    return canon, mask & ~(1 << canon)

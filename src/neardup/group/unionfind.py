@@ -1,0 +1,146 @@
+"""Grouping verified pairs: union-find, then a guard against chaining.
+
+Union-find alone chains: A~B and B~C put A and C together however far apart they are.  The
+guard: within each connected component the best-quality member is the keeper; a member stays
+in the keeper's group only if it is verified against the keeper directly (an existing edge, or
+a verification run now) or is joined by a *strong* edge to a member that stays.  Members that
+fail form the remaining component, handled the same way.  The outcome depends on the edges
+and the quality order (ties broken by path), never on input order or batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["UnionFind", "guarded_groups"]
+
+
+class UnionFind:
+    """Union-find over row ids 0..n-1 with path halving and union by size."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n, dtype=np.int64)
+        self.size = np.ones(n, dtype=np.int64)
+
+    def find(self, x: int) -> int:
+        p = self.parent
+        while p[x] != x:
+            p[x] = p[p[x]]
+            x = int(p[x])
+        return x
+
+    def union(self, a: int, b: int) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return False
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
+        return True
+
+    def components(self) -> dict[int, list[int]]:
+        """Root -> members, for components of two or more rows."""
+        roots = np.array([self.find(i) for i in range(len(self.parent))], dtype=np.int64)
+        order = np.argsort(roots, kind="stable")
+        out: dict[int, list[int]] = {}
+        r_sorted = roots[order]
+        cuts = np.flatnonzero(np.diff(r_sorted)) + 1
+        for chunk in np.split(order, cuts):
+            if len(chunk) > 1:
+                out[int(roots[chunk[0]])] = [int(x) for x in chunk]
+        return out
+
+
+Edge = tuple[int, str, float]  # (neighbour, stage, evidence)
+
+
+def guarded_groups(
+    members: list[int],
+    edges: dict[int, dict[int, tuple[bool, object]]],
+    rank: Callable[[int], tuple],
+    verify_pair: Callable[[int, int], object | None],
+) -> list[tuple[int, list[int], dict[int, tuple[int, object]]]]:
+    """Split one component into chain-free groups.
+
+    Parameters
+    ----------
+    members : the rows of one connected component.
+    edges : ``edges[x][y] = (strong, evidence)`` for every verified pair inside it.
+    rank : sort key, smallest first = best keeper.
+    verify_pair : verifies (keeper, row) on demand; returns evidence or ``None``.
+
+    Returns
+    -------
+    list of ``(keeper, rows, attach)`` where ``attach[row] = (via, evidence)`` says which
+    member the row was verified against.  Groups of one are dropped.
+    """
+    remaining = sorted(members, key=rank)
+    out = []
+    while len(remaining) > 1:
+        keeper = remaining[0]
+        attach: dict[int, tuple[int, object]] = {}
+        joined = {keeper}
+        rest = set(remaining[1:])
+        for r in remaining[1:]:
+            e = edges.get(keeper, {}).get(r)
+            if e is not None:
+                attach[r] = (keeper, e[1])
+                joined.add(r)
+        rest -= joined
+        # strong neighbours of members that stay, to a fixpoint, in rank order
+        changed = True
+        while changed and rest:
+            changed = False
+            for r in sorted(rest, key=rank):
+                for nb, (strong, ev) in sorted(edges.get(r, {}).items()):
+                    if strong and nb in joined:
+                        attach[r] = (nb, ev)
+                        joined.add(r)
+                        rest.discard(r)
+                        changed = True
+                        break
+        # anything still connected only weakly: verify against the keeper itself
+        for r in sorted(rest, key=rank):
+            linked = any(nb in joined for nb in edges.get(r, {}))
+            if not linked:
+                continue
+            ev = verify_pair(keeper, r)
+            if ev is not None:
+                attach[r] = (keeper, ev)
+                joined.add(r)
+                rest.discard(r)
+        if len(joined) > 1:
+            out.append((keeper, sorted(joined, key=rank), attach))
+        remaining = [r for r in remaining if r not in joined]
+        # the leftovers may no longer be connected; regroup them by their own edges
+        if len(remaining) > 1:
+            sub = _components(remaining, edges)
+            remaining = []
+            for comp in sub:
+                out.extend(guarded_groups(comp, edges, rank, verify_pair))
+            break
+    return out
+
+
+def _components(rows: list[int], edges: dict[int, dict[int, tuple[bool, object]]]) -> list[list[int]]:
+    inside = set(rows)
+    seen: set[int] = set()
+    comps = []
+    for r in rows:
+        if r in seen:
+            continue
+        stack, comp = [r], []
+        seen.add(r)
+        while stack:
+            x = stack.pop()
+            comp.append(x)
+            for nb in edges.get(x, {}):
+                if nb in inside and nb not in seen:
+                    seen.add(nb)
+                    stack.append(nb)
+        if len(comp) > 1:
+            comps.append(comp)
+    return comps

@@ -1,0 +1,134 @@
+"""Extraction of many files in parallel worker processes with bounded queues."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+
+from ..errors import DecodeError
+from ..features.extract import FEATURE_VERSION, ImageFeatures, digest_bytes, features_from_decoded
+from ..features.decode import decode
+
+__all__ = ["Outcome", "extract_many", "extract_one"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result for one file: a digest, maybe new features, or a failure."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    digest: bytes | None
+    features: ImageFeatures | None  # None when the digest's features were already cached
+    error_stage: str | None = None
+    error_reason: str | None = None
+    error: str | None = None
+
+
+_known: sqlite3.Connection | None = None
+
+
+def _init_worker(cache_file: str | None) -> None:
+    global _known
+    if _known is not None:
+        _known.close()
+        _known = None
+    if cache_file and cache_file != ":memory:" and os.path.exists(cache_file):
+        _known = sqlite3.connect(f"file:{cache_file}?mode=ro", uri=True, check_same_thread=False)
+
+
+def _cached(digest: bytes) -> bool:
+    if _known is None:
+        return False
+    try:
+        row = _known.execute(
+            "SELECT 1 FROM features WHERE digest=? AND version=?", (digest, FEATURE_VERSION)
+        ).fetchone()
+    except sqlite3.Error:
+        return False
+    return row is not None
+
+
+def extract_one(path: str, size: int, mtime_ns: int, max_pixels: int) -> Outcome:
+    """Read, digest and (unless the digest is cached) decode one file; never raises."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        reason = "vanished" if isinstance(e, FileNotFoundError) else "unreadable"
+        return Outcome(path, size, mtime_ns, None, None, "read", reason, f"cannot read: {e.strerror}")
+    digest = digest_bytes(data)
+    if _cached(digest):
+        return Outcome(path, size, mtime_ns, digest, None)
+    try:
+        feats = features_from_decoded(decode(data, max_pixels=max_pixels), digest)
+    except DecodeError as e:
+        return Outcome(path, size, mtime_ns, None, None, "decode", e.reason, str(e))
+    except MemoryError:
+        return Outcome(path, size, mtime_ns, None, None, "decode", "out-of-memory", "ran out of memory")
+    except Exception as e:  # a decoder bug must cost one file, not the run
+        return Outcome(path, size, mtime_ns, None, None, "decode", "internal-error", f"{type(e).__name__}: {e}")
+    return Outcome(path, size, mtime_ns, digest, feats)
+
+
+def _extract_chunk(items: list[tuple[str, int, int]], max_pixels: int) -> list[Outcome]:
+    return [extract_one(p, s, m, max_pixels) for p, s, m in items]
+
+
+def extract_many(
+    items: Iterable[tuple[str, int, int]],
+    *,
+    workers: int,
+    max_pixels: int,
+    cache_file: str | None,
+    chunk: int = 32,
+    on_done: Callable[[int], None] | None = None,
+) -> Iterator[list[Outcome]]:
+    """Yield outcomes chunk by chunk; at most ``2 * workers`` chunks are ever in flight."""
+    if workers <= 1:
+        _init_worker(cache_file)
+        buf: list[tuple[str, int, int]] = []
+        for it in items:
+            buf.append(it)
+            if len(buf) >= chunk:
+                out = _extract_chunk(buf, max_pixels)
+                buf = []
+                if on_done:
+                    on_done(len(out))
+                yield out
+        if buf:
+            out = _extract_chunk(buf, max_pixels)
+            if on_done:
+                on_done(len(out))
+            yield out
+        return
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(cache_file,)) as pool:
+        pending: set[Future[list[Outcome]]] = set()
+        buf = []
+
+        def drain(block: bool) -> Iterator[list[Outcome]]:
+            nonlocal pending
+            if not pending:
+                return
+            done, pending = wait(pending, return_when=FIRST_COMPLETED, timeout=None if block else 0)
+            for fut in done:
+                out = fut.result()
+                if on_done:
+                    on_done(len(out))
+                yield out
+
+        for it in items:
+            buf.append(it)
+            if len(buf) >= chunk:
+                pending.add(pool.submit(_extract_chunk, buf, max_pixels))
+                buf = []
+                while len(pending) >= 2 * workers:
+                    yield from drain(True)
+        if buf:
+            pending.add(pool.submit(_extract_chunk, buf, max_pixels))
+        while pending:
+            yield from drain(True)

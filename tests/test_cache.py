@@ -1,0 +1,50 @@
+"""The feature cache: round trips, invalidation, reruns that decode nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+
+
+import neardup
+from neardup.cache import FeatureCache
+from neardup.features import extract
+
+from .conftest import PHOTOS
+
+
+def test_features_round_trip(tmp_path):
+    f = extract(PHOTOS[0].read_bytes())
+    with FeatureCache(tmp_path) as c:
+        c.put_batch([("x.jpg", 1, 2, f.digest, None, None, None)], [f])
+        cols = c.load_columns([f.digest])
+        assert (cols["p64"][0] == f.p64).all() and (cols["d256"][0] == f.d256).all()
+        assert (cols["colour"][0] == f.colour).all() and cols["canon"][0] == f.canon
+        assert cols["quality"][0] == f.quality
+        assert (c.load_signatures([f.digest])[0] == f.sig).all()
+        assert c.lookup_files([("x.jpg", 1, 2)])["x.jpg"].digest == f.digest
+        assert c.lookup_files([("x.jpg", 1, 3)]) == {}  # mtime changed: not trusted
+        assert c.integrity_ok()
+
+
+def test_rerun_decodes_nothing_and_changed_file_is_redone(tmp_path):
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for p in PHOTOS:
+        shutil.copy(p, src / p.name)
+    shutil.copy(PHOTOS[0], src / "copy.jpg")
+    cache = tmp_path / "cache"
+    r1 = neardup.scan([str(src)], cache=cache, workers=1)
+    assert r1.stats["decoded"] + r1.stats["from_cache"] == len(PHOTOS) + 1
+    r2 = neardup.scan([str(src)], cache=cache, workers=1)
+    assert r2.stats["decoded"] == 0 and r2.stats["from_cache"] == len(PHOTOS) + 1
+    assert [g.to_dict() for g in r2.groups] == [g.to_dict() for g in r1.groups]
+    target = src / PHOTOS[1].name
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    r3 = neardup.scan([str(src)], cache=cache, workers=1)
+    assert r3.stats["decoded"] == 0  # changed mtime: read and digested again, same bytes so no decode
+    assert [g.to_dict() for g in r3.groups] == [g.to_dict() for g in r1.groups]
+    with FeatureCache(cache) as c:
+        assert c.lookup_files([(str(target), target.stat().st_size, target.stat().st_mtime_ns)])
+

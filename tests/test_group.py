@@ -1,0 +1,64 @@
+"""Grouping: chain guard, and independence from input order."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neardup.group import UnionFind, guarded_groups
+
+
+def _run(n, edge_list, scores, verify_ok=frozenset()):
+    edges = {}
+    uf = UnionFind(n)
+    for a, b, strong in edge_list:
+        edges.setdefault(a, {})[b] = (strong, {"e": (min(a, b), max(a, b))})
+        edges.setdefault(b, {})[a] = (strong, {"e": (min(a, b), max(a, b))})
+        uf.union(a, b)
+    out = []
+    for comp in uf.components().values():
+        for keeper, rows, _ in guarded_groups(
+            comp, edges, lambda r: (-scores[r], r),
+            lambda k, r: {"v": 1} if frozenset((k, r)) in verify_ok else None,
+        ):
+            out.append((keeper, tuple(sorted(rows))))
+    return sorted(out)
+
+
+def test_weak_chain_is_cut():
+    # 0 is best; 0-1 verified, 1-2 verified but weak, 2 not verifiable against 0
+    groups = _run(3, [(0, 1, False), (1, 2, False)], {0: 3, 1: 2, 2: 1})
+    assert groups == [(0, (0, 1))]
+
+
+def test_strong_neighbour_keeps_member():
+    groups = _run(3, [(0, 1, False), (1, 2, True)], {0: 3, 1: 2, 2: 1})
+    assert groups == [(0, (0, 1, 2))]
+
+
+def test_on_demand_verification_against_keeper():
+    groups = _run(3, [(0, 1, False), (1, 2, False)], {0: 3, 1: 2, 2: 1}, {frozenset((0, 2))})
+    assert groups == [(0, (0, 1, 2))]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 12), st.data())
+def test_groups_do_not_depend_on_edge_order(n, data):
+    pairs = data.draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.booleans()), max_size=30))
+    pairs = [(a, b, s) for a, b, s in pairs if a != b]
+    dedup = {}
+    for a, b, s in pairs:
+        dedup[(min(a, b), max(a, b))] = s
+    pairs = [(a, b, s) for (a, b), s in dedup.items()]
+    scores = {i: data.draw(st.integers(0, 3)) for i in range(n)}
+    first = _run(n, pairs, scores)
+    shuffled = pairs[:]
+    random.Random(data.draw(st.integers(0, 1000))).shuffle(shuffled)
+    flipped = [(b, a, s) for a, b, s in shuffled]
+    assert _run(n, flipped, scores) == first
+    for _, rows in first:  # no row in two groups
+        assert len(rows) == len(set(rows))
+    seen = [r for _, rows in first for r in rows]
+    assert len(seen) == len(set(seen))

@@ -1,0 +1,119 @@
+"""End-to-end scans on real labelled data: imagededup's test set and the dev benchmark."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import neardup
+from neardup.evaluate import load_truth, score_pairs
+
+from .conftest import need_shared
+
+
+@pytest.fixture(scope="module")
+def imagededup_result():
+    root = need_shared() / "real" / "imagededup"
+    return root, neardup.scan([str(root)], cache=None, workers=2)
+
+
+def _rel(root: Path, p: str) -> str:
+    return str(Path(p).relative_to(root))
+
+
+# alpha_channel_image.png is ukbench00120 with an alpha channel (checked by eye): a true copy
+# that GROUND_TRUTH.json lists only as a format fixture.
+SAME_AS = {"ukbench00120": {"alpha_channel_image.png"}}
+# The 30-degree rotation with black corners is a heavy edit the fast hashes cannot see;
+# thorough mode (issue 3) is meant to catch it.
+FAST_MODE_MISSES = {"mixed_images/ukbench00120_rotation.jpg", "mixed_nested_images/lvl1/lvl2a/ukbench00120_rotation.jpg"}
+
+
+def _truth_groups(root: Path):
+    truth = json.loads((root / "GROUND_TRUTH.json").read_text())
+    return [g for g in truth["groups"] if not g["id"].startswith("holidays")], truth
+
+
+def test_imagededup_groups_are_found_whole_except_heavy_rotation(imagededup_result):
+    root, result = imagededup_result
+    groups, truth = _truth_groups(root)
+    found = [{_rel(root, m) for m in g.members} for g in result.groups]
+    for g in groups:
+        files = set(g["files"]) - FAST_MODE_MISSES
+        match = [f for f in found if files <= f]
+        assert match, f"group {g['id']} not found whole"
+        assert match[0] - files <= SAME_AS.get(g["id"], set()), f"group {g['id']} has extra members"
+    holidays = set(next(g for g in truth["groups"] if g["id"].startswith("holidays"))["files"])
+    assert not any(holidays <= f for f in found), "the Holidays pair (another shot, not a copy) was grouped"
+
+
+@pytest.mark.xfail(strict=True, reason="fast mode misses the 30-degree rotation; thorough mode (issue 3)")
+def test_imagededup_heavy_rotation_found(imagededup_result):
+    root, result = imagededup_result
+    found = [{_rel(root, m) for m in g.members} for g in result.groups]
+    assert any(FAST_MODE_MISSES | {"base_images/ukbench00120.jpg"} <= f for f in found)
+
+
+def test_imagededup_corrupt_files_are_failures(imagededup_result):
+    root, result = imagededup_result
+    truth = json.loads((root / "GROUND_TRUTH.json").read_text())
+    failed = {_rel(root, f.path): f for f in result.failures}
+    for c in truth["corrupt_files"]:
+        assert c in failed and failed[c].stage == "decode" and failed[c].error
+    assert not any(f.reason == "internal-error" for f in result.failures)
+
+
+def test_imagededup_distinct_objects_stay_apart(imagededup_result):
+    root, result = imagededup_result
+    base = {f"base_images/{p.name}" for p in (root / "base_images").iterdir()}
+    for g in result.groups:
+        assert len(base & {_rel(root, m) for m in g.members}) <= 1
+
+
+def test_results_json_contract(imagededup_result):
+    _, result = imagededup_result
+    d = json.loads(result.to_json())
+    assert set(d) >= {"groups", "failures", "stats"}
+    for g in d["groups"]:
+        assert g["keep"] in g["members"] and g["reason"]
+        for p in g["pairs"]:
+            assert {"a", "b", "stage"} <= set(p) and ("distance" in p or "score" in p)
+    for f in d["failures"]:
+        assert {"path", "stage", "error"} <= set(f)
+    s = d["stats"]
+    assert {"images", "decoded", "from_cache", "failed", "candidate_pairs", "verified_pairs", "stages"} <= set(s)
+    for st in s["stages"].values():
+        assert {"seconds", "peak_rss_mb"} <= set(st)
+
+
+@pytest.fixture(scope="module")
+def devset(tmp_path_factory):
+    bench = need_shared()
+    out = tmp_path_factory.mktemp("devset")
+    subprocess.run([sys.executable, str(bench / "make_benchmark.py"), "--photos", str(bench / "photos" / "bsds500"),
+                    "--out", str(out), "--seed", "1"], check=True, capture_output=True)
+    return out
+
+
+def test_devset_accuracy_at_defaults(devset):
+    """The issue's bar: pair precision >= 0.995 and tier-A copy recall >= 0.90, no negative groups."""
+    result = neardup.scan([str(devset / "images")], cache=None, workers=2)
+    truth = load_truth(str(devset / "truth.csv"))
+    pairs = set()
+    import itertools
+    from pathlib import PurePath
+    for g in result.groups:
+        names = sorted({PurePath(m).name for m in g.members})
+        pairs.update(frozenset(p) for p in itertools.combinations(names, 2))
+    s = score_pairs(truth, pairs, [{"members": g.members, "keep": g.keep} for g in result.groups])
+    assert s["precision"] >= 0.995, s
+    assert s["copy_recall"]["tier A"] >= 0.90, s
+    with open(devset / "truth.csv", newline="") as f:
+        roles = {r["file"]: r["role"] for r in csv.DictReader(f)}
+    for g in result.groups:
+        assert any(roles[PurePath(m).name] != "negative" for m in g.members), "a group of hard negatives only"
