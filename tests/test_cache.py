@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 
-
-
 import neardup
 from neardup.cache import FeatureCache
 from neardup.features import extract

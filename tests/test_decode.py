@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import struct
 import zlib
 
@@ -34,7 +33,7 @@ def photo() -> Image.Image:
         lambda im: encode(im, "BMP"),
         lambda im: encode(im, "GIF"),
         lambda im: encode(im, "PPM"),
-        lambda im: encode(Image.fromarray((np.asarray(im.convert("L")).astype(np.uint16) * 257)), "PNG"),
+        lambda im: encode(Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257), "PNG"),
     ],
     ids=["cmyk-jpeg", "grey-png", "palette-transparent", "la-png", "rgba-webp", "bilevel", "tiff", "bmp", "gif", "ppm", "16bit-png"],
 )

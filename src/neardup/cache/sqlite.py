@@ -190,7 +190,7 @@ class FeatureCache:
     def load_columns(self, digests: Sequence[bytes], *, batch: int = 900) -> dict[str, np.ndarray]:
         """Columnar arrays of the features for ``digests``, in that order (no signatures)."""
         n = len(digests)
-        cols = {
+        cols: dict[str, np.ndarray] = {
             "width": np.zeros(n, np.int64), "height": np.zeros(n, np.int64),
             "p64": np.zeros((n, 8), np.uint64), "c64": np.zeros((n, 8), np.uint64),
             "d256": np.zeros((n, 8, 4), np.uint64), "canon": np.zeros(n, np.int8),

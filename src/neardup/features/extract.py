@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .colour import colour_signature
 from .decode import Decoded, decode
 from .hashes import dct_coefficients, dct_hash_variants, to_gray, trim_borders, whash64
 from .orient import canonical_variant
 from .quality import QualityFacts, quality_facts
-from .colour import colour_signature
 
 __all__ = ["ImageFeatures", "extract", "FEATURE_VERSION", "SIG_SIDE", "CENTER_FRACTION", "digest_bytes"]
 

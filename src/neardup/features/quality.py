@@ -35,7 +35,8 @@ class QualityFacts:
     @property
     def score(self) -> float:
         """A single number, higher is better; comparable only between copies of one image."""
-        enc = 100.0 if self.lossless else float(self.jpeg_quality or 85)
+        # lossy formats other than JPEG carry no readable quality: assume a typical web setting
+        enc = 100.0 if self.lossless else float(self.jpeg_quality or 75)
         s = 1.0 * math.log2(max(self.pixels, 1))
         s += 0.04 * enc  # q95 vs q30: +2.6, about 6x the pixels
         s += 1.5 * math.log2(1.0 + self.sharpness)

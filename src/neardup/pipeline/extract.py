@@ -9,8 +9,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 
 from ..errors import DecodeError
-from ..features.extract import FEATURE_VERSION, ImageFeatures, digest_bytes, features_from_decoded
 from ..features.decode import decode
+from ..features.extract import FEATURE_VERSION, ImageFeatures, digest_bytes, features_from_decoded
 
 __all__ = ["Outcome", "extract_many", "extract_one"]
 

@@ -208,9 +208,9 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             qc, qi = np.concatenate(q_codes), np.concatenate(q_ids)
             seen_total = 0
             for pb in index.query(qc, qi):
-                key = np.unique(pb.a * n + pb.b, return_index=True)
-                a, b = pb.a[key[1]], pb.b[key[1]]
-                dist = pb.distance[key[1]]
+                _, firsts = np.unique(pb.a * n + pb.b, return_index=True)
+                a, b = pb.a[firsts], pb.b[firsts]
+                dist = pb.distance[firsts]
                 n_cand += len(a)
                 seen_total += len(a)
                 progress("candidates", len(a), None)
@@ -218,8 +218,9 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
                 ver = verify_batch(a, b, dist, cols, params, load_sigs)
                 t_verify += time.perf_counter() - t0
                 if len(ver):
-                    va.append(ver.a), vb.append(ver.b), vstage.append(ver.stage), vd.append(ver.d256)
-                    vp.append(ver.p64), vc.append(ver.colour), vn.append(ver.ncc)
+                    for acc, col in ((va, ver.a), (vb, ver.b), (vstage, ver.stage), (vd, ver.d256),
+                                     (vp, ver.p64), (vc, ver.colour), (vn, ver.ncc)):
+                        acc.append(col)
     clock.stages["candidates"]["seconds"] = round(clock.stages["candidates"]["seconds"] - t_verify, 4)
     clock.add("verify", t_verify)
 
@@ -227,7 +228,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     with clock.stage("group"):
         if va:
             A, B = np.concatenate(va), np.concatenate(vb)
-            key, first = np.unique(A * max(n, 1) + B, return_index=True)
+            _, first = np.unique(A * max(n, 1) + B, return_index=True)
             A, B = A[first], B[first]
             S, D, P = np.concatenate(vstage)[first], np.concatenate(vd)[first], np.concatenate(vp)[first]
             C, N = np.concatenate(vc)[first], np.concatenate(vn)[first]

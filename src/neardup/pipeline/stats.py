@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import resource
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 __all__ = ["StageClock"]
 

@@ -60,8 +60,8 @@ def _walk_dir(path: str, ancestors: set[tuple[int, int]], all_files: bool) -> It
     try:
         with os.scandir(path) as it:
             entries = sorted(it, key=lambda e: e.name)
-    except OSError as e:
-        yield ScanProblem(path, "unreadable-folder", f"cannot list folder: {e.strerror}")
+    except OSError as err:
+        yield ScanProblem(path, "unreadable-folder", f"cannot list folder: {err.strerror}")
         return
     for e in entries:
         p = e.path

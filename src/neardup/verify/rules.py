@@ -106,7 +106,7 @@ def _best_inside(big: np.ndarray, small: np.ndarray, scales: tuple[float, ...]) 
     return best
 
 
-def crop_ncc(sig_a: np.ndarray, sig_b: np.ndarray, variant: int, *, scales=(0.75, 0.8, 0.85, 0.9, 0.95, 1.0)) -> float:
+def crop_ncc(sig_a: np.ndarray, sig_b: np.ndarray, variant: int, *, scales=(0.76, 0.82, 0.88, 0.94, 1.0)) -> float:
     """Best normalised cross-correlation of one layout as a crop of the other.
 
     ``variant`` is the orientation of b that matches a upright.  Both directions are tried
