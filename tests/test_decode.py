@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
 
@@ -116,7 +117,14 @@ def test_reduced_decode_keeps_features_close_to_full_decode(photo):
 
 
 def test_features_keep_no_pixels(photo):
+    # the largest thing kept is the 32x32 layout signature; nothing of working-image size
     f = extract(encode(photo, "JPEG"))
-    big_arrays = [v for v in (f.p64, f.c64, f.d256, f.sig, f.colour) if v.nbytes > 2048]
-    assert not big_arrays
+    arrays = [getattr(f, x.name) for x in dataclasses.fields(f) if isinstance(getattr(f, x.name), np.ndarray)]
+    assert len(arrays) == 5 and sum(a.nbytes for a in arrays) <= 1600
+    assert f.sig.shape == (32, 32)
+
+
+@pytest.mark.parametrize("quality", [5, 30, 50, 75, 90, 100])
+def test_jpeg_quality_is_read_from_the_tables(photo, quality):
+    assert decode(encode(photo, "JPEG", quality=quality)).jpeg_quality == quality
 

@@ -43,6 +43,12 @@ def test_on_demand_verification_against_keeper():
     assert groups == [(0, (0, 1, 2))]
 
 
+def test_long_chain_does_not_overflow_the_stack():
+    n = 5000  # a chain of weak edges: every member splits off on its own, one level each
+    groups = _run(n, [(i, i + 1, False) for i in range(n - 1)], {i: -i for i in range(n)})
+    assert groups == [(i, (i, i + 1)) for i in range(0, n - 1, 2)]
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(2, 12), st.data())
 def test_groups_do_not_depend_on_edge_order(n, data):

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neardup.candidates import MultiIndex, brute_force_pairs, choose_chunks
+from neardup.candidates import MultiIndex, brute_force_pairs
 
 
 def _collect(index, codes):
@@ -48,8 +48,3 @@ def test_duplicate_ids_from_several_variants_are_pairs_once_normalised():
         got.update(zip(pb.a.tolist(), pb.b.tolist()))
     assert got == {(0, 2), (1, 2)}
 
-
-def test_chunk_choice_keeps_tables_small():
-    for n in (10, 10_000, 10_000_000):
-        for r in (0, 4, 8, 12):
-            assert 64 // choose_chunks(n, r) <= 26

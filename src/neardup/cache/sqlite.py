@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,13 +152,6 @@ class FeatureCache:
             elif digest is None and stage is not None:
                 out[path] = FileRecord(path, None, stage, reason, err)
         return out
-
-    def has_features(self, digests: Iterable[bytes]) -> set[bytes]:
-        ds = list(digests)
-        if not ds:
-            return set()
-        q = f"SELECT digest FROM features WHERE version=? AND digest IN ({','.join('?' * len(ds))})"
-        return {bytes(r[0]) for r in self._db.execute(q, [FEATURE_VERSION, *ds])}
 
     def put_batch(
         self,

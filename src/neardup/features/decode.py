@@ -55,27 +55,32 @@ class Decoded:
     format: str
     jpeg_quality: int  # estimated from the quantisation tables; 0 where not JPEG
     lossless: bool
-    scale: float  # working pixels per full-resolution pixel (<= 1)
 
 
 def _jpeg_quality(im: Image.Image) -> int:
-    """Estimate the IJG quality factor from the luminance quantisation table."""
+    """The IJG quality factor whose scaled luminance table best matches the file's.
+
+    Pillow returns tables in natural (row-major) order.  Files from encoders that do not
+    scale the IJG table still get the nearest factor, which is all the quality score needs.
+    """
     q = getattr(im, "quantization", None)
-    if not q or 0 not in q:
+    if not q or 0 not in q or len(q[0]) != 64:
         return 0
     table = np.asarray(q[0], dtype=np.float64)
-    # IJG standard luminance table in zig-zag order, as Pillow returns it.
-    std = _IJG_LUMA
-    scale = float(np.mean(table[: len(std)] / std)) * 100.0
-    quality = (200.0 - scale) / 2.0 if scale <= 100.0 else 5000.0 / scale
-    return int(round(min(100.0, max(1.0, quality))))
+    err = np.abs(_IJG_SCALED - table[None, :]).mean(axis=1)
+    return int(np.argmin(err)) + 1
 
 
+# IJG standard luminance table (ITU-T T.81 Annex K), natural order, and the tables libjpeg
+# writes for quality 1..100 (baseline: clipped to 1..255).
 _IJG_LUMA = np.array(
-    [16, 11, 12, 14, 12, 10, 16, 14, 13, 14, 18, 17, 16, 19, 24, 40, 26, 24, 22, 22, 24, 49,
-     35, 37, 29, 40, 58, 51, 61, 60, 57, 51, 56, 55, 64, 72, 92, 78, 64, 68, 87, 69, 55, 56,
-     80, 109, 81, 87, 95, 98, 103, 104, 103, 62, 77, 113, 121, 112, 100, 120, 92, 101, 103,
+    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57,
+     69, 56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55,
+     64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103,
      99], dtype=np.float64)
+_Q = np.arange(1, 101, dtype=np.float64)
+_SCALE = np.where(_Q < 50, 5000.0 / _Q, 200.0 - 2.0 * _Q)
+_IJG_SCALED = np.clip(np.floor((_IJG_LUMA[None, :] * _SCALE[:, None] + 50.0) / 100.0), 1, 255)
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -187,8 +192,7 @@ def _decode_opened(im: Image.Image, *, max_pixels: int, work_side: int) -> Decod
         raise DecodeError("corrupt", f"decoded to an unusable array of shape {rgb.shape}")
     up_w, up_h = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
     return Decoded(
-        rgb=rgb, width=up_w, height=up_h, format=fmt, jpeg_quality=jpeg_q, lossless=lossless,
-        scale=rgb.shape[1] / up_w,
+        rgb=rgb, width=up_w, height=up_h, format=fmt, jpeg_quality=jpeg_q, lossless=lossless
     )
 
 

@@ -17,7 +17,7 @@ from .quality import QualityFacts, quality_facts
 __all__ = ["ImageFeatures", "extract", "FEATURE_VERSION", "SIG_SIDE", "CENTER_FRACTION", "digest_bytes"]
 
 #: Bump when any extractor changes its output: it is part of every cache key.
-FEATURE_VERSION = "nd-features-3"
+FEATURE_VERSION = "nd-features-4"
 #: Side of the luminance layout signature used to verify crops.
 SIG_SIDE = 32
 #: The centre window hashed as well, so that moderate crops find their original.

@@ -36,9 +36,9 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
 def trim_borders(gray: np.ndarray, *, tol: float = 12.0, max_frac: float = 0.9) -> tuple[int, int, int, int]:
     """Bounds ``(top, bottom, left, right)`` of the image inside uniform borders.
 
-    A row or column belongs to the border when nearly all its pixels are within ``tol`` of the
-    colour of the outermost line.  At most ``max_frac`` of each dimension is trimmed per side,
-    so an image that is all border keeps its middle rather than vanishing.
+    A row or column belongs to the border when 98% of its pixels are within ``tol`` of the
+    colour of the outermost line; at most ``max_frac`` of each dimension goes per side.  An
+    image that would keep fewer than 8 rows or columns (all border: near-blank) is not trimmed.
     """
     h, w = gray.shape
 
@@ -91,6 +91,14 @@ def _dihedral(m: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def _whash_bits(gray: np.ndarray) -> np.ndarray:
+    scale = max(8, 2 ** int(np.log2(min(gray.shape))))
+    img = _resize(gray, scale) / 255.0
+    k = scale // 8
+    ll = img.reshape(8, k, 8, k).mean(axis=(1, 3)) - img.mean()
+    return ll > np.median(ll)
+
+
 def whash64(gray: np.ndarray) -> np.ndarray:
     """64-bit Haar wavelet hash, bit-identical to ``imagehash.whash`` on the same image.
 
@@ -98,18 +106,12 @@ def whash64(gray: np.ndarray) -> np.ndarray:
     low-pass at level log2(scale/8) is the 8x8 grid of block means, and removing the coarsest
     LL band is subtracting the global mean, which leaves the median threshold unchanged.
     """
-    return whash64_variants(gray)[0]
+    return pack_bits(_whash_bits(gray).reshape(-1))
 
 
 def whash64_variants(gray: np.ndarray) -> np.ndarray:
     """The 8 dihedral variants of :func:`whash64`, shape (8, 1) uint64."""
-    scale = max(8, 2 ** int(np.log2(min(gray.shape))))
-    img = _resize(gray, scale) / 255.0
-    k = scale // 8
-    ll = img.reshape(8, k, 8, k).mean(axis=(1, 3))
-    ll = ll - img.mean()
-    bits = ll > np.median(ll)
-    return np.stack([pack_bits(v.reshape(-1)) for v in _dihedral(bits)])
+    return np.stack([pack_bits(v.reshape(-1)) for v in _dihedral(_whash_bits(gray))])
 
 
 @lru_cache(maxsize=8)

@@ -16,7 +16,7 @@ import numpy as np
 from .colour import colourfulness
 from .decode import Decoded
 
-__all__ = ["QualityFacts", "quality_facts", "keeper_order"]
+__all__ = ["QualityFacts", "quality_facts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +65,3 @@ def quality_facts(d: Decoded, gray: np.ndarray, rgb: np.ndarray, *, border_fract
         border=round(float(border_fraction), 4),
         clipped=round(clipped, 4),
     )
-
-
-def keeper_order(scores: np.ndarray, keys: list[str]) -> list[int]:
-    """Indices sorted best first; ties broken by the path so the order never depends on input."""
-    return sorted(range(len(keys)), key=lambda i: (-round(float(scores[i]), 6), keys[i]))

@@ -75,54 +75,59 @@ def guarded_groups(
     Returns
     -------
     list of ``(keeper, rows, attach)`` where ``attach[row] = (via, evidence)`` says which
-    member the row was verified against.  Groups of one are dropped.
+    member the row was verified against.  Groups of one are dropped.  Leftovers are split
+    into their own components and handled the same way (a work list, not recursion, so a
+    long chain cannot overflow the stack).
     """
-    remaining = sorted(members, key=rank)
     out = []
-    while len(remaining) > 1:
-        keeper = remaining[0]
-        attach: dict[int, tuple[int, object]] = {}
-        joined = {keeper}
-        rest = set(remaining[1:])
-        for r in remaining[1:]:
-            e = edges.get(keeper, {}).get(r)
-            if e is not None:
-                attach[r] = (keeper, e[1])
-                joined.add(r)
-        rest -= joined
-        # strong neighbours of members that stay, to a fixpoint, in rank order
-        changed = True
-        while changed and rest:
-            changed = False
-            for r in sorted(rest, key=rank):
-                for nb, (strong, ev) in sorted(edges.get(r, {}).items()):
-                    if strong and nb in joined:
-                        attach[r] = (nb, ev)
-                        joined.add(r)
-                        rest.discard(r)
-                        changed = True
-                        break
-        # anything still connected only weakly: verify against the keeper itself
-        for r in sorted(rest, key=rank):
-            linked = any(nb in joined for nb in edges.get(r, {}))
-            if not linked:
-                continue
+    work = [members]
+    while work:
+        ordered = sorted(work.pop(), key=rank)
+        if len(ordered) < 2:
+            continue
+        keeper, joined, attach = _keeper_group(ordered, edges, rank, verify_pair)
+        if len(joined) > 1:
+            out.append((keeper, sorted(joined, key=rank), attach))
+        work.extend(_components([r for r in ordered if r not in joined], edges))
+    return out
+
+
+def _keeper_group(
+    ordered: list[int],
+    edges: dict[int, dict[int, tuple[bool, object]]],
+    rank: Callable[[int], tuple],
+    verify_pair: Callable[[int, int], object | None],
+) -> tuple[int, set[int], dict[int, tuple[int, object]]]:
+    keeper = ordered[0]
+    inside = set(ordered)
+    attach: dict[int, tuple[int, object]] = {}
+    joined = {keeper}
+    for r, (_, ev) in edges.get(keeper, {}).items():
+        if r in inside:
+            attach[r] = (keeper, ev)
+            joined.add(r)
+    rest = [r for r in ordered if r not in joined]
+    # strong neighbours of members that stay, to a fixpoint, in rank order
+    changed = True
+    while changed and rest:
+        changed = False
+        for r in list(rest):
+            for nb, (strong, ev) in sorted(edges.get(r, {}).items()):
+                if strong and nb in joined:
+                    attach[r] = (nb, ev)
+                    joined.add(r)
+                    rest.remove(r)
+                    changed = True
+                    break
+    # members still tied only weakly: verify against the keeper itself
+    for r in list(rest):
+        if any(nb in joined for nb in edges.get(r, {})):
             ev = verify_pair(keeper, r)
             if ev is not None:
                 attach[r] = (keeper, ev)
                 joined.add(r)
-                rest.discard(r)
-        if len(joined) > 1:
-            out.append((keeper, sorted(joined, key=rank), attach))
-        remaining = [r for r in remaining if r not in joined]
-        # the leftovers may no longer be connected; regroup them by their own edges
-        if len(remaining) > 1:
-            sub = _components(remaining, edges)
-            remaining = []
-            for comp in sub:
-                out.extend(guarded_groups(comp, edges, rank, verify_pair))
-            break
-    return out
+                rest.remove(r)
+    return keeper, joined, attach
 
 
 def _components(rows: list[int], edges: dict[int, dict[int, tuple[bool, object]]]) -> list[list[int]]:

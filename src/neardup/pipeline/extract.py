@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -79,6 +79,17 @@ def _extract_chunk(items: list[tuple[str, int, int]], max_pixels: int) -> list[O
     return [extract_one(p, s, m, max_pixels) for p, s, m in items]
 
 
+def _chunks(items: Iterable[tuple[str, int, int]], size: int) -> Iterator[list[tuple[str, int, int]]]:
+    buf: list[tuple[str, int, int]] = []
+    for it in items:
+        buf.append(it)
+        if len(buf) >= size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
 def extract_many(
     items: Iterable[tuple[str, int, int]],
     *,
@@ -86,49 +97,28 @@ def extract_many(
     max_pixels: int,
     cache_file: str | None,
     chunk: int = 32,
-    on_done: Callable[[int], None] | None = None,
 ) -> Iterator[list[Outcome]]:
-    """Yield outcomes chunk by chunk; at most ``2 * workers`` chunks are ever in flight."""
+    """Yield outcomes chunk by chunk, as they finish, from one pool that lives for the run.
+
+    At most ``2 * workers`` chunks are in flight, so memory is bounded whatever the input
+    size; finished chunks are handed back as soon as they are seen, so a killed run loses
+    only what was in flight.  ``items`` is consumed lazily.
+    """
     if workers <= 1:
         _init_worker(cache_file)
-        buf: list[tuple[str, int, int]] = []
-        for it in items:
-            buf.append(it)
-            if len(buf) >= chunk:
-                out = _extract_chunk(buf, max_pixels)
-                buf = []
-                if on_done:
-                    on_done(len(out))
-                yield out
-        if buf:
-            out = _extract_chunk(buf, max_pixels)
-            if on_done:
-                on_done(len(out))
-            yield out
+        for c in _chunks(items, chunk):
+            yield _extract_chunk(c, max_pixels)
         return
+    # workers start on demand: a run whose files are all cached starts none
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(cache_file,)) as pool:
         pending: set[Future[list[Outcome]]] = set()
-        buf = []
-
-        def drain(block: bool) -> Iterator[list[Outcome]]:
-            nonlocal pending
-            if not pending:
-                return
+        for c in _chunks(items, chunk):
+            pending.add(pool.submit(_extract_chunk, c, max_pixels))
+            block = len(pending) >= 2 * workers
             done, pending = wait(pending, return_when=FIRST_COMPLETED, timeout=None if block else 0)
             for fut in done:
-                out = fut.result()
-                if on_done:
-                    on_done(len(out))
-                yield out
-
-        for it in items:
-            buf.append(it)
-            if len(buf) >= chunk:
-                pending.add(pool.submit(_extract_chunk, buf, max_pixels))
-                buf = []
-                while len(pending) >= 2 * workers:
-                    yield from drain(True)
-        if buf:
-            pending.add(pool.submit(_extract_chunk, buf, max_pixels))
+                yield fut.result()
         while pending:
-            yield from drain(True)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()

@@ -115,41 +115,42 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     n_decoded = n_cached = n_listed = 0
     workers = opts.workers or (os.cpu_count() or 1)
 
-    # -- scan + extract, streamed in batches ------------------------------------------
-    with clock.stage("extract"):
+    # -- scan + extract, streamed: cache hits are recorded as the pool pulls the misses ------
+    def misses() -> Iterator[tuple[str, int, int]]:
+        nonlocal n_listed, n_cached
         for batch in _batched(_entries(paths, failures), opts.batch):
             n_listed += len(batch)
             known = fc.lookup_files([(e.path, e.size, e.mtime_ns) for e in batch])
-            todo = []
+            hits = 0
             for e in batch:
                 rec = known.get(e.path)
                 if rec is None:
-                    todo.append((e.path, e.size, e.mtime_ns))
-                elif rec.digest is not None:
+                    yield (e.path, e.size, e.mtime_ns)
+                    continue
+                hits += 1
+                n_cached += 1
+                if rec.digest is not None:
                     run_paths.append(e.path)
                     run_digests.append(rec.digest)
-                    n_cached += 1
                 else:
                     failures.append(Failure(e.path, rec.error_stage or "decode", rec.error or "", rec.error_reason or ""))
-                    n_cached += 1
-            progress("extract", len(batch) - len(todo), None)
-            if not todo:
-                continue
-            for outs in extract_many(todo, workers=min(workers, max(1, len(todo) // 8)), max_pixels=opts.max_pixels,
-                                     cache_file=fc.path):
-                fc.put_batch(
-                    [(o.path, o.size, o.mtime_ns, o.digest, o.error_stage, o.error_reason, o.error) for o in outs],
-                    [o.features for o in outs if o.features is not None],
-                )
-                for o in outs:
-                    if o.digest is None:
-                        failures.append(Failure(o.path, o.error_stage or "decode", o.error or "", o.error_reason or ""))
-                    else:
-                        run_paths.append(o.path)
-                        run_digests.append(o.digest)
-                        n_decoded += o.features is not None
-                        n_cached += o.features is None
-                progress("extract", len(outs), None)
+            progress("extract", hits, None)
+
+    with clock.stage("extract"):
+        for outs in extract_many(misses(), workers=workers, max_pixels=opts.max_pixels, cache_file=fc.path):
+            fc.put_batch(
+                [(o.path, o.size, o.mtime_ns, o.digest, o.error_stage, o.error_reason, o.error) for o in outs],
+                [o.features for o in outs if o.features is not None],
+            )
+            for o in outs:
+                if o.digest is None:
+                    failures.append(Failure(o.path, o.error_stage or "decode", o.error or "", o.error_reason or ""))
+                else:
+                    run_paths.append(o.path)
+                    run_digests.append(o.digest)
+                    n_decoded += o.features is not None
+                    n_cached += o.features is None
+            progress("extract", len(outs), None)
     clock.workers_peak("extract")
 
     # -- load columns for unique contents ------------------------------------------------
@@ -159,7 +160,8 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         for i, d in enumerate(run_digests):
             row_of_path[i] = uniq.setdefault(d, len(uniq))
         digests = list(uniq)
-        del uniq, run_digests
+        del uniq
+        run_digests.clear()
         cols = fc.load_columns(digests)
         cols["low_info"] = cols["energy"] < LOW_INFO_ENERGY
         cols["colourful"] = np.array([q.colourfulness > 12.0 for q in cols["quality"]], dtype=bool)
@@ -170,7 +172,8 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             paths_of_row[int(row_of_path[i])].append(run_paths[int(i)])
         for ps in paths_of_row:
             ps.sort()
-        del run_paths, row_of_path
+        del row_of_path
+        run_paths.clear()
 
     params = VerifyParams(hash_threshold=opts.hash_threshold, crop_ncc=opts.crop_ncc)
 
@@ -189,40 +192,32 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     t_verify = 0.0
     with clock.stage("candidates"):
         if n > 1:
+            # index: each row's canonical code, plus the other orientations it might take;
+            # queries: the canonical full frame and centre window (every alternative for the
+            # centre window, whose orientation is decided by the full frame)
             rows = np.arange(n, dtype=np.int64)
             canon = cols["canon"].astype(np.int64)
-            codes = [cols["p64"][rows, canon]]
-            ids = [rows]
-            alt = cols["alt_mask"].astype(np.int64)
-            for v in range(8):
-                has = np.flatnonzero((alt >> v) & 1)
-                codes.append(cols["p64"][has, v])
-                ids.append(has)
-            index = MultiIndex(np.concatenate(codes), np.concatenate(ids), radius=opts.radius)
-            q_codes = [cols["p64"][rows, canon], cols["c64"][rows, canon]]
-            q_ids = [rows, rows]
-            for v in range(8):
-                has = np.flatnonzero((alt >> v) & 1)
-                q_codes.append(cols["c64"][has, v])
-                q_ids.append(has)
-            qc, qi = np.concatenate(q_codes), np.concatenate(q_ids)
-            seen_total = 0
+            alt_rows, alt_vars = np.nonzero((cols["alt_mask"][:, None] >> np.arange(8, dtype=np.uint8)) & 1)
+            full = cols["p64"][rows, canon]
+            index = MultiIndex(np.concatenate([full, cols["p64"][alt_rows, alt_vars]]),
+                               np.concatenate([rows, alt_rows]), radius=opts.radius)
+            qc = np.concatenate([full, cols["c64"][rows, canon], cols["c64"][alt_rows, alt_vars]])
+            qi = np.concatenate([rows, rows, alt_rows])
+            cropped: set[int] = set()  # pairs already given the (dear) crop test
             for pb in index.query(qc, qi):
                 _, firsts = np.unique(pb.a * n + pb.b, return_index=True)
                 a, b = pb.a[firsts], pb.b[firsts]
                 dist = pb.distance[firsts]
                 n_cand += len(a)
-                seen_total += len(a)
                 progress("candidates", len(a), None)
                 t0 = time.perf_counter()
-                ver = verify_batch(a, b, dist, cols, params, load_sigs)
+                ver = verify_batch(a, b, dist, cols, params, load_sigs, crop_done=cropped, n_rows=n)
                 t_verify += time.perf_counter() - t0
                 if len(ver):
                     for acc, col in ((va, ver.a), (vb, ver.b), (vstage, ver.stage), (vd, ver.d256),
                                      (vp, ver.p64), (vc, ver.colour), (vn, ver.ncc)):
                         acc.append(col)
-    clock.stages["candidates"]["seconds"] = round(clock.stages["candidates"]["seconds"] - t_verify, 4)
-    clock.add("verify", t_verify)
+    clock.split("candidates", "verify", t_verify)
 
     # -- group ------------------------------------------------------------------------
     with clock.stage("group"):

@@ -47,9 +47,14 @@ class StageClock:
             entry["seconds"] = round(entry["seconds"] + time.perf_counter() - t, 4)
             entry["peak_rss_mb"] = round(max(entry["peak_rss_mb"], _peak_self_mb()), 1)
 
-    def add(self, name: str, seconds: float) -> None:
-        entry = self.stages.setdefault(name, {"seconds": 0.0, "peak_rss_mb": 0.0})
-        entry["seconds"] = round(entry["seconds"] + seconds, 4)
+    def split(self, name: str, part: str, seconds: float) -> None:
+        """Move ``seconds`` of stage ``name`` to stage ``part`` that ran interleaved with it.
+
+        Both report the same peak RSS: the memory was shared while they alternated.
+        """
+        entry = self.stages[name]
+        entry["seconds"] = round(entry["seconds"] - seconds, 4)
+        self.stages[part] = {"seconds": round(seconds, 4), "peak_rss_mb": entry["peak_rss_mb"]}
 
     def workers_peak(self, name: str) -> None:
         """Record the largest peak RSS of any finished worker process under stage ``name``."""

@@ -15,6 +15,7 @@ to ``strict_hash_threshold`` and never take the crop path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,9 +126,18 @@ def verify_batch(
     p64_dist: np.ndarray,
     cols: dict[str, np.ndarray],
     params: VerifyParams,
-    load_sigs,
+    load_sigs: Callable[[np.ndarray], np.ndarray],
+    *,
+    crop_done: set[int] | None = None,
+    n_rows: int = 0,
 ) -> Verified:
-    """Accept or reject candidate pairs ``(a, b)`` (row ids into ``cols``) in one batch."""
+    """Accept or reject candidate pairs ``(a, b)`` (row ids into ``cols``) in one batch.
+
+    The search can report a pair more than once (from both ends, from the centre window);
+    the hash test is a few popcounts and simply runs again, but a pair whose key
+    ``a * n_rows + b`` is in ``crop_done`` skips the crop test, which costs milliseconds.
+    Accepted crop pairs are kept anyway by the first verdict.
+    """
     d, v = d256_distance(cols["d256"][a], cols["d256"][b])
     low = cols["low_info"][a] | cols["low_info"][b]
     cb = orient_colour(cols["colour"][b], v)
@@ -139,6 +149,11 @@ def verify_batch(
     stage = np.where(hash_ok, 1, 0).astype(np.uint8)
     ncc = np.full(len(a), np.nan, dtype=np.float32)
     need = np.flatnonzero(~hash_ok & ~low & colour_ok)
+    if crop_done is not None and need.size:
+        keys = (a[need] * n_rows + b[need]).tolist()
+        fresh = [k not in crop_done for k in keys]
+        crop_done.update(keys)
+        need = need[np.asarray(fresh, dtype=bool)]
     if need.size:
         sa = load_sigs(a[need])
         sb = load_sigs(b[need])
