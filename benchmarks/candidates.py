@@ -8,6 +8,7 @@ Prints seconds, pairs found, whether every planted pair was found, and peak RSS.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 
@@ -21,6 +22,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--radius", type=int, default=8)
     ap.add_argument("--planted", type=int, default=10_000)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args()
     rng = np.random.default_rng(7)
     codes = rng.integers(0, 2**63, size=a.n, dtype=np.int64).astype(np.uint64) ^ (
@@ -37,13 +39,13 @@ def main() -> None:
     n_pairs = 0
     planted = set(zip(np.minimum(src, dst).tolist(), np.maximum(src, dst).tolist()))
     d_planted = np.bitwise_count(codes[src] ^ codes[dst])
-    for pb in idx.query(codes, np.arange(a.n)):
+    for pb in idx.query(codes, np.arange(a.n), threads=a.threads):
         n_pairs += len(pb)
         m = pb.b >= a.n - a.planted
         found.update(zip(pb.a[m].tolist(), pb.b[m].tolist()))
     t_all = time.perf_counter() - t
     want = {p for p, d in zip(sorted(planted, key=lambda x: x[1]), d_planted[np.argsort(dst)]) if d <= a.radius}
-    print(f"n={a.n:,} radius={a.radius} chunks={len(idx.chunks)} build {t_build:.1f} s, total {t_all:.1f} s, "
+    print(f"n={a.n:,} radius={a.radius} threads={a.threads} chunks={len(idx.chunks)} build {t_build:.1f} s, total {t_all:.1f} s, "
           f"pairs {n_pairs:,}, planted within radius found {len(want & found)}/{len(want)}, "
           f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 

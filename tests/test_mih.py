@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from neardup.candidates import MultiIndex, brute_force_pairs
 
 
-def _collect(index, codes):
+def _collect(index, codes, threads=1):
     got = set()
-    for pb in index.query(codes, np.arange(len(codes)), max_pairs=97):
+    for pb in index.query(codes, np.arange(len(codes)), max_pairs=97, threads=threads):
         assert (pb.a < pb.b).all()
         got.update(zip(pb.a.tolist(), pb.b.tolist()))
     return got
@@ -24,8 +24,9 @@ def _collect(index, codes):
     radius=st.integers(0, 12),
     hub=st.floats(0, 0.5),
     chunks=st.one_of(st.none(), st.integers(1, 8)),
+    threads=st.integers(1, 3),
 )
-def test_search_equals_brute_force(seed, n, radius, hub, chunks):
+def test_search_equals_brute_force(seed, n, radius, hub, chunks, threads):
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2) + rng.integers(0, 2, n).astype(np.uint64)
     k = int(n * hub)
@@ -36,7 +37,7 @@ def test_search_equals_brute_force(seed, n, radius, hub, chunks):
     if chunks is not None and 64 // chunks > 26:
         chunks = None
     idx = MultiIndex(codes, np.arange(n), radius=radius, n_chunks=chunks)
-    assert _collect(idx, codes) == brute_force_pairs(codes, radius)
+    assert _collect(idx, codes, threads) == brute_force_pairs(codes, radius)
 
 
 def test_duplicate_ids_from_several_variants_are_pairs_once_normalised():

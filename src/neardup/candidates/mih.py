@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,69 +86,89 @@ class MultiIndex:
         self.radius = radius
         m = n_chunks or choose_chunks(len(codes), radius)
         widths = [64 // m + (1 if i < 64 % m else 0) for i in range(m)]
-        self.chunks: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
+        # per chunk: the CSR offsets (int32 keeps the table cache-friendly), a byte map of
+        # non-empty buckets so that most probes stop at one small gather, and the codes in
+        # bucket order so that confirming a hit reads memory in sequence
+        self.chunks: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        off_t = np.int32 if len(codes) < 2**31 - 1 else np.int64
         shift = 0
         for w in widths:
             key = ((codes >> np.uint64(shift)) & np.uint64((1 << w) - 1)).astype(np.int64)
             order = np.argsort(key, kind="stable")
-            offsets = np.zeros((1 << w) + 1, dtype=np.int64)
-            np.cumsum(np.bincount(key, minlength=1 << w), out=offsets[1:])
-            masks = _flip_masks(w, radius // m)
-            self.chunks.append((shift, w, order.astype(np.int64), offsets, masks))
+            counts = np.bincount(key, minlength=1 << w)
+            offsets = np.zeros((1 << w) + 1, dtype=off_t)
+            np.cumsum(counts, out=offsets[1:])
+            masks = _flip_masks(w, radius // m).astype(np.int32 if w < 31 else np.int64)
+            self.chunks.append((shift, w, order, offsets, counts > 0, codes[order], masks))
             shift += w
 
-    def query(self, qcodes: np.ndarray, qids: np.ndarray, *, max_pairs: int = 2_000_000) -> Iterator[PairBatch]:
+    def query(
+        self, qcodes: np.ndarray, qids: np.ndarray, *, max_pairs: int = 2_000_000, threads: int = 1
+    ) -> Iterator[PairBatch]:
         """Yield every (query, indexed) pair within the radius, normalised to ``a < b``.
 
         Pairs of a row with itself are dropped; a pair may come more than once (from both
         ends, or from several indexed variants), which consumers treat as idempotent.
         Each batch holds at most about ``max_pairs`` probe hits before confirmation.
+        With ``threads > 1`` blocks of queries run on a thread pool (NumPy releases the GIL
+        in the gathers that dominate), at most ``2 * threads`` blocks in flight, and batches
+        come back in query order, so the output does not depend on the thread count.
         """
         qcodes = np.ascontiguousarray(qcodes, dtype=np.uint64)
         qids = np.ascontiguousarray(qids, dtype=np.int64)
         n = len(qcodes)
         step = max(1, min(n, 4096))
-        start = 0
-        while start < n:
-            stop = min(n, start + step)
-            qc, qi = qcodes[start:stop], qids[start:stop]
-            yield from self._query_block(qc, qi, max_pairs)
-            start = stop
+        blocks = [(s, min(n, s + step)) for s in range(0, n, step)]
+
+        def run(block: tuple[int, int]) -> list[PairBatch]:
+            s, e = block
+            return list(self._query_block(qcodes[s:e], qids[s:e], max_pairs))
+
+        if threads <= 1:
+            for s, e in blocks:
+                yield from self._query_block(qcodes[s:e], qids[s:e], max_pairs)
+            return
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            window: deque[Future[list[PairBatch]]] = deque()
+            for b in blocks:
+                window.append(pool.submit(run, b))
+                if len(window) >= 2 * threads:
+                    yield from window.popleft().result()
+            while window:
+                yield from window.popleft().result()
 
     def _query_block(self, qc: np.ndarray, qi: np.ndarray, max_pairs: int) -> Iterator[PairBatch]:
-        for shift, w, order, offsets, masks in self.chunks:
-            qkey = ((qc >> np.uint64(shift)) & np.uint64((1 << w) - 1)).astype(np.int64)
+        for shift, w, order, offsets, nonempty, sorted_codes, masks in self.chunks:
+            qkey = ((qc >> np.uint64(shift)) & np.uint64((1 << w) - 1)).astype(masks.dtype)
             # probe masks in slices so that a hub bucket never materialises all at once
             mstep = max(1, min(len(masks), 1 << 14))
             for m0 in range(0, len(masks), mstep):
                 keys = qkey[:, None] ^ masks[None, m0 : m0 + mstep]
-                lo = offsets[keys].ravel()
-                cnt = offsets[keys + 1].ravel() - lo
-                qrow = np.repeat(np.arange(len(qc)), keys.shape[1])
-                nz = cnt > 0
-                lo, cnt, qrow = lo[nz], cnt[nz], qrow[nz]
-                if lo.size == 0:
+                qrow, col = np.nonzero(nonempty[keys])
+                if qrow.size == 0:
                     continue
+                k = keys[qrow, col]
+                lo = offsets[k].astype(np.int64)
+                cnt = offsets[k + 1] - lo
                 # split so that one batch expands to at most ~max_pairs hits
                 csum = np.cumsum(cnt)
                 cuts = np.searchsorted(csum, np.arange(max_pairs, int(csum[-1]), max_pairs), side="right")
                 for s, e in zip(np.r_[0, cuts], np.r_[cuts, len(cnt)]):
                     if s >= e:
                         continue
-                    yield from self._expand(qc, qi, lo[s:e], cnt[s:e], qrow[s:e], order)
+                    yield from self._expand(qc, qi, lo[s:e], cnt[s:e], qrow[s:e], order, sorted_codes)
 
-    def _expand(self, qc, qi, lo, cnt, qrow, order) -> Iterator[PairBatch]:
+    def _expand(self, qc, qi, lo, cnt, qrow, order, sorted_codes) -> Iterator[PairBatch]:
         total = int(cnt.sum())
         if total == 0:
             return
         rep_q = np.repeat(qrow, cnt)
         base = np.repeat(lo - np.cumsum(np.r_[0, cnt[:-1]]), cnt)
         pos = base + np.arange(total)
-        hit = order[pos]
-        dist = _popcount64(qc[rep_q] ^ self.codes[hit])
+        dist = _popcount64(qc[rep_q] ^ sorted_codes[pos])
         keep = dist <= self.radius
         a = qi[rep_q[keep]]
-        b = self.ids[hit[keep]]
+        b = self.ids[order[pos[keep]]]
         d = dist[keep]
         ne = a != b
         a, b, d = a[ne], b[ne], d[ne]

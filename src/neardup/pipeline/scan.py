@@ -204,7 +204,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             qc = np.concatenate([full, cols["c64"][rows, canon], cols["c64"][alt_rows, alt_vars]])
             qi = np.concatenate([rows, rows, alt_rows])
             cropped: set[int] = set()  # pairs already given the (dear) crop test
-            for pb in index.query(qc, qi):
+            for pb in index.query(qc, qi, threads=workers):
                 _, firsts = np.unique(pb.a * n + pb.b, return_index=True)
                 a, b = pb.a[firsts], pb.b[firsts]
                 dist = pb.distance[firsts]
