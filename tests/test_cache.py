@@ -46,3 +46,17 @@ def test_rerun_decodes_nothing_and_changed_file_is_redone(tmp_path):
     with FeatureCache(cache) as c:
         assert c.lookup_files([(str(target), target.stat().st_size, target.stat().st_mtime_ns)])
 
+
+
+def test_older_cache_layout_is_rebuilt_not_fatal(tmp_path):
+    import sqlite3
+
+    with FeatureCache(tmp_path) as c:
+        c.put_batch([("x.jpg", 1, 2, None, "decode", "corrupt", "bad")], [])
+    db = sqlite3.connect(tmp_path / "features.sqlite")
+    db.execute("UPDATE meta SET value='0' WHERE key='schema'")
+    db.commit()
+    db.close()
+    with FeatureCache(tmp_path) as c:
+        assert c.lookup_files([("x.jpg", 1, 2)]) == {}  # old rows gone, cache usable
+        assert c.integrity_ok()

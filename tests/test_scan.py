@@ -111,3 +111,24 @@ def test_devset_accuracy_at_defaults(devset, tmp_path):
     roles = {r["file"]: r["role"] for r in truth}
     for g in result.groups:
         assert any(roles[Path(m).name] != "negative" for m in g.members), "a group of hard negatives only"
+
+
+def test_lookalike_hubs_neither_group_nor_explode(tmp_path):
+    """Small patches on plain white (the hub population of benchmarks/scale.py) stay apart,
+    while re-encoded copies of ordinary pictures among them are still found."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    for j in range(300):
+        canvas = Image.new("RGB", (96, 72), (255, 255, 255))
+        patch = Image.fromarray(rng.integers(0, 256, (3, 3, 3), dtype=np.uint8)).resize((14, 14), Image.Resampling.BICUBIC)
+        canvas.paste(patch, (int(rng.integers(10, 70)), int(rng.integers(10, 50))))
+        canvas.save(tmp_path / f"hub{j:03d}.jpg", quality=90)
+    for j in range(10):
+        im = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((96, 72), Image.Resampling.BICUBIC)
+        im.save(tmp_path / f"pic{j}.jpg", quality=90)
+        im.save(tmp_path / f"pic{j}_copy.jpg", quality=60)
+    result = neardup.scan([str(tmp_path)], cache=None, workers=1)
+    got = sorted(sorted(Path(m).name for m in g.members) for g in result.groups)
+    assert got == [[f"pic{j}.jpg", f"pic{j}_copy.jpg"] for j in range(10)]

@@ -24,7 +24,7 @@ from ..features.quality import QualityFacts
 
 __all__ = ["FeatureCache", "FileRecord", "default_cache_dir", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS features (
     sig BLOB NOT NULL,
     colour BLOB NOT NULL,
     energy REAL NOT NULL,
+    content_side INTEGER NOT NULL,
     quality TEXT NOT NULL,
     PRIMARY KEY (digest, version)
 ) WITHOUT ROWID;
@@ -105,15 +106,13 @@ class FeatureCache:
             self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if row is None:
-                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise CacheError(
-                    f"the cache at {target} has schema {row[0]}, this neardup needs {SCHEMA_VERSION}: "
-                    "delete it or pass another --cache DIR"
-                )
+            if row is not None and row[0] != str(SCHEMA_VERSION):
+                # features are derived data: an older layout is rebuilt, never a reason to stop
+                self._db.executescript("DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS features;")
+            self._db.executescript(_SCHEMA)
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as e:
             raise CacheError(f"cannot open the feature cache {target}: {e}; delete it or pass another --cache DIR") from None
         self.path = target
@@ -162,13 +161,13 @@ class FeatureCache:
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         f.digest, FEATURE_VERSION, f.width, f.height, f.format,
                         f.p64.astype("<u8").tobytes(), f.c64.astype("<u8").tobytes(),
                         f.d256.astype("<u8").tobytes(), _i64(int(f.whash)), f.canon, f.alt_mask,
-                        f.sig.tobytes(), f.colour.tobytes(), f.energy,
+                        f.sig.tobytes(), f.colour.tobytes(), f.energy, f.content_side,
                         json.dumps(f.quality.to_dict(), sort_keys=True),
                     )
                     for f in features
@@ -188,7 +187,8 @@ class FeatureCache:
             "p64": np.zeros((n, 8), np.uint64), "c64": np.zeros((n, 8), np.uint64),
             "d256": np.zeros((n, 8, 4), np.uint64), "canon": np.zeros(n, np.int8),
             "alt_mask": np.zeros(n, np.uint8), "colour": np.zeros((n, 48), np.uint8),
-            "energy": np.zeros(n, np.float32), "score": np.zeros(n, np.float64),
+            "energy": np.zeros(n, np.float32), "content_side": np.zeros(n, np.int32),
+            "score": np.zeros(n, np.float64),
         }
         formats: list[str] = [""] * n
         quality: list[QualityFacts | None] = [None] * n
@@ -196,7 +196,7 @@ class FeatureCache:
         for s in range(0, n, batch):
             chunk = list(digests[s : s + batch])
             q = (
-                "SELECT digest, width, height, format, p64, c64, d256, canon, alt_mask, colour, energy, quality "
+                "SELECT digest, width, height, format, p64, c64, d256, canon, alt_mask, colour, energy, content_side, quality "
                 f"FROM features WHERE version=? AND digest IN ({','.join('?' * len(chunk))})"
             )
             for row in self._db.execute(q, [FEATURE_VERSION, *chunk]):
@@ -209,7 +209,8 @@ class FeatureCache:
                 cols["canon"][i], cols["alt_mask"][i] = row[7], row[8]
                 cols["colour"][i] = np.frombuffer(row[9], np.uint8)
                 cols["energy"][i] = row[10]
-                qf = QualityFacts(**json.loads(row[11]))
+                cols["content_side"][i] = row[11]
+                qf = QualityFacts(**json.loads(row[12]))
                 quality[i] = qf
                 cols["score"][i] = qf.score
         if any(q is None for q in quality):

@@ -103,7 +103,7 @@ class MultiIndex:
             shift += w
 
     def query(
-        self, qcodes: np.ndarray, qids: np.ndarray, *, max_pairs: int = 2_000_000, threads: int = 1
+        self, qcodes: np.ndarray, qids: np.ndarray, *, max_pairs: int = 262_144, threads: int = 1
     ) -> Iterator[PairBatch]:
         """Yield every (query, indexed) pair within the radius, normalised to ``a < b``.
 

@@ -14,16 +14,27 @@ from .hashes import dct_coefficients, dct_hash_variants, to_gray, trim_borders, 
 from .orient import canonical_variant
 from .quality import QualityFacts, quality_facts
 
-__all__ = ["ImageFeatures", "extract", "FEATURE_VERSION", "SIG_SIDE", "CENTER_FRACTION", "digest_bytes"]
+__all__ = [
+    "ImageFeatures", "extract", "FEATURE_VERSION", "SIG_SIDE", "CENTER_FRACTION", "digest_bytes", "is_low_info",
+]
 
 #: Bump when any extractor changes its output: it is part of every cache key.
-FEATURE_VERSION = "nd-features-4"
+FEATURE_VERSION = "nd-features-5"
 #: Side of the luminance layout signature used to verify crops.
 SIG_SIDE = 32
 #: The centre window hashed as well, so that moderate crops find their original.
 CENTER_FRACTION = 0.88
 #: Images whose trimmed content has less AC energy than this are "low information".
 LOW_INFO_ENERGY = 6.0
+#: ... and so are images whose content, once borders are trimmed, is smaller than this many
+#: working pixels on a side: a 16x16 DCT hash of fewer pixels is mostly interpolation, so
+#: unrelated small objects on plain backgrounds would look alike.
+MIN_CONTENT_SIDE = 32
+
+
+def is_low_info(energy: np.ndarray | float, content_side: np.ndarray | int) -> np.ndarray | bool:
+    """Whether an image has too little content for its hashes to be trusted at the usual bound."""
+    return (np.asarray(energy) < LOW_INFO_ENERGY) | (np.asarray(content_side) < MIN_CONTENT_SIDE)
 
 
 def digest_bytes(data: bytes) -> bytes:
@@ -48,11 +59,12 @@ class ImageFeatures:
     sig: np.ndarray  # (SIG_SIDE, SIG_SIDE) uint8 luminance layout of the trimmed image
     colour: np.ndarray  # (48,) uint8 colour signature
     energy: float  # AC energy of the trimmed image: low means little to match on
+    content_side: int  # shorter side of the trimmed content, in working-image pixels
     quality: QualityFacts
 
     @property
     def low_info(self) -> bool:
-        return self.energy < LOW_INFO_ENERGY
+        return bool(is_low_info(self.energy, self.content_side))
 
 
 def _window(gray: np.ndarray, frac: float) -> np.ndarray:
@@ -92,6 +104,7 @@ def features_from_decoded(d: Decoded, digest: bytes) -> ImageFeatures:
         sig=sig,
         colour=colour_signature(rgb),
         energy=energy,
+        content_side=int(min(g.shape)),
         quality=quality_facts(d, g, rgb, border_fraction=trimmed),
     )
 

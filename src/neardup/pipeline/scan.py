@@ -12,7 +12,7 @@ import numpy as np
 from ..cache.sqlite import FeatureCache, default_cache_dir
 from ..candidates.mih import MultiIndex
 from ..errors import UsageError
-from ..features.extract import LOW_INFO_ENERGY
+from ..features.extract import is_low_info
 from ..features.quality import QualityFacts
 from ..group.unionfind import UnionFind, guarded_groups
 from ..sources.local import FileEntry, ScanProblem, walk
@@ -163,7 +163,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         del uniq
         run_digests.clear()
         cols = fc.load_columns(digests)
-        cols["low_info"] = cols["energy"] < LOW_INFO_ENERGY
+        cols["low_info"] = np.asarray(is_low_info(cols["energy"], cols["content_side"]))
         cols["colourful"] = np.array([q.colourfulness > 12.0 for q in cols["quality"]], dtype=bool)
         n = len(digests)
         order = np.argsort(row_of_path, kind="stable")
