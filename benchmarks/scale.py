@@ -51,6 +51,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--root", type=Path, default=Path("/tmp/ndscale"))
+    ap.add_argument("--out", type=Path, default=None, help="also write results.json here")
     a = ap.parse_args()
     root = a.root / str(a.n)
     make(root, a.n)
@@ -58,8 +59,13 @@ def main() -> None:
         t = time.perf_counter()
         r = neardup.scan([str(root)], cache=cache)
         wall = time.perf_counter() - t
+    planted = sum(1 for g in r.groups if len(g.members) == 2
+                  and {Path(m).name.replace("_copy", "") for m in g.members} == {Path(g.members[0]).name.replace("_copy", "")})
     print(f"n={r.stats['images']:,} wall {wall:.1f} s, {r.stats['images'] / wall:.0f} images/s, "
-          f"groups {r.stats['groups']:,}, candidates {r.stats['candidate_pairs']:,}, verified {r.stats['verified_pairs']:,}")
+          f"groups {r.stats['groups']:,} ({planted:,} exactly a planted pair of {a.n // 50:,}), "
+          f"candidates {r.stats['candidate_pairs']:,}, verified {r.stats['verified_pairs']:,}")
+    if a.out:
+        a.out.write_text(r.to_json())
     print(json.dumps(r.stats["stages"]))
 
 

@@ -7,6 +7,7 @@ import shutil
 
 import neardup
 from neardup.cache import FeatureCache
+from neardup.features.quality import QualityFacts
 from neardup.features import extract
 
 from .conftest import PHOTOS
@@ -19,7 +20,7 @@ def test_features_round_trip(tmp_path):
         cols = c.load_columns([f.digest])
         assert (cols["p64"][0] == f.p64).all() and (cols["d256"][0] == f.d256).all()
         assert (cols["colour"][0] == f.colour).all() and cols["canon"][0] == f.canon
-        assert cols["quality"][0] == f.quality
+        assert QualityFacts.from_row(cols["quality"][0]) == f.quality
         assert (c.load_signatures([f.digest])[0] == f.sig).all()
         assert c.lookup_files([("x.jpg", 1, 2)])["x.jpg"].digest == f.digest
         assert c.lookup_files([("x.jpg", 1, 3)]) == {}  # mtime changed: not trusted

@@ -9,7 +9,6 @@ Writes happen in one transaction per batch, so a killed run loses at most the ba
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -20,11 +19,11 @@ import numpy as np
 
 from ..errors import CacheError
 from ..features.extract import FEATURE_VERSION, SIG_SIDE, ImageFeatures
-from ..features.quality import QualityFacts
+from ..features.quality import QUALITY_FIELDS
 
 __all__ = ["FeatureCache", "FileRecord", "default_cache_dir", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,7 +53,7 @@ CREATE TABLE IF NOT EXISTS features (
     colour BLOB NOT NULL,
     energy REAL NOT NULL,
     content_side INTEGER NOT NULL,
-    quality TEXT NOT NULL,
+    quality BLOB NOT NULL,
     PRIMARY KEY (digest, version)
 ) WITHOUT ROWID;
 """
@@ -168,7 +167,7 @@ class FeatureCache:
                         f.p64.astype("<u8").tobytes(), f.c64.astype("<u8").tobytes(),
                         f.d256.astype("<u8").tobytes(), _i64(int(f.whash)), f.canon, f.alt_mask,
                         f.sig.tobytes(), f.colour.tobytes(), f.energy, f.content_side,
-                        json.dumps(f.quality.to_dict(), sort_keys=True),
+                        f.quality.to_row().astype("<f8").tobytes(),
                     )
                     for f in features
                 ],
@@ -180,7 +179,11 @@ class FeatureCache:
 
     # -- features ----------------------------------------------------------------------
     def load_columns(self, digests: Sequence[bytes], *, batch: int = 900) -> dict[str, np.ndarray]:
-        """Columnar arrays of the features for ``digests``, in that order (no signatures)."""
+        """Columnar arrays of the features for ``digests``, in that order (no signatures).
+
+        Everything is a NumPy column (``quality`` is (n, 7) float64 in QUALITY_FIELDS order),
+        so memory is a fixed number of bytes per image with no Python object per row.
+        """
         n = len(digests)
         cols: dict[str, np.ndarray] = {
             "width": np.zeros(n, np.int64), "height": np.zeros(n, np.int64),
@@ -188,35 +191,29 @@ class FeatureCache:
             "d256": np.zeros((n, 8, 4), np.uint64), "canon": np.zeros(n, np.int8),
             "alt_mask": np.zeros(n, np.uint8), "colour": np.zeros((n, 48), np.uint8),
             "energy": np.zeros(n, np.float32), "content_side": np.zeros(n, np.int32),
-            "score": np.zeros(n, np.float64),
+            "quality": np.zeros((n, len(QUALITY_FIELDS)), np.float64),
         }
-        formats: list[str] = [""] * n
-        quality: list[QualityFacts | None] = [None] * n
+        found = np.zeros(n, dtype=bool)
         pos = {d: i for i, d in enumerate(digests)}
         for s in range(0, n, batch):
             chunk = list(digests[s : s + batch])
             q = (
-                "SELECT digest, width, height, format, p64, c64, d256, canon, alt_mask, colour, energy, content_side, quality "
+                "SELECT digest, width, height, p64, c64, d256, canon, alt_mask, colour, energy, content_side, quality "
                 f"FROM features WHERE version=? AND digest IN ({','.join('?' * len(chunk))})"
             )
             for row in self._db.execute(q, [FEATURE_VERSION, *chunk]):
                 i = pos[bytes(row[0])]
+                found[i] = True
                 cols["width"][i], cols["height"][i] = row[1], row[2]
-                formats[i] = row[3]
-                cols["p64"][i] = np.frombuffer(row[4], "<u8")
-                cols["c64"][i] = np.frombuffer(row[5], "<u8")
-                cols["d256"][i] = np.frombuffer(row[6], "<u8").reshape(8, 4)
-                cols["canon"][i], cols["alt_mask"][i] = row[7], row[8]
-                cols["colour"][i] = np.frombuffer(row[9], np.uint8)
-                cols["energy"][i] = row[10]
-                cols["content_side"][i] = row[11]
-                qf = QualityFacts(**json.loads(row[12]))
-                quality[i] = qf
-                cols["score"][i] = qf.score
-        if any(q is None for q in quality):
+                cols["p64"][i] = np.frombuffer(row[3], "<u8")
+                cols["c64"][i] = np.frombuffer(row[4], "<u8")
+                cols["d256"][i] = np.frombuffer(row[5], "<u8").reshape(8, 4)
+                cols["canon"][i], cols["alt_mask"][i] = row[6], row[7]
+                cols["colour"][i] = np.frombuffer(row[8], np.uint8)
+                cols["energy"][i], cols["content_side"][i] = row[9], row[10]
+                cols["quality"][i] = np.frombuffer(row[11], "<f8")
+        if not found.all():
             raise CacheError("features vanished from the cache during the run; run the scan again")
-        cols["format"] = np.asarray(formats, dtype=object)
-        cols["quality"] = np.asarray(quality, dtype=object)
         return cols
 
     def load_signatures(self, digests: Sequence[bytes]) -> np.ndarray:

@@ -8,15 +8,30 @@ added border.  ``reason`` names the facts that decided.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass, fields
 
 import numpy as np
 
 from .colour import colourfulness
 from .decode import Decoded
 
-__all__ = ["QualityFacts", "quality_facts"]
+__all__ = ["QualityFacts", "quality_facts", "quality_score", "QUALITY_FIELDS"]
+
+
+def quality_score(pixels, jpeg_quality, lossless, sharpness, colourfulness, border, clipped):  # type: ignore[no-untyped-def]
+    """The keeper score from the facts: scalars or columns; higher is better.
+
+    Comparable only between copies of one image.  Lossy formats other than JPEG carry no
+    readable quality, so they count as a typical web setting (75).
+    """
+    jq = np.asarray(jpeg_quality, dtype=np.float64)
+    enc = np.where(np.asarray(lossless, dtype=bool), 100.0, np.where(jq > 0, jq, 75.0))
+    s = np.log2(np.maximum(np.asarray(pixels, dtype=np.float64), 1.0))
+    s = s + 0.04 * enc  # q95 vs q30: +2.6, about 6x the pixels
+    s = s + 1.5 * np.log2(1.0 + np.asarray(sharpness, dtype=np.float64))
+    s = s + 0.8 * np.minimum(colourfulness, 40.0) / 40.0
+    s = s - 4.0 * np.asarray(border, dtype=np.float64) - 3.0 * np.asarray(clipped, dtype=np.float64)
+    return s
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,18 +47,19 @@ class QualityFacts:
     def to_dict(self) -> dict[str, float | int | bool]:
         return asdict(self)
 
+    def to_row(self) -> np.ndarray:
+        """The facts as one float64 row, in QUALITY_FIELDS order (how the cache stores them)."""
+        return np.asarray(astuple(self), dtype=np.float64)
+
+    @classmethod
+    def from_row(cls, row: np.ndarray) -> QualityFacts:
+        v = [float(x) for x in row]
+        return cls(int(v[0]), int(v[1]), bool(v[2]), v[3], v[4], v[5], v[6])
+
     @property
     def score(self) -> float:
         """A single number, higher is better; comparable only between copies of one image."""
-        # lossy formats other than JPEG carry no readable quality: assume a typical web setting
-        enc = 100.0 if self.lossless else float(self.jpeg_quality or 75)
-        s = 1.0 * math.log2(max(self.pixels, 1))
-        s += 0.04 * enc  # q95 vs q30: +2.6, about 6x the pixels
-        s += 1.5 * math.log2(1.0 + self.sharpness)
-        s += 0.8 * min(self.colourfulness, 40.0) / 40.0
-        s -= 4.0 * self.border
-        s -= 3.0 * self.clipped
-        return s
+        return float(quality_score(**self.to_dict()))
 
 
 def quality_facts(d: Decoded, gray: np.ndarray, rgb: np.ndarray, *, border_fraction: float) -> QualityFacts:
@@ -65,3 +81,6 @@ def quality_facts(d: Decoded, gray: np.ndarray, rgb: np.ndarray, *, border_fract
         border=round(float(border_fraction), 4),
         clipped=round(clipped, 4),
     )
+
+
+QUALITY_FIELDS = tuple(f.name for f in fields(QualityFacts))

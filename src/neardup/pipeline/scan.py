@@ -13,7 +13,7 @@ from ..cache.sqlite import FeatureCache, default_cache_dir
 from ..candidates.mih import MultiIndex
 from ..errors import UsageError
 from ..features.extract import is_low_info
-from ..features.quality import QualityFacts
+from ..features.quality import QUALITY_FIELDS, QualityFacts, quality_score
 from ..group.unionfind import UnionFind, guarded_groups
 from ..sources.local import FileEntry, ScanProblem, walk
 from ..verify.rules import STAGE_NAMES, VerifyParams, verify_batch
@@ -164,7 +164,9 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         run_digests.clear()
         cols = fc.load_columns(digests)
         cols["low_info"] = np.asarray(is_low_info(cols["energy"], cols["content_side"]))
-        cols["colourful"] = np.array([q.colourfulness > 12.0 for q in cols["quality"]], dtype=bool)
+        q = cols["quality"]
+        cols["colourful"] = q[:, QUALITY_FIELDS.index("colourfulness")] > 12.0
+        cols["score"] = quality_score(**{f: q[:, i] for i, f in enumerate(QUALITY_FIELDS)})
         n = len(digests)
         order = np.argsort(row_of_path, kind="stable")
         paths_of_row: list[list[str]] = [[] for _ in range(n)]
@@ -323,11 +325,11 @@ def _make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, objec
             pairs.append(Pair(paths_of_row[via][0], ps[0], stage,
                               distance=int(e["hash256"]) if stage == "hash" else None,
                               score=float(e["crop_ncc"]) if stage == "crop" else None, evidence=e))
-    others = [quality[r] for r in rows if r != keeper]
+    others = [QualityFacts.from_row(quality[r]) for r in rows if r != keeper]
     if len(rows) == 1:
         reason = "identical bytes; kept the first path in sort order"
     else:
-        reason = _reason(quality[keeper], others)
+        reason = _reason(QualityFacts.from_row(quality[keeper]), others)
     members = [keep] + sorted(m for m in members if m != keep)
     return Group(keep, members, reason, pairs)
 
