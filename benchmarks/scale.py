@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
+from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -22,28 +24,43 @@ from PIL import Image
 import neardup
 
 
-def make(root: Path, n: int, seed: int = 3) -> None:
-    done = root.parent / f".done-{n}"
-    if done.exists():
-        return
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    n_copy, n_hub = n // 50, n // 20
-    for i in range(n - n_copy - n_hub):
+def _make_folder(args: tuple[Path, int, int, int, int, int]) -> None:
+    root, folder, start, stop, n_copy, seed = args
+    rng = np.random.default_rng([seed, folder])
+    sub = root / f"{folder:04d}"
+    sub.mkdir(parents=True, exist_ok=True)
+    for i in range(start, stop):
         base = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
         im = Image.fromarray(base).resize((96, 72), Image.Resampling.BICUBIC)
-        sub = root / f"{i // 1000:04d}"
-        sub.mkdir(exist_ok=True)
         im.save(sub / f"img{i:07d}.jpg", quality=90)
         if i < n_copy:
             im.save(sub / f"img{i:07d}_copy.jpg", quality=60)
-    for j in range(n_hub):
+
+
+def _make_hubs(args: tuple[Path, int, int, int]) -> None:
+    root, start, stop, seed = args
+    rng = np.random.default_rng([seed, 10**6, start])
+    sub = root / "hubs" / f"{start // 1000:04d}"
+    sub.mkdir(parents=True, exist_ok=True)
+    for j in range(start, stop):
         canvas = Image.new("RGB", (96, 72), (255, 255, 255))
         patch = Image.fromarray(rng.integers(0, 256, (3, 3, 3), dtype=np.uint8)).resize((14, 14), Image.Resampling.BICUBIC)
         canvas.paste(patch, (int(rng.integers(10, 70)), int(rng.integers(10, 50))))
-        sub = root / "hubs"
-        sub.mkdir(exist_ok=True)
         canvas.save(sub / f"hub{j:07d}.jpg", quality=90)
+
+
+def make(root: Path, n: int, seed: int = 3) -> None:
+    """Write the collection once (in parallel, deterministic per folder); a marker beside it says done."""
+    done = root.parent / f".done-v2-{n}"
+    if done.exists():
+        return
+    n_copy, n_hub = n // 50, n // 20
+    n_pic = n - n_copy - n_hub
+    jobs = [(root, f, f * 1000, min(n_pic, (f + 1) * 1000), n_copy, seed) for f in range((n_pic + 999) // 1000)]
+    hubs = [(root, s, min(n_hub, s + 1000), seed) for s in range(0, n_hub, 1000)]
+    with Pool(os.cpu_count() or 1) as pool:
+        pool.map(_make_folder, jobs, chunksize=4)
+        pool.map(_make_hubs, hubs, chunksize=4)
     done.touch()
 
 
@@ -53,7 +70,7 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=Path("/tmp/ndscale"))
     ap.add_argument("--out", type=Path, default=None, help="also write results.json here")
     a = ap.parse_args()
-    root = a.root / str(a.n)
+    root = a.root / f"v2-{a.n}"
     make(root, a.n)
     with tempfile.TemporaryDirectory() as cache:
         t = time.perf_counter()

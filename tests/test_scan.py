@@ -120,7 +120,7 @@ def test_lookalike_hubs_neither_group_nor_explode(tmp_path):
     from PIL import Image
 
     rng = np.random.default_rng(5)
-    for j in range(300):
+    for j in range(1500):
         canvas = Image.new("RGB", (96, 72), (255, 255, 255))
         patch = Image.fromarray(rng.integers(0, 256, (3, 3, 3), dtype=np.uint8)).resize((14, 14), Image.Resampling.BICUBIC)
         canvas.paste(patch, (int(rng.integers(10, 70)), int(rng.integers(10, 50))))

@@ -9,8 +9,9 @@ Two tests, each with a stated precision target rather than a fitted number:
   tilts), the 32x32 luminance layouts must align under a crop of 75-100% per axis with a
   normalised cross-correlation of at least ``crop_ncc``.
 
-Low-information images (near-blank, very smooth) have hashes made of noise: they are held
-to ``strict_hash_threshold`` and never take the crop path.
+Low-information images (near-blank, or too little content left after trimming borders) have
+hashes made largely of noise: they are held to ``strict_hash_threshold`` *and* must match in
+colour (``low_info_colour_max``, chroma units), and they never take the crop path.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class VerifyParams:
     strong_threshold: int = 24  # a "strong" edge may link a member to the group via a neighbour
     crop_ncc: float = 0.955
     colour_max: float = 40.0  # chroma units; only rejects when both images are colourful
+    low_info_colour_max: float = 10.0  # a low-information pair must also match in colour
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +147,7 @@ def verify_batch(
     colourful = cols["colourful"][a] & cols["colourful"][b]
     colour_ok = ~colourful | (cdist <= params.colour_max)
     thr = np.where(low, params.strict_hash_threshold, params.hash_threshold)
-    hash_ok = (d <= thr) & colour_ok
+    hash_ok = (d <= thr) & colour_ok & (~low | (cdist <= params.low_info_colour_max))
     stage = np.where(hash_ok, 1, 0).astype(np.uint8)
     ncc = np.full(len(a), np.nan, dtype=np.float32)
     need = np.flatnonzero(~hash_ok & ~low & colour_ok)
