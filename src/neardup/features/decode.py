@@ -55,6 +55,7 @@ class Decoded:
     format: str
     jpeg_quality: int  # estimated from the quantisation tables; 0 where not JPEG
     lossless: bool
+    softness: float  # how little detail the decoded pixels hold (1 sharp .. 2 smooth)
 
 
 def _jpeg_quality(im: Image.Image) -> int:
@@ -178,6 +179,9 @@ def _decode_opened(im: Image.Image, *, max_pixels: int, work_side: int) -> Decod
             im.draft(im.mode if im.mode == "L" else "RGB",
                      (max(1, w * want // max(w, h)), max(1, h * want // max(w, h))))
     im.load()  # the first frame of an animation
+    # softness on the pixels as decoded: native for every format but draft-reduced JPEG,
+    # whose DCT scaling already undoes an upscale (a known blind spot, see quality.py)
+    softness = _softness(im)
     factor = max(im.size) // want
     if factor > 1 and im.mode not in ("P", "1"):
         im = im.reduce(factor)
@@ -192,8 +196,29 @@ def _decode_opened(im: Image.Image, *, max_pixels: int, work_side: int) -> Decod
         raise DecodeError("corrupt", f"decoded to an unusable array of shape {rgb.shape}")
     up_w, up_h = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
     return Decoded(
-        rgb=rgb, width=up_w, height=up_h, format=fmt, jpeg_quality=jpeg_q, lossless=lossless
+        rgb=rgb, width=up_w, height=up_h, format=fmt, jpeg_quality=jpeg_q, lossless=lossless,
+        softness=softness,
     )
+
+
+def _softness(im: Image.Image, side: int = 256) -> float:
+    """Gradient at half resolution over gradient at full resolution, on a central patch.
+
+    Natural detail makes per-pixel gradients nearly as strong at full as at half resolution
+    (ratio ~1.0-1.3); pixels made by upscaling or blur are smooth, so the ratio tends to 2.
+    Measured on the decoded (not yet thumbnailed) pixels, so it sees upscaling that the
+    reduced JPEG decode did not remove.
+    """
+    w, h = im.size
+    x0, y0 = max(0, (w - side) // 2), max(0, (h - side) // 2)
+    g = np.asarray(_to_rgb(im.crop((x0, y0, min(w, x0 + side), min(h, y0 + side)))).convert("L"), dtype=np.float32)
+    hh, ww = (g.shape[0] // 2) * 2, (g.shape[1] // 2) * 2
+    if hh < 8 or ww < 8:
+        return 1.0
+    s1 = float(np.abs(np.diff(g, axis=1)).mean() + np.abs(np.diff(g, axis=0)).mean())
+    g2 = g[:hh, :ww].reshape(hh // 2, 2, ww // 2, 2).mean(axis=(1, 3))
+    s2 = float(np.abs(np.diff(g2, axis=1)).mean() + np.abs(np.diff(g2, axis=0)).mean())
+    return round(min(2.0, max(0.5, s2 / s1)), 4) if s1 > 1e-3 else 2.0
 
 
 _ORIENT = {

@@ -1,9 +1,12 @@
 """Facts about an image's quality, and the score that picks the copy to keep.
 
-Every fact is measured on the already-decoded working image or read from the header, so the
-score costs no extra decode.  The score prefers, in order of weight: more real detail (pixels
-not explained by upscaling), higher JPEG quality or a lossless format, sharpness, colour, no
-added border.  ``reason`` names the facts that decided.
+Every fact is measured on the already-decoded pixels or read from the header, so the score
+costs no extra decode.  The score prefers, in order of weight: more real detail (pixels, less
+what upscaling or blur left smooth), higher JPEG quality or a lossless format, colour, no added
+border, no clipping.  Sharpening and noise earn nothing: extra gradient is not extra detail.
+
+Known blind spot: a JPEG decoded at reduced size (long side >= 1024 px) has its upscaling
+undone by the DCT scaling, so an upscaled JPEG copy of a smaller original can win on pixels.
 """
 
 from __future__ import annotations
@@ -18,17 +21,27 @@ from .decode import Decoded
 __all__ = ["QualityFacts", "quality_facts", "quality_score", "QUALITY_FIELDS"]
 
 
-def quality_score(pixels, jpeg_quality, lossless, sharpness, colourfulness, border, clipped):  # type: ignore[no-untyped-def]
+#: Softness of a typical sharp photo; detail falls off linearly from there to 2 (all smooth).
+SHARP_SOFTNESS = 1.15
+
+
+def quality_score(pixels, jpeg_quality, lossless, softness, colourfulness, border, clipped,  # type: ignore[no-untyped-def]
+                  *, reference_softness=SHARP_SOFTNESS):
     """The keeper score from the facts: scalars or columns; higher is better.
 
-    Comparable only between copies of one image.  Lossy formats other than JPEG carry no
-    readable quality, so they count as a typical web setting (75).
+    Comparable only between copies of one image, whose median softness should be passed as
+    ``reference_softness``: detail counts as lost only where a copy is smoother than that.
+    Lossy formats other than JPEG carry no readable quality, so they count as a typical web
+    setting (75).
     """
     jq = np.asarray(jpeg_quality, dtype=np.float64)
     enc = np.where(np.asarray(lossless, dtype=bool), 100.0, np.where(jq > 0, jq, 75.0))
     s = np.log2(np.maximum(np.asarray(pixels, dtype=np.float64), 1.0))
     s = s + 0.04 * enc  # q95 vs q30: +2.6, about 6x the pixels
-    s = s + 1.5 * np.log2(1.0 + np.asarray(sharpness, dtype=np.float64))
+    # effective linear resolution shrinks as softness rises past a sharp photo's
+    ref = min(float(reference_softness), 1.9)
+    detail = np.clip((2.0 - np.asarray(softness, dtype=np.float64)) / (2.0 - ref), 0.05, 1.0)
+    s = s + 2.0 * np.log2(detail)
     s = s + 0.8 * np.minimum(colourfulness, 40.0) / 40.0
     s = s - 4.0 * np.asarray(border, dtype=np.float64) - 3.0 * np.asarray(clipped, dtype=np.float64)
     return s
@@ -39,7 +52,7 @@ class QualityFacts:
     pixels: int  # full-resolution pixel count
     jpeg_quality: int  # estimated IJG quality, 0 when not JPEG
     lossless: bool
-    sharpness: float  # mean gradient magnitude at a normalised scale
+    softness: float  # 1 (sharp) .. 2 (smooth): see decode._softness
     colourfulness: float
     border: float  # share of the frame that was uniform border
     clipped: float  # share of pixels clipped to black or white
@@ -64,22 +77,14 @@ class QualityFacts:
 
 def quality_facts(d: Decoded, gray: np.ndarray, rgb: np.ndarray, *, border_fraction: float) -> QualityFacts:
     g = gray.astype(np.float32)
-    if g.shape[0] > 2 and g.shape[1] > 2:
-        gx = np.abs(np.diff(g, axis=1)).mean()
-        gy = np.abs(np.diff(g, axis=0)).mean()
-        # normalise to a fixed reference width so the working scale does not matter
-        sharp = float((gx + gy) / 2.0 * (max(g.shape) / 256.0))
-    else:
-        sharp = 0.0
-    clipped = float(((g <= 2) | (g >= 253)).mean())
     return QualityFacts(
         pixels=int(d.width) * int(d.height),
         jpeg_quality=int(d.jpeg_quality),
         lossless=bool(d.lossless),
-        sharpness=round(sharp, 4),
+        softness=float(d.softness),
         colourfulness=round(colourfulness(rgb), 3),
         border=round(float(border_fraction), 4),
-        clipped=round(clipped, 4),
+        clipped=round(float(((g <= 2) | (g >= 253)).mean()), 4),
     )
 
 

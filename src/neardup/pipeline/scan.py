@@ -166,7 +166,6 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         cols["low_info"] = np.asarray(is_low_info(cols["energy"], cols["content_side"]))
         q = cols["quality"]
         cols["colourful"] = q[:, QUALITY_FIELDS.index("colourfulness")] > 12.0
-        cols["score"] = quality_score(**{f: q[:, i] for i, f in enumerate(QUALITY_FIELDS)})
         n = len(digests)
         order = np.argsort(row_of_path, kind="stable")
         paths_of_row: list[list[str]] = [[] for _ in range(n)]
@@ -244,10 +243,10 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             strong = int(S[k]) == 1 and int(D[k]) <= params.strong_threshold
             edges.setdefault(x, {})[y] = (strong, ev)
             edges.setdefault(y, {})[x] = (strong, ev)
-        scores = cols["score"]
+        scores: dict[int, float] = {}
 
         def rank(r: int) -> tuple:
-            return (-round(float(scores[r]), 6), paths_of_row[r][0])
+            return (-round(scores[r], 6), paths_of_row[r][0])
 
         def verify_pair(k: int, r: int) -> object | None:
             ver = verify_batch(np.array([k]), np.array([r]), np.array([-1]), cols, params, load_sigs)
@@ -256,7 +255,14 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             return _evidence(int(ver.stage[0]), int(ver.d256[0]), -1, float(ver.colour[0]), float(ver.ncc[0]))
 
         groups: list[Group] = []
+        soft = QUALITY_FIELDS.index("softness")
         for comp in comps.values():
+            # softness is judged against the component's own median: a naturally soft photo
+            # is not penalised, a copy smoother than its siblings (upscaled, blurred) is
+            q = cols["quality"][comp]
+            s = quality_score(**{f: q[:, i] for i, f in enumerate(QUALITY_FIELDS)},
+                              reference_softness=float(np.median(q[:, soft])))
+            scores.update(zip(comp, s.tolist()))
             for keeper, rows_in, attach in guarded_groups(comp, edges, rank, verify_pair):
                 groups.append(_make_group(keeper, rows_in, attach, paths_of_row, cols["quality"]))
         for r in range(n):
@@ -299,13 +305,13 @@ def _reason(keep: QualityFacts, others: list[QualityFacts]) -> str:
         bits.append("lossless")
     elif keep.jpeg_quality and all(keep.jpeg_quality > o.jpeg_quality for o in others if o.jpeg_quality):
         bits.append(f"highest JPEG quality (~{keep.jpeg_quality})")
-    if all(keep.sharpness > o.sharpness for o in others):
-        bits.append("sharpest")
+    if keep.softness < 1.5 and any(o.softness >= keep.softness + 0.15 for o in others):
+        bits.append("more real detail (others upscaled or blurred)")
     if keep.colourfulness > 12 and any(o.colourfulness <= 12 for o in others):
         bits.append("in colour")
     if keep.border < 0.01 and any(o.border >= 0.01 for o in others):
         bits.append("no added border")
-    return "best quality score: " + (", ".join(bits) if bits else "best balance of size, quality and sharpness")
+    return "best quality score: " + (", ".join(bits) if bits else "best balance of size, detail and quality")
 
 
 def _make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, object]],
