@@ -7,8 +7,8 @@ import shutil
 
 import neardup
 from neardup.cache import FeatureCache
-from neardup.features.quality import QualityFacts
 from neardup.features import extract
+from neardup.features.quality import QualityFacts
 
 from .conftest import PHOTOS
 
