@@ -68,3 +68,20 @@ def test_groups_do_not_depend_on_edge_order(n, data):
         assert len(rows) == len(set(rows))
     seen = [r for _, rows in first for r in rows]
     assert len(seen) == len(set(seen))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 50), max_size=20), max_size=6))
+def test_seen_pairs_matches_a_python_set(batches):
+    import numpy as np
+
+    from neardup.verify.rules import SeenPairs
+
+    seen, ref = SeenPairs(), set()
+    for batch in batches:
+        mask = seen.fresh(np.array(batch, dtype=np.int64))
+        expect = []
+        for k in batch:
+            expect.append(k not in ref)
+            ref.add(k)
+        assert mask.tolist() == expect

@@ -186,7 +186,6 @@ class FeatureCache:
         """
         n = len(digests)
         cols: dict[str, np.ndarray] = {
-            "width": np.zeros(n, np.int64), "height": np.zeros(n, np.int64),
             "p64": np.zeros((n, 8), np.uint64), "c64": np.zeros((n, 8), np.uint64),
             "d256": np.zeros((n, 8, 4), np.uint64), "canon": np.zeros(n, np.int8),
             "alt_mask": np.zeros(n, np.uint8), "colour": np.zeros((n, 48), np.uint8),
@@ -198,20 +197,19 @@ class FeatureCache:
         for s in range(0, n, batch):
             chunk = list(digests[s : s + batch])
             q = (
-                "SELECT digest, width, height, p64, c64, d256, canon, alt_mask, colour, energy, content_side, quality "
+                "SELECT digest, p64, c64, d256, canon, alt_mask, colour, energy, content_side, quality "
                 f"FROM features WHERE version=? AND digest IN ({','.join('?' * len(chunk))})"
             )
             for row in self._db.execute(q, [FEATURE_VERSION, *chunk]):
                 i = pos[bytes(row[0])]
                 found[i] = True
-                cols["width"][i], cols["height"][i] = row[1], row[2]
-                cols["p64"][i] = np.frombuffer(row[3], "<u8")
-                cols["c64"][i] = np.frombuffer(row[4], "<u8")
-                cols["d256"][i] = np.frombuffer(row[5], "<u8").reshape(8, 4)
-                cols["canon"][i], cols["alt_mask"][i] = row[6], row[7]
-                cols["colour"][i] = np.frombuffer(row[8], np.uint8)
-                cols["energy"][i], cols["content_side"][i] = row[9], row[10]
-                cols["quality"][i] = np.frombuffer(row[11], "<f8")
+                cols["p64"][i] = np.frombuffer(row[1], "<u8")
+                cols["c64"][i] = np.frombuffer(row[2], "<u8")
+                cols["d256"][i] = np.frombuffer(row[3], "<u8").reshape(8, 4)
+                cols["canon"][i], cols["alt_mask"][i] = row[4], row[5]
+                cols["colour"][i] = np.frombuffer(row[6], np.uint8)
+                cols["energy"][i], cols["content_side"][i] = row[7], row[8]
+                cols["quality"][i] = np.frombuffer(row[9], "<f8")
         if not found.all():
             raise CacheError("features vanished from the cache during the run; run the scan again")
         return cols

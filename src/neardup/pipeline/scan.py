@@ -16,7 +16,7 @@ from ..features.extract import is_low_info
 from ..features.quality import QUALITY_FIELDS, QualityFacts, quality_score
 from ..group.unionfind import UnionFind, guarded_groups
 from ..sources.local import FileEntry, ScanProblem, walk
-from ..verify.rules import STAGE_NAMES, VerifyParams, verify_batch
+from ..verify.rules import STAGE_NAMES, SeenPairs, VerifyParams, verify_batch
 from .extract import extract_many
 from .result import Failure, Group, Pair, ScanResult
 from .stats import StageClock
@@ -204,7 +204,8 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
                                np.concatenate([rows, alt_rows]), radius=opts.radius)
             qc = np.concatenate([full, cols["c64"][rows, canon], cols["c64"][alt_rows, alt_vars]])
             qi = np.concatenate([rows, rows, alt_rows])
-            cropped: set[int] = set()  # pairs already given the (dear) crop test
+            del cols["c64"], full  # only the query codes are needed from here on
+            cropped = SeenPairs()  # pairs already given the (dear) crop test
             for pb in index.query(qc, qi, threads=workers):
                 _, firsts = np.unique(pb.a * n + pb.b, return_index=True)
                 a, b = pb.a[firsts], pb.b[firsts]

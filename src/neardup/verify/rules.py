@@ -25,7 +25,7 @@ from PIL import Image
 
 from ..features.colour import GRID, colour_distance
 
-__all__ = ["VerifyParams", "Verified", "verify_batch", "crop_ncc", "orient_colour", "d256_distance"]
+__all__ = ["VerifyParams", "Verified", "SeenPairs", "verify_batch", "crop_ncc", "orient_colour", "d256_distance"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,23 @@ class Verified:
 
 
 STAGE_NAMES = {0: "exact", 1: "hash", 2: "crop"}
+
+
+class SeenPairs:
+    """A set of pair keys as one sorted int64 array: 8 bytes a pair, not ~90 for a Python set."""
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, dtype=np.int64)
+
+    def fresh(self, keys: np.ndarray) -> np.ndarray:
+        """Mask of ``keys`` not seen before (duplicates within ``keys`` count once); adds them."""
+        keys = np.asarray(keys, dtype=np.int64)
+        uniq, first = np.unique(keys, return_index=True)
+        seen = np.isin(uniq, self.keys, assume_unique=True)
+        mask = np.zeros(len(keys), dtype=bool)
+        mask[first[~seen]] = True
+        self.keys = np.union1d(self.keys, uniq[~seen])
+        return mask
 
 
 def _cell_perm() -> np.ndarray:
@@ -130,7 +147,7 @@ def verify_batch(
     params: VerifyParams,
     load_sigs: Callable[[np.ndarray], np.ndarray],
     *,
-    crop_done: set[int] | None = None,
+    crop_done: SeenPairs | None = None,
     n_rows: int = 0,
 ) -> Verified:
     """Accept or reject candidate pairs ``(a, b)`` (row ids into ``cols``) in one batch.
@@ -152,10 +169,7 @@ def verify_batch(
     ncc = np.full(len(a), np.nan, dtype=np.float32)
     need = np.flatnonzero(~hash_ok & ~low & colour_ok)
     if crop_done is not None and need.size:
-        keys = (a[need] * n_rows + b[need]).tolist()
-        fresh = [k not in crop_done for k in keys]
-        crop_done.update(keys)
-        need = need[np.asarray(fresh, dtype=bool)]
+        need = need[crop_done.fresh(a[need] * n_rows + b[need])]
     if need.size:
         sa = load_sigs(a[need])
         sb = load_sigs(b[need])
