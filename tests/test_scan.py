@@ -132,3 +132,10 @@ def test_lookalike_hubs_neither_group_nor_explode(tmp_path):
     result = neardup.scan([str(tmp_path)], cache=None, workers=1)
     got = sorted(sorted(Path(m).name for m in g.members) for g in result.groups)
     assert got == [[f"pic{j}.jpg", f"pic{j}_copy.jpg"] for j in range(10)]
+
+
+def test_result_does_not_depend_on_workers_or_batch_size(imagededup_result):
+    root, two_workers = imagededup_result
+    one = neardup.scan([str(root)], cache=None, workers=1, batch=7)
+    assert [g.to_dict() for g in one.groups] == [g.to_dict() for g in two_workers.groups]
+    assert [f.to_dict() for f in one.failures] == [f.to_dict() for f in two_workers.failures]
