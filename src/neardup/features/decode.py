@@ -129,6 +129,8 @@ def decode(data: bytes, *, max_pixels: int = 200_000_000, work_side: int = WORK_
         raise DecodeError("too-many-pixels", f"decompression bomb refused: {e}") from None
     except Image.DecompressionBombWarning as e:
         raise DecodeError("too-many-pixels", f"decompression bomb refused: {e}") from None
+    except Image.UnidentifiedImageError:
+        raise DecodeError("not-an-image", "not a recognised image format: the bytes match no supported format") from None
     except Exception as e:  # Pillow raises many types for unknown data
         raise DecodeError("not-an-image", f"not a recognised image format ({type(e).__name__}: {e})") from None
     try:

@@ -155,11 +155,10 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
 
     # -- load columns for unique contents ------------------------------------------------
     with clock.stage("load"):
-        uniq: dict[bytes, int] = {}
-        row_of_path = np.empty(len(run_paths), dtype=np.int64)
-        for i, d in enumerate(run_digests):
-            row_of_path[i] = uniq.setdefault(d, len(uniq))
-        digests = list(uniq)
+        # row ids in digest order, so they do not depend on which worker finished first
+        digests = sorted(set(run_digests))
+        uniq = {d: i for i, d in enumerate(digests)}
+        row_of_path = np.fromiter((uniq[d] for d in run_digests), dtype=np.int64, count=len(run_digests))
         del uniq
         run_digests.clear()
         cols = fc.load_columns(digests)
@@ -225,10 +224,15 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     with clock.stage("group"):
         if va:
             A, B = np.concatenate(va), np.concatenate(vb)
-            _, first = np.unique(A * max(n, 1) + B, return_index=True)
-            A, B = A[first], B[first]
-            S, D, P = np.concatenate(vstage)[first], np.concatenate(vd)[first], np.concatenate(vp)[first]
-            C, N = np.concatenate(vc)[first], np.concatenate(vn)[first]
+            S, D, P = np.concatenate(vstage), np.concatenate(vd), np.concatenate(vp)
+            C, N = np.concatenate(vc), np.concatenate(vn)
+            # a pair found several times (both ends, centre window) keeps its best evidence,
+            # whatever order threads and batches found it in
+            key = A * max(n, 1) + B
+            order = np.lexsort((np.nan_to_num(-N, nan=1.0), P, D, S, key))
+            _, first = np.unique(key[order], return_index=True)
+            pick = order[first]
+            A, B, S, D, P, C, N = A[pick], B[pick], S[pick], D[pick], P[pick], C[pick], N[pick]
         else:
             A = B = S = D = P = C = N = np.zeros(0, dtype=np.int64)
         n_verified = int(len(A))

@@ -95,11 +95,16 @@ def orient_colour(colour: np.ndarray, variant: np.ndarray) -> np.ndarray:
 
 
 def d256_distance(d256_a: np.ndarray, d256_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Best distance of a's upright hash to b's 8 variants, and the variant that gave it."""
-    x = np.bitwise_xor(d256_a[:, None, 0, :], d256_b)  # (n, 8, 4)
-    d = np.bitwise_count(x).sum(axis=-1).astype(np.int16)
+    """Best distance between the two hashes over the 8 orientations, and b's variant.
+
+    Resampling makes the variants only nearly exact, so both directions are taken
+    (a upright against b's variants, and b upright against a's): the distance is symmetric.
+    """
+    d = np.bitwise_count(np.bitwise_xor(d256_a[:, None, 0, :], d256_b)).sum(axis=-1).astype(np.int16)
+    back = np.bitwise_count(np.bitwise_xor(d256_b[:, None, 0, :], d256_a)).sum(axis=-1).astype(np.int16)
     v = d.argmin(axis=1)
-    return d[np.arange(len(d)), v], v
+    rows = np.arange(len(d))
+    return np.minimum(d[rows, v], back.min(axis=1)), v
 
 
 def _resize(a: np.ndarray, w: int, h: int) -> np.ndarray:
