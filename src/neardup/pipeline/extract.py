@@ -7,12 +7,13 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..errors import DecodeError
 from ..features.decode import decode
 from ..features.extract import FEATURE_VERSION, ImageFeatures, digest_bytes, features_from_decoded
 
-__all__ = ["Outcome", "extract_many", "extract_one"]
+__all__ = ["Outcome", "batched", "extract_many", "extract_one"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +80,12 @@ def _extract_chunk(items: list[tuple[str, int, int]], max_pixels: int) -> list[O
     return [extract_one(p, s, m, max_pixels) for p, s, m in items]
 
 
-def _chunks(items: Iterable[tuple[str, int, int]], size: int) -> Iterator[list[tuple[str, int, int]]]:
-    buf: list[tuple[str, int, int]] = []
+T = TypeVar("T")
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of up to ``size`` items, lazily (``itertools.batched`` arrives only in 3.12)."""
+    buf: list[T] = []
     for it in items:
         buf.append(it)
         if len(buf) >= size:
@@ -106,13 +111,13 @@ def extract_many(
     """
     if workers <= 1:
         _init_worker(cache_file)
-        for c in _chunks(items, chunk):
+        for c in batched(items, chunk):
             yield _extract_chunk(c, max_pixels)
         return
     # workers start on demand: a run whose files are all cached starts none
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(cache_file,)) as pool:
         pending: set[Future[list[Outcome]]] = set()
-        for c in _chunks(items, chunk):
+        for c in batched(items, chunk):
             pending.add(pool.submit(_extract_chunk, c, max_pixels))
             block = len(pending) >= 2 * workers
             done, pending = wait(pending, return_when=FIRST_COMPLETED, timeout=None if block else 0)

@@ -17,7 +17,7 @@ from ..features.quality import QUALITY_FIELDS, QualityFacts, quality_score
 from ..group.unionfind import UnionFind, guarded_groups
 from ..sources.local import FileEntry, ScanProblem, walk
 from ..verify.rules import STAGE_NAMES, SeenPairs, VerifyParams, verify_batch
-from .extract import extract_many
+from .extract import batched, extract_many
 from .result import Failure, Group, Pair, ScanResult
 from .stats import StageClock
 
@@ -58,17 +58,6 @@ def _entries(paths: Sequence[str], failures: list[Failure]) -> Iterator[FileEntr
                 failures.append(Failure(item.path, "scan", item.error, item.reason))
             else:
                 yield item
-
-
-def _batched(it: Iterator[FileEntry], n: int) -> Iterator[list[FileEntry]]:
-    buf: list[FileEntry] = []
-    for x in it:
-        buf.append(x)
-        if len(buf) >= n:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
 
 
 def scan(
@@ -118,7 +107,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     # -- scan + extract, streamed: cache hits are recorded as the pool pulls the misses ------
     def misses() -> Iterator[tuple[str, int, int]]:
         nonlocal n_listed, n_cached
-        for batch in _batched(_entries(paths, failures), opts.batch):
+        for batch in batched(_entries(paths, failures), opts.batch):
             n_listed += len(batch)
             known = fc.lookup_files([(e.path, e.size, e.mtime_ns) for e in batch])
             hits = 0
