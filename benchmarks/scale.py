@@ -69,12 +69,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--root", type=Path, default=Path("/tmp/ndscale"))
     ap.add_argument("--out", type=Path, default=None, help="also write results.json here")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="keep the feature cache here (a rerun then measures the stages after extraction)")
     a = ap.parse_args()
     root = a.root / f"v2-{a.n}"
     make(root, a.n)
-    with tempfile.TemporaryDirectory() as cache:
+    with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        r = neardup.scan([str(root)], cache=cache)
+        r = neardup.scan([str(root)], cache=str(a.cache or tmp))
         wall = time.perf_counter() - t
     planted = sum(1 for g in r.groups if len(g.members) == 2
                   and {Path(m).name.replace("_copy", "") for m in g.members} == {Path(g.members[0]).name.replace("_copy", "")})

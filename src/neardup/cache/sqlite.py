@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,7 +177,83 @@ class FeatureCache:
                 [(p, s, m, FEATURE_VERSION, d, st, r, e) for (p, s, m, d, st, r, e) in files],
             )
 
+    # -- this run's files: paths live here, not in Python lists, so memory stays flat ------
+    def start_run(self) -> None:
+        """Start an empty list of this run's ``(path, digest)`` (a private TEMP table)."""
+        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS run (path TEXT NOT NULL, digest BLOB NOT NULL)")
+        self._db.execute("DROP INDEX IF EXISTS temp.run_digest")
+        self._db.execute("DELETE FROM temp.run")
+
+    def add_run(self, rows: Sequence[tuple[str, bytes]]) -> None:
+        if rows:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT INTO temp.run VALUES (?, ?)", rows)
+
+    def run_contents(self) -> tuple[np.ndarray, np.ndarray]:
+        """This run's distinct digests in sorted order, (n, 16) uint8, and how many paths each has.
+
+        Row ``i`` of every later column is the ``i``-th digest: ids that depend on the content
+        only, never on which worker finished first.
+        """
+        self._db.execute("CREATE INDEX IF NOT EXISTS temp.run_digest ON run (digest, path)")
+        blobs: list[bytes] = []
+        counts: list[int] = []
+        cur = self._db.execute("SELECT digest, count(*) FROM temp.run GROUP BY digest ORDER BY digest")
+        while rows := cur.fetchmany(65536):
+            for d, c in rows:
+                blobs.append(d)
+                counts.append(c)
+        n = len(blobs)
+        width = len(blobs[0]) if n else 16
+        if any(len(b) != width for b in blobs):
+            raise CacheError("digests of mixed length in the cache; delete it or pass another --cache DIR")
+        digests = np.frombuffer(b"".join(blobs), np.uint8).reshape(n, width).copy()
+        return digests, np.asarray(counts, dtype=np.int32)
+
+    def run_paths(self, digests: Sequence[bytes]) -> dict[bytes, list[str]]:
+        """Sorted paths of this run for each of ``digests``."""
+        out: dict[bytes, list[str]] = {}
+        keys = sorted(set(digests))
+        for s in range(0, len(keys), 900):
+            chunk = keys[s : s + 900]
+            q = f"SELECT digest, path FROM temp.run WHERE digest IN ({','.join('?' * len(chunk))}) ORDER BY digest, path"
+            for d, path in self._db.execute(q, chunk):
+                out.setdefault(bytes(d), []).append(path)
+        return out
+
     # -- features ----------------------------------------------------------------------
+    def iter_run_features(self, fields: Sequence[str], *, chunk: int = 8192) -> Iterator[list[tuple]]:
+        """Stream ``fields`` of the features of this run's distinct digests, in digest order."""
+        cols = ", ".join(f"f.{c}" for c in ("digest", *fields))
+        cur = self._db.execute(
+            f"SELECT {cols} FROM (SELECT DISTINCT digest FROM temp.run) r "
+            "JOIN features f ON f.digest = r.digest AND f.version = ? ORDER BY f.digest",
+            (FEATURE_VERSION,),
+        )
+        while rows := cur.fetchmany(chunk):
+            yield rows
+
+    def fetch(self, digests: Sequence[bytes], fields: Sequence[str]) -> dict[str, list[bytes]]:
+        """Blobs of ``fields`` for distinct, sorted ``digests``, in that order (a few columns
+        of a batch of rows: what verification reads instead of holding every row in memory)."""
+        out: dict[str, list[bytes]] = {f: [] for f in fields}
+        got = 0
+        cols = ", ".join(("digest", *fields))
+        for s in range(0, len(digests), 900):
+            chunk = list(digests[s : s + 900])
+            q = (f"SELECT {cols} FROM features WHERE version=? AND digest IN ({','.join('?' * len(chunk))}) "
+                 "ORDER BY digest")
+            for row in self._db.execute(q, [FEATURE_VERSION, *chunk]):
+                if row[0] != chunk[got - s]:
+                    raise CacheError("features vanished from the cache during the run; run the scan again")
+                got += 1
+                for f, v in zip(fields, row[1:]):
+                    out[f].append(v)
+        if got != len(digests):
+            raise CacheError("features vanished from the cache during the run; run the scan again")
+        return out
+
     def load_columns(self, digests: Sequence[bytes], *, batch: int = 900) -> dict[str, np.ndarray]:
         """Columnar arrays of the features for ``digests``, in that order (no signatures).
 

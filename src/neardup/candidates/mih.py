@@ -81,8 +81,11 @@ class MultiIndex:
         if radius < 0 or radius > 32:
             raise ValueError(f"radius must be in 0..32, got {radius}")
         codes = np.ascontiguousarray(codes, dtype=np.uint64)
-        self.codes = codes
-        self.ids = np.ascontiguousarray(ids, dtype=np.int64)
+        ids = np.asarray(ids, dtype=np.int64)
+        # ids are kept in bucket order per chunk, as int32 where they fit: with codes that
+        # is 12 bytes an entry a chunk, the whole index
+        id_t = np.int32 if len(ids) == 0 or int(ids.max()) < 2**31 - 1 else np.int64
+        self.size = len(codes)
         self.radius = radius
         m = n_chunks or choose_chunks(len(codes), radius)
         widths = [64 // m + (1 if i < 64 % m else 0) for i in range(m)]
@@ -99,7 +102,8 @@ class MultiIndex:
             offsets = np.zeros((1 << w) + 1, dtype=off_t)
             np.cumsum(counts, out=offsets[1:])
             masks = _flip_masks(w, radius // m).astype(np.int32 if w < 31 else np.int64)
-            self.chunks.append((shift, w, order, offsets, counts > 0, codes[order], masks))
+            self.chunks.append((shift, w, ids[order].astype(id_t), offsets, counts > 0, codes[order], masks))
+            del key, order, counts
             shift += w
 
     def query(
@@ -138,7 +142,7 @@ class MultiIndex:
                 yield from window.popleft().result()
 
     def _query_block(self, qc: np.ndarray, qi: np.ndarray, max_pairs: int) -> Iterator[PairBatch]:
-        for shift, w, order, offsets, nonempty, sorted_codes, masks in self.chunks:
+        for shift, w, sorted_ids, offsets, nonempty, sorted_codes, masks in self.chunks:
             qkey = ((qc >> np.uint64(shift)) & np.uint64((1 << w) - 1)).astype(masks.dtype)
             # probe masks in slices so that a hub bucket never materialises all at once
             mstep = max(1, min(len(masks), 1 << 14))
@@ -156,9 +160,9 @@ class MultiIndex:
                 for s, e in zip(np.r_[0, cuts], np.r_[cuts, len(cnt)]):
                     if s >= e:
                         continue
-                    yield from self._expand(qc, qi, lo[s:e], cnt[s:e], qrow[s:e], order, sorted_codes)
+                    yield from self._expand(qc, qi, lo[s:e], cnt[s:e], qrow[s:e], sorted_ids, sorted_codes)
 
-    def _expand(self, qc, qi, lo, cnt, qrow, order, sorted_codes) -> Iterator[PairBatch]:
+    def _expand(self, qc, qi, lo, cnt, qrow, sorted_ids, sorted_codes) -> Iterator[PairBatch]:
         total = int(cnt.sum())
         if total == 0:
             return
@@ -168,7 +172,7 @@ class MultiIndex:
         dist = _popcount64(qc[rep_q] ^ sorted_codes[pos])
         keep = dist <= self.radius
         a = qi[rep_q[keep]]
-        b = self.ids[order[pos[keep]]]
+        b = sorted_ids[pos[keep]].astype(np.int64)
         d = dist[keep]
         ne = a != b
         a, b, d = a[ne], b[ne], d[ne]

@@ -41,16 +41,25 @@ class UnionFind:
         self.size[ra] += self.size[rb]
         return True
 
+    def roots(self) -> np.ndarray:
+        """Root of every row, by pointer jumping in NumPy (no Python call per row)."""
+        r = self.parent.copy()
+        while True:
+            nxt = r[r]
+            if np.array_equal(nxt, r):
+                return r
+            r = nxt
+
     def components(self) -> dict[int, list[int]]:
         """Root -> members, for components of two or more rows."""
-        roots = np.array([self.find(i) for i in range(len(self.parent))], dtype=np.int64)
+        roots = self.roots()
         order = np.argsort(roots, kind="stable")
-        out: dict[int, list[int]] = {}
         r_sorted = roots[order]
-        cuts = np.flatnonzero(np.diff(r_sorted)) + 1
-        for chunk in np.split(order, cuts):
-            if len(chunk) > 1:
-                out[int(roots[chunk[0]])] = [int(x) for x in chunk]
+        starts = np.r_[0, np.flatnonzero(np.diff(r_sorted)) + 1]
+        sizes = np.diff(np.r_[starts, len(r_sorted)])
+        out: dict[int, list[int]] = {}
+        for s, k in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist()):
+            out[int(r_sorted[s])] = order[s : s + k].tolist()
         return out
 
 

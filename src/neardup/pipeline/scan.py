@@ -11,7 +11,7 @@ import numpy as np
 
 from ..cache.sqlite import FeatureCache, default_cache_dir
 from ..candidates.mih import MultiIndex
-from ..errors import UsageError
+from ..errors import CacheError, UsageError
 from ..features.extract import is_low_info
 from ..features.quality import QUALITY_FIELDS, QualityFacts, quality_score
 from ..group.unionfind import UnionFind, guarded_groups
@@ -96,13 +96,75 @@ def scan(
         return _run([os.fspath(p) for p in paths], fc, opts, progress or (lambda *a: None))
 
 
+@dataclass(frozen=True, slots=True)
+class SearchColumns:
+    """What stays in memory for each distinct content: its search codes and two flags.
+
+    About 40 bytes a row plus the orientation alternatives; everything else (the 256-bit
+    hashes, colour, quality, paths) stays in SQLite and is read a batch at a time.
+    """
+
+    digests: np.ndarray  # (n, 16) uint8, sorted: row i is the i-th digest
+    counts: np.ndarray  # int32: paths in this run with that content
+    p64: np.ndarray  # uint64: full-frame code in canonical orientation
+    c64: np.ndarray  # uint64: centre-window code in canonical orientation
+    alt_rows: np.ndarray  # int64, ascending: rows with an alternative orientation ...
+    alt_p64: np.ndarray  # ... and its codes
+    alt_c64: np.ndarray
+    low_info: np.ndarray  # bool
+    colourful: np.ndarray  # bool
+
+    def digest(self, row: int) -> bytes:
+        return self.digests[row].tobytes()
+
+
+_SEARCH_FIELDS = ("p64", "c64", "canon", "alt_mask", "energy", "content_side", "quality")
+
+
+def _load_search_columns(fc: FeatureCache) -> SearchColumns:
+    digests, counts = fc.run_contents()
+    n = len(digests)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p64", "c64", "ar", "ap", "ac", "low", "col")}
+    done = 0
+    colourfulness = QUALITY_FIELDS.index("colourfulness")
+    for rows in fc.iter_run_features(_SEARCH_FIELDS):
+        k = len(rows)
+        got = np.frombuffer(b"".join(r[0] for r in rows), np.uint8).reshape(k, -1)
+        if got.shape[1] != digests.shape[1] or not np.array_equal(got, digests[done : done + k]):
+            raise CacheError("features vanished from the cache during the run; run the scan again")
+        p64 = np.frombuffer(b"".join(r[1] for r in rows), "<u8").reshape(k, 8)
+        c64 = np.frombuffer(b"".join(r[2] for r in rows), "<u8").reshape(k, 8)
+        canon = np.fromiter((r[3] for r in rows), np.int64, k)
+        alt_mask = np.fromiter((r[4] for r in rows), np.uint8, k)
+        energy = np.fromiter((r[5] for r in rows), np.float32, k)
+        side = np.fromiter((r[6] for r in rows), np.int32, k)
+        quality = np.frombuffer(b"".join(r[7] for r in rows), "<f8").reshape(k, len(QUALITY_FIELDS))
+        local = np.arange(k)
+        parts["p64"].append(p64[local, canon])
+        parts["c64"].append(c64[local, canon])
+        ar, av = np.nonzero((alt_mask[:, None] >> np.arange(8, dtype=np.uint8)) & 1)
+        parts["ar"].append(ar + done)
+        parts["ap"].append(p64[ar, av])
+        parts["ac"].append(c64[ar, av])
+        parts["low"].append(np.asarray(is_low_info(energy, side), dtype=bool))
+        parts["col"].append(quality[:, colourfulness] > 12.0)
+        done += k
+    if done != n:
+        raise CacheError("features vanished from the cache during the run; run the scan again")
+
+    def cat(key: str, dtype: type) -> np.ndarray:
+        return np.concatenate(parts.pop(key)).astype(dtype, copy=False) if n else np.zeros(0, dtype)
+
+    return SearchColumns(digests, counts, cat("p64", np.uint64), cat("c64", np.uint64), cat("ar", np.int64),
+                         cat("ap", np.uint64), cat("ac", np.uint64), cat("low", bool), cat("col", bool))
+
+
 def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progress) -> ScanResult:
     clock = StageClock()
     failures: list[Failure] = []
-    run_paths: list[str] = []
-    run_digests: list[bytes] = []
     n_decoded = n_cached = n_listed = 0
     workers = opts.workers or (os.cpu_count() or 1)
+    fc.start_run()
 
     # -- scan + extract, streamed: cache hits are recorded as the pool pulls the misses ------
     def misses() -> Iterator[tuple[str, int, int]]:
@@ -110,20 +172,19 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         for batch in batched(_entries(paths, failures), opts.batch):
             n_listed += len(batch)
             known = fc.lookup_files([(e.path, e.size, e.mtime_ns) for e in batch])
-            hits = 0
+            found: list[tuple[str, bytes]] = []
             for e in batch:
                 rec = known.get(e.path)
                 if rec is None:
                     yield (e.path, e.size, e.mtime_ns)
                     continue
-                hits += 1
                 n_cached += 1
                 if rec.digest is not None:
-                    run_paths.append(e.path)
-                    run_digests.append(rec.digest)
+                    found.append((e.path, rec.digest))
                 else:
                     failures.append(Failure(e.path, rec.error_stage or "decode", rec.error or "", rec.error_reason or ""))
-            progress("extract", hits, None)
+            fc.add_run(found)
+            progress("extract", len(known), None)
 
     with clock.stage("extract"):
         for outs in extract_many(misses(), workers=workers, max_pixels=opts.max_pixels, cache_file=fc.path):
@@ -131,43 +192,35 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
                 [(o.path, o.size, o.mtime_ns, o.digest, o.error_stage, o.error_reason, o.error) for o in outs],
                 [o.features for o in outs if o.features is not None],
             )
+            fc.add_run([(o.path, o.digest) for o in outs if o.digest is not None])
             for o in outs:
                 if o.digest is None:
                     failures.append(Failure(o.path, o.error_stage or "decode", o.error or "", o.error_reason or ""))
                 else:
-                    run_paths.append(o.path)
-                    run_digests.append(o.digest)
                     n_decoded += o.features is not None
                     n_cached += o.features is None
             progress("extract", len(outs), None)
     clock.workers_peak("extract")
 
-    # -- load columns for unique contents ------------------------------------------------
+    # -- load the search columns of the distinct contents ------------------------------
     with clock.stage("load"):
-        # row ids in digest order, so they do not depend on which worker finished first
-        digests = sorted(set(run_digests))
-        uniq = {d: i for i, d in enumerate(digests)}
-        row_of_path = np.fromiter((uniq[d] for d in run_digests), dtype=np.int64, count=len(run_digests))
-        del uniq
-        run_digests.clear()
-        cols = fc.load_columns(digests)
-        cols["low_info"] = np.asarray(is_low_info(cols["energy"], cols["content_side"]))
-        q = cols["quality"]
-        cols["colourful"] = q[:, QUALITY_FIELDS.index("colourfulness")] > 12.0
-        n = len(digests)
-        order = np.argsort(row_of_path, kind="stable")
-        paths_of_row: list[list[str]] = [[] for _ in range(n)]
-        for i in order:
-            paths_of_row[int(row_of_path[i])].append(run_paths[int(i)])
-        for ps in paths_of_row:
-            ps.sort()
-        del row_of_path
-        run_paths.clear()
+        cols = _load_search_columns(fc)
+        n = len(cols.digests)
 
     params = VerifyParams(hash_threshold=opts.hash_threshold, crop_ncc=opts.crop_ncc)
+    flags = {"low_info": cols.low_info, "colourful": cols.colourful}
 
     def load_sigs(rows: np.ndarray) -> np.ndarray:
-        return fc.load_signatures([digests[int(r)] for r in rows])
+        return fc.load_signatures([cols.digest(int(r)) for r in rows])
+
+    def fetch(rows: np.ndarray) -> dict[str, np.ndarray]:
+        got = fc.fetch([cols.digest(int(r)) for r in rows], ("d256", "colour", "p64"))
+        k = len(rows)
+        return {
+            "d256": np.frombuffer(b"".join(got["d256"]), "<u8").reshape(k, 8, 4),
+            "colour": np.frombuffer(b"".join(got["colour"]), np.uint8).reshape(k, -1),
+            "p64": np.frombuffer(b"".join(got["p64"]), "<u8").reshape(k, 8),
+        }
 
     # -- candidates, streamed into verification ----------------------------------------
     va: list[np.ndarray] = []
@@ -182,31 +235,33 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     with clock.stage("candidates"):
         if n > 1:
             # index: each row's canonical code, plus the other orientations it might take;
-            # queries: the canonical full frame and centre window (every alternative for the
-            # centre window, whose orientation is decided by the full frame)
-            rows = np.arange(n, dtype=np.int64)
-            canon = cols["canon"].astype(np.int64)
-            alt_rows, alt_vars = np.nonzero((cols["alt_mask"][:, None] >> np.arange(8, dtype=np.uint8)) & 1)
-            full = cols["p64"][rows, canon]
-            index = MultiIndex(np.concatenate([full, cols["p64"][alt_rows, alt_vars]]),
-                               np.concatenate([rows, alt_rows]), radius=opts.radius)
-            qc = np.concatenate([full, cols["c64"][rows, canon], cols["c64"][alt_rows, alt_vars]])
-            qi = np.concatenate([rows, rows, alt_rows])
-            del cols["c64"], full  # only the query codes are needed from here on
+            # queries, a slice of rows at a time: the canonical full frame and centre window,
+            # and the centre window in every alternative orientation
+            index = MultiIndex(np.concatenate([cols.p64, cols.alt_p64]),
+                               np.concatenate([np.arange(n, dtype=np.int64), cols.alt_rows]), radius=opts.radius)
             cropped = SeenPairs()  # pairs already given the (dear) crop test
-            for pb in index.query(qc, qi, threads=workers):
-                _, firsts = np.unique(pb.a * n + pb.b, return_index=True)
-                a, b = pb.a[firsts], pb.b[firsts]
-                dist = pb.distance[firsts]
-                n_cand += len(a)
-                progress("candidates", len(a), None)
-                t0 = time.perf_counter()
-                ver = verify_batch(a, b, dist, cols, params, load_sigs, crop_done=cropped, n_rows=n)
-                t_verify += time.perf_counter() - t0
-                if len(ver):
-                    for acc, col in ((va, ver.a), (vb, ver.b), (vstage, ver.stage), (vd, ver.d256),
-                                     (vp, ver.p64), (vc, ver.colour), (vn, ver.ncc)):
-                        acc.append(col)
+            step = 1 << 16
+            for s in range(0, n, step):
+                e = min(n, s + step)
+                lo, hi = np.searchsorted(cols.alt_rows, [s, e])
+                rows = np.arange(s, e, dtype=np.int64)
+                qc = np.concatenate([cols.p64[s:e], cols.c64[s:e], cols.alt_c64[lo:hi]])
+                qi = np.concatenate([rows, rows, cols.alt_rows[lo:hi]])
+                for pb in index.query(qc, qi, threads=workers):
+                    _, firsts = np.unique(pb.a * n + pb.b, return_index=True)
+                    a, b = pb.a[firsts], pb.b[firsts]
+                    dist = pb.distance[firsts]
+                    n_cand += len(a)
+                    progress("candidates", len(a), None)
+                    t0 = time.perf_counter()
+                    ver = verify_batch(a, b, dist, fetch=fetch, flags=flags, params=params, load_sigs=load_sigs,
+                                       crop_done=cropped, n_rows=n)
+                    t_verify += time.perf_counter() - t0
+                    if len(ver):
+                        for acc, col in ((va, ver.a), (vb, ver.b), (vstage, ver.stage), (vd, ver.d256),
+                                         (vp, ver.p64), (vc, ver.colour), (vn, ver.ncc)):
+                            acc.append(col)
+            del index, cropped
     clock.split("candidates", "verify", t_verify)
 
     # -- group ------------------------------------------------------------------------
@@ -225,11 +280,21 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         else:
             A = B = S = D = P = C = N = np.zeros(0, dtype=np.int64)
         n_verified = int(len(A))
-        uf = UnionFind(n)
-        for x, y in zip(A.tolist(), B.tolist()):
+        # union-find over the rows that have a verified pair, not over every row
+        nodes = np.unique(np.concatenate([A, B]))
+        uf = UnionFind(len(nodes))
+        for x, y in zip(np.searchsorted(nodes, A).tolist(), np.searchsorted(nodes, B).tolist()):
             uf.union(x, y)
-        comps = uf.components()
-        member_rows = {r for c in comps.values() for r in c}
+        comps = [[int(nodes[i]) for i in c] for c in uf.components().values()]
+        member_rows = sorted({r for c in comps for r in c})
+        dup_rows = np.flatnonzero(cols.counts > 1).tolist()
+        need_paths = sorted(set(member_rows) | set(dup_rows))
+        by_digest = fc.run_paths([cols.digest(r) for r in need_paths])
+        paths_of_row = {r: by_digest[cols.digest(r)] for r in need_paths}
+        del by_digest
+        qrows = fc.fetch([cols.digest(r) for r in member_rows], ("quality",))["quality"]
+        quality = {r: np.frombuffer(q, "<f8") for r, q in zip(member_rows, qrows)}
+        del qrows
         edges: dict[int, dict[int, tuple[bool, object]]] = {}
         for k in range(n_verified):
             x, y = int(A[k]), int(B[k])
@@ -243,25 +308,27 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             return (-round(scores[r], 6), paths_of_row[r][0])
 
         def verify_pair(k: int, r: int) -> object | None:
-            ver = verify_batch(np.array([k]), np.array([r]), np.array([-1]), cols, params, load_sigs)
+            ver = verify_batch(np.array([k]), np.array([r]), np.array([-1]), fetch=fetch, flags=flags,
+                               params=params, load_sigs=load_sigs)
             if not len(ver):
                 return None
             return _evidence(int(ver.stage[0]), int(ver.d256[0]), -1, float(ver.colour[0]), float(ver.ncc[0]))
 
         groups: list[Group] = []
         soft = QUALITY_FIELDS.index("softness")
-        for comp in comps.values():
+        for comp in comps:
             # softness is judged against the component's own median: a naturally soft photo
             # is not penalised, a copy smoother than its siblings (upscaled, blurred) is
-            q = cols["quality"][comp]
+            q = np.stack([quality[r] for r in comp])
             s = quality_score(**{f: q[:, i] for i, f in enumerate(QUALITY_FIELDS)},
                               reference_softness=float(np.median(q[:, soft])))
             scores.update(zip(comp, s.tolist()))
             for keeper, rows_in, attach in guarded_groups(comp, edges, rank, verify_pair):
-                groups.append(_make_group(keeper, rows_in, attach, paths_of_row, cols["quality"]))
-        for r in range(n):
-            if r not in member_rows and len(paths_of_row[r]) > 1:
-                groups.append(_make_group(r, [r], {}, paths_of_row, cols["quality"]))
+                groups.append(_make_group(keeper, rows_in, attach, paths_of_row, quality))
+        in_comp = set(member_rows)
+        for r in dup_rows:
+            if r not in in_comp:
+                groups.append(_make_group(r, [r], {}, paths_of_row, quality))
         groups.sort(key=lambda g: (-len(g.members), g.keep))
     failures.sort(key=lambda f: f.path)
     stats = {
@@ -309,7 +376,7 @@ def _reason(keep: QualityFacts, others: list[QualityFacts]) -> str:
 
 
 def _make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, object]],
-                paths_of_row: list[list[str]], quality: np.ndarray) -> Group:
+                paths_of_row: dict[int, list[str]], quality: dict[int, np.ndarray]) -> Group:
     keep = paths_of_row[keeper][0]
     members: list[str] = []
     pairs: list[Pair] = []

@@ -148,25 +148,35 @@ def verify_batch(
     a: np.ndarray,
     b: np.ndarray,
     p64_dist: np.ndarray,
-    cols: dict[str, np.ndarray],
+    *,
+    fetch: Callable[[np.ndarray], dict[str, np.ndarray]],
+    flags: dict[str, np.ndarray],
     params: VerifyParams,
     load_sigs: Callable[[np.ndarray], np.ndarray],
-    *,
     crop_done: SeenPairs | None = None,
     n_rows: int = 0,
 ) -> Verified:
-    """Accept or reject candidate pairs ``(a, b)`` (row ids into ``cols``) in one batch.
+    """Accept or reject candidate pairs ``(a, b)`` of row ids in one batch.
+
+    ``fetch(rows)`` returns ``d256`` (k, 8, 4), ``colour`` (k, 48) and ``p64`` (k, 8) for
+    sorted distinct ``rows``: only the rows of this batch are read, so memory does not grow
+    with the collection.  ``flags`` holds the ``low_info`` and ``colourful`` columns of every row.
 
     The search can report a pair more than once (from both ends, from the centre window);
     the hash test is a few popcounts and simply runs again, but a pair whose key
     ``a * n_rows + b`` is in ``crop_done`` skips the crop test, which costs milliseconds.
     Accepted crop pairs are kept anyway by the first verdict.
     """
-    d, v = d256_distance(cols["d256"][a], cols["d256"][b])
-    low = cols["low_info"][a] | cols["low_info"][b]
-    cb = orient_colour(cols["colour"][b], v)
-    cdist = colour_distance(cols["colour"][a], cb)
-    colourful = cols["colourful"][a] & cols["colourful"][b]
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    rows, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+    ia, ib = inv[: len(a)], inv[len(a) :]
+    cols = fetch(rows)
+    d, v = d256_distance(cols["d256"][ia], cols["d256"][ib])
+    low = flags["low_info"][a] | flags["low_info"][b]
+    cb = orient_colour(cols["colour"][ib], v)
+    cdist = colour_distance(cols["colour"][ia], cb)
+    colourful = flags["colourful"][a] & flags["colourful"][b]
     colour_ok = ~colourful | (cdist <= params.colour_max)
     thr = np.where(low, params.strict_hash_threshold, params.hash_threshold)
     hash_ok = (d <= thr) & colour_ok & (~low | (cdist <= params.low_info_colour_max))
@@ -179,7 +189,7 @@ def verify_batch(
         sa = load_sigs(a[need])
         sb = load_sigs(b[need])
         # a crop scrambles the 256-bit hash, so take the orientation from the 64-bit one
-        pa, pb = cols["p64"][a[need]], cols["p64"][b[need]]
+        pa, pb = cols["p64"][ia[need]], cols["p64"][ib[need]]
         pv = np.bitwise_count(pa[:, :1] ^ pb).argmin(axis=1)
         for k, i in enumerate(need):
             s = crop_ncc(sa[k], sb[k], int(pv[k]))
