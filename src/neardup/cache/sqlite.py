@@ -56,6 +56,18 @@ CREATE TABLE IF NOT EXISTS features (
     quality BLOB NOT NULL,
     PRIMARY KEY (digest, version)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS embeddings (
+    digest BLOB NOT NULL,
+    model TEXT NOT NULL,
+    vec BLOB NOT NULL,
+    PRIMARY KEY (digest, model)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS local (
+    digest BLOB NOT NULL,
+    version TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (digest, version)
+) WITHOUT ROWID;
 """
 
 
@@ -126,23 +138,31 @@ class FeatureCache:
         self.close()
 
     # -- files -------------------------------------------------------------------------
-    def lookup_files(self, entries: Sequence[tuple[str, int, int]]) -> dict[str, FileRecord]:
+    def lookup_files(self, entries: Sequence[tuple[str, int, int]], *, model: str | None = None) -> dict[str, FileRecord]:
         """Cached records for ``(path, size, mtime_ns)`` entries that are unchanged.
 
         A record counts only if its features (or its failure) are of the current version,
-        so a file whose features are missing is extracted again.
+        and, given a ``model`` id, its embedding by that model is stored too; a file whose
+        features are missing is extracted again.
         """
         out: dict[str, FileRecord] = {}
         if not entries:
             return out
         paths = [e[0] for e in entries]
         want = {e[0]: (e[1], e[2]) for e in entries}
+        has = "x.digest IS NOT NULL"
+        join = ""
+        args: list[object] = [FEATURE_VERSION, *paths]
+        if model is not None:
+            has += " AND e.digest IS NOT NULL"
+            join = "LEFT JOIN embeddings e ON e.digest = f.digest AND e.model = ? "
+            args.insert(0, model)
         q = (
             "SELECT f.path, f.size, f.mtime_ns, f.digest, f.error_stage, f.error_reason, f.error, "
-            "x.digest IS NOT NULL FROM files f LEFT JOIN features x ON x.digest = f.digest AND x.version = f.version "
+            f"{has} FROM files f LEFT JOIN features x ON x.digest = f.digest AND x.version = f.version {join}"
             f"WHERE f.version = ? AND f.path IN ({','.join('?' * len(paths))})"
         )
-        for path, size, mtime, digest, stage, reason, err, has in self._db.execute(q, [FEATURE_VERSION, *paths]):
+        for path, size, mtime, digest, stage, reason, err, has in self._db.execute(q, args):
             if want.get(path) != (size, mtime):
                 continue
             if digest is not None and has:
@@ -155,10 +175,12 @@ class FeatureCache:
         self,
         files: Sequence[tuple[str, int, int, bytes | None, str | None, str | None, str | None]],
         features: Sequence[ImageFeatures],
+        embeddings: Sequence[tuple[bytes, str, bytes]] = (),
     ) -> None:
-        """Store a batch of file records and features in one transaction."""
+        """Store a batch of file records, features and ``(digest, model, vec)`` in one transaction."""
         with self._db:
             self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?,?,?)", embeddings)
             self._db.executemany(
                 "INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
@@ -253,6 +275,44 @@ class FeatureCache:
         if got != len(digests):
             raise CacheError("features vanished from the cache during the run; run the scan again")
         return out
+
+    def fetch_embeddings(self, digests: Sequence[bytes], model: str) -> np.ndarray:
+        """(n, d) float16 embeddings for distinct, sorted ``digests``, in that order."""
+        blobs: list[bytes] = []
+        for s in range(0, len(digests), 900):
+            chunk = list(digests[s : s + 900])
+            q = (f"SELECT digest, vec FROM embeddings WHERE model=? AND digest IN ({','.join('?' * len(chunk))}) "
+                 "ORDER BY digest")
+            rows = self._db.execute(q, [model, *chunk]).fetchall()
+            if [r[0] for r in rows] != chunk:
+                raise CacheError("embeddings vanished from the cache during the run; run the scan again")
+            blobs.extend(r[1] for r in rows)
+        if not blobs:
+            return np.zeros((0, 0), np.float16)
+        return np.frombuffer(b"".join(blobs), "<f2").reshape(len(blobs), -1)
+
+    def iter_run_embeddings(self, model: str, *, chunk: int = 8192) -> Iterator[np.ndarray]:
+        """This run's embeddings in digest (= row) order, a chunk at a time."""
+        cur = self._db.execute(
+            "SELECT e.vec FROM (SELECT DISTINCT digest FROM temp.run) r "
+            "JOIN embeddings e ON e.digest = r.digest AND e.model = ? ORDER BY r.digest", (model,))
+        while rows := cur.fetchmany(chunk):
+            yield np.frombuffer(b"".join(r[0] for r in rows), "<f2").reshape(len(rows), -1)
+
+    def get_local(self, digests: Sequence[bytes], version: str) -> dict[bytes, bytes]:
+        out: dict[bytes, bytes] = {}
+        keys = sorted(set(digests))
+        for s in range(0, len(keys), 900):
+            chunk = keys[s : s + 900]
+            q = f"SELECT digest, data FROM local WHERE version=? AND digest IN ({','.join('?' * len(chunk))})"
+            for d, data in self._db.execute(q, [version, *chunk]):
+                out[bytes(d)] = data
+        return out
+
+    def put_local(self, rows: Sequence[tuple[bytes, str, bytes]]) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO local VALUES (?,?,?)", rows)
 
     def load_columns(self, digests: Sequence[bytes], *, batch: int = 900) -> dict[str, np.ndarray]:
         """Columnar arrays of the features for ``digests``, in that order (no signatures).

@@ -39,9 +39,24 @@ def main() -> None:
               help="Largest 256-bit hash distance accepted as a duplicate (lower = stricter).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=200_000_000, show_default=True,
               help="Images declaring more pixels are refused as decompression bombs.")
+@click.option("--mode", type=click.Choice(["fast", "thorough"]), default="fast", show_default=True,
+              help="thorough adds CNN embeddings and local features (heavy crops, insets, tilts); "
+                   "needs pip install 'neardup[cnn]'.")
+@click.option("--model", "model", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="thorough: an ONNX image model instead of EfficientNet-Lite0.")
+@click.option("--model-size", type=click.IntRange(32, 1024), default=224, show_default=True,
+              help="Input side of --model in pixels.")
+@click.option("--model-mean", type=(float, float, float), default=(0.485, 0.456, 0.406), show_default=True,
+              help="Per-channel mean of --model's input normalisation (0..1 scale).")
+@click.option("--model-std", type=(float, float, float), default=(0.229, 0.224, 0.225), show_default=True,
+              help="Per-channel std of --model's input normalisation.")
+@click.option("--embedding-threshold", "knn_threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+              default=0.70, show_default=True, help="thorough: cosine at which an embedding pair is verified.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: str | None, no_cache: bool,
-         workers: int, radius: int, threshold: int, max_pixels: int, quiet: bool) -> None:
+         workers: int, radius: int, threshold: int, max_pixels: int, mode: str, model: str | None,
+         model_size: int, model_mean: tuple[float, float, float], model_std: tuple[float, float, float],
+         knn_threshold: float, quiet: bool) -> None:
     """Scan PATHS (folders or files) and write the duplicate groups to results.json.
 
     Exit status: 0 done, 3 done but some files failed (listed under "failures"), 2 error.
@@ -58,7 +73,9 @@ def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: s
     try:
         with ui:
             result = run_scan(list(paths), progress=ui.update, workers=workers, radius=radius,
-                              hash_threshold=threshold, max_pixels=max_pixels, **kwargs)  # type: ignore[arg-type]
+                              hash_threshold=threshold, max_pixels=max_pixels, mode=mode, model=model,
+                              model_size=model_size, model_mean=tuple(model_mean), model_std=tuple(model_std),
+                              knn_threshold=knn_threshold, **kwargs)  # type: ignore[arg-type]
     except NeardupError as e:
         raise click.ClickException(str(e)) from None
     _write(output, result.to_json())
@@ -67,6 +84,25 @@ def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: s
     if not quiet:
         ui.summary(result, output)
     sys.exit(EXIT_FAILURES if result.failures else EXIT_OK)
+
+
+@main.group()
+def model() -> None:
+    """The embedding model of thorough mode."""
+
+
+@model.command("export")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Cache folder to export into [default: $NEARDUP_CACHE or ~/.cache/neardup].")
+def model_export(cache_dir: str | None) -> None:
+    """Convert EfficientNet-Lite0 to ONNX once (needs pip install 'neardup[export]')."""
+    from ..embed.model import default_model_spec
+
+    try:
+        spec = default_model_spec(cache_dir)
+    except NeardupError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{spec.path}\n{spec.model_id}")
 
 
 @main.command("eval")

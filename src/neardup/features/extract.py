@@ -15,7 +15,7 @@ from .orient import canonical_variant
 from .quality import QualityFacts, quality_facts
 
 __all__ = [
-    "ImageFeatures", "extract", "FEATURE_VERSION", "SIG_SIDE", "CENTER_FRACTION", "digest_bytes", "is_low_info",
+    "ImageFeatures", "extract", "canonical_rgb", "FEATURE_VERSION", "SIG_SIDE", "CENTER_FRACTION", "digest_bytes", "is_low_info",
 ]
 
 #: Bump when any extractor changes its output: it is part of every cache key.
@@ -71,6 +71,15 @@ def _window(gray: np.ndarray, frac: float) -> np.ndarray:
     h, w = gray.shape
     dh, dw = int(round(h * (1 - frac) / 2)), int(round(w * (1 - frac) / 2))
     return np.ascontiguousarray(gray[dh : h - dh, dw : w - dw])
+
+
+def canonical_rgb(d: Decoded, canon: int) -> np.ndarray:
+    """The working image, borders trimmed, in canonical orientation (what embeddings see,
+    so that rotated and flipped copies embed alike)."""
+    top, bottom, left, right = trim_borders(to_gray(d.rgb))
+    rgb = d.rgb[top:bottom, left:right]
+    rgb = rgb[:, ::-1] if canon >= 4 else rgb
+    return np.ascontiguousarray(np.rot90(rgb, canon % 4))
 
 
 def features_from_decoded(d: Decoded, digest: bytes) -> ImageFeatures:

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..cache.sqlite import FeatureCache, default_cache_dir
 from ..candidates.mih import MultiIndex
+from ..embed.model import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 from ..errors import CacheError, UsageError
 from ..features.extract import is_low_info
 from ..features.quality import QUALITY_FIELDS, QualityFacts, quality_score
@@ -20,6 +21,7 @@ from ..verify.rules import STAGE_NAMES, SeenPairs, VerifyParams, verify_batch
 from .extract import batched, extract_many
 from .result import Failure, Group, Pair, ScanResult
 from .stats import StageClock
+from .thorough import Thorough
 
 __all__ = ["scan", "ScanOptions", "Progress"]
 
@@ -37,8 +39,20 @@ class ScanOptions:
     workers: int = 0  # 0: one per core
     max_pixels: int = 200_000_000
     batch: int = 512
+    mode: str = "fast"  # "fast": hashes only; "thorough": + CNN embeddings and local features
+    model: str | None = None  # thorough: an ONNX model file instead of EfficientNet-Lite0
+    model_size: int = 224
+    model_mean: tuple[float, float, float] = IMAGENET_MEAN
+    model_std: tuple[float, float, float] = IMAGENET_STD
+    knn_threshold: float = 0.70  # thorough: cosine at which an embedding pair gets verified
 
     def check(self) -> None:
+        if self.mode not in ("fast", "thorough"):
+            raise UsageError(f"--mode must be 'fast' or 'thorough', got {self.mode!r}")
+        if self.model is not None and self.mode != "thorough":
+            raise UsageError("--model only applies with --mode thorough; add --mode thorough")
+        if not 0.0 < self.knn_threshold < 1.0:
+            raise UsageError(f"the embedding threshold must be in (0, 1), got {self.knn_threshold}")
         if not 0 <= self.radius <= 16:
             raise UsageError(f"--radius must be between 0 and 16 bits of 64, got {self.radius}")
         if not 0 <= self.hash_threshold <= 96:
@@ -92,8 +106,16 @@ def scan(
         opts = ScanOptions(**fields)  # type: ignore[arg-type]
     opts.check()
     cache_dir = default_cache_dir() if cache is _NO_CACHE else cache
+    spec = None
+    if opts.mode == "thorough":
+        if opts.model is not None:
+            spec = ModelSpec.from_file(opts.model, input_size=opts.model_size, mean=opts.model_mean, std=opts.model_std)
+        else:
+            from ..embed.model import default_model_spec
+
+            spec = default_model_spec(cache_dir if cache_dir is not None else default_cache_dir())  # type: ignore[arg-type]
     with FeatureCache(cache_dir) as fc:  # type: ignore[arg-type]
-        return _run([os.fspath(p) for p in paths], fc, opts, progress or (lambda *a: None))
+        return _run([os.fspath(p) for p in paths], fc, opts, progress or (lambda *a: None), spec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +181,13 @@ def _load_search_columns(fc: FeatureCache) -> SearchColumns:
                          cat("ap", np.uint64), cat("ac", np.uint64), cat("low", bool), cat("col", bool))
 
 
-def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progress) -> ScanResult:
+def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progress,
+         spec: ModelSpec | None = None) -> ScanResult:
     clock = StageClock()
     failures: list[Failure] = []
     n_decoded = n_cached = n_listed = 0
     workers = opts.workers or (os.cpu_count() or 1)
+    model_id = spec.model_id if spec is not None else None
     fc.start_run()
 
     # -- scan + extract, streamed: cache hits are recorded as the pool pulls the misses ------
@@ -171,7 +195,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         nonlocal n_listed, n_cached
         for batch in batched(_entries(paths, failures), opts.batch):
             n_listed += len(batch)
-            known = fc.lookup_files([(e.path, e.size, e.mtime_ns) for e in batch])
+            known = fc.lookup_files([(e.path, e.size, e.mtime_ns) for e in batch], model=model_id)
             found: list[tuple[str, bytes]] = []
             for e in batch:
                 rec = known.get(e.path)
@@ -187,10 +211,13 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             progress("extract", len(known), None)
 
     with clock.stage("extract"):
-        for outs in extract_many(misses(), workers=workers, max_pixels=opts.max_pixels, cache_file=fc.path):
+        for outs in extract_many(misses(), workers=workers, max_pixels=opts.max_pixels, cache_file=fc.path,
+                                 model=spec):
             fc.put_batch(
                 [(o.path, o.size, o.mtime_ns, o.digest, o.error_stage, o.error_reason, o.error) for o in outs],
                 [o.features for o in outs if o.features is not None],
+                [(o.digest, model_id, o.embedding.astype("<f2").tobytes()) for o in outs
+                 if o.embedding is not None and o.digest is not None and model_id is not None],
             )
             fc.add_run([(o.path, o.digest) for o in outs if o.digest is not None])
             for o in outs:
@@ -230,6 +257,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     vp: list[np.ndarray] = []
     vc: list[np.ndarray] = []
     vn: list[np.ndarray] = []
+    vx: list[np.ndarray] = []  # thorough evidence: (k, 3) cosine, inliers, aligned ncc
     n_cand = 0
     t_verify = 0.0
     with clock.stage("candidates"):
@@ -261,8 +289,23 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
                         for acc, col in ((va, ver.a), (vb, ver.b), (vstage, ver.stage), (vd, ver.d256),
                                          (vp, ver.p64), (vc, ver.colour), (vn, ver.ncc)):
                             acc.append(col)
-            del index, cropped
+                        vx.append(np.full((len(ver), 3), np.nan, np.float32))
+            del index
     clock.split("candidates", "verify", t_verify)
+
+    thorough = None
+    if spec is not None:
+        thorough = Thorough(fc, cols, spec, params, opts, fetch=fetch, flags=flags, load_sigs=load_sigs,
+                            workers=workers, max_pixels=opts.max_pixels)
+        with clock.stage("embedding"):
+            done = np.unique(np.concatenate(va) * n + np.concatenate(vb)) if va else np.zeros(0, np.int64)
+            for ver, extra in thorough.pairs(done, cropped, progress):
+                for acc, col in ((va, ver.a), (vb, ver.b), (vstage, ver.stage), (vd, ver.d256),
+                                 (vp, ver.p64), (vc, ver.colour), (vn, ver.ncc)):
+                    acc.append(col)
+                vx.append(extra)
+        clock.split("embedding", "local", thorough.t_local)
+    del cropped
 
     # -- group ------------------------------------------------------------------------
     with clock.stage("group"):
@@ -270,15 +313,17 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             A, B = np.concatenate(va), np.concatenate(vb)
             S, D, P = np.concatenate(vstage), np.concatenate(vd), np.concatenate(vp)
             C, N = np.concatenate(vc), np.concatenate(vn)
+            X = np.concatenate(vx)
             # a pair found several times (both ends, centre window) keeps its best evidence,
             # whatever order threads and batches found it in
             key = A * max(n, 1) + B
             order = np.lexsort((np.nan_to_num(-N, nan=1.0), P, D, S, key))
             _, first = np.unique(key[order], return_index=True)
             pick = order[first]
-            A, B, S, D, P, C, N = A[pick], B[pick], S[pick], D[pick], P[pick], C[pick], N[pick]
+            A, B, S, D, P, C, N, X = A[pick], B[pick], S[pick], D[pick], P[pick], C[pick], N[pick], X[pick]
         else:
             A = B = S = D = P = C = N = np.zeros(0, dtype=np.int64)
+            X = np.zeros((0, 3), np.float32)
         n_verified = int(len(A))
         # union-find over the rows that have a verified pair, not over every row
         nodes = np.unique(np.concatenate([A, B]))
@@ -298,7 +343,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         edges: dict[int, dict[int, tuple[bool, object]]] = {}
         for k in range(n_verified):
             x, y = int(A[k]), int(B[k])
-            ev = _evidence(int(S[k]), int(D[k]), int(P[k]), float(C[k]), float(N[k]))
+            ev = _evidence(int(S[k]), int(D[k]), int(P[k]), float(C[k]), float(N[k]), X[k])
             strong = int(S[k]) == 1 and int(D[k]) <= params.strong_threshold
             edges.setdefault(x, {})[y] = (strong, ev)
             edges.setdefault(y, {})[x] = (strong, ev)
@@ -308,11 +353,18 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             return (-round(scores[r], 6), paths_of_row[r][0])
 
         def verify_pair(k: int, r: int) -> object | None:
-            ver = verify_batch(np.array([k]), np.array([r]), np.array([-1]), fetch=fetch, flags=flags,
+            a, b = min(k, r), max(k, r)
+            ver = verify_batch(np.array([a]), np.array([b]), np.array([-1]), fetch=fetch, flags=flags,
                                params=params, load_sigs=load_sigs)
+            extra = np.full(3, np.nan, np.float32)
+            if not len(ver) and thorough is not None:
+                got = thorough.verify_one(a, b)
+                if got is None:
+                    return None
+                ver, extra = got
             if not len(ver):
                 return None
-            return _evidence(int(ver.stage[0]), int(ver.d256[0]), -1, float(ver.colour[0]), float(ver.ncc[0]))
+            return _evidence(int(ver.stage[0]), int(ver.d256[0]), -1, float(ver.colour[0]), float(ver.ncc[0]), extra)
 
         groups: list[Group] = []
         soft = QUALITY_FIELDS.index("softness")
@@ -341,18 +393,25 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         "verified_pairs": n_verified,
         "groups": len(groups),
         "duplicates": sum(len(g.members) - 1 for g in groups),
-        "settings": {"radius": opts.radius, "hash_threshold": opts.hash_threshold, "crop_ncc": opts.crop_ncc},
+        "settings": {"mode": opts.mode, "radius": opts.radius, "hash_threshold": opts.hash_threshold,
+                     "crop_ncc": opts.crop_ncc,
+                     **({"model": spec.model_id, "knn_threshold": opts.knn_threshold} if spec else {})},
         "stages": clock.stages,
     }
     return ScanResult(groups, failures, stats)
 
 
-def _evidence(stage: int, d256: int, p64: int, colour: float, ncc: float) -> dict[str, object]:
+def _evidence(stage: int, d256: int, p64: int, colour: float, ncc: float,
+              extra: np.ndarray | None = None) -> dict[str, object]:
     ev: dict[str, object] = {"stage": STAGE_NAMES[stage], "hash256": d256, "colour": round(colour, 2)}
     if p64 >= 0:
         ev["hash64"] = p64
     if not np.isnan(ncc):
         ev["crop_ncc"] = round(ncc, 4)
+    if extra is not None:
+        for name, v in zip(("cosine", "inliers", "aligned_ncc"), extra.tolist()):
+            if not np.isnan(v):
+                ev[name] = int(v) if name == "inliers" else round(float(v), 4)
     return ev
 
 
@@ -389,9 +448,10 @@ def _make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, objec
             via, ev = attach[r]
             e = dict(ev)  # type: ignore[call-overload]
             stage = str(e["stage"])
+            score = {"crop": e.get("crop_ncc"), "local": e.get("aligned_ncc"), "embedding": e.get("cosine")}.get(stage)
             pairs.append(Pair(paths_of_row[via][0], ps[0], stage,
                               distance=int(e["hash256"]) if stage == "hash" else None,
-                              score=float(e["crop_ncc"]) if stage == "crop" else None, evidence=e))
+                              score=float(score) if score is not None else None, evidence=e))
     others = [QualityFacts.from_row(quality[r]) for r in rows if r != keeper]
     if len(rows) == 1:
         reason = "identical bytes; kept the first path in sort order"

@@ -54,7 +54,7 @@ class Verified:
         return int(self.a.shape[0])
 
 
-STAGE_NAMES = {0: "exact", 1: "hash", 2: "crop"}
+STAGE_NAMES = {0: "exact", 1: "hash", 2: "crop", 3: "embedding", 4: "local"}
 
 
 class SeenPairs:
@@ -198,3 +198,14 @@ def verify_batch(
                 stage[i] = 2
     keep = stage > 0
     return Verified(a[keep], b[keep], stage[keep], d[keep], p64_dist[keep].astype(np.int16), cdist[keep], ncc[keep])
+
+
+def hash_colour(a: np.ndarray, b: np.ndarray, fetch: Callable[[np.ndarray], dict[str, np.ndarray]]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """256-bit distance and colour distance of pairs, for the evidence of pairs that other
+    stages decide."""
+    rows, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+    ia, ib = inv[: len(a)], inv[len(a) :]
+    cols = fetch(rows)
+    d, v = d256_distance(cols["d256"][ia], cols["d256"][ib])
+    return d, colour_distance(cols["colour"][ia], orient_colour(cols["colour"][ib], v))

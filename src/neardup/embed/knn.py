@@ -1,0 +1,149 @@
+"""Candidate pairs from embeddings: exact for small sets, FAISS IVF-PQ beyond.
+
+Both report pairs ``a < b`` whose cosine may reach ``threshold``; the caller re-checks every
+one with the exact cosine of the stored vectors, so the approximate index only decides which
+pairs are looked at, never which are accepted.  Memory: the exact search holds the float32
+vectors (``exact_max`` rows at most); the IVF-PQ index holds 32 bytes of code and 8 of id per
+image after a PCA to 256 dimensions (about 40 MB at one million images).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["KnnParams", "embedding_pairs"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KnnParams:
+    threshold: float = 0.70  # cosine at which a pair is worth verifying
+    exact_max: int = 20_000  # up to this many images: exact search, every pair above threshold
+    k: int = 24  # IVF-PQ: neighbours asked per image
+    nprobe: int = 16
+    margin: float = 0.10  # IVF-PQ distances are approximate: keep candidates this far below
+    mutual_floor: float = 0.60  # each row's nearest neighbours down to this cosine are candidates too
+    near: int = 2  # how many nearest neighbours per row that applies to
+    pca_dim: int = 256
+    seed: int = 0
+
+
+def _faiss():  # type: ignore[no-untyped-def]
+    try:
+        import faiss
+    except ImportError:
+        from ..errors import UsageError
+
+        raise UsageError("thorough mode needs FAISS: pip install 'neardup[cnn]'") from None
+    return faiss
+
+
+def embedding_pairs(
+    chunks: Callable[[], Iterator[np.ndarray]], n: int, params: KnnParams, *, threads: int = 1
+) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
+    """Yield ``(a, b, floor)``: candidate row pairs, ``a < b``, in bounded batches, and the
+    exact cosine they must reach (``threshold``, or ``mutual_floor`` for mutual neighbours).
+
+    ``chunks()`` streams the (rows, d) float16 embeddings in row order; it is called once per
+    pass, so the vectors never need to be in memory all together (except in exact mode).
+    """
+    if n < 2:
+        return
+    faiss = _faiss()
+    faiss.omp_set_num_threads(max(1, threads))
+    # each row's nearest neighbour: a pair of mutual nearest neighbours is a candidate even
+    # below the threshold (a heavily rotated or cropped copy is often just that: the closest
+    # thing to its original, at a modest cosine); one row costs 8 bytes here
+    kk = params.near
+    nn = np.full((n, kk), -1, np.int32)
+    nn_sim = np.full((n, kk), -1.0, np.float32)
+    if n <= params.exact_max:
+        x = np.concatenate([c.astype(np.float32) for c in chunks()])
+        index = faiss.IndexFlatIP(x.shape[1])
+        index.add(x)
+        for s in range(0, n, 2048):
+            q = x[s : s + 2048]
+            sims, ids = index.search(q, min(n, kk + 1))
+            _nearest(nn, nn_sim, np.arange(s, s + len(q)), sims, ids)
+            lims, _, ids = index.range_search(q, params.threshold)
+            a = np.repeat(np.arange(s, s + len(lims) - 1, dtype=np.int64), np.diff(lims).astype(np.int64))
+            b = ids.astype(np.int64)
+            keep = a < b
+            if keep.any():
+                yield a[keep], b[keep], params.threshold
+        yield from _mutual(nn, nn_sim, params)
+        return
+    # large collections: PCA + IVF-PQ, trained on the first rows (rows are in digest order,
+    # which is a random order of the contents)
+    sample: list[np.ndarray] = []
+    got = 0
+    want = min(n, 50_000)
+    for c in chunks():
+        sample.append(c[: want - got].astype(np.float32))
+        got += len(sample[-1])
+        if got >= want:
+            break
+    train = np.concatenate(sample)
+    del sample
+    d = train.shape[1]
+    dim = min(params.pca_dim, d)
+    pca = faiss.PCAMatrix(d, dim)
+    pca.train(train)
+    nlist = int(np.clip(4 * np.sqrt(n), 64, 65536))
+    quant = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFPQ(quant, dim, nlist, 32 if dim % 32 == 0 else 16, 8, faiss.METRIC_INNER_PRODUCT)
+    tr = pca.apply(train)
+    tr /= np.linalg.norm(tr, axis=1, keepdims=True) + 1e-12
+    ivf.train(tr)
+    del train, tr
+
+    def reduced(c: np.ndarray) -> np.ndarray:
+        r = pca.apply(np.ascontiguousarray(c, dtype=np.float32))
+        r /= np.linalg.norm(r, axis=1, keepdims=True) + 1e-12
+        return r
+
+    start = 0
+    for c in chunks():
+        ivf.add_with_ids(reduced(c), np.arange(start, start + len(c), dtype=np.int64))
+        start += len(c)
+    ivf.nprobe = params.nprobe
+    start = 0
+    k = min(params.k, n)
+    for c in chunks():
+        sims, ids = ivf.search(reduced(c), k)
+        _nearest(nn, nn_sim, np.arange(start, start + len(c)), sims, ids)
+        a = np.repeat(np.arange(start, start + len(c), dtype=np.int64), k)
+        b = ids.reshape(-1)
+        keep = (b >= 0) & (sims.reshape(-1) >= params.threshold - params.margin) & (a != b)
+        a, b = a[keep], b[keep]
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        if lo.size:
+            key = np.unique(lo * n + hi)
+            yield key // n, key % n, params.threshold
+        start += len(c)
+    yield from _mutual(nn, nn_sim, params)
+
+
+def _nearest(nn: np.ndarray, nn_sim: np.ndarray, rows: np.ndarray, sims: np.ndarray, ids: np.ndarray) -> None:
+    """Record each row's nearest neighbours other than itself."""
+    kk = nn.shape[1]
+    other = ids != rows[:, None]
+    for i in range(len(rows)):
+        sel = np.flatnonzero(other[i])[:kk]
+        nn[rows[i], : len(sel)] = ids[i, sel]
+        nn_sim[rows[i], : len(sel)] = sims[i, sel]
+
+
+def _mutual(nn: np.ndarray, nn_sim: np.ndarray, params: KnnParams) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
+    """Each row's nearest neighbours with cosine in [mutual_floor, threshold)."""
+    a = np.repeat(np.arange(len(nn), dtype=np.int64), nn.shape[1])
+    b = nn.reshape(-1).astype(np.int64)
+    sim = nn_sim.reshape(-1)
+    ok = (b >= 0) & (sim >= params.mutual_floor) & (sim < params.threshold)
+    a, b = a[ok], b[ok]
+    key = np.unique(np.minimum(a, b) * len(nn) + np.maximum(a, b))
+    for s in range(0, len(key), 1 << 16):
+        k = key[s : s + (1 << 16)]
+        yield k // len(nn), k % len(nn), params.mutual_floor

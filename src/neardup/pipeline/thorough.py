@@ -1,0 +1,171 @@
+"""Thorough mode: embedding k-NN candidates, verified by the hash tests, else by local features.
+
+Candidates come from the CNN embeddings (pairs at cosine >= ``knn_threshold``, the exact
+cosine re-checked for every one).  A candidate the hash or crop test accepts keeps that
+evidence; the rest go to local features with geometric and photometric verification
+(:mod:`neardup.verify.local`).  A high cosine alone never makes a pair: another shot of the
+same scene has one too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..embed.knn import KnnParams, embedding_pairs
+from ..errors import DecodeError
+from ..features.decode import decode
+from ..features.extract import canonical_rgb
+from ..verify.local import LOCAL_SIDE, LOCAL_VERSION, LocalFeatures, LocalParams, local_features, match_pair
+from ..verify.rules import SeenPairs, Verified, VerifyParams, hash_colour, verify_batch
+
+if TYPE_CHECKING:
+    from ..cache.sqlite import FeatureCache
+    from ..embed.model import ModelSpec
+    from .scan import Progress, ScanOptions, SearchColumns
+
+__all__ = ["Thorough"]
+
+
+class Thorough:
+    """The thorough stages of one run; holds only an LRU of local features."""
+
+    def __init__(self, fc: FeatureCache, cols: SearchColumns, spec: ModelSpec, params: VerifyParams,
+                 opts: ScanOptions, *, fetch: Callable[[np.ndarray], dict[str, np.ndarray]],
+                 flags: dict[str, np.ndarray], load_sigs: Callable[[np.ndarray], np.ndarray],
+                 workers: int, max_pixels: int, lru: int = 2048) -> None:
+        self.fc, self.cols, self.spec, self.params = fc, cols, spec, params
+        self.fetch, self.flags, self.load_sigs = fetch, flags, load_sigs
+        self.knn = KnnParams(threshold=opts.knn_threshold)
+        self.local = LocalParams()
+        self.workers, self.max_pixels = workers, max_pixels
+        self.t_local = 0.0
+        self.n_candidates = 0
+        self.n_local = 0
+        self._lru: OrderedDict[int, LocalFeatures | None] = OrderedDict()
+        self._lru_size = lru
+        self._pending: list[tuple[bytes, str, bytes]] = []
+
+    # -- embeddings ----------------------------------------------------------------------
+    def cosines(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        rows, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+        e = self.fc.fetch_embeddings([self.cols.digest(int(r)) for r in rows], self.spec.model_id).astype(np.float32)
+        return (e[inv[: len(a)]] * e[inv[len(a) :]]).sum(axis=1)
+
+    # -- local features ------------------------------------------------------------------
+    def _features(self, row: int) -> LocalFeatures | None:
+        if row in self._lru:
+            self._lru.move_to_end(row)
+            return self._lru[row]
+        digest = self.cols.digest(row)
+        blob = self.fc.get_local([digest], LOCAL_VERSION).get(digest)
+        lf: LocalFeatures | None
+        if blob is not None:
+            lf = LocalFeatures.from_bytes(blob)
+        else:
+            lf = None
+            for path in self.fc.run_paths([digest]).get(digest, []):
+                try:
+                    with open(path, "rb") as f:
+                        dec = decode(f.read(), max_pixels=self.max_pixels, work_side=LOCAL_SIDE)
+                except (OSError, DecodeError):
+                    continue  # changed or gone since extraction: try another copy
+                lf = local_features(canonical_rgb(dec, 0))
+                self._pending.append((digest, LOCAL_VERSION, lf.to_bytes()))
+                if len(self._pending) >= 64:
+                    self.flush()
+                break
+        self._lru[row] = lf
+        if len(self._lru) > self._lru_size:
+            self._lru.popitem(last=False)
+        return lf
+
+    def flush(self) -> None:
+        if self._pending:
+            self.fc.put_local(self._pending)
+            self._pending = []
+
+    def _local_verdicts(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ok = np.zeros(len(a), bool)
+        inl = np.zeros(len(a), np.float32)
+        ncc = np.full(len(a), np.nan, np.float32)
+        t0 = time.perf_counter()
+        # visit pairs grouped by their first row, so the LRU serves the common end
+        for i in np.lexsort((b, a)):
+            fa, fb = self._features(int(a[i])), self._features(int(b[i]))
+            if fa is None or fb is None:
+                continue
+            ev = match_pair(fa, fb, self.local)
+            inl[i], ncc[i] = ev.inliers, ev.ncc
+            ok[i] = ev.accepted(self.local)
+        self.n_local += len(a)
+        self.t_local += time.perf_counter() - t0
+        return ok, inl, ncc
+
+    # -- the stage -----------------------------------------------------------------------
+    def pairs(self, done: np.ndarray, cropped: SeenPairs, progress: Progress) -> Iterator[tuple[Verified, np.ndarray]]:
+        """Yield accepted pairs with (k, 3) extra evidence: cosine, inliers, aligned ncc."""
+        n = len(self.cols.digests)
+        tested = SeenPairs()
+        try:
+            for a, b, floor in embedding_pairs(lambda: self.fc.iter_run_embeddings(self.spec.model_id), n, self.knn,
+                                        threads=self.workers):
+                key = a * n + b
+                keep = ~np.isin(key, done) & tested.fresh(key)
+                a, b = a[keep], b[keep]
+                if not len(a):
+                    continue
+                cos = self.cosines(a, b)
+                keep = cos >= floor
+                a, b, cos = a[keep], b[keep], cos[keep]
+                if not len(a):
+                    continue
+                self.n_candidates += len(a)
+                progress("embedding", len(a), None)
+                ver = verify_batch(a, b, np.full(len(a), -1), fetch=self.fetch, flags=self.flags,
+                                   params=self.params, load_sigs=self.load_sigs, crop_done=cropped, n_rows=n)
+                if len(ver):
+                    got = np.isin(key_of(a, b, n), key_of(ver.a, ver.b, n))
+                    extra = np.full((len(ver), 3), np.nan, np.float32)
+                    extra[:, 0] = _align(cos[got], key_of(a[got], b[got], n), key_of(ver.a, ver.b, n))
+                    yield ver, extra
+                    a, b, cos = a[~got], b[~got], cos[~got]
+                if not len(a):
+                    continue
+                ok, inl, ncc = self._local_verdicts(a, b)
+                if ok.any():
+                    a, b, cos, inl, ncc = a[ok], b[ok], cos[ok], inl[ok], ncc[ok]
+                    d, cd = hash_colour(a, b, self.fetch)
+                    ver = Verified(a, b, np.full(len(a), 4, np.uint8), d, np.full(len(a), -1, np.int16),
+                                   cd.astype(np.float32), np.full(len(a), np.nan, np.float32))
+                    yield ver, np.stack([cos, inl, ncc], axis=1).astype(np.float32)
+        finally:
+            self.flush()
+
+    def verify_one(self, a: int, b: int) -> tuple[Verified, np.ndarray] | None:
+        """Local verification of one pair (the keeper check of the grouping guard)."""
+        A, B = np.array([a]), np.array([b])
+        cos = self.cosines(A, B)
+        if cos[0] < self.knn.mutual_floor:
+            return None
+        ok, inl, ncc = self._local_verdicts(A, B)
+        if not ok[0]:
+            return None
+        d, cd = hash_colour(A, B, self.fetch)
+        ver = Verified(A, B, np.array([4], np.uint8), d, np.array([-1], np.int16), cd.astype(np.float32),
+                       np.array([np.nan], np.float32))
+        return ver, np.array([cos[0], inl[0], ncc[0]], np.float32)
+
+
+def key_of(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    return np.asarray(a, np.int64) * n + np.asarray(b, np.int64)
+
+
+def _align(values: np.ndarray, keys: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """``values`` (by ``keys``) reordered to the order of ``want`` (a subset of keys)."""
+    order = np.argsort(keys)
+    return values[order[np.searchsorted(keys[order], want)]]
