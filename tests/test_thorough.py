@@ -46,7 +46,7 @@ def test_exported_model_matches_torch(model_cache):
     net.eval()
     x = np.random.default_rng(0).normal(size=(2, 3, 224, 224)).astype(np.float32)
     with torch.no_grad():
-        want = net.extract_features(torch.from_numpy(x)).mean(dim=(2, 3)).numpy()
+        want = net.extract_features(torch.from_numpy(x)).clamp(min=1e-6).pow(3).mean(dim=(2, 3)).pow(1 / 3).numpy()
         logits = net(torch.from_numpy(x)).numpy()
     emb = Embedder(default_model_spec(model_cache))
     got = np.asarray(emb.session.run(None, {emb.input_name: x})[0])
@@ -202,3 +202,15 @@ def test_fast_cache_then_thorough_computes_embeddings(model_cache, tmp_path):
 def test_model_option_needs_thorough_mode():
     with pytest.raises(UsageError, match="--mode thorough"):
         neardup.scan([str(DATA)], cache=None, model=str(DATA / "coffee.png"))
+
+
+def test_thorough_keeps_other_shots_of_one_object_or_scene_apart(model_cache, tmp_path):
+    """UKBench (4 views of one object) and INRIA Holidays (same scene, another shot) are
+    similar, not copies: thorough mode must not group them (the DISC21 pair is a real copy)."""
+    root = need_shared() / "real" / "nd_samples"
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(model_cache / "models")
+    r = neardup.scan([str(root)], cache=str(cache), workers=2, mode="thorough")
+    groups = [{Path(m).parent.name for m in g.members} for g in r.groups]
+    assert groups == [{"disc21"}], [g.members for g in r.groups]

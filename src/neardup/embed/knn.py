@@ -25,7 +25,7 @@ class KnnParams:
     nprobe: int = 16
     margin: float = 0.10  # IVF-PQ distances are approximate: keep candidates this far below
     mutual_floor: float = 0.60  # each row's nearest neighbours down to this cosine are candidates too
-    near: int = 2  # how many nearest neighbours per row that applies to
+    near: int = 3  # how many nearest neighbours per row that applies to
     pca_dim: int = 256
     seed: int = 0
 

@@ -68,7 +68,7 @@ def default_model_spec(cache_dir: str | os.PathLike[str] | None) -> ModelSpec:
     from ..cache.sqlite import default_cache_dir
 
     folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / "models"
-    target = folder / f"{DEFAULT_NAME}.onnx"
+    target = folder / f"{DEFAULT_NAME}-gem3.onnx"
     if not target.is_file():
         from .export import export_lite0
 
