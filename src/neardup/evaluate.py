@@ -24,9 +24,36 @@ def _name(p: str) -> str:
 def load_truth(path: str) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
+    if rows and {"path_a", "path_b"} <= set(rows[0]):
+        return rows
     if rows and not {"file", "group", "role"} <= set(rows[0]):
-        raise ValueError(f"{path} needs the columns file, group, role (and transform, tier, degraded)")
+        raise ValueError(f"{path} needs the columns file, group, role (and transform, tier, degraded), "
+                         "or path_a, path_b (a list of true pairs)")
     return rows
+
+
+def score_pair_list(truth: list[dict[str, str]], results_path: str) -> dict[str, Any]:
+    """Score against a list of true pairs (``path_a, path_b``, paths relative to the data folder):
+    how many are in one group, and how many grouped pairs are not on the list (all the files
+    are distinct photos otherwise, so those are false)."""
+    with open(results_path, encoding="utf-8") as f:
+        obj = json.load(f)
+
+    def key(p: str) -> str:
+        parts = PurePath(p.replace("\\", "/")).parts
+        return "/".join(parts[-2:])
+
+    group_of: dict[str, int] = {}
+    predicted: set[frozenset[str]] = set()
+    for i, g in enumerate(obj["groups"]):
+        names = sorted({key(m) for m in g["members"]})
+        for m in names:
+            group_of[m] = i
+        predicted.update(frozenset(x) for x in itertools.combinations(names, 2))
+    true = {frozenset((key(r["path_a"]), key(r["path_b"]))) for r in truth}
+    found = sum(1 for t in true if len({group_of.get(x, -1 - k) for k, x in enumerate(t)}) == 1)
+    return {"true_pairs": len(true), "found": found, "recall": round(found / max(1, len(true)), 4),
+            "predicted_pairs": len(predicted), "false_pairs": len(predicted - true)}
 
 
 def _read(path: str) -> tuple[set[frozenset[str]], list[dict[str, Any]]]:
@@ -98,11 +125,16 @@ def score_pairs(truth: list[dict[str, str]], pairs: set[frozenset[str]], groups:
 
 
 def score_file(truth: list[dict[str, str]], results_path: str) -> dict[str, Any]:
+    if truth and "path_a" in truth[0]:
+        return score_pair_list(truth, results_path)
     pairs, groups = _read(results_path)
     return score_pairs(truth, pairs, groups)
 
 
 def format_scores(s: dict[str, Any]) -> str:
+    if "found" in s:
+        return (f"true pairs found {s['found']} of {s['true_pairs']} (recall {s['recall']:.3f}); "
+                f"{s['predicted_pairs']} pairs grouped, {s['false_pairs']} not on the list")
     lines = [f"pairs: precision {s['precision']:.4f}  recall {s['recall']:.4f}  F1 {s['f1']:.4f}  "
              f"({s['predicted_pairs']} predicted, {s['true_pairs']} true, {s['false_pairs']} false, "
              f"{s['false_pairs_touching_hard_negatives']} on hard negatives)"]

@@ -30,6 +30,9 @@ Progress = Callable[[str, int, "int | None"], None]
 
 _NO_CACHE = object()
 
+#: candidate pairs verified at a time: bounds the rows read from the cache (~370 bytes each)
+VERIFY_BATCH = 16_384
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScanOptions:
@@ -277,19 +280,20 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
                 qi = np.concatenate([rows, rows, cols.alt_rows[lo:hi]])
                 for pb in index.query(qc, qi, threads=workers):
                     _, firsts = np.unique(pb.a * n + pb.b, return_index=True)
-                    a, b = pb.a[firsts], pb.b[firsts]
-                    dist = pb.distance[firsts]
-                    n_cand += len(a)
-                    progress("candidates", len(a), None)
+                    n_cand += len(firsts)
+                    progress("candidates", len(firsts), None)
                     t0 = time.perf_counter()
-                    ver = verify_batch(a, b, dist, fetch=fetch, flags=flags, params=params, load_sigs=load_sigs,
-                                       crop_done=cropped, n_rows=n)
+                    # verification reads the rows of a sub-batch from the cache: a bounded read
+                    for s2 in range(0, len(firsts), VERIFY_BATCH):
+                        sel = firsts[s2 : s2 + VERIFY_BATCH]
+                        ver = verify_batch(pb.a[sel], pb.b[sel], pb.distance[sel], fetch=fetch, flags=flags,
+                                           params=params, load_sigs=load_sigs, crop_done=cropped, n_rows=n)
+                        if len(ver):
+                            for acc, col in ((va, ver.a), (vb, ver.b), (vstage, ver.stage), (vd, ver.d256),
+                                             (vp, ver.p64), (vc, ver.colour), (vn, ver.ncc)):
+                                acc.append(col)
+                            vx.append(np.full((len(ver), 3), np.nan, np.float32))
                     t_verify += time.perf_counter() - t0
-                    if len(ver):
-                        for acc, col in ((va, ver.a), (vb, ver.b), (vstage, ver.stage), (vd, ver.d256),
-                                         (vp, ver.p64), (vc, ver.colour), (vn, ver.ncc)):
-                            acc.append(col)
-                        vx.append(np.full((len(ver), 3), np.nan, np.float32))
             del index
     clock.split("candidates", "verify", t_verify)
 

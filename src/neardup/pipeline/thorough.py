@@ -112,39 +112,47 @@ class Thorough:
         n = len(self.cols.digests)
         tested = SeenPairs()
         try:
-            for a, b, floor in embedding_pairs(lambda: self.fc.iter_run_embeddings(self.spec.model_id), n, self.knn,
-                                        threads=self.workers):
-                key = a * n + b
-                keep = ~np.isin(key, done) & tested.fresh(key)
-                a, b = a[keep], b[keep]
-                if not len(a):
-                    continue
-                cos = self.cosines(a, b)
-                keep = cos >= floor
-                a, b, cos = a[keep], b[keep], cos[keep]
-                if not len(a):
-                    continue
-                self.n_candidates += len(a)
-                progress("embedding", len(a), None)
-                ver = verify_batch(a, b, np.full(len(a), -1), fetch=self.fetch, flags=self.flags,
-                                   params=self.params, load_sigs=self.load_sigs, crop_done=cropped, n_rows=n)
-                if len(ver):
-                    got = np.isin(key_of(a, b, n), key_of(ver.a, ver.b, n))
-                    extra = np.full((len(ver), 3), np.nan, np.float32)
-                    extra[:, 0] = _align(cos[got], key_of(a[got], b[got], n), key_of(ver.a, ver.b, n))
-                    yield ver, extra
-                    a, b, cos = a[~got], b[~got], cos[~got]
-                if not len(a):
-                    continue
-                ok, inl, ncc = self._local_verdicts(a, b)
-                if ok.any():
-                    a, b, cos, inl, ncc = a[ok], b[ok], cos[ok], inl[ok], ncc[ok]
-                    d, cd = hash_colour(a, b, self.fetch)
-                    ver = Verified(a, b, np.full(len(a), 4, np.uint8), d, np.full(len(a), -1, np.int16),
-                                   cd.astype(np.float32), np.full(len(a), np.nan, np.float32))
-                    yield ver, np.stack([cos, inl, ncc], axis=1).astype(np.float32)
+            for a_all, b_all, floor in embedding_pairs(lambda: self.fc.iter_run_embeddings(self.spec.model_id), n,
+                                                       self.knn, threads=self.workers):
+                # sub-batches bound the embeddings read back for the exact cosine (~2.5 kB a row)
+                for s in range(0, len(a_all), 4096):
+                    yield from self._batch(a_all[s : s + 4096], b_all[s : s + 4096], floor, done, tested, cropped,
+                                           progress)
         finally:
             self.flush()
+
+    def _batch(self, a: np.ndarray, b: np.ndarray, floor: float, done: np.ndarray, tested: SeenPairs,
+               cropped: SeenPairs, progress: Progress) -> Iterator[tuple[Verified, np.ndarray]]:
+        n = len(self.cols.digests)
+        key = a * n + b
+        keep = ~np.isin(key, done) & tested.fresh(key)
+        a, b = a[keep], b[keep]
+        if not len(a):
+            return
+        cos = self.cosines(a, b)
+        keep = cos >= floor
+        a, b, cos = a[keep], b[keep], cos[keep]
+        if not len(a):
+            return
+        self.n_candidates += len(a)
+        progress("embedding", len(a), None)
+        ver = verify_batch(a, b, np.full(len(a), -1), fetch=self.fetch, flags=self.flags,
+                           params=self.params, load_sigs=self.load_sigs, crop_done=cropped, n_rows=n)
+        if len(ver):
+            got = np.isin(key_of(a, b, n), key_of(ver.a, ver.b, n))
+            extra = np.full((len(ver), 3), np.nan, np.float32)
+            extra[:, 0] = _align(cos[got], key_of(a[got], b[got], n), key_of(ver.a, ver.b, n))
+            yield ver, extra
+            a, b, cos = a[~got], b[~got], cos[~got]
+        if not len(a):
+            return
+        ok, inl, ncc = self._local_verdicts(a, b)
+        if ok.any():
+            a, b, cos, inl, ncc = a[ok], b[ok], cos[ok], inl[ok], ncc[ok]
+            d, cd = hash_colour(a, b, self.fetch)
+            ver = Verified(a, b, np.full(len(a), 4, np.uint8), d, np.full(len(a), -1, np.int16),
+                           cd.astype(np.float32), np.full(len(a), np.nan, np.float32))
+            yield ver, np.stack([cos, inl, ncc], axis=1).astype(np.float32)
 
     def verify_one(self, a: int, b: int) -> tuple[Verified, np.ndarray] | None:
         """Local verification of one pair (the keeper check of the grouping guard)."""
