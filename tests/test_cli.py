@@ -71,3 +71,16 @@ def test_fast_mode_imports_no_heavy_dependencies(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code, str(d)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_eval_scores_a_list_of_true_pairs_with_clashing_names(tmp_path):
+    """Kodak's truth is a list of pairs whose two files share a name in different folders."""
+    truth = tmp_path / "pairs.csv"
+    truth.write_text("path_a,path_b,relation\ngrey/k1.png,colour/k1.png,same\ngrey/k2.png,colour/k2.png,same\n")
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps({"groups": [
+        {"keep": "/d/colour/k1.png", "members": ["/d/colour/k1.png", "/d/grey/k1.png"]},
+        {"keep": "/d/colour/k2.png", "members": ["/d/colour/k2.png", "/d/colour/k3.png"]}]}))
+    out = CliRunner().invoke(main, ["eval", str(truth), str(res), "--json"])
+    s = json.loads(out.output)
+    assert (s["found"], s["true_pairs"], s["false_pairs"]) == (1, 2, 1)

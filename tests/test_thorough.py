@@ -214,3 +214,30 @@ def test_thorough_keeps_other_shots_of_one_object_or_scene_apart(model_cache, tm
     r = neardup.scan([str(root)], cache=str(cache), workers=2, mode="thorough")
     groups = [{Path(m).parent.name for m in g.members} for g in r.groups]
     assert groups == [{"disc21"}], [g.members for g in r.groups]
+
+
+def test_similar_setting_groups_other_shots_and_nothing_across_scenes(model_cache, tmp_path):
+    root = need_shared() / "real" / "nd_samples"
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(model_cache / "models")
+    r = neardup.scan([str(root)], cache=str(cache), workers=2, mode="thorough", similar=True)
+
+    def scene(p: str) -> str:
+        name = Path(p).stem
+        if name.startswith("ukbench"):
+            return f"ukbench-{int(name[7:]) // 4}"
+        if Path(p).parent.name == "disc21":
+            return "disc21"  # a query and its reference: one copy pair
+        return f"holidays-{name[:4]}"
+
+    found = [{Path(m).name for m in g.members} for g in r.groups]
+    for g in r.groups:
+        assert len({scene(m) for m in g.members}) == 1, g.members  # nothing across scenes
+    for want in ({"ukbench00000.jpg", "ukbench00001.jpg", "ukbench00002.jpg", "ukbench00003.jpg"},
+                 {"ukbench00004.jpg", "ukbench00005.jpg", "ukbench00006.jpg", "ukbench00007.jpg"},
+                 {"103500.jpg", "103501.jpg"}, {"100000.jpg", "100001.jpg"}):
+        assert want in found, (want, found)
+    assert any(p.stage == "similar" for g in r.groups for p in g.pairs)
+    with pytest.raises(UsageError, match="--mode thorough"):
+        neardup.scan([str(root)], cache=None, similar=True)

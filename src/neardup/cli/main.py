@@ -52,11 +52,13 @@ def main() -> None:
               help="Per-channel std of --model's input normalisation.")
 @click.option("--embedding-threshold", "knn_threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
               default=0.70, show_default=True, help="thorough: cosine at which an embedding pair is verified.")
+@click.option("--similar", is_flag=True,
+              help="thorough: also group other shots of the same scene or object (not only copies).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: str | None, no_cache: bool,
          workers: int, radius: int, threshold: int, max_pixels: int, mode: str, model: str | None,
          model_size: int, model_mean: tuple[float, float, float], model_std: tuple[float, float, float],
-         knn_threshold: float, quiet: bool) -> None:
+         knn_threshold: float, similar: bool, quiet: bool) -> None:
     """Scan PATHS (folders or files) and write the duplicate groups to results.json.
 
     Exit status: 0 done, 3 done but some files failed (listed under "failures"), 2 error.
@@ -75,7 +77,7 @@ def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: s
             result = run_scan(list(paths), progress=ui.update, workers=workers, radius=radius,
                               hash_threshold=threshold, max_pixels=max_pixels, mode=mode, model=model,
                               model_size=model_size, model_mean=tuple(model_mean), model_std=tuple(model_std),
-                              knn_threshold=knn_threshold, **kwargs)  # type: ignore[arg-type]
+                              knn_threshold=knn_threshold, similar=similar, **kwargs)  # type: ignore[arg-type]
     except NeardupError as e:
         raise click.ClickException(str(e)) from None
     _write(output, result.to_json())

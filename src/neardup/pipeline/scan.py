@@ -48,12 +48,15 @@ class ScanOptions:
     model_mean: tuple[float, float, float] = IMAGENET_MEAN
     model_std: tuple[float, float, float] = IMAGENET_STD
     knn_threshold: float = 0.70  # thorough: cosine at which an embedding pair gets verified
+    similar: bool = False  # thorough: also group other shots of the same scene or object
 
     def check(self) -> None:
         if self.mode not in ("fast", "thorough"):
             raise UsageError(f"--mode must be 'fast' or 'thorough', got {self.mode!r}")
         if self.model is not None and self.mode != "thorough":
             raise UsageError("--model only applies with --mode thorough; add --mode thorough")
+        if self.similar and self.mode != "thorough":
+            raise UsageError("--similar needs the embeddings of --mode thorough; add --mode thorough")
         if not 0.0 < self.knn_threshold < 1.0:
             raise UsageError(f"the embedding threshold must be in (0, 1), got {self.knn_threshold}")
         if not 0 <= self.radius <= 16:
@@ -300,7 +303,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     thorough = None
     if spec is not None:
         thorough = Thorough(fc, cols, spec, params, opts, fetch=fetch, flags=flags, load_sigs=load_sigs,
-                            workers=workers, max_pixels=opts.max_pixels)
+                            workers=workers, max_pixels=opts.max_pixels, similar=opts.similar)
         with clock.stage("embedding"):
             done = np.unique(np.concatenate(va) * n + np.concatenate(vb)) if va else np.zeros(0, np.int64)
             for ver, extra in thorough.pairs(done, cropped, progress):
@@ -399,7 +402,8 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         "duplicates": sum(len(g.members) - 1 for g in groups),
         "settings": {"mode": opts.mode, "radius": opts.radius, "hash_threshold": opts.hash_threshold,
                      "crop_ncc": opts.crop_ncc,
-                     **({"model": spec.model_id, "knn_threshold": opts.knn_threshold} if spec else {})},
+                     **({"model": spec.model_id, "knn_threshold": opts.knn_threshold, "similar": opts.similar}
+                        if spec else {})},
         "stages": clock.stages,
     }
     return ScanResult(groups, failures, stats)
@@ -452,7 +456,8 @@ def _make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, objec
             via, ev = attach[r]
             e = dict(ev)  # type: ignore[call-overload]
             stage = str(e["stage"])
-            score = {"crop": e.get("crop_ncc"), "local": e.get("aligned_ncc"), "embedding": e.get("cosine")}.get(stage)
+            score = {"crop": e.get("crop_ncc"), "local": e.get("aligned_ncc"), "embedding": e.get("cosine"),
+                     "similar": e.get("cosine")}.get(stage)
             pairs.append(Pair(paths_of_row[via][0], ps[0], stage,
                               distance=int(e["hash256"]) if stage == "hash" else None,
                               score=float(score) if score is not None else None, evidence=e))

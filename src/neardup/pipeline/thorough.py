@@ -3,8 +3,8 @@
 Candidates come from the CNN embeddings (pairs at cosine >= ``knn_threshold``, the exact
 cosine re-checked for every one).  A candidate the hash or crop test accepts keeps that
 evidence; the rest go to local features with geometric and photometric verification
-(:mod:`neardup.verify.local`).  A high cosine alone never makes a pair: another shot of the
-same scene has one too.
+(:mod:`neardup.verify.local`).  A high cosine alone never makes a copy: another shot of the
+same scene has one too.  With ``similar``, such shots are grouped as well (stage "similar").
 """
 
 from __future__ import annotations
@@ -28,7 +28,13 @@ if TYPE_CHECKING:
     from ..embed.model import ModelSpec
     from .scan import Progress, ScanOptions, SearchColumns
 
-__all__ = ["Thorough"]
+__all__ = ["Thorough", "SIMILAR_COSINE"]
+
+#: with ``similar``: a pair this close in embedding is the same scene or object even without
+#: matching keypoints (UKBench views and Holidays shots sit at 0.61-0.95, distinct photos of the
+#: dev set above 0.75 in 6 pairs of 105,570); below it, a geometric match (>= 15 RANSAC inliers
+#: over half the smaller view) is needed as well.
+SIMILAR_COSINE = 0.75
 
 
 class Thorough:
@@ -37,7 +43,8 @@ class Thorough:
     def __init__(self, fc: FeatureCache, cols: SearchColumns, spec: ModelSpec, params: VerifyParams,
                  opts: ScanOptions, *, fetch: Callable[[np.ndarray], dict[str, np.ndarray]],
                  flags: dict[str, np.ndarray], load_sigs: Callable[[np.ndarray], np.ndarray],
-                 workers: int, max_pixels: int, lru: int = 2048) -> None:
+                 workers: int, max_pixels: int, similar: bool = False, lru: int = 2048) -> None:
+        self.similar = similar
         self.fc, self.cols, self.spec, self.params = fc, cols, spec, params
         self.fetch, self.flags, self.load_sigs = fetch, flags, load_sigs
         self.knn = KnnParams(threshold=opts.knn_threshold)
@@ -89,8 +96,10 @@ class Thorough:
             self.fc.put_local(self._pending)
             self._pending = []
 
-    def _local_verdicts(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ok = np.zeros(len(a), bool)
+    def _local_verdicts(self, a: np.ndarray, b: np.ndarray, cos: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stage per pair (4 a copy by local features, 5 similar, 0 neither), inliers, ncc."""
+        ok = np.zeros(len(a), np.uint8)
         inl = np.zeros(len(a), np.float32)
         ncc = np.full(len(a), np.nan, np.float32)
         t0 = time.perf_counter()
@@ -101,7 +110,11 @@ class Thorough:
                 continue
             ev = match_pair(fa, fb, self.local)
             inl[i], ncc[i] = ev.inliers, ev.ncc
-            ok[i] = ev.accepted(self.local)
+            if ev.accepted(self.local):
+                ok[i] = 4
+            elif self.similar and (cos[i] >= SIMILAR_COSINE or (ev.inliers >= self.local.min_inliers
+                                                              and ev.cover >= self.local.min_cover)):
+                ok[i] = 5
         self.n_local += len(a)
         self.t_local += time.perf_counter() - t0
         return ok, inl, ncc
@@ -146,11 +159,12 @@ class Thorough:
             a, b, cos = a[~got], b[~got], cos[~got]
         if not len(a):
             return
-        ok, inl, ncc = self._local_verdicts(a, b)
+        stage, inl, ncc = self._local_verdicts(a, b, cos)
+        ok = stage > 0
         if ok.any():
-            a, b, cos, inl, ncc = a[ok], b[ok], cos[ok], inl[ok], ncc[ok]
+            a, b, cos, inl, ncc, stage = a[ok], b[ok], cos[ok], inl[ok], ncc[ok], stage[ok]
             d, cd = hash_colour(a, b, self.fetch)
-            ver = Verified(a, b, np.full(len(a), 4, np.uint8), d, np.full(len(a), -1, np.int16),
+            ver = Verified(a, b, stage, d, np.full(len(a), -1, np.int16),
                            cd.astype(np.float32), np.full(len(a), np.nan, np.float32))
             yield ver, np.stack([cos, inl, ncc], axis=1).astype(np.float32)
 
@@ -160,11 +174,11 @@ class Thorough:
         cos = self.cosines(A, B)
         if cos[0] < self.knn.mutual_floor:
             return None
-        ok, inl, ncc = self._local_verdicts(A, B)
-        if not ok[0]:
+        stage, inl, ncc = self._local_verdicts(A, B, cos)
+        if not stage[0]:
             return None
         d, cd = hash_colour(A, B, self.fetch)
-        ver = Verified(A, B, np.array([4], np.uint8), d, np.array([-1], np.int16), cd.astype(np.float32),
+        ver = Verified(A, B, stage, d, np.array([-1], np.int16), cd.astype(np.float32),
                        np.array([np.nan], np.float32))
         return ver, np.array([cos[0], inl[0], ncc[0]], np.float32)
 

@@ -54,7 +54,7 @@ class Verified:
         return int(self.a.shape[0])
 
 
-STAGE_NAMES = {0: "exact", 1: "hash", 2: "crop", 3: "embedding", 4: "local"}
+STAGE_NAMES = {0: "exact", 1: "hash", 2: "crop", 3: "embedding", 4: "local", 5: "similar"}
 
 
 class SeenPairs:
