@@ -389,6 +389,8 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             if r not in in_comp:
                 groups.append(_make_group(r, [r], {}, paths_of_row, quality))
         groups.sort(key=lambda g: (-len(g.members), g.keep))
+        if thorough is not None:
+            thorough.close()
     failures.sort(key=lambda f: f.path)
     stats = {
         "images": n_listed + sum(1 for f in failures if f.stage == "scan"),
@@ -397,6 +399,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         "failed": len(failures),
         "unique_contents": n,
         "candidate_pairs": n_cand,
+        **({"embedding_pairs": thorough.n_candidates, "local_checks": thorough.n_local} if thorough else {}),
         "verified_pairs": n_verified,
         "groups": len(groups),
         "duplicates": sum(len(g.members) - 1 for g in groups),

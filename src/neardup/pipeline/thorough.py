@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,7 +21,15 @@ from ..embed.knn import KnnParams, embedding_pairs
 from ..errors import DecodeError
 from ..features.decode import decode
 from ..features.extract import canonical_rgb
-from ..verify.local import LOCAL_SIDE, LOCAL_VERSION, LocalFeatures, LocalParams, local_features, match_pair
+from ..verify.local import (
+    LOCAL_SIDE,
+    LOCAL_VERSION,
+    LocalEvidence,
+    LocalFeatures,
+    LocalParams,
+    local_features,
+    match_pair,
+)
 from ..verify.rules import SeenPairs, Verified, VerifyParams, hash_colour, verify_batch
 
 if TYPE_CHECKING:
@@ -36,6 +45,9 @@ __all__ = ["Thorough", "SIMILAR_COSINE"]
 #: over half the smaller view) is needed as well.
 SIMILAR_COSINE = 0.75
 
+#: pairs locally verified at a time (their images' local features are held meanwhile)
+LOCAL_BATCH = 256
+
 
 class Thorough:
     """The thorough stages of one run; holds only an LRU of local features."""
@@ -43,7 +55,7 @@ class Thorough:
     def __init__(self, fc: FeatureCache, cols: SearchColumns, spec: ModelSpec, params: VerifyParams,
                  opts: ScanOptions, *, fetch: Callable[[np.ndarray], dict[str, np.ndarray]],
                  flags: dict[str, np.ndarray], load_sigs: Callable[[np.ndarray], np.ndarray],
-                 workers: int, max_pixels: int, similar: bool = False, lru: int = 2048) -> None:
+                 workers: int, max_pixels: int, similar: bool = False, lru: int = 512) -> None:
         self.similar = similar
         self.fc, self.cols, self.spec, self.params = fc, cols, spec, params
         self.fetch, self.flags, self.load_sigs = fetch, flags, load_sigs
@@ -56,6 +68,7 @@ class Thorough:
         self._lru: OrderedDict[int, LocalFeatures | None] = OrderedDict()
         self._lru_size = lru
         self._pending: list[tuple[bytes, str, bytes]] = []
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- embeddings ----------------------------------------------------------------------
     def cosines(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -64,37 +77,63 @@ class Thorough:
         return (e[inv[: len(a)]] * e[inv[len(a) :]]).sum(axis=1)
 
     # -- local features ------------------------------------------------------------------
-    def _features(self, row: int) -> LocalFeatures | None:
-        if row in self._lru:
-            self._lru.move_to_end(row)
-            return self._lru[row]
-        digest = self.cols.digest(row)
-        blob = self.fc.get_local([digest], LOCAL_VERSION).get(digest)
-        lf: LocalFeatures | None
-        if blob is not None:
-            lf = LocalFeatures.from_bytes(blob)
-        else:
-            lf = None
-            for path in self.fc.run_paths([digest]).get(digest, []):
-                try:
-                    with open(path, "rb") as f:
-                        dec = decode(f.read(), max_pixels=self.max_pixels, work_side=LOCAL_SIDE)
-                except (OSError, DecodeError):
-                    continue  # changed or gone since extraction: try another copy
-                lf = local_features(canonical_rgb(dec, 0))
-                self._pending.append((digest, LOCAL_VERSION, lf.to_bytes()))
+    def _compute(self, paths: list[str]) -> LocalFeatures | None:
+        for path in paths:
+            try:
+                with open(path, "rb") as f:
+                    dec = decode(f.read(), max_pixels=self.max_pixels, work_side=LOCAL_SIDE)
+            except (OSError, DecodeError):
+                continue  # changed or gone since extraction: try another copy
+            return local_features(canonical_rgb(dec, 0))
+        return None
+
+    def _features_many(self, rows: np.ndarray) -> dict[int, LocalFeatures | None]:
+        """Local features of ``rows``: from the LRU, else the cache, else computed (in threads:
+        decoding and OpenCV release the GIL) and queued for the cache."""
+        out: dict[int, LocalFeatures | None] = {}
+        missing = []
+        for r in rows.tolist():
+            if r in self._lru:
+                self._lru.move_to_end(r)
+                out[r] = self._lru[r]
+            else:
+                missing.append(r)
+        if missing:
+            digests = {r: self.cols.digest(r) for r in missing}
+            blobs = self.fc.get_local(list(digests.values()), LOCAL_VERSION)
+            todo = [r for r in missing if digests[r] not in blobs]
+            for r in missing:
+                if digests[r] in blobs:
+                    out[r] = LocalFeatures.from_bytes(blobs[digests[r]])
+            if todo:
+                paths = self.fc.run_paths([digests[r] for r in todo])
+                for r, lf in zip(todo, self._threads().map(lambda r: self._compute(paths.get(digests[r], [])), todo)):
+                    out[r] = lf
+                    if lf is not None:
+                        self._pending.append((digests[r], LOCAL_VERSION, lf.to_bytes()))
                 if len(self._pending) >= 64:
                     self.flush()
-                break
-        self._lru[row] = lf
-        if len(self._lru) > self._lru_size:
-            self._lru.popitem(last=False)
-        return lf
+            for r in missing:
+                self._lru[r] = out[r]
+            while len(self._lru) > self._lru_size:
+                self._lru.popitem(last=False)
+        return out
+
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=max(1, self.workers))
+        return self._pool
 
     def flush(self) -> None:
         if self._pending:
             self.fc.put_local(self._pending)
             self._pending = []
+
+    def close(self) -> None:
+        self.flush()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def _local_verdicts(self, a: np.ndarray, b: np.ndarray, cos: np.ndarray
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -103,18 +142,29 @@ class Thorough:
         inl = np.zeros(len(a), np.float32)
         ncc = np.full(len(a), np.nan, np.float32)
         t0 = time.perf_counter()
-        # visit pairs grouped by their first row, so the LRU serves the common end
-        for i in np.lexsort((b, a)):
-            fa, fb = self._features(int(a[i])), self._features(int(b[i]))
-            if fa is None or fb is None:
-                continue
-            ev = match_pair(fa, fb, self.local)
-            inl[i], ncc[i] = ev.inliers, ev.ncc
-            if ev.accepted(self.local):
-                ok[i] = 4
-            elif self.similar and (cos[i] >= SIMILAR_COSINE or (ev.inliers >= self.local.min_inliers
-                                                              and ev.cover >= self.local.min_cover)):
-                ok[i] = 5
+        # pairs grouped by their first row (the LRU serves the common end), a few hundred at a
+        # time: local features are ~100 kB an image, so only a bounded number are held
+        order = np.lexsort((b, a))
+        for s in range(0, len(order), LOCAL_BATCH):
+            idx = order[s : s + LOCAL_BATCH]
+            feats = self._features_many(np.unique(np.concatenate([a[idx], b[idx]])))
+
+            def one(i: int, feats: dict[int, LocalFeatures | None] = feats) -> LocalEvidence | None:
+                fa, fb = feats[int(a[i])], feats[int(b[i])]
+                if fa is None or fb is None:
+                    return None
+                # a mirrored copy is tried only for close embeddings: it doubles the cost
+                return match_pair(fa, fb, self.local, mirror=bool(cos[i] >= self.knn.threshold))
+
+            for i, ev in zip(idx.tolist(), self._threads().map(one, idx.tolist())):
+                if ev is None:
+                    continue
+                inl[i], ncc[i] = ev.inliers, ev.ncc
+                if ev.accepted(self.local):
+                    ok[i] = 4
+                elif self.similar and (cos[i] >= SIMILAR_COSINE or (ev.inliers >= self.local.min_inliers
+                                                                  and ev.cover >= self.local.min_cover)):
+                    ok[i] = 5
         self.n_local += len(a)
         self.t_local += time.perf_counter() - t0
         return ok, inl, ncc
@@ -132,7 +182,7 @@ class Thorough:
                     yield from self._batch(a_all[s : s + 4096], b_all[s : s + 4096], floor, done, tested, cropped,
                                            progress)
         finally:
-            self.flush()
+            self.close()
 
     def _batch(self, a: np.ndarray, b: np.ndarray, floor: float, done: np.ndarray, tested: SeenPairs,
                cropped: SeenPairs, progress: Progress) -> Iterator[tuple[Verified, np.ndarray]]:
@@ -150,7 +200,7 @@ class Thorough:
         self.n_candidates += len(a)
         progress("embedding", len(a), None)
         ver = verify_batch(a, b, np.full(len(a), -1), fetch=self.fetch, flags=self.flags,
-                           params=self.params, load_sigs=self.load_sigs, crop_done=cropped, n_rows=n)
+                           params=self.params, load_sigs=self.load_sigs, crop=False)
         if len(ver):
             got = np.isin(key_of(a, b, n), key_of(ver.a, ver.b, n))
             extra = np.full((len(ver), 3), np.nan, np.float32)

@@ -111,10 +111,10 @@ class LocalEvidence:
                 and self.detail >= p.detail_ncc)
 
 
-def match_pair(fa: LocalFeatures, fb: LocalFeatures, params: LocalParams) -> LocalEvidence:
+def match_pair(fa: LocalFeatures, fb: LocalFeatures, params: LocalParams, *, mirror: bool = True) -> LocalEvidence:
     """Match b (upright, then mirrored) onto a, fit a homography, compare the aligned views."""
     best = _match(fa, fb.points, fb.desc, fb.thumb, fb.size, params)
-    if best.accepted(params):
+    if best.accepted(params) or not mirror:
         return best
     mirrored = _match(fa, fb.mpoints, fb.mdesc, np.ascontiguousarray(fb.thumb[:, ::-1]), fb.size, params)
     return mirrored if (mirrored.accepted(params), mirrored.inliers) > (False, best.inliers) else best
@@ -132,7 +132,7 @@ def _match(fa: LocalFeatures, bpoints: np.ndarray, bdesc: np.ndarray, bthumb: np
         return LocalEvidence(len(good), 0, float("nan"), 0.0)
     src = bpoints[[m.queryIdx for m in good]]
     dst = fa.points[[m.trainIdx for m in good]]
-    H, mask = cv2.findHomography(src, dst, cv2.RANSAC, params.reproj, maxIters=2000, confidence=0.995)
+    H, mask = cv2.findHomography(src, dst, cv2.RANSAC, params.reproj, maxIters=1000, confidence=0.995)
     if H is None:
         return LocalEvidence(len(good), 0, float("nan"), 0.0)
     inl = int(mask.sum())
@@ -154,24 +154,33 @@ def _match(fa: LocalFeatures, bpoints: np.ndarray, bdesc: np.ndarray, bthumb: np
     if f > 1.05:
         sigma = 0.5 * float(np.sqrt(f * f - 1.0))
         src32 = cv2.GaussianBlur(src32, (0, 0), sigma)
+    d32 = dst.astype(np.float32)
     th, tw = dst.shape
+
+    def aligned(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        warped = cv2.warpPerspective(src32, M, (tw, th), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        ones = cv2.warpPerspective(np.ones(src.shape, np.float32), M, (tw, th), flags=cv2.INTER_LINEAR)
+        # two pixels in from every edge, so interpolated borders (and black corners) do not count
+        m = cv2.erode((ones > 0.999).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        area_src = src.size * abs(float(np.linalg.det(M[:2, :2])))
+        return warped, m, float(m.sum()) / max(1.0, min(float(dst.size), area_src))
+
+    warped, m, cover = aligned(M)
+    if m.sum() < 64:
+        return LocalEvidence(len(good), inl, float("nan"), min(cover, 1.0))
+    rough = _ncc(d32[m], warped[m])
+    if rough < params.aligned_ncc - 0.3 or cover < params.min_cover:
+        return LocalEvidence(len(good), inl, rough, min(cover, 1.0))  # far off: no refinement will save it
     try:  # sub-pixel refinement of the keypoint homography on the views themselves
         Mi = np.linalg.inv(M)
         Mi = (Mi / Mi[2, 2]).astype(np.float32)  # maps dst to src, as ECC wants
-        _, Mi = cv2.findTransformECC(dst.astype(np.float32), src32, Mi, cv2.MOTION_HOMOGRAPHY,
+        _, Mi = cv2.findTransformECC(d32, src32, Mi, cv2.MOTION_HOMOGRAPHY,
                                      (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4), None, 1)
-        M = np.linalg.inv(Mi)
+        warped, m, cover = aligned(np.linalg.inv(Mi))
     except (cv2.error, np.linalg.LinAlgError):
         pass  # keep the keypoint homography
-    warped = cv2.warpPerspective(src32, M, (tw, th), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    ones = cv2.warpPerspective(np.ones(src.shape, np.float32), M, (tw, th), flags=cv2.INTER_LINEAR)
-    # two pixels in from every edge, so interpolated borders (and black corners) do not count
-    m = cv2.erode((ones > 0.999).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    area_src = src.size * abs(float(np.linalg.det(M[:2, :2])))
-    cover = float(m.sum()) / max(1.0, min(float(dst.size), area_src))
     if m.sum() < 64:
-        return LocalEvidence(len(good), inl, float("nan"), cover)
-    d32 = dst.astype(np.float32)
+        return LocalEvidence(len(good), inl, float("nan"), min(cover, 1.0))
     worst, _ = _tile_ncc(d32, warped, m, flat=4.0)
     # fine detail: the same pixels share their texture and noise, another shot does not
     _, detail = _tile_ncc(_band(cv2, d32), _band(cv2, warped), m, flat=1.0)

@@ -155,6 +155,7 @@ def verify_batch(
     load_sigs: Callable[[np.ndarray], np.ndarray],
     crop_done: SeenPairs | None = None,
     n_rows: int = 0,
+    crop: bool = True,
 ) -> Verified:
     """Accept or reject candidate pairs ``(a, b)`` of row ids in one batch.
 
@@ -182,7 +183,7 @@ def verify_batch(
     hash_ok = (d <= thr) & colour_ok & (~low | (cdist <= params.low_info_colour_max))
     stage = np.where(hash_ok, 1, 0).astype(np.uint8)
     ncc = np.full(len(a), np.nan, dtype=np.float32)
-    need = np.flatnonzero(~hash_ok & ~low & colour_ok)
+    need = np.flatnonzero(~hash_ok & ~low & colour_ok) if crop else np.zeros(0, np.int64)
     if crop_done is not None and need.size:
         need = need[crop_done.fresh(a[need] * n_rows + b[need])]
     if need.size:
