@@ -1,9 +1,11 @@
 """Embedding k-NN candidates at scale: time, peak RSS and recall of planted near-copies.
 
-    python3 benchmarks/knn.py --n 100000 [--dim 1280] [--exact-max 20000]
+    python3 benchmarks/knn.py --n 100000 [--dim 1280] [--exact-max 10000]
 
-Vectors are random (float16, L2-normalised) with 1% planted near-copies at cosine ~0.8-0.95,
-streamed in chunks as the pipeline streams them from the cache.  Above ``--exact-max`` the
+Vectors mimic CNN embeddings: a 256-d latent with a decaying spectrum, mapped into ``--dim``
+by a fixed random orthonormal basis, plus a little isotropic noise (float16, L2-normalised);
+1% are planted near-copies at cosine ~0.8-0.95, streamed in chunks as the pipeline streams
+them from the cache.  Above ``--exact-max`` the
 search is PCA-256 + IVF-PQ; below it, exact.  Prints the seconds, the peak RSS of this process
 (VmHWM), how many planted pairs came out as candidates, and the candidate count.
 """
@@ -19,15 +21,19 @@ from neardup.embed.knn import KnnParams, embedding_pairs
 from neardup.pipeline.stats import _peak_self_mb, _reset_peak
 
 
-def chunks_of(n: int, dim: int, seed: int, chunk: int = 8192):  # type: ignore[no-untyped-def]
+def chunks_of(n: int, dim: int, seed: int, chunk: int = 8192, latent: int = 256):  # type: ignore[no-untyped-def]
+    basis, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(dim, latent)))
+    spectrum = (1.0 / np.sqrt(1.0 + np.arange(latent))).astype(np.float32)
+
     def gen():  # type: ignore[no-untyped-def]
         for s in range(0, n, chunk):
             rng = np.random.default_rng([seed, s])
-            x = rng.normal(size=(min(chunk, n - s), dim)).astype(np.float32)
+            z = rng.normal(size=(min(chunk, n - s), latent)).astype(np.float32) * spectrum
             # every 100th row is a near-copy of the row before it (same chunk: chunk % 100 == 0)
-            for i in range(1, len(x), 100):
-                noise = rng.normal(size=dim).astype(np.float32)
-                x[i] = x[i - 1] + rng.uniform(0.3, 0.7) * noise
+            for i in range(1, len(z), 100):
+                z[i] = z[i - 1] + rng.uniform(0.3, 0.7) * rng.normal(size=latent).astype(np.float32) * spectrum
+            x = z @ basis.T.astype(np.float32)
+            x += 0.02 * rng.normal(size=x.shape).astype(np.float32) * float(np.linalg.norm(spectrum)) / np.sqrt(dim)
             x /= np.linalg.norm(x, axis=1, keepdims=True)
             yield x.astype(np.float16)
     return gen
@@ -37,7 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=1280)
-    ap.add_argument("--exact-max", type=int, default=20_000)
+    ap.add_argument("--exact-max", type=int, default=10_000)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     gen = chunks_of(a.n, a.dim, seed=7)

@@ -20,9 +20,9 @@ __all__ = ["KnnParams", "embedding_pairs"]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KnnParams:
     threshold: float = 0.70  # cosine at which a pair is worth verifying
-    exact_max: int = 20_000  # up to this many images: exact search, every pair above threshold
+    exact_max: int = 10_000  # up to this many images: exact search, every pair above threshold
     k: int = 24  # IVF-PQ: neighbours asked per image
-    nprobe: int = 16
+    nprobe: int = 0  # IVF lists probed per query; 0: a sixteenth of them (at least 32)
     margin: float = 0.10  # IVF-PQ distances are approximate: keep candidates this far below
     mutual_floor: float = 0.60  # each row's nearest neighbours down to this cosine are candidates too
     near: int = 3  # how many nearest neighbours per row that applies to
@@ -75,40 +75,33 @@ def embedding_pairs(
                 yield a[keep], b[keep], params.threshold
         yield from _mutual(nn, nn_sim, params)
         return
-    # large collections: PCA + IVF-PQ, trained on the first rows (rows are in digest order,
-    # which is a random order of the contents)
-    sample: list[np.ndarray] = []
-    got = 0
-    want = min(n, 50_000)
-    for c in chunks():
-        sample.append(c[: want - got].astype(np.float32))
-        got += len(sample[-1])
-        if got >= want:
-            break
-    train = np.concatenate(sample)
-    del sample
-    d = train.shape[1]
+    # large collections: PCA + IVF-PQ.  Each step trains on the first rows of a pass (rows are
+    # in digest order, a random order of the contents), so memory is the samples, not the set
+    pca_rows = min(n, 20_000)
+    sample = _first_rows(chunks, pca_rows, lambda c: c.astype(np.float32))
+    d = sample.shape[1]
     dim = min(params.pca_dim, d)
     pca = faiss.PCAMatrix(d, dim)
-    pca.train(train)
-    nlist = int(np.clip(4 * np.sqrt(n), 64, 65536))
-    quant = faiss.IndexFlatIP(dim)
-    ivf = faiss.IndexIVFPQ(quant, dim, nlist, 32 if dim % 32 == 0 else 16, 8, faiss.METRIC_INNER_PRODUCT)
-    tr = pca.apply(train)
-    tr /= np.linalg.norm(tr, axis=1, keepdims=True) + 1e-12
-    ivf.train(tr)
-    del train, tr
+    pca.train(sample)
+    del sample
 
     def reduced(c: np.ndarray) -> np.ndarray:
         r = pca.apply(np.ascontiguousarray(c, dtype=np.float32))
         r /= np.linalg.norm(r, axis=1, keepdims=True) + 1e-12
         return r
 
+    nlist = int(np.clip(4 * np.sqrt(n), 64, 65536))
+    train = _first_rows(chunks, min(n, 40 * nlist, 200_000), reduced)
+    quant = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFPQ(quant, dim, nlist, 32 if dim % 32 == 0 else 16, 8, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(train)
+    del train
+
     start = 0
     for c in chunks():
         ivf.add_with_ids(reduced(c), np.arange(start, start + len(c), dtype=np.int64))
         start += len(c)
-    ivf.nprobe = params.nprobe
+    ivf.nprobe = params.nprobe or max(32, nlist // 16)
     start = 0
     k = min(params.k, n)
     for c in chunks():
@@ -124,6 +117,19 @@ def embedding_pairs(
             yield key // n, key % n, params.threshold
         start += len(c)
     yield from _mutual(nn, nn_sim, params)
+
+
+def _first_rows(chunks: Callable[[], Iterator[np.ndarray]], k: int,
+                f: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``f`` of the first ``k`` rows of a pass over ``chunks``."""
+    parts: list[np.ndarray] = []
+    got = 0
+    for c in chunks():
+        parts.append(f(c[: k - got]))
+        got += len(parts[-1])
+        if got >= k:
+            break
+    return np.concatenate(parts)
 
 
 def _nearest(nn: np.ndarray, nn_sim: np.ndarray, rows: np.ndarray, sims: np.ndarray, ids: np.ndarray) -> None:
