@@ -21,6 +21,7 @@ from ..embed.knn import KnnParams, embedding_pairs
 from ..errors import DecodeError
 from ..features.decode import decode
 from ..features.extract import canonical_rgb
+from ..group.unionfind import UnionFind
 from ..verify.local import (
     LOCAL_SIDE,
     LOCAL_VERSION,
@@ -69,6 +70,7 @@ class Thorough:
         self._lru_size = lru
         self._pending: list[tuple[bytes, str, bytes]] = []
         self._pool: ThreadPoolExecutor | None = None
+        self._uf = UnionFind(0)
 
     # -- embeddings ----------------------------------------------------------------------
     def cosines(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -174,6 +176,11 @@ class Thorough:
         """Yield accepted pairs with (k, 3) extra evidence: cosine, inliers, aligned ncc."""
         n = len(self.cols.digests)
         tested = SeenPairs()
+        # rows already joined (by the hash stages, or by an earlier pair here) need no check:
+        # the grouping guard verifies any member it needs against its keeper on demand
+        self._uf = UnionFind(n)
+        for x, y in zip((done // max(n, 1)).tolist(), (done % max(n, 1)).tolist()):
+            self._uf.union(x, y)
         try:
             for a_all, b_all, floor in embedding_pairs(lambda: self.fc.iter_run_embeddings(self.spec.model_id), n,
                                                        self.knn, threads=self.workers):
@@ -192,6 +199,11 @@ class Thorough:
         a, b = a[keep], b[keep]
         if not len(a):
             return
+        uf = self._uf
+        apart = np.fromiter((uf.find(x) != uf.find(y) for x, y in zip(a.tolist(), b.tolist())), bool, len(a))
+        a, b = a[apart], b[apart]
+        if not len(a):
+            return
         cos = self.cosines(a, b)
         keep = cos >= floor
         a, b, cos = a[keep], b[keep], cos[keep]
@@ -205,6 +217,8 @@ class Thorough:
             got = np.isin(key_of(a, b, n), key_of(ver.a, ver.b, n))
             extra = np.full((len(ver), 3), np.nan, np.float32)
             extra[:, 0] = _align(cos[got], key_of(a[got], b[got], n), key_of(ver.a, ver.b, n))
+            for x, y in zip(ver.a.tolist(), ver.b.tolist()):
+                uf.union(x, y)
             yield ver, extra
             a, b, cos = a[~got], b[~got], cos[~got]
         if not len(a):
@@ -216,6 +230,8 @@ class Thorough:
             d, cd = hash_colour(a, b, self.fetch)
             ver = Verified(a, b, stage, d, np.full(len(a), -1, np.int16),
                            cd.astype(np.float32), np.full(len(a), np.nan, np.float32))
+            for x, y in zip(a.tolist(), b.tolist()):
+                uf.union(x, y)
             yield ver, np.stack([cos, inl, ncc], axis=1).astype(np.float32)
 
     def verify_one(self, a: int, b: int) -> tuple[Verified, np.ndarray] | None:
