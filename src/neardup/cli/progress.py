@@ -46,6 +46,8 @@ class ProgressUI:
         self.console.print(
             f"images {s['images']:,} | decoded {s['decoded']:,} | from cache {s['from_cache']:,} | "
             f"failed {s['failed']:,} | candidate pairs {s['candidate_pairs']:,} | verified {s['verified_pairs']:,}"
+            + (f" | embedding pairs {s['embedding_pairs']:,} | local checks {s['local_checks']:,}"
+               if "embedding_pairs" in s else "")
         )
         if result.failures:
             self.console.print(f"[yellow]{len(result.failures)} file(s) failed; see \"failures\" in {output}[/]")
