@@ -28,15 +28,16 @@ def record(paths: list[str], cache: str) -> list[tuple[str, str, loc.LocalEviden
     out: list[tuple[str, str, loc.LocalEvidence]] = []
     orig = th.Thorough._local_verdicts
 
-    def spy(self, a, b):  # type: ignore[no-untyped-def]
+    def spy(self, a, b, cos):  # type: ignore[no-untyped-def]
+        feats = self._features_many(np.unique(np.concatenate([a, b])))
         for x, y in zip(a.tolist(), b.tolist()):
-            fa, fb = self._features(x), self._features(y)
+            fa, fb = feats[x], feats[y]
             if fa is None or fb is None:
                 continue
             pa = self.fc.run_paths([self.cols.digest(x)])[self.cols.digest(x)][0]
             pb = self.fc.run_paths([self.cols.digest(y)])[self.cols.digest(y)][0]
             out.append((pa, pb, loc.match_pair(fa, fb, self.local)))
-        return orig(self, a, b)
+        return orig(self, a, b, cos)
 
     th.Thorough._local_verdicts = spy  # type: ignore[method-assign]
     try:
