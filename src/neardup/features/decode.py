@@ -213,13 +213,14 @@ def _softness(im: Image.Image, side: int = 256) -> float:
     """
     w, h = im.size
     x0, y0 = max(0, (w - side) // 2), max(0, (h - side) // 2)
-    g = np.asarray(_to_rgb(im.crop((x0, y0, min(w, x0 + side), min(h, y0 + side)))).convert("L"), dtype=np.float32)
+    g = np.asarray(_to_rgb(im.crop((x0, y0, min(w, x0 + side), min(h, y0 + side)))).convert("L"), dtype=np.int16)
     hh, ww = (g.shape[0] // 2) * 2, (g.shape[1] // 2) * 2
     if hh < 8 or ww < 8:
         return 1.0
+    # integer arithmetic throughout: 2x2 block sums (4x the means) fit int16
     s1 = float(np.abs(np.diff(g, axis=1)).mean() + np.abs(np.diff(g, axis=0)).mean())
-    g2 = g[:hh, :ww].reshape(hh // 2, 2, ww // 2, 2).mean(axis=(1, 3))
-    s2 = float(np.abs(np.diff(g2, axis=1)).mean() + np.abs(np.diff(g2, axis=0)).mean())
+    g2 = g[:hh:2, :ww:2] + g[1:hh:2, :ww:2] + g[:hh:2, 1:ww:2] + g[1:hh:2, 1:ww:2]
+    s2 = float(np.abs(np.diff(g2, axis=1)).mean() + np.abs(np.diff(g2, axis=0)).mean()) / 4.0
     return round(min(2.0, max(0.5, s2 / s1)), 4) if s1 > 1e-3 else 2.0
 
 

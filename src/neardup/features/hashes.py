@@ -147,13 +147,10 @@ def dct_hash_variants(coef: np.ndarray, *, k: int = 16, skip_dc: bool = True) ->
             m = base
             for _ in range(r):
                 m = (m * sv[None, :]).T  # flip LR then transpose == rot90 ccw
-            variants.append(m)
-    out = []
-    for m in variants:
-        flat = m.reshape(-1)
-        ref = flat[1:] if skip_dc else flat
-        bits = flat > np.median(ref)
-        if skip_dc:
-            bits[0] = False
-        out.append(pack_bits(bits))
-    return np.stack(out)
+            variants.append(m.reshape(-1))
+    flat = np.stack(variants)  # (8, k*k), one median per variant, all at once
+    ref = flat[:, 1:] if skip_dc else flat
+    bits = flat > np.median(ref, axis=1, keepdims=True)
+    if skip_dc:
+        bits[:, 0] = False
+    return pack_bits(bits)
