@@ -113,20 +113,27 @@ def _resize(a: np.ndarray, w: int, h: int) -> np.ndarray:
 
 def _best_inside(big: np.ndarray, small: np.ndarray, scales: tuple[float, ...]) -> float:
     side = big.shape[0]
+    # window sums of big and big^2 from summed-area tables; the template is zero-mean, so the
+    # numerator is a plain correlation: one pass over the windows per scale pair, not four
+    b64 = big.astype(np.float64)
+    sat = np.zeros((side + 1, side + 1))
+    sat2 = np.zeros((side + 1, side + 1))
+    sat[1:, 1:] = b64.cumsum(0).cumsum(1)
+    sat2[1:, 1:] = (b64 * b64).cumsum(0).cumsum(1)
     best = -1.0
     for fy in scales:
         for fx in scales:
             tw, th = int(round(side * fx)), int(round(side * fy))
-            t = _resize(small, tw, th)
+            t = _resize(small, tw, th).astype(np.float64)
             t = t - t.mean()
             tn = float(np.sqrt((t * t).sum()))
             if tn < 1e-3:
                 continue
-            win = sliding_window_view(big, (th, tw))
-            wm = win.mean(axis=(2, 3), keepdims=True)
-            wc = win - wm
-            num = (wc * t).sum(axis=(2, 3))
-            den = np.sqrt((wc * wc).sum(axis=(2, 3))) * tn + 1e-6
+            win = sliding_window_view(b64, (th, tw))
+            num = np.tensordot(win, t, axes=([2, 3], [0, 1]))
+            ws = sat[th:, tw:] - sat[:-th, tw:] - sat[th:, :-tw] + sat[:-th, :-tw]
+            ws2 = sat2[th:, tw:] - sat2[:-th, tw:] - sat2[th:, :-tw] + sat2[:-th, :-tw]
+            den = np.sqrt(np.maximum(ws2 - ws * ws / (th * tw), 0.0)) * tn + 1e-6
             best = max(best, float((num / den).max()))
     return best
 
