@@ -84,3 +84,8 @@ def test_eval_scores_a_list_of_true_pairs_with_clashing_names(tmp_path):
     out = CliRunner().invoke(main, ["eval", str(truth), str(res), "--json"])
     s = json.loads(out.output)
     assert (s["found"], s["true_pairs"], s["false_pairs"]) == (1, 2, 1)
+
+
+def test_option_needing_another_says_so_with_status_2(tmp_path):
+    res = CliRunner().invoke(main, ["scan", str(tmp_path), "--similar", "-q", "-o", str(tmp_path / "r.json")])
+    assert res.exit_code == 2 and "--mode thorough" in res.output

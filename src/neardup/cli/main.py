@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import NeardupError
+from ..errors import NeardupError, UsageError
 
 EXIT_OK = 0
 EXIT_FAILURES = 3  # finished, but some files could not be read or decoded
@@ -79,7 +79,7 @@ def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: s
                               model_size=model_size, model_mean=tuple(model_mean), model_std=tuple(model_std),
                               knn_threshold=knn_threshold, similar=similar, **kwargs)  # type: ignore[arg-type]
     except NeardupError as e:
-        raise click.ClickException(str(e)) from None
+        raise _fatal(e) from None
     _write(output, result.to_json())
     if csv_path:
         _write(csv_path, result.pairs_csv())
@@ -103,7 +103,7 @@ def model_export(cache_dir: str | None) -> None:
     try:
         spec = default_model_spec(cache_dir)
     except NeardupError as e:
-        raise click.ClickException(str(e)) from None
+        raise _fatal(e) from None
     click.echo(f"{spec.path}\n{spec.model_id}")
 
 
@@ -118,8 +118,17 @@ def eval_cmd(truth: str, results: str, as_json: bool) -> None:
     try:
         s = score_file(load_truth(truth), results)
     except (ValueError, KeyError) as e:
-        raise click.ClickException(f"cannot score {results}: {e}") from None
+        raise _fatal(NeardupError(f"cannot score {results}: {e}")) from None
     click.echo(json.dumps(s) if as_json else format_scores(s))
+
+
+def _fatal(e: NeardupError) -> click.ClickException:
+    """Exit status 2 for every error, as documented; bad usage also prints the usage line."""
+    if isinstance(e, UsageError):
+        return click.UsageError(str(e))
+    err = click.ClickException(str(e))
+    err.exit_code = EXIT_ERROR
+    return err
 
 
 def _write(path: str, text: str) -> None:
@@ -129,7 +138,7 @@ def _write(path: str, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, p)
     except OSError as e:
-        raise click.ClickException(f"cannot write {path}: {e.strerror}; choose another -o path") from None
+        raise _fatal(NeardupError(f"cannot write {path}: {e.strerror}; choose another -o path")) from None
 
 
 if __name__ == "__main__":  # pragma: no cover
