@@ -61,3 +61,31 @@ def test_older_cache_layout_is_rebuilt_not_fatal(tmp_path):
     with FeatureCache(tmp_path) as c:
         assert c.lookup_files([("x.jpg", 1, 2)]) == {}  # old rows gone, cache usable
         assert c.integrity_ok()
+
+
+def test_crop_verdicts_are_cached_so_a_rerun_pays_no_crop_test(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from neardup.verify import rules
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for p in PHOTOS:
+        if p.stem not in ("coffee", "quokka", "rocket"):  # crops of these take the crop path
+            continue
+        im = Image.open(p).convert("RGB")
+        w, h = im.size
+        im.save(src / f"{p.stem}.png")
+        x, y = int(w * 0.07), int(h * 0.14 / 3)
+        im.crop((x, y, x + int(w * 0.86), y + int(h * 0.86))).save(src / f"{p.stem}_crop.jpg", quality=90)
+    cache = tmp_path / "cache"
+    first = neardup.scan([str(src)], cache=str(cache), workers=1)
+    assert any(p.stage == "crop" for g in first.groups for p in g.pairs)
+
+    def no_crop_test(*args, **kwargs):
+        raise AssertionError("the crop test ran again although its verdict is cached")
+
+    monkeypatch.setattr(rules, "crop_ncc", no_crop_test)
+    again = neardup.scan([str(src)], cache=str(cache), workers=1)
+    assert [g.members for g in again.groups] == [g.members for g in first.groups]
+    assert [[p.to_dict() for p in g.pairs] for g in again.groups] == [[p.to_dict() for p in g.pairs] for g in first.groups]

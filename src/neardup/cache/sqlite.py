@@ -62,6 +62,13 @@ CREATE TABLE IF NOT EXISTS embeddings (
     vec BLOB NOT NULL,
     PRIMARY KEY (digest, model)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS crops (
+    a BLOB NOT NULL,
+    b BLOB NOT NULL,
+    version TEXT NOT NULL,
+    ncc REAL NOT NULL,
+    PRIMARY KEY (a, b, version)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS local (
     digest BLOB NOT NULL,
     version TEXT NOT NULL,
@@ -298,6 +305,27 @@ class FeatureCache:
             "JOIN embeddings e ON e.digest = r.digest AND e.model = ? ORDER BY r.digest", (model,))
         while rows := cur.fetchmany(chunk):
             yield np.frombuffer(b"".join(r[0] for r in rows), "<f2").reshape(len(rows), -1)
+
+    def get_crops(self, pairs: Sequence[tuple[bytes, bytes]], version: str) -> dict[tuple[bytes, bytes], float]:
+        """Cached crop-test correlations for digest pairs (the dear part of verification, so a
+        rerun or an incremental run does not pay it again)."""
+        out: dict[tuple[bytes, bytes], float] = {}
+        for s in range(0, len(pairs), 400):
+            chunk = pairs[s : s + 400]
+            q = ("SELECT a, b, ncc FROM crops WHERE version=? AND (a, b) IN (VALUES "
+                 + ",".join("(?,?)" for _ in chunk) + ")")
+            args: list[object] = [version]
+            for x, y in chunk:
+                args += [x, y]
+            for x, y, v in self._db.execute(q, args):
+                out[(bytes(x), bytes(y))] = float(v)
+        return out
+
+    def put_crops(self, rows: Sequence[tuple[bytes, bytes, str, float]]) -> None:
+        if rows:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO crops VALUES (?,?,?,?)", rows)
 
     def get_local(self, digests: Sequence[bytes], version: str) -> dict[bytes, bytes]:
         out: dict[bytes, bytes] = {}

@@ -13,7 +13,7 @@ from ..cache.sqlite import FeatureCache, default_cache_dir
 from ..candidates.mih import MultiIndex
 from ..embed.model import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 from ..errors import CacheError, UsageError
-from ..features.extract import is_low_info
+from ..features.extract import FEATURE_VERSION, is_low_info
 from ..features.quality import QUALITY_FIELDS, QualityFacts, quality_score
 from ..group.unionfind import UnionFind, guarded_groups
 from ..sources.local import FileEntry, ScanProblem, walk
@@ -246,6 +246,8 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     def load_sigs(rows: np.ndarray) -> np.ndarray:
         return fc.load_signatures([cols.digest(int(r)) for r in rows])
 
+    crops = _CropCache(fc, cols)
+
     def fetch(rows: np.ndarray) -> dict[str, np.ndarray]:
         got = fc.fetch([cols.digest(int(r)) for r in rows], ("d256", "colour", "p64"))
         k = len(rows)
@@ -290,7 +292,8 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
                     for s2 in range(0, len(firsts), VERIFY_BATCH):
                         sel = firsts[s2 : s2 + VERIFY_BATCH]
                         ver = verify_batch(pb.a[sel], pb.b[sel], pb.distance[sel], fetch=fetch, flags=flags,
-                                           params=params, load_sigs=load_sigs, crop_done=cropped, n_rows=n)
+                                           params=params, load_sigs=load_sigs, crop_done=cropped, n_rows=n,
+                                           crop_cache=crops)
                         if len(ver):
                             for acc, col in ((va, ver.a), (vb, ver.b), (vstage, ver.stage), (vd, ver.d256),
                                              (vp, ver.p64), (vc, ver.colour), (vn, ver.ncc)):
@@ -410,6 +413,27 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         "stages": clock.stages,
     }
     return ScanResult(groups, failures, stats)
+
+
+class _CropCache:
+    """Crop-test correlations in the feature cache, by digest pair: the dear part of
+    verification is paid once per pair of contents, not once per run."""
+
+    VERSION = f"{FEATURE_VERSION}:crop-1"
+
+    def __init__(self, fc: FeatureCache, cols: SearchColumns) -> None:
+        self.fc, self.cols = fc, cols
+
+    def _pairs(self, a: np.ndarray, b: np.ndarray) -> list[tuple[bytes, bytes]]:
+        return [(self.cols.digest(x), self.cols.digest(y)) for x, y in zip(a.tolist(), b.tolist())]
+
+    def get(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        pairs = self._pairs(a, b)
+        known = self.fc.get_crops(pairs, self.VERSION)
+        return np.array([known.get(p, np.nan) for p in pairs], dtype=np.float32)
+
+    def put(self, a: np.ndarray, b: np.ndarray, ncc: np.ndarray) -> None:
+        self.fc.put_crops([(x, y, self.VERSION, float(v)) for (x, y), v in zip(self._pairs(a, b), ncc.tolist())])
 
 
 def _evidence(stage: int, d256: int, p64: int, colour: float, ncc: float,

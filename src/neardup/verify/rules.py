@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -55,6 +56,14 @@ class Verified:
 
 
 STAGE_NAMES = {0: "exact", 1: "hash", 2: "crop", 3: "embedding", 4: "local", 5: "similar"}
+
+
+class CropCache(Protocol):
+    """Crop-test correlations kept between runs, by row pair (nan where unknown)."""
+
+    def get(self, a: np.ndarray, b: np.ndarray) -> np.ndarray: ...
+
+    def put(self, a: np.ndarray, b: np.ndarray, ncc: np.ndarray) -> None: ...
 
 
 class SeenPairs:
@@ -163,6 +172,7 @@ def verify_batch(
     crop_done: SeenPairs | None = None,
     n_rows: int = 0,
     crop: bool = True,
+    crop_cache: CropCache | None = None,
 ) -> Verified:
     """Accept or reject candidate pairs ``(a, b)`` of row ids in one batch.
 
@@ -193,6 +203,10 @@ def verify_batch(
     need = np.flatnonzero(~hash_ok & ~low & colour_ok) if crop else np.zeros(0, np.int64)
     if crop_done is not None and need.size:
         need = need[crop_done.fresh(a[need] * n_rows + b[need])]
+    if need.size and crop_cache is not None:
+        known = crop_cache.get(a[need], b[need])  # nan where not cached
+        ncc[need] = known
+        need = need[np.isnan(known)]
     if need.size:
         sa = load_sigs(a[need])
         sb = load_sigs(b[need])
@@ -200,10 +214,10 @@ def verify_batch(
         pa, pb = cols["p64"][ia[need]], cols["p64"][ib[need]]
         pv = np.bitwise_count(pa[:, :1] ^ pb).argmin(axis=1)
         for k, i in enumerate(need):
-            s = crop_ncc(sa[k], sb[k], int(pv[k]))
-            ncc[i] = s
-            if s >= params.crop_ncc:
-                stage[i] = 2
+            ncc[i] = crop_ncc(sa[k], sb[k], int(pv[k]))
+        if crop_cache is not None:
+            crop_cache.put(a[need], b[need], ncc[need])
+    stage[(stage == 0) & (ncc >= params.crop_ncc)] = 2
     keep = stage > 0
     return Verified(a[keep], b[keep], stage[keep], d[keep], p64_dist[keep].astype(np.int16), cdist[keep], ncc[keep])
 
