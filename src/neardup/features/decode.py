@@ -172,8 +172,11 @@ def _decode_opened(im: Image.Image, *, max_pixels: int, work_side: int) -> Decod
         orientation = 1
     if orientation not in range(1, 9):
         orientation = 1
-    # Reduced-size decode: ask for twice the working size so the final resize antialiases.
-    want = 2 * work_side
+    # Reduced-size decode: ask for twice the working size so the final resize antialiases and
+    # the softness check sees native pixels.  From 4x the working size up, the DCT scaling
+    # removes upscaling evidence either way (see quality.py), so ask for the working size only:
+    # a 12-megapixel JPEG then decodes at 1/8, not 1/4.
+    want = work_side if max(w, h) >= 4 * work_side else 2 * work_side
     if fmt in ("JPEG", "MPO"):
         if im.mode == "CMYK":
             im.draft("RGB", (max(1, w * want // max(w, h)), max(1, h * want // max(w, h))))

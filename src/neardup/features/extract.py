@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 #: Bump when any extractor changes its output: it is part of every cache key.
-FEATURE_VERSION = "nd-features-8"
+FEATURE_VERSION = "nd-features-9"
 #: Side of the luminance layout signature used to verify crops.
 SIG_SIDE = 32
 #: The centre window hashed as well, so that moderate crops find their original.
