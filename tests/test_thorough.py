@@ -241,3 +241,16 @@ def test_similar_setting_groups_other_shots_and_nothing_across_scenes(model_cach
     assert any(p.stage == "similar" for g in r.groups for p in g.pairs)
     with pytest.raises(UsageError, match="--mode thorough"):
         neardup.scan([str(root)], cache=None, similar=True)
+
+
+@pytest.mark.parametrize("n_images", [0, 1])
+def test_thorough_on_an_empty_or_single_image_folder(model_cache, tmp_path, n_images):
+    src = tmp_path / "imgs"
+    src.mkdir()
+    if n_images:
+        (src / "rocket.jpg").write_bytes((DATA / "rocket.jpg").read_bytes())
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(model_cache / "models")
+    r = neardup.scan([str(src)], cache=str(cache), workers=1, mode="thorough")
+    assert r.groups == [] and r.stats["images"] == n_images and r.stats["embedding_pairs"] == 0

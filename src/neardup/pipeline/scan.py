@@ -268,6 +268,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     vx: list[np.ndarray] = []  # thorough evidence: (k, 3) cosine, inliers, aligned ncc
     n_cand = 0
     t_verify = 0.0
+    cropped = SeenPairs()  # pairs already given the (dear) crop test
     with clock.stage("candidates"):
         if n > 1:
             # index: each row's canonical code, plus the other orientations it might take;
@@ -275,7 +276,6 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             # and the centre window in every alternative orientation
             index = MultiIndex(np.concatenate([cols.p64, cols.alt_p64]),
                                np.concatenate([np.arange(n, dtype=np.int64), cols.alt_rows]), radius=opts.radius)
-            cropped = SeenPairs()  # pairs already given the (dear) crop test
             step = 1 << 16
             for s in range(0, n, step):
                 e = min(n, s + step)
