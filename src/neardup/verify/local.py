@@ -27,7 +27,7 @@ import numpy as np
 
 __all__ = ["LOCAL_VERSION", "LOCAL_SIDE", "LocalFeatures", "LocalParams", "local_features", "match_pair"]
 
-LOCAL_VERSION = "orb700-mirror-thumb256-3"
+LOCAL_VERSION = "orb500-mirror-thumb256-4"
 LOCAL_SIDE = 512
 THUMB_SIDE = 256
 
@@ -78,7 +78,7 @@ class LocalParams:
     max_scale: float = 8.0  # the homography may scale by at most this (area ratio squared)
 
 
-def local_features(rgb: np.ndarray, *, n_features: int = 700) -> LocalFeatures:
+def local_features(rgb: np.ndarray, *, n_features: int = 500) -> LocalFeatures:
     """ORB keypoints and a grey thumbnail of an upright RGB image (long side <= LOCAL_SIDE)."""
     cv2 = _cv2()
     gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
