@@ -41,7 +41,7 @@ def main() -> None:
               help="Images declaring more pixels are refused as decompression bombs.")
 @click.option("--mode", type=click.Choice(["fast", "thorough"]), default="fast", show_default=True,
               help="thorough adds CNN embeddings and local features (heavy crops, insets, tilts); "
-                   "needs pip install 'neardup[cnn]'.")
+                   "needs pip install 'neardup[cnn]', and 'neardup[export]' once to export the default model.")
 @click.option("--model", "model", type=click.Path(exists=True, dir_okay=False), default=None,
               help="thorough: an ONNX image model instead of EfficientNet-Lite0.")
 @click.option("--model-size", type=click.IntRange(32, 1024), default=224, show_default=True,
