@@ -254,3 +254,10 @@ def test_thorough_on_an_empty_or_single_image_folder(model_cache, tmp_path, n_im
     (cache / "models").symlink_to(model_cache / "models")
     r = neardup.scan([str(src)], cache=str(cache), workers=1, mode="thorough")
     assert r.groups == [] and r.stats["images"] == n_images and r.stats["embedding_pairs"] == 0
+
+
+def test_a_model_that_does_not_load_is_a_usage_error_before_any_work(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(UsageError, match="does not load"):
+        neardup.scan([str(DATA)], cache=None, mode="thorough", model=str(bad))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -114,12 +115,21 @@ def scan(
     cache_dir = default_cache_dir() if cache is _NO_CACHE else cache
     spec = None
     if opts.mode == "thorough":
+        missing = [m for m in ("onnxruntime", "faiss", "cv2") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise UsageError(f"--mode thorough needs {', '.join(missing)}: pip install 'neardup[cnn]' "
+                             "(and 'neardup[export]' once, to export the default model)")
         if opts.model is not None:
             spec = ModelSpec.from_file(opts.model, input_size=opts.model_size, mean=opts.model_mean, std=opts.model_std)
         else:
             from ..embed.model import default_model_spec
 
             spec = default_model_spec(cache_dir if cache_dir is not None else default_cache_dir())  # type: ignore[arg-type]
+        # load it once here: a model that does not load is a clear error now, not a broken
+        # worker pool later
+        from ..embed.model import Embedder
+
+        Embedder(spec)
     with FeatureCache(cache_dir) as fc:  # type: ignore[arg-type]
         return _run([os.fspath(p) for p in paths], fc, opts, progress or (lambda *a: None), spec)
 
