@@ -19,6 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from neardup.evaluate import load_truth
+
 
 def _one(args: tuple[str, str]) -> None:
     src, dst = args
@@ -37,7 +39,7 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--groups", type=int, default=60)
     a = ap.parse_args()
-    rows = list(csv.DictReader(open(a.devset / "truth.csv", newline="")))
+    rows = load_truth(str(a.devset / "truth.csv"))
     groups = sorted({r["group"] for r in rows if r["role"] in ("original", "copy")})[: a.groups]
     share = a.groups / max(1, len({r["group"] for r in rows if r["role"] in ("original", "copy")}))
     others = [r for r in rows if r["role"] not in ("original", "copy")]

@@ -12,12 +12,12 @@ These are the numbers docs/benchmarks.md quotes when it explains the thresholds.
 from __future__ import annotations
 
 import argparse
-import csv
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from neardup.evaluate import load_truth
 from neardup.features import extract
 from neardup.verify.rules import VerifyParams, crop_ncc
 
@@ -27,8 +27,7 @@ def main() -> None:
     ap.add_argument("devset", type=Path)
     ap.add_argument("--radius", type=int, default=8)
     a = ap.parse_args()
-    with open(a.devset / "truth.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = load_truth(str(a.devset / "truth.csv"))
     feats = [extract((a.devset / "images" / r["file"]).read_bytes()) for r in rows]
     n = len(rows)
     group = np.array([r["group"] for r in rows])

@@ -11,13 +11,13 @@ of the fine-detail correlation, then what each threshold pair would keep.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 from pathlib import Path
 
 import numpy as np
 
 import neardup
+from neardup.evaluate import load_truth
 from neardup.pipeline import thorough as th
 from neardup.verify import local as loc
 
@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("devset", type=Path)
     ap.add_argument("--cache", default=None)
     a = ap.parse_args()
-    truth = {r["file"]: r for r in csv.DictReader(open(a.devset / "truth.csv"))}
+    truth = {r["file"]: r for r in load_truth(str(a.devset / "truth.csv"))}
     pos, neg = [], []
     for pa, pb, ev in record([str(a.devset / "images")], a.cache):
         ra, rb = truth[Path(pa).name], truth[Path(pb).name]

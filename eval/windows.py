@@ -11,11 +11,11 @@ The 88% centre window is what neardup uses; the rest is exploration.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 
+from neardup.evaluate import load_truth
 from neardup.features.decode import decode
 from neardup.features.hashes import dct_coefficients, dct_hash_variants, to_gray, trim_borders
 
@@ -28,8 +28,7 @@ def main() -> None:
     ap.add_argument("devset", type=Path)
     ap.add_argument("--radius", type=int, default=8)
     a = ap.parse_args()
-    with open(a.devset / "truth.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = load_truth(str(a.devset / "truth.csv"))
     hashes = []
     for r in rows:
         d = decode((a.devset / "images" / r["file"]).read_bytes())

@@ -17,7 +17,7 @@ def test_features_round_trip(tmp_path):
     f = extract(PHOTOS[0].read_bytes())
     with FeatureCache(tmp_path) as c:
         c.put_batch([("x.jpg", 1, 2, f.digest, None, None, None)], [f])
-        cols = c.load_columns([f.digest])
+        cols = c.fetch([f.digest], ("p64", "d256", "colour", "canon", "quality"))
         assert (cols["p64"][0] == f.p64).all() and (cols["d256"][0] == f.d256).all()
         assert (cols["colour"][0] == f.colour).all() and cols["canon"][0] == f.canon
         assert QualityFacts.from_row(cols["quality"][0]) == f.quality

@@ -54,20 +54,25 @@ def _hamming_pairs(codes, radius: int) -> list[tuple[int, int]]:  # type: ignore
     return pairs
 
 
+def _hash_groups(folder: str, code_of, radius: int) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    """Hash every file with ``code_of(path) -> packed bits``, group pairs within ``radius``."""
+    files = _files(folder)
+    codes = [code_of(f) for f in files]
+    return [[files[i] for i in g] for g in _components(len(files), _hamming_pairs(codes, radius))]
+
+
 def imagehash_phash(folder: str) -> list[list[str]]:
     """pHash (8x8) with Image.draft for a reduced JPEG decode, pairs at distance <= 4."""
     import imagehash
     import numpy as np
     from PIL import Image
 
-    files = _files(folder)
-    codes = []
-    for f in files:
+    def code(f: str):  # type: ignore[no-untyped-def]
         with Image.open(f) as im:
             im.draft("L", (64, 64))
-            h = imagehash.phash(im)
-        codes.append(np.packbits(h.hash.reshape(-1)))
-    return [[files[i] for i in g] for g in _components(len(files), _hamming_pairs(codes, 4))]
+            return np.packbits(imagehash.phash(im).hash.reshape(-1))
+
+    return _hash_groups(folder, code, 4)
 
 
 def pdqhash_pdq(folder: str) -> list[list[str]]:
@@ -76,15 +81,13 @@ def pdqhash_pdq(folder: str) -> list[list[str]]:
     import pdqhash
     from PIL import Image
 
-    files = _files(folder)
-    codes = []
-    for f in files:
+    def code(f: str):  # type: ignore[no-untyped-def]
         with Image.open(f) as im:
             im.draft("RGB", (512, 512))
-            a = np.asarray(im.convert("RGB"))
-        vec, _quality = pdqhash.compute(a)
-        codes.append(np.packbits(vec.astype(np.uint8)))
-    return [[files[i] for i in g] for g in _components(len(files), _hamming_pairs(codes, 31))]
+            vec, _quality = pdqhash.compute(np.asarray(im.convert("RGB")))
+        return np.packbits(vec.astype(np.uint8))
+
+    return _hash_groups(folder, code, 31)
 
 
 def czkawka(folder: str) -> list[list[str]]:

@@ -98,6 +98,21 @@ class FileRecord:
     error: str | None = None
 
 
+#: how each feature blob decodes: dtype and shape of one row (scalars are stored as numbers)
+_BLOBS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "p64": ("<u8", (8,)), "c64": ("<u8", (8,)), "d256": ("<u8", (8, 4)), "colour": ("u1", (48,)),
+    "sig": ("u1", (SIG_SIDE, SIG_SIDE)), "quality": ("<f8", (len(QUALITY_FIELDS),)),
+}
+
+
+def _column(field: str, values: list[object]) -> np.ndarray:
+    """One feature column as a NumPy array: blobs joined and decoded at once, numbers as they are."""
+    if field not in _BLOBS:
+        return np.asarray(values)
+    dtype, shape = _BLOBS[field]
+    return np.frombuffer(b"".join(values), dtype).reshape(len(values), *shape)  # type: ignore[arg-type]
+
+
 def _i64(x: int) -> int:
     """uint64 -> the int64 SQLite can store."""
     return x - (1 << 64) if x >= (1 << 63) else x
@@ -252,21 +267,25 @@ class FeatureCache:
         return out
 
     # -- features ----------------------------------------------------------------------
-    def iter_run_features(self, fields: Sequence[str], *, chunk: int = 8192) -> Iterator[list[tuple]]:
-        """Stream ``fields`` of the features of this run's distinct digests, in digest order."""
+    def iter_run_features(self, fields: Sequence[str], *, chunk: int = 8192) -> Iterator[dict[str, np.ndarray]]:
+        """Stream NumPy columns of ``fields`` (and ``digest``, (k, 16) uint8) for this run's
+        distinct digests, in digest order, ``chunk`` rows at a time."""
         cols = ", ".join(f"f.{c}" for c in ("digest", *fields))
         cur = self._db.execute(
             f"SELECT {cols} FROM (SELECT DISTINCT digest FROM temp.run) r "
             "JOIN features f ON f.digest = r.digest AND f.version = ? ORDER BY f.digest",
             (FEATURE_VERSION,),
         )
+        names = ("digest", *fields)
         while rows := cur.fetchmany(chunk):
-            yield rows
+            out = {f: _column(f, [r[i] for r in rows]) for i, f in enumerate(names) if f != "digest"}
+            out["digest"] = np.frombuffer(b"".join(r[0] for r in rows), np.uint8).reshape(len(rows), -1)
+            yield out
 
-    def fetch(self, digests: Sequence[bytes], fields: Sequence[str]) -> dict[str, list[bytes]]:
-        """Blobs of ``fields`` for distinct, sorted ``digests``, in that order (a few columns
-        of a batch of rows: what verification reads instead of holding every row in memory)."""
-        out: dict[str, list[bytes]] = {f: [] for f in fields}
+    def fetch(self, digests: Sequence[bytes], fields: Sequence[str]) -> dict[str, np.ndarray]:
+        """NumPy columns of ``fields`` for distinct, sorted ``digests``, in that order (a few
+        columns of a batch of rows: what verification reads instead of holding every row)."""
+        raw: dict[str, list[object]] = {f: [] for f in fields}
         got = 0
         cols = ", ".join(("digest", *fields))
         for s in range(0, len(digests), 900):
@@ -278,10 +297,10 @@ class FeatureCache:
                     raise CacheError("features vanished from the cache during the run; run the scan again")
                 got += 1
                 for f, v in zip(fields, row[1:]):
-                    out[f].append(v)
+                    raw[f].append(v)
         if got != len(digests):
             raise CacheError("features vanished from the cache during the run; run the scan again")
-        return out
+        return {f: _column(f, v) for f, v in raw.items()}
 
     def fetch_embeddings(self, digests: Sequence[bytes], model: str) -> np.ndarray:
         """(n, d) float16 embeddings for distinct, sorted ``digests``, in that order."""
@@ -341,42 +360,6 @@ class FeatureCache:
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO local VALUES (?,?,?)", rows)
-
-    def load_columns(self, digests: Sequence[bytes], *, batch: int = 900) -> dict[str, np.ndarray]:
-        """Columnar arrays of the features for ``digests``, in that order (no signatures).
-
-        Everything is a NumPy column (``quality`` is (n, 7) float64 in QUALITY_FIELDS order),
-        so memory is a fixed number of bytes per image with no Python object per row.
-        """
-        n = len(digests)
-        cols: dict[str, np.ndarray] = {
-            "p64": np.zeros((n, 8), np.uint64), "c64": np.zeros((n, 8), np.uint64),
-            "d256": np.zeros((n, 8, 4), np.uint64), "canon": np.zeros(n, np.int8),
-            "alt_mask": np.zeros(n, np.uint8), "colour": np.zeros((n, 48), np.uint8),
-            "energy": np.zeros(n, np.float32), "content_side": np.zeros(n, np.int32),
-            "quality": np.zeros((n, len(QUALITY_FIELDS)), np.float64),
-        }
-        found = np.zeros(n, dtype=bool)
-        pos = {d: i for i, d in enumerate(digests)}
-        for s in range(0, n, batch):
-            chunk = list(digests[s : s + batch])
-            q = (
-                "SELECT digest, p64, c64, d256, canon, alt_mask, colour, energy, content_side, quality "
-                f"FROM features WHERE version=? AND digest IN ({','.join('?' * len(chunk))})"
-            )
-            for row in self._db.execute(q, [FEATURE_VERSION, *chunk]):
-                i = pos[bytes(row[0])]
-                found[i] = True
-                cols["p64"][i] = np.frombuffer(row[1], "<u8")
-                cols["c64"][i] = np.frombuffer(row[2], "<u8")
-                cols["d256"][i] = np.frombuffer(row[3], "<u8").reshape(8, 4)
-                cols["canon"][i], cols["alt_mask"][i] = row[4], row[5]
-                cols["colour"][i] = np.frombuffer(row[6], np.uint8)
-                cols["energy"][i], cols["content_side"][i] = row[7], row[8]
-                cols["quality"][i] = np.frombuffer(row[9], "<f8")
-        if not found.all():
-            raise CacheError("features vanished from the cache during the run; run the scan again")
-        return cols
 
     def load_signatures(self, digests: Sequence[bytes]) -> np.ndarray:
         """(n, SIG_SIDE, SIG_SIDE) uint8 layout signatures for ``digests``."""

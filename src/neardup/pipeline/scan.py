@@ -165,18 +165,13 @@ def _load_search_columns(fc: FeatureCache) -> SearchColumns:
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p64", "c64", "ar", "ap", "ac", "low", "col")}
     done = 0
     colourfulness = QUALITY_FIELDS.index("colourfulness")
-    for rows in fc.iter_run_features(_SEARCH_FIELDS):
-        k = len(rows)
-        got = np.frombuffer(b"".join(r[0] for r in rows), np.uint8).reshape(k, -1)
+    for c in fc.iter_run_features(_SEARCH_FIELDS):
+        got = c["digest"]
+        k = len(got)
         if got.shape[1] != digests.shape[1] or not np.array_equal(got, digests[done : done + k]):
             raise CacheError("features vanished from the cache during the run; run the scan again")
-        p64 = np.frombuffer(b"".join(r[1] for r in rows), "<u8").reshape(k, 8)
-        c64 = np.frombuffer(b"".join(r[2] for r in rows), "<u8").reshape(k, 8)
-        canon = np.fromiter((r[3] for r in rows), np.int64, k)
-        alt_mask = np.fromiter((r[4] for r in rows), np.uint8, k)
-        energy = np.fromiter((r[5] for r in rows), np.float32, k)
-        side = np.fromiter((r[6] for r in rows), np.int32, k)
-        quality = np.frombuffer(b"".join(r[7] for r in rows), "<f8").reshape(k, len(QUALITY_FIELDS))
+        p64, c64, canon, alt_mask = c["p64"], c["c64"], c["canon"].astype(np.int64), c["alt_mask"].astype(np.uint8)
+        energy, side, quality = c["energy"], c["content_side"], c["quality"]
         local = np.arange(k)
         parts["p64"].append(p64[local, canon])
         parts["c64"].append(c64[local, canon])
@@ -259,13 +254,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     crops = _CropCache(fc, cols)
 
     def fetch(rows: np.ndarray) -> dict[str, np.ndarray]:
-        got = fc.fetch([cols.digest(int(r)) for r in rows], ("d256", "colour", "p64"))
-        k = len(rows)
-        return {
-            "d256": np.frombuffer(b"".join(got["d256"]), "<u8").reshape(k, 8, 4),
-            "colour": np.frombuffer(b"".join(got["colour"]), np.uint8).reshape(k, -1),
-            "p64": np.frombuffer(b"".join(got["p64"]), "<u8").reshape(k, 8),
-        }
+        return fc.fetch([cols.digest(int(r)) for r in rows], ("d256", "colour", "p64"))
 
     # -- candidates, streamed into verification ----------------------------------------
     va: list[np.ndarray] = []
@@ -357,9 +346,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         by_digest = fc.run_paths([cols.digest(r) for r in need_paths])
         paths_of_row = {r: by_digest[cols.digest(r)] for r in need_paths}
         del by_digest
-        qrows = fc.fetch([cols.digest(r) for r in member_rows], ("quality",))["quality"]
-        quality = {r: np.frombuffer(q, "<f8") for r, q in zip(member_rows, qrows)}
-        del qrows
+        quality = dict(zip(member_rows, fc.fetch([cols.digest(r) for r in member_rows], ("quality",))["quality"]))
         edges: dict[int, dict[int, tuple[bool, object]]] = {}
         for k in range(n_verified):
             x, y = int(A[k]), int(B[k])
