@@ -60,8 +60,11 @@ def main() -> None:
         (pos if same else neg).append(ev)
     other = [str(SHARED / "real" / "nd_samples" / "ukbench"), str(SHARED / "real" / "nd_samples" / "inria_holidays"),
              str(SHARED / "real" / "imagededup" / "history_extras")]
-    for _, _, ev in record(other, a.cache):
+    print("other shots with a homography (inliers, worst tile, detail):")
+    for pa, pb, ev in record(other, a.cache):
         neg.append(ev)  # no copies among these: every pair is another shot
+        if ev.inliers >= 15:
+            print(f"  {Path(pa).name} {Path(pb).name}: {ev.inliers} inliers, {ev.ncc:.2f}, {ev.detail:.2f}")
     for name, evs in (("copies", pos), ("non-copies", neg)):
         w = np.array([e.ncc for e in evs if e.inliers >= 15], dtype=float)
         d = np.array([e.detail for e in evs if e.inliers >= 15], dtype=float)

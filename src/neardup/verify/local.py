@@ -10,7 +10,7 @@ lower-resolution view, on 256-px grey thumbnails), tile by tile on a 3x3 grid:
   thing (another shot has things that moved: Holidays pairs score ~0.2);
 * the median tile correlation of the fine detail (the image less its blur) >=
   ``detail_ncc``: the same pixels share their texture, a re-photographed flat object does not
-  (UKBench pairs of one object score 0.62-0.82, copies a median of 0.96).
+  (UKBench pairs of one object score 0.48-0.82, copies a median of 0.96).
 
 ``eval/local_calibration.py`` prints both distributions; docs/benchmarks.md has them.
 
