@@ -227,13 +227,10 @@ class Thorough:
         stage, inl, ncc = self._local_verdicts(a, b, cos)
         ok = stage > 0
         if ok.any():
-            a, b, cos, inl, ncc, stage = a[ok], b[ok], cos[ok], inl[ok], ncc[ok], stage[ok]
-            d, cd = hash_colour(a, b, self.fetch)
-            ver = Verified(a, b, stage, d, np.full(len(a), -1, np.int16),
-                           cd.astype(np.float32), np.full(len(a), np.nan, np.float32))
+            a, b = a[ok], b[ok]
             for x, y in zip(a.tolist(), b.tolist()):
                 uf.union(x, y)
-            yield ver, np.stack([cos, inl, ncc], axis=1).astype(np.float32)
+            yield self._decided(a, b, stage[ok], cos[ok], inl[ok], ncc[ok])
 
     def verify_one(self, a: int, b: int) -> tuple[Verified, np.ndarray] | None:
         """Local verification of one pair (the keeper check of the grouping guard)."""
@@ -244,10 +241,16 @@ class Thorough:
         stage, inl, ncc = self._local_verdicts(A, B, cos)
         if not stage[0]:
             return None
-        d, cd = hash_colour(A, B, self.fetch)
-        ver = Verified(A, B, stage, d, np.array([-1], np.int16), cd.astype(np.float32),
-                       np.array([np.nan], np.float32))
-        return ver, np.array([cos[0], inl[0], ncc[0]], np.float32)
+        ver, extra = self._decided(A, B, stage, cos, inl, ncc)
+        return ver, extra[0]
+
+    def _decided(self, a: np.ndarray, b: np.ndarray, stage: np.ndarray, cos: np.ndarray, inl: np.ndarray,
+                 ncc: np.ndarray) -> tuple[Verified, np.ndarray]:
+        """Pairs the local stage accepted, with their hash and colour distances for the evidence."""
+        d, cd = hash_colour(a, b, self.fetch)
+        ver = Verified(a, b, stage, d, np.full(len(a), -1, np.int16), cd.astype(np.float32),
+                       np.full(len(a), np.nan, np.float32))
+        return ver, np.stack([cos, inl, ncc], axis=1).astype(np.float32)
 
 
 def key_of(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
