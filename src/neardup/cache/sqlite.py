@@ -23,7 +23,7 @@ from ..features.quality import QUALITY_FIELDS
 
 __all__ = ["FeatureCache", "FileRecord", "default_cache_dir", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
+    etag TEXT,
     version TEXT NOT NULL,
     digest BLOB,
     error_stage TEXT,
@@ -160,8 +161,11 @@ class FeatureCache:
         self.close()
 
     # -- files -------------------------------------------------------------------------
-    def lookup_files(self, entries: Sequence[tuple[str, int, int]], *, model: str | None = None) -> dict[str, FileRecord]:
-        """Cached records for ``(path, size, mtime_ns)`` entries that are unchanged.
+    def lookup_files(self, entries: Sequence[tuple[str, int, int] | tuple[str, int, int, str | None]], *,
+                     model: str | None = None) -> dict[str, FileRecord]:
+        """Cached records for ``(path, size, mtime_ns[, etag])`` entries that are unchanged.
+
+        A blob is trusted only if its URL, size and ETag (and last-modified time) all match.
 
         A record counts only if its features (or its failure) are of the current version,
         and, given a ``model`` id, its embedding by that model is stored too; a file whose
@@ -171,7 +175,7 @@ class FeatureCache:
         if not entries:
             return out
         paths = [e[0] for e in entries]
-        want = {e[0]: (e[1], e[2]) for e in entries}
+        want = {e[0]: (e[1], e[2], e[3] if len(e) > 3 else None) for e in entries}
         has = "x.digest IS NOT NULL"
         join = ""
         args: list[object] = [FEATURE_VERSION, *paths]
@@ -180,12 +184,12 @@ class FeatureCache:
             join = "LEFT JOIN embeddings e ON e.digest = f.digest AND e.model = ? "
             args.insert(0, model)
         q = (
-            "SELECT f.path, f.size, f.mtime_ns, f.digest, f.error_stage, f.error_reason, f.error, "
+            "SELECT f.path, f.size, f.mtime_ns, f.etag, f.digest, f.error_stage, f.error_reason, f.error, "
             f"{has} FROM files f LEFT JOIN features x ON x.digest = f.digest AND x.version = f.version {join}"
             f"WHERE f.version = ? AND f.path IN ({','.join('?' * len(paths))})"
         )
-        for path, size, mtime, digest, stage, reason, err, has in self._db.execute(q, args):
-            if want.get(path) != (size, mtime):
+        for path, size, mtime, etag, digest, stage, reason, err, has in self._db.execute(q, args):
+            if want.get(path) != (size, mtime, etag):
                 continue
             if digest is not None and has:
                 out[path] = FileRecord(path, bytes(digest))
@@ -195,11 +199,15 @@ class FeatureCache:
 
     def put_batch(
         self,
-        files: Sequence[tuple[str, int, int, bytes | None, str | None, str | None, str | None]],
+        files: Sequence[tuple[str, int, int, bytes | None, str | None, str | None, str | None]
+                        | tuple[str, int, int, bytes | None, str | None, str | None, str | None, str | None]],
         features: Sequence[ImageFeatures],
         embeddings: Sequence[tuple[bytes, str, bytes]] = (),
     ) -> None:
-        """Store a batch of file records, features and ``(digest, model, vec)`` in one transaction."""
+        """Store a batch of file records, features and ``(digest, model, vec)`` in one transaction.
+
+        A file record is ``(path, size, mtime_ns, digest, error_stage, error_reason, error[, etag])``.
+        """
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?,?,?)", embeddings)
@@ -217,8 +225,8 @@ class FeatureCache:
                 ],
             )
             self._db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
-                [(p, s, m, FEATURE_VERSION, d, st, r, e) for (p, s, m, d, st, r, e) in files],
+                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)",
+                [(f[0], f[1], f[2], f[7] if len(f) > 7 else None, FEATURE_VERSION, *f[3:7]) for f in files],
             )
 
     # -- this run's files: paths live here, not in Python lists, so memory stays flat ------

@@ -22,8 +22,24 @@ def main() -> None:
     """Find exact and near-duplicate images and say which copy to keep."""
 
 
+class _SourceArg(click.ParamType):
+    """A local folder or file that must exist, or a cloud URL (checked when listed)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: str, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from ..sources import is_remote
+
+        if is_remote(value):
+            return value
+        if "://" in value:
+            self.fail(f"{value!r}: unsupported URL scheme; use az://, abfs://, abfss:// or s3://, or a local path",
+                      param, ctx)
+        return str(click.Path(exists=True, file_okay=True, dir_okay=True).convert(value, param, ctx))
+
+
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=True, dir_okay=True))
+@click.argument("paths", nargs=-1, required=True, type=_SourceArg())
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="results.json",
               show_default=True, help="Where to write results.json.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), default=None,
@@ -54,12 +70,23 @@ def main() -> None:
               default=0.70, show_default=True, help="thorough: cosine at which an embedding pair is verified.")
 @click.option("--similar", is_flag=True,
               help="thorough: also group other shots of the same scene or object (not only copies).")
+@click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Cloud sources: retries of a transient fault (timeout, reset, 5xx) per read or listing page.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: str | None, no_cache: bool,
          workers: int, radius: int, threshold: int, max_pixels: int, mode: str, model: str | None,
          model_size: int, model_mean: tuple[float, float, float], model_std: tuple[float, float, float],
-         knn_threshold: float, similar: bool, quiet: bool) -> None:
-    """Scan PATHS (folders or files) and write the duplicate groups to results.json.
+         knn_threshold: float, similar: bool, retries: int, quiet: bool) -> None:
+    """Scan PATHS (folders, files, or az://CONTAINER/PREFIX, abfs://..., s3://BUCKET/PREFIX URLs)
+    and write the duplicate groups to results.json.
+
+    \b
+    Cloud credentials come from the environment, never from the command line:
+      Azure: AZURE_STORAGE_CONNECTION_STRING; or AZURE_STORAGE_ACCOUNT_NAME with
+             AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN; or the account name
+             alone for DefaultAzureCredential (managed identity, az login, ...).
+      S3:    the AWS environment, profiles (AWS_PROFILE) and roles; AWS_ENDPOINT_URL
+             for S3-compatible services.
 
     Exit status: 0 done, 3 done but some files failed (listed under "failures"), 2 error.
     """
@@ -77,7 +104,7 @@ def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: s
             result = run_scan(list(paths), progress=ui.update, workers=workers, radius=radius,
                               hash_threshold=threshold, max_pixels=max_pixels, mode=mode, model=model,
                               model_size=model_size, model_mean=tuple(model_mean), model_std=tuple(model_std),
-                              knn_threshold=knn_threshold, similar=similar, **kwargs)  # type: ignore[arg-type]
+                              knn_threshold=knn_threshold, similar=similar, retries=retries, **kwargs)  # type: ignore[arg-type]
     except NeardupError as e:
         raise _fatal(e) from None
     _write(output, result.to_json())

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
@@ -14,6 +15,7 @@ import numpy as np
 from ..errors import DecodeError
 from ..features.decode import decode
 from ..features.extract import FEATURE_VERSION, ImageFeatures, canonical_rgb, digest_bytes, features_from_decoded
+from ..sources import ReadError, configure, is_remote, read_bytes
 
 if TYPE_CHECKING:
     from ..embed.model import Embedder, ModelSpec
@@ -34,14 +36,22 @@ class Outcome:
     error_reason: str | None = None
     error: str | None = None
     embedding: np.ndarray | None = None  # float16, thorough mode, when newly computed
+    etag: str | None = None  # blobs: the ETag listed with the URL
 
+
+Item = tuple[str, int, int, "str | None"]
+"""What a worker is given for one file: ``(path, size, mtime_ns, etag)``."""
+
+#: blobs downloaded ahead of the decoder in each worker: hides latency, bounds bytes in flight
+PREFETCH = 8
 
 _known: sqlite3.Connection | None = None
 _embedder: Embedder | None = None
 
 
-def _init_worker(cache_file: str | None, spec: ModelSpec | None = None) -> None:
+def _init_worker(cache_file: str | None, spec: ModelSpec | None = None, retries: int = 5) -> None:
     global _known, _embedder
+    configure(retries=retries)
     if _known is not None:
         _known.close()
         _known = None
@@ -70,36 +80,77 @@ def _cached(digest: bytes) -> bool:
     return row is not None
 
 
-def extract_one(path: str, size: int, mtime_ns: int, max_pixels: int) -> Outcome:
-    return _extract_one(path, size, mtime_ns, max_pixels)[0]
+def extract_one(path: str, size: int, mtime_ns: int, max_pixels: int, etag: str | None = None) -> Outcome:
+    return _extract_one((path, size, mtime_ns, etag), max_pixels)[0]
 
 
-def _extract_one(path: str, size: int, mtime_ns: int, max_pixels: int) -> tuple[Outcome, np.ndarray | None]:
-    """Read, digest and (unless the digest is cached) decode one file; never raises."""
+def _read(path: str) -> bytes | ReadError:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        reason = "vanished" if isinstance(e, FileNotFoundError) else "unreadable"
-        return Outcome(path, size, mtime_ns, None, None, "read", reason, f"cannot read: {e.strerror}"), None
+        return read_bytes(path)
+    except ReadError as e:
+        return e
+    except Exception as e:  # a client library's bug must cost one file, not the run
+        return ReadError("unreadable", f"cannot read: {type(e).__name__}")
+
+
+def _extract_one(item: Item, max_pixels: int, data: bytes | ReadError | None = None) -> tuple[Outcome, np.ndarray | None]:
+    """Read (unless ``data`` is given), digest and (unless the digest is cached) decode one
+    file; never raises."""
+    path, size, mtime_ns, etag = item
+    if data is None:
+        data = _read(path)
+    if isinstance(data, ReadError):
+        return Outcome(path, size, mtime_ns, None, None, "read", data.reason, str(data), etag=etag), None
     digest = digest_bytes(data)
     if _cached(digest):
-        return Outcome(path, size, mtime_ns, digest, None), None
+        return Outcome(path, size, mtime_ns, digest, None, etag=etag), None
     try:
         dec = decode(data, max_pixels=max_pixels)
+        del data  # the pixels' source is not kept a moment longer than the decode
         feats = features_from_decoded(dec, digest)
         view = canonical_rgb(dec, 0) if _embedder is not None else None
     except DecodeError as e:
-        return Outcome(path, size, mtime_ns, None, None, "decode", e.reason, str(e)), None
+        return Outcome(path, size, mtime_ns, None, None, "decode", e.reason, str(e), etag=etag), None
     except MemoryError:
-        return Outcome(path, size, mtime_ns, None, None, "decode", "out-of-memory", "ran out of memory"), None
+        return Outcome(path, size, mtime_ns, None, None, "decode", "out-of-memory", "ran out of memory", etag=etag), None
     except Exception as e:  # a decoder bug must cost one file, not the run
-        return Outcome(path, size, mtime_ns, None, None, "decode", "internal-error", f"{type(e).__name__}: {e}"), None
-    return Outcome(path, size, mtime_ns, digest, feats), view
+        return (Outcome(path, size, mtime_ns, None, None, "decode", "internal-error", f"{type(e).__name__}: {e}",
+                        etag=etag), None)
+    return Outcome(path, size, mtime_ns, digest, feats, etag=etag), view
 
 
-def _extract_chunk(items: list[tuple[str, int, int]], max_pixels: int) -> list[Outcome]:
-    done = [_extract_one(p, s, m, max_pixels) for p, s, m in items]
+_io: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked child must not inherit a pool
+
+
+def _prefetched(items: list[Item]) -> Iterator[bytes | ReadError | None]:
+    """The bytes of remote items, read in threads up to :data:`PREFETCH` ahead of the caller,
+    in order; ``None`` for local files (read by the caller: a thread would only add cost)."""
+    global _io
+    if not any(is_remote(it[0]) for it in items):
+        yield from (None for _ in items)
+        return
+    if _io is None or _io[0] != os.getpid():  # a forked child has the pool object but not its threads
+        _io = (os.getpid(), ThreadPoolExecutor(PREFETCH, thread_name_prefix="neardup-read"))
+    pool = _io[1]
+    ahead: deque[Future[bytes | ReadError] | None] = deque()
+    nxt = 0
+
+    def top_up() -> None:
+        nonlocal nxt
+        while nxt < len(items) and len(ahead) < PREFETCH:
+            p = items[nxt][0]
+            ahead.append(pool.submit(_read, p) if is_remote(p) else None)
+            nxt += 1
+
+    top_up()
+    while ahead:
+        f = ahead.popleft()
+        top_up()
+        yield None if f is None else f.result()
+
+
+def _extract_chunk(items: list[Item], max_pixels: int) -> list[Outcome]:
+    done = [_extract_one(it, max_pixels, data) for it, data in zip(items, _prefetched(items))]
     if _embedder is None:
         return [o for o, _ in done]
     # one batched inference per chunk; the working images are dropped right after
@@ -129,13 +180,14 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def extract_many(
-    items: Iterable[tuple[str, int, int]],
+    items: Iterable[Item],
     *,
     workers: int,
     max_pixels: int,
     cache_file: str | None,
     model: ModelSpec | None = None,
     chunk: int = 32,
+    retries: int = 5,
 ) -> Iterator[list[Outcome]]:
     """Yield outcomes chunk by chunk, as they finish, from one pool that lives for the run.
 
@@ -144,12 +196,13 @@ def extract_many(
     only what was in flight.  ``items`` is consumed lazily.
     """
     if workers <= 1:
-        _init_worker(cache_file, model)
+        _init_worker(cache_file, model, retries)
         for c in batched(items, chunk):
             yield _extract_chunk(c, max_pixels)
         return
     # workers start on demand: a run whose files are all cached starts none
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(cache_file, model)) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+                             initargs=(cache_file, model, retries)) as pool:
         pending: set[Future[list[Outcome]]] = set()
         for c in batched(items, chunk):
             pending.add(pool.submit(_extract_chunk, c, max_pixels))

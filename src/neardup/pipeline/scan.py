@@ -13,11 +13,11 @@ import numpy as np
 from ..cache.sqlite import FeatureCache, default_cache_dir
 from ..candidates.mih import MultiIndex
 from ..embed.model import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
-from ..errors import CacheError, UsageError
+from ..errors import CacheError, SourceError, UsageError
 from ..features.extract import FEATURE_VERSION, is_low_info
 from ..features.quality import QUALITY_FIELDS, QualityFacts, quality_score
 from ..group.unionfind import UnionFind, guarded_groups
-from ..sources.local import FileEntry, ScanProblem, walk
+from ..sources import FileEntry, ScanProblem, configure, open_source, scrub
 from ..verify.rules import STAGE_NAMES, SeenPairs, VerifyParams, verify_batch
 from .extract import batched, extract_many
 from .result import Failure, Group, Pair, ScanResult
@@ -50,6 +50,7 @@ class ScanOptions:
     model_std: tuple[float, float, float] = IMAGENET_STD
     knn_threshold: float = 0.70  # thorough: cosine at which an embedding pair gets verified
     similar: bool = False  # thorough: also group other shots of the same scene or object
+    retries: int = 5  # cloud sources: retries of a transient fault, per read or listing page
 
     def check(self) -> None:
         if self.mode not in ("fast", "thorough"):
@@ -68,13 +69,19 @@ class ScanOptions:
             raise UsageError(f"crop correlation must be in (0, 1], got {self.crop_ncc}")
         if self.workers < 0:
             raise UsageError(f"--workers must be 0 (one per core) or more, got {self.workers}")
+        if self.retries < 0:
+            raise UsageError(f"--retries must be 0 or more, got {self.retries}")
         if self.max_pixels < 1:
             raise UsageError(f"--max-pixels must be positive, got {self.max_pixels}")
 
 
+#: this many reads in a row failing as "unreachable" means the source is down: stop cleanly
+UNREACHABLE_STREAK = 16
+
+
 def _entries(paths: Sequence[str], failures: list[Failure]) -> Iterator[FileEntry]:
     for root in paths:
-        for item in walk(str(root)):
+        for item in open_source(str(root)).entries():
             if isinstance(item, ScanProblem):
                 failures.append(Failure(item.path, "scan", item.error, item.reason))
             else:
@@ -112,6 +119,9 @@ def scan(
         fields.update(overrides)
         opts = ScanOptions(**fields)  # type: ignore[arg-type]
     opts.check()
+    for p in paths:
+        open_source(os.fspath(p))  # a malformed URL is a usage error before anything starts
+    configure(retries=opts.retries)
     cache_dir = default_cache_dir() if cache is _NO_CACHE else cache
     spec = None
     if opts.mode == "thorough":
@@ -196,22 +206,22 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
          spec: ModelSpec | None = None) -> ScanResult:
     clock = StageClock()
     failures: list[Failure] = []
-    n_decoded = n_cached = n_listed = 0
+    n_decoded = n_cached = n_listed = n_read = 0
     workers = opts.workers or (os.cpu_count() or 1)
     model_id = spec.model_id if spec is not None else None
     fc.start_run()
 
     # -- scan + extract, streamed: cache hits are recorded as the pool pulls the misses ------
-    def misses() -> Iterator[tuple[str, int, int]]:
+    def misses() -> Iterator[tuple[str, int, int, str | None]]:
         nonlocal n_listed, n_cached
         for batch in batched(_entries(paths, failures), opts.batch):
             n_listed += len(batch)
-            known = fc.lookup_files([(e.path, e.size, e.mtime_ns) for e in batch], model=model_id)
+            known = fc.lookup_files([(e.path, e.size, e.mtime_ns, e.etag) for e in batch], model=model_id)
             found: list[tuple[str, bytes]] = []
             for e in batch:
                 rec = known.get(e.path)
                 if rec is None:
-                    yield (e.path, e.size, e.mtime_ns)
+                    yield (e.path, e.size, e.mtime_ns, e.etag)
                     continue
                 n_cached += 1
                 if rec.digest is not None:
@@ -221,17 +231,26 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             fc.add_run(found)
             progress("extract", len(known), None)
 
+    streak = 0
     with clock.stage("extract"):
         for outs in extract_many(misses(), workers=workers, max_pixels=opts.max_pixels, cache_file=fc.path,
-                                 model=spec):
+                                 model=spec, retries=opts.retries, chunk=max(1, min(32, opts.batch))):
+            # a read failure is not remembered: the file may be back (or reachable) next run
             fc.put_batch(
-                [(o.path, o.size, o.mtime_ns, o.digest, o.error_stage, o.error_reason, o.error) for o in outs],
+                [(o.path, o.size, o.mtime_ns, o.digest, o.error_stage, o.error_reason, o.error, o.etag)
+                 for o in outs if o.error_stage != "read"],
                 [o.features for o in outs if o.features is not None],
                 [(o.digest, model_id, o.embedding.astype("<f2").tobytes()) for o in outs
                  if o.embedding is not None and o.digest is not None and model_id is not None],
             )
             fc.add_run([(o.path, o.digest) for o in outs if o.digest is not None])
+            n_read += sum(o.error_stage != "read" for o in outs)
             for o in outs:
+                streak = streak + 1 if o.error_reason == "unreachable" else 0
+                if streak >= UNREACHABLE_STREAK:
+                    raise SourceError(f"{streak} reads in a row failed, the last with: {scrub(o.error or '')} "
+                                      f"({scrub(o.path)}); the source looks unreachable. Finished work is "
+                                      "cached: run the same scan again to resume")
                 if o.digest is None:
                     failures.append(Failure(o.path, o.error_stage or "decode", o.error or "", o.error_reason or ""))
                 else:
@@ -394,6 +413,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     failures.sort(key=lambda f: f.path)
     stats = {
         "images": n_listed + sum(1 for f in failures if f.stage == "scan"),
+        "read": n_read,
         "decoded": n_decoded,
         "from_cache": n_cached,
         "failed": len(failures),

@@ -22,6 +22,7 @@ from ..errors import DecodeError
 from ..features.decode import decode
 from ..features.extract import canonical_rgb
 from ..group.unionfind import UnionFind
+from ..sources import ReadError, read_bytes
 from ..verify.local import (
     LOCAL_SIDE,
     LOCAL_VERSION,
@@ -83,9 +84,8 @@ class Thorough:
     def _compute(self, paths: list[str]) -> LocalFeatures | None:
         for path in paths:
             try:
-                with open(path, "rb") as f:
-                    dec = decode(f.read(), max_pixels=self.max_pixels, work_side=LOCAL_SIDE)
-            except (OSError, DecodeError):
+                dec = decode(read_bytes(path), max_pixels=self.max_pixels, work_side=LOCAL_SIDE)
+            except (ReadError, DecodeError):
                 continue  # changed or gone since extraction: try another copy
             return local_features(canonical_rgb(dec, 0))
         return None

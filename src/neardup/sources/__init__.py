@@ -1,5 +1,29 @@
-"""Sources of images: local folders (cloud sources implement the same iterator)."""
+"""Sources of images: local folders and files, Azure Blob and S3 prefixes.
 
-from .local import FileEntry, ScanProblem, walk
+A source lists entries (:class:`FileEntry`: a path or URL with its change stamp); reading is
+one function of the path, :func:`read_bytes`, so whichever process holds a path can read it.
+"""
 
-__all__ = ["FileEntry", "ScanProblem", "walk"]
+from __future__ import annotations
+
+from .base import FileEntry, ReadError, ScanProblem, Source
+from .cloud import CloudSource, configure, is_remote, read_blob, scrub
+from .local import LocalSource, read_local, walk
+
+__all__ = ["FileEntry", "ReadError", "ScanProblem", "Source", "configure", "is_remote", "open_source",
+           "read_bytes", "scrub", "walk"]
+
+
+def open_source(root: str, *, all_files: bool = False) -> Source:
+    """The source for ``root``: ``az://``, ``abfs[s]://`` and ``s3://`` URLs, else a local path."""
+    if is_remote(root):
+        from .cloud import parse_url
+
+        parse_url(root)  # a malformed URL is a usage error before anything starts
+        return CloudSource(root, all_files)
+    return LocalSource(root, all_files)
+
+
+def read_bytes(path: str) -> bytes:
+    """All bytes of the file or blob at ``path``; raises :class:`ReadError` with a reason."""
+    return read_blob(path) if is_remote(path) else read_local(path)

@@ -13,29 +13,32 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import SourceError
+from .base import SKIP_EXT, FileEntry, ReadError, ScanProblem
 
-__all__ = ["FileEntry", "ScanProblem", "walk"]
-
-#: Extensions that are never images; anything else is opened and judged by its bytes.
-SKIP_EXT = frozenset({
-    ".txt", ".md", ".json", ".csv", ".xml", ".html", ".htm", ".py", ".js", ".css", ".pkl",
-    ".zip", ".gz", ".tar", ".pdf", ".doc", ".docx", ".mp4", ".mov", ".avi", ".mkv", ".mp3",
-    ".wav", ".sqlite", ".db", ".log", ".yaml", ".yml", ".toml", ".ini", ".sh", ".exe", ".dll",
-})
+__all__ = ["LocalSource", "read_local", "walk"]
 
 
 @dataclass(frozen=True, slots=True)
-class FileEntry:
-    path: str
-    size: int
-    mtime_ns: int
+class LocalSource:
+    """A local folder or file."""
+
+    root: str
+    all_files: bool = False
+
+    def entries(self) -> Iterator[FileEntry | ScanProblem]:
+        return walk(self.root, all_files=self.all_files)
 
 
-@dataclass(frozen=True, slots=True)
-class ScanProblem:
-    path: str
-    reason: str
-    error: str
+def read_local(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ReadError("vanished", "cannot read: the file was deleted after it was listed") from None
+    except PermissionError as e:
+        raise ReadError("denied", f"cannot read: {e.strerror}") from None
+    except OSError as e:
+        raise ReadError("unreadable", f"cannot read: {e.strerror}") from None
 
 
 def walk(root: str, *, all_files: bool = False) -> Iterator[FileEntry | ScanProblem]:

@@ -1,0 +1,367 @@
+"""Azure Blob (``az://``, ``abfs://``) and S3 (``s3://``) sources, through the native SDKs.
+
+Why the SDKs and not fsspec here: listing must stream page by page (adlfs and s3fs build the
+whole listing of a ``find`` in memory), and a plain synchronous client is safe to use from
+threads in a worker process, which is how downloads overlap with decoding.  The read speed of
+both routes is compared in ``benchmarks/cloud.py``.
+
+Credentials follow each ecosystem's conventions and are read from the environment in the
+process that needs them, so they are never pickled, cached, logged or shown:
+
+- Azure: ``AZURE_STORAGE_CONNECTION_STRING``; or ``AZURE_STORAGE_ACCOUNT_NAME`` (or
+  ``AZURE_STORAGE_ACCOUNT``) with ``AZURE_STORAGE_ACCOUNT_KEY`` (or ``AZURE_STORAGE_KEY``) or
+  ``AZURE_STORAGE_SAS_TOKEN``; or the account name alone, with ``DefaultAzureCredential``
+  (``pip install azure-identity``).  ``abfs://container@account.dfs.core.windows.net/...``
+  names the account in the URL.
+- S3: whatever boto3 finds (``AWS_ACCESS_KEY_ID``..., ``AWS_PROFILE``, instance roles), and
+  ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) for other S3-compatible services.
+
+Transient faults (connection refused or reset, timeouts, HTTP 408/429/5xx) are retried with
+exponential backoff and jitter; the SDKs' own retries are switched off so that one policy,
+with one setting (:func:`configure`), holds for both.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from ..errors import SourceError, UsageError
+from .base import SKIP_EXT, FileEntry, ReadError, ScanProblem
+
+__all__ = ["BlobURL", "CloudSource", "configure", "is_remote", "parse_url", "read_blob", "scrub"]
+
+AZURE_SCHEMES = ("az", "abfs", "abfss")
+SCHEMES = (*AZURE_SCHEMES, "s3")
+T = TypeVar("T")
+
+#: names per listing request (the services' maxima); each page is dropped once yielded
+AZURE_PAGE = 5000
+S3_PAGE = 1000
+
+_settings = {"retries": 5}
+_clients: dict[tuple[object, ...], Any] = {}
+_clients_pid = [0]
+
+
+def configure(*, retries: int) -> None:
+    """Retries for transient faults in this process (each read and each listing page)."""
+    if retries < 0:
+        raise UsageError(f"--retries must be 0 or more, got {retries}")
+    _settings["retries"] = retries
+
+
+def is_remote(path: str) -> bool:
+    return path.split("://", 1)[0].lower() in SCHEMES if "://" in path else False
+
+
+@dataclass(frozen=True, slots=True)
+class BlobURL:
+    """``scheme://container/key`` split; ``base`` + ``/`` + a blob name is that blob's URL."""
+
+    scheme: str
+    account: str | None  # from an abfs host name, else from the environment
+    container: str
+    key: str
+    base: str
+
+    @property
+    def is_azure(self) -> bool:
+        return self.scheme in AZURE_SCHEMES
+
+    def child(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+
+def parse_url(url: str) -> BlobURL:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise UsageError(f"unsupported URL scheme in {url!r}: use az://, abfs://, abfss:// or s3://")
+    if parts.query or parts.fragment:
+        raise UsageError(f"{scrub(url)!r}: put credentials in the environment, not in the URL "
+                         "(see `neardup scan --help`)")
+    netloc, account = parts.netloc, None
+    if "@" in netloc:
+        netloc, host = netloc.split("@", 1)
+        account = host.split(".", 1)[0]
+    if not netloc:
+        raise UsageError(f"{url!r} names no {'bucket' if scheme == 's3' else 'container'}: "
+                         f"write {scheme}://NAME/prefix")
+    base = f"{parts.scheme}://{parts.netloc}"
+    return BlobURL(scheme, account, netloc, parts.path.lstrip("/"), base)
+
+
+# -- secrets ----------------------------------------------------------------------------
+_SECRET_ENV = ("AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN",
+               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_CLIENT_SECRET")
+_SECRET_PATTERNS = re.compile(
+    r"(AccountKey|SharedAccessSignature|SharedAccessKey|sig|se|sp|sv|skoid|sktid|X-Amz-Signature|"
+    r"X-Amz-Credential|X-Amz-Security-Token|Signature|AWSAccessKeyId)=[^;&\s'\"]*",
+    re.IGNORECASE,
+)
+
+
+def _secrets() -> list[str]:
+    out = [os.environ[k] for k in _SECRET_ENV if os.environ.get(k)]
+    conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING", "")
+    for part in conn.split(";"):
+        k, _, v = part.partition("=")
+        if k.strip().lower() in ("accountkey", "sharedaccesssignature") and v:
+            out.append(v)
+    return [s for s in out if len(s) >= 6]
+
+
+def scrub(text: str) -> str:
+    """``text`` with every credential the environment holds, and anything shaped like a key
+    or a signature, replaced by ``***``: what error messages and logs may show."""
+    for s in _secrets():
+        text = text.replace(s, "***")
+        text = text.replace(s.lstrip("?"), "***")
+    text = _SECRET_PATTERNS.sub(lambda m: m.group(0).split("=", 1)[0] + "=***", text)
+    return re.sub(r"(Authorization:?\s*)\S+(\s+\S+)?", r"\1***", text)
+
+
+# -- faults -----------------------------------------------------------------------------
+def _classify(e: BaseException) -> tuple[str, str]:
+    """(kind, message): kind is ``transient``, ``vanished``, ``denied`` or ``unreadable``."""
+    name = type(e).__name__
+    status = None
+    code = ""
+    resp = getattr(e, "response", None)
+    if isinstance(resp, dict):  # botocore ClientError
+        status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = resp.get("Error", {}).get("Code", "")
+    elif hasattr(e, "status_code"):  # azure HttpResponseError
+        status = getattr(e, "status_code", None)
+        code = str(getattr(e, "error_code", "") or "")
+    if status is not None:
+        what = f"HTTP {status}{' ' + code if code else ''}"
+        if status in (408, 429) or status >= 500 or code in ("SlowDown", "RequestTimeout", "Throttling"):
+            return "transient", f"{what} (the service is busy or failing)"
+        if status == 404 or code in ("NoSuchKey", "BlobNotFound"):
+            return "vanished", f"{what}: not found"
+        if status in (401, 403):
+            return "denied", f"{what}: access denied; check the credentials and their permissions"
+        return "unreadable", what
+    mod = type(e).__module__
+    if name in ("NoCredentialsError", "PartialCredentialsError"):
+        return "denied", "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+    if name == "ClientAuthenticationError":
+        return "denied", "authentication failed; check the credentials"
+    if (isinstance(e, (OSError, TimeoutError)) or name in ("ServiceRequestError", "ServiceResponseError")
+            or mod.startswith(("botocore", "urllib3", "requests", "azure.core", "aiohttp", "http"))):
+        first = scrub(str(e)).splitlines()[0][:200] if str(e) else ""
+        return "transient", f"{name}: {first}" if first else name
+    return "unreadable", f"{name}: {scrub(str(e))[:200]}"
+
+
+def _retrying(fn: Callable[[], T], what: str) -> T:
+    """``fn()``, retried on transient faults with capped exponential backoff and full jitter.
+
+    Raises ReadError whose reason is the fault's kind (``unreachable`` when the retries ran
+    out on a transient fault)."""
+    attempts = _settings["retries"] + 1
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as e:
+            kind, msg = _classify(e)
+            if kind != "transient":
+                raise ReadError(kind, f"{what}: {msg}") from None
+            if i == attempts - 1:
+                raise ReadError("unreachable", f"{what}: {msg}, after {attempts} attempt(s)") from None
+            # backoff against a remote service (not synchronisation), "equal jitter": at least
+            # 0.25 + 0.5 + 1 + 2 + 4 s over 5 retries, enough for a service restart
+            base = min(8.0, 0.5 * 2**i)
+            time.sleep(base / 2 + random.uniform(0, base / 2))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# -- clients (one per process: connection pools must not cross a fork) ------------------
+_CLIENT_ENV = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT",
+               "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN", "AWS_ENDPOINT_URL",
+               "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+               "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+def _client(key: tuple[object, ...], make: Callable[[], Any]) -> Any:
+    """A client per process and per configuration: one made for other credentials or another
+    endpoint (the environment changed) is not reused."""
+    key = (*key, hash(tuple(os.environ.get(k) for k in _CLIENT_ENV)))
+    if _clients_pid[0] != os.getpid():
+        _clients.clear()
+        _clients_pid[0] = os.getpid()
+    c = _clients.get(key)
+    if c is None:
+        c = _clients[key] = make()
+    return c
+
+
+def _need(module: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UsageError(f"reading this URL needs {module}: pip install 'neardup[{extra}]'")
+
+
+def _azure_container(u: BlobURL) -> Any:
+    _need("azure.storage.blob", "azure")
+
+    def make() -> Any:
+        from azure.storage.blob import BlobServiceClient
+
+        kw: dict[str, Any] = {"retry_total": 0, "connection_timeout": 10, "read_timeout": 60}
+        env = os.environ
+        conn = env.get("AZURE_STORAGE_CONNECTION_STRING")
+        conn_account = None
+        if conn:
+            fields = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+            conn_account = fields.get("AccountName")
+        if conn and (u.account is None or u.account == conn_account):
+            try:
+                svc = BlobServiceClient.from_connection_string(conn, **kw)
+            except ValueError:
+                raise UsageError("AZURE_STORAGE_CONNECTION_STRING is not a valid connection string") from None
+            return svc.get_container_client(u.container)
+        account = u.account or env.get("AZURE_STORAGE_ACCOUNT_NAME") or env.get("AZURE_STORAGE_ACCOUNT")
+        if not account:
+            raise UsageError(
+                "no Azure storage account: set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME "
+                "with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN (or an identity for "
+                "DefaultAzureCredential), or write abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/prefix")
+        url = f"https://{account}.blob.core.windows.net"
+        key = env.get("AZURE_STORAGE_ACCOUNT_KEY") or env.get("AZURE_STORAGE_KEY")
+        sas = env.get("AZURE_STORAGE_SAS_TOKEN")
+        cred: Any
+        if key:
+            cred = {"account_name": account, "account_key": key}
+        elif sas:
+            cred = sas.lstrip("?")
+        else:
+            _need("azure.identity", "azure")
+            from azure.identity import DefaultAzureCredential
+
+            cred = DefaultAzureCredential()
+        return BlobServiceClient(url, credential=cred, **kw).get_container_client(u.container)
+
+    return _client(("az", u.account, u.container), make)
+
+
+def _s3() -> Any:
+    _need("boto3", "s3")
+
+    def make() -> Any:
+        import boto3
+        from botocore.config import Config
+
+        cfg = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60,
+                     max_pool_connections=32)
+        return boto3.session.Session().client("s3", config=cfg)
+
+    return _client(("s3",), make)
+
+
+def _endpoint(u: BlobURL) -> str:
+    try:
+        url = _azure_container(u).url if u.is_azure else _s3().meta.endpoint_url
+    except UsageError:
+        raise
+    except Exception:  # an endpoint we cannot even name: show the URL alone
+        return u.base
+    p = urlsplit(url)
+    return f"{p.scheme}://{p.netloc}"
+
+
+def read_blob(url: str) -> bytes:
+    """The whole blob at ``url``; raises ReadError (see :class:`ReadError` for the reasons)."""
+    u = parse_url(url)
+    if u.is_azure:
+        cc = _azure_container(u)
+        return _retrying(lambda: cc.download_blob(u.key, max_concurrency=1).readall(), "cannot read")
+    client = _s3()
+    return _retrying(lambda: client.get_object(Bucket=u.container, Key=u.key)["Body"].read(), "cannot read")
+
+
+# -- listing ----------------------------------------------------------------------------
+def _ns(t: datetime | None) -> int:
+    return int(t.timestamp() * 1_000_000) * 1000 if t is not None else 0
+
+
+@dataclass(frozen=True, slots=True)
+class CloudSource:
+    """Blobs under a URL prefix, listed a page at a time (:data:`AZURE_PAGE`, :data:`S3_PAGE`)."""
+
+    root: str
+    all_files: bool = False
+
+    def entries(self) -> Iterator[FileEntry | ScanProblem]:
+        u = parse_url(self.root)
+        key = u.key
+        folder = key if not key or key.endswith("/") else key + "/"
+        n = 0
+        try:
+            for name, size, mtime, etag in self._pages(u, folder):
+                n += 1
+                if name.endswith("/"):
+                    continue  # a folder marker
+                if not self.all_files and os.path.splitext(name)[1].lower() in SKIP_EXT:
+                    continue
+                yield FileEntry(u.child(name), size, mtime, etag)
+            if n == 0 and key and not key.endswith("/"):
+                one = self._single(u)  # the URL names one blob
+                if one is not None:
+                    yield one
+        except ReadError as e:
+            raise SourceError(f"cannot list {scrub(self.root)} at {_endpoint(u)}: {e}; check the endpoint, the "
+                              "name and the credentials; a rerun resumes from the cache") from None
+
+    def _pages(self, u: BlobURL, prefix: str) -> Iterator[tuple[str, int, int, str]]:
+        token: str | None = None
+        what = "listing"
+        if u.is_azure:
+            cc = _azure_container(u)
+
+            def page() -> tuple[list[tuple[str, int, int, str]], str | None]:
+                pager = cc.list_blobs(name_starts_with=prefix or None, results_per_page=AZURE_PAGE).by_page(
+                    continuation_token=token)
+                items = [(b.name, b.size, _ns(b.last_modified), str(b.etag)) for b in next(pager)]
+                return items, pager.continuation_token
+        else:
+            client = _s3()
+
+            def page() -> tuple[list[tuple[str, int, int, str]], str | None]:
+                kw: dict[str, Any] = {"Bucket": u.container, "Prefix": prefix, "MaxKeys": S3_PAGE}
+                if token:
+                    kw["ContinuationToken"] = token
+                r = client.list_objects_v2(**kw)
+                items = [(o["Key"], o["Size"], _ns(o.get("LastModified")), str(o.get("ETag", "")))
+                         for o in r.get("Contents", [])]
+                return items, r.get("NextContinuationToken") if r.get("IsTruncated") else None
+
+        while True:
+            items, token = _retrying(page, what)
+            yield from items
+            if not token:
+                return
+
+    def _single(self, u: BlobURL) -> FileEntry | None:
+        try:
+            if u.is_azure:
+                cc = _azure_container(u)
+                p = _retrying(lambda: cc.get_blob_client(u.key).get_blob_properties(), "properties")
+                return FileEntry(self.root, p.size, _ns(p.last_modified), str(p.etag))
+            client = _s3()
+            h = _retrying(lambda: client.head_object(Bucket=u.container, Key=u.key), "properties")
+            return FileEntry(self.root, h["ContentLength"], _ns(h.get("LastModified")), str(h.get("ETag", "")))
+        except ReadError as e:
+            if e.reason == "vanished":
+                return None
+            raise
