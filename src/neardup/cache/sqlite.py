@@ -70,6 +70,11 @@ CREATE TABLE IF NOT EXISTS crops (
     ncc REAL NOT NULL,
     PRIMARY KEY (a, b, version)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS not_duplicates (
+    a BLOB NOT NULL,
+    b BLOB NOT NULL,
+    PRIMARY KEY (a, b)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS local (
     digest BLOB NOT NULL,
     version TEXT NOT NULL,
@@ -384,6 +389,22 @@ class FeatureCache:
                 for i in pos[bytes(d)]:
                     out[i] = arr
         return out
+
+    # -- people's decisions ----------------------------------------------------------------
+    def put_not_duplicates(self, pairs: Sequence[tuple[bytes, bytes]]) -> int:
+        """Remember content pairs a person judged "not a duplicate"; later scans keep them apart.
+        Returns how many were new.  Unlike features, these are not derived data: a schema
+        change keeps them."""
+        rows = {(min(a, b), max(a, b)) for a, b in pairs if a != b}
+        with self._db:
+            self._db.execute("BEGIN")
+            before = self._db.execute("SELECT COUNT(*) FROM not_duplicates").fetchone()[0]
+            self._db.executemany("INSERT OR IGNORE INTO not_duplicates VALUES (?, ?)", sorted(rows))
+            after = self._db.execute("SELECT COUNT(*) FROM not_duplicates").fetchone()[0]
+        return int(after - before)
+
+    def not_duplicates(self) -> set[tuple[bytes, bytes]]:
+        return {(bytes(a), bytes(b)) for a, b in self._db.execute("SELECT a, b FROM not_duplicates")}
 
     def integrity_ok(self) -> bool:
         return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

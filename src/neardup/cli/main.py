@@ -149,6 +149,73 @@ def eval_cmd(truth: str, results: str, as_json: bool) -> None:
     click.echo(json.dumps(s) if as_json else format_scores(s))
 
 
+@main.command()
+@click.argument("results", type=click.Path(exists=True, dir_okay=False))
+@click.option("--decisions", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Decisions exported from the review page (keep/remove flips, 'not a duplicate' pairs).")
+@click.option("--action", type=click.Choice(["quarantine", "delete", "hardlink", "symlink"]), required=True,
+              help="quarantine: move duplicates under --to; hardlink/symlink: move them under --to and link "
+                   "their paths to the keeper; delete: remove them (cannot be undone).")
+@click.option("--to", "to", type=click.Path(file_okay=False), default=None,
+              help="Folder that receives the originals (required except for delete).")
+@click.option("--manifest", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the undo manifest [default: inside --to].")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Feature cache where 'not a duplicate' decisions are remembered for later scans.")
+@click.option("--yes", is_flag=True, help="Really do it; without --yes only print what would be done.")
+def apply(results: str, decisions: str | None, action: str, to: str | None, manifest: str | None,
+          cache_dir: str | None, yes: bool) -> None:
+    """Act on the duplicates in RESULTS, never on the last copy of anything.
+
+    Every file (and its keeper) must still have the content it had at scan time, or it is
+    skipped. A manifest is written as it goes: `neardup undo MANIFEST` puts everything back.
+    """
+    from .. import actions
+    from ..cache.sqlite import FeatureCache, default_cache_dir
+
+    try:
+        data = json.loads(Path(results).read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise _fatal(UsageError(f"{results} is not a results.json file: {e}")) from None
+    try:
+        dec = actions.load_decisions(decisions) if decisions else None
+        pl = actions.plan(data, dec)
+        if pl.not_duplicates:
+            with FeatureCache(cache_dir or default_cache_dir()) as fc:
+                new = fc.put_not_duplicates([(bytes.fromhex(da), bytes.fromhex(db)) for _, _, da, db in pl.not_duplicates])
+            click.echo(f"remembered {len(pl.not_duplicates)} 'not a duplicate' pair(s) ({new} new): later scans keep them apart")
+        rep = actions.apply(pl.steps, action=action, to=to, manifest=manifest, dry_run=not yes)
+    except NeardupError as e:
+        raise _fatal(e) from None
+    except OSError as e:
+        raise _fatal(NeardupError(f"stopped: {e}; what was done is in the manifest, `neardup undo` reverses it")) from None
+    for path, why in pl.refused:
+        click.echo(f"refused {path}: {why}")
+    click.echo(actions.describe(rep, action=action, dry_run=not yes))
+    tail = "" if yes else " (dry run: add --yes to do it)"
+    click.echo(f"{len(rep.done)} file(s) {'acted on' if yes else 'to act on'}, {len(rep.skipped)} skipped{tail}")
+    if rep.manifest:
+        click.echo(f"manifest: {rep.manifest}  (undo: neardup undo {rep.manifest})")
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+def undo(manifest: str) -> None:
+    """Put back every file a `neardup apply` moved or linked, byte for byte."""
+    from .. import actions
+
+    try:
+        rep = actions.undo(manifest)
+    except NeardupError as e:
+        raise _fatal(e) from None
+    for p in rep.done:
+        click.echo(f"restored {p}")
+    for p, why in rep.skipped:
+        click.echo(f"not restored {p}: {why}")
+    click.echo(f"{len(rep.done)} restored, {len(rep.skipped)} not restored")
+    sys.exit(EXIT_FAILURES if rep.skipped else EXIT_OK)
+
+
 def _fatal(e: NeardupError) -> click.ClickException:
     """Exit status 2 for every error, as documented; bad usage also prints the usage line."""
     if isinstance(e, UsageError):

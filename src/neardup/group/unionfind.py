@@ -71,6 +71,7 @@ def guarded_groups(
     edges: dict[int, dict[int, tuple[bool, object]]],
     rank: Callable[[int], tuple],
     verify_pair: Callable[[int, int], object | None],
+    apart: dict[int, set[int]] | None = None,
 ) -> list[tuple[int, list[int], dict[int, tuple[int, object]]]]:
     """Split one component into chain-free groups.
 
@@ -80,6 +81,7 @@ def guarded_groups(
     edges : ``edges[x][y] = (strong, evidence)`` for every verified pair inside it.
     rank : sort key, smallest first = best keeper.
     verify_pair : verifies (keeper, row) on demand; returns evidence or ``None``.
+    apart : rows a person marked "not a duplicate" of each other never share a group.
 
     Returns
     -------
@@ -94,7 +96,7 @@ def guarded_groups(
         ordered = sorted(work.pop(), key=rank)
         if len(ordered) < 2:
             continue
-        keeper, joined, attach = _keeper_group(ordered, edges, rank, verify_pair)
+        keeper, joined, attach = _keeper_group(ordered, edges, rank, verify_pair, apart or {})
         if len(joined) > 1:
             out.append((keeper, sorted(joined, key=rank), attach))
         work.extend(_components([r for r in ordered if r not in joined], edges))
@@ -106,13 +108,18 @@ def _keeper_group(
     edges: dict[int, dict[int, tuple[bool, object]]],
     rank: Callable[[int], tuple],
     verify_pair: Callable[[int, int], object | None],
+    apart: dict[int, set[int]],
 ) -> tuple[int, set[int], dict[int, tuple[int, object]]]:
     keeper = ordered[0]
     inside = set(ordered)
     attach: dict[int, tuple[int, object]] = {}
     joined = {keeper}
-    for r, (_, ev) in edges.get(keeper, {}).items():
-        if r in inside:
+
+    def allowed(r: int) -> bool:
+        return not (apart and apart.get(r, set()) & joined)
+
+    for r, (_, ev) in sorted(edges.get(keeper, {}).items(), key=lambda kv: rank(kv[0])):
+        if r in inside and allowed(r):
             attach[r] = (keeper, ev)
             joined.add(r)
     rest = [r for r in ordered if r not in joined]
@@ -122,7 +129,7 @@ def _keeper_group(
         changed = False
         for r in list(rest):
             for nb, (strong, ev) in sorted(edges.get(r, {}).items()):
-                if strong and nb in joined:
+                if strong and nb in joined and allowed(r):
                     attach[r] = (nb, ev)
                     joined.add(r)
                     rest.remove(r)
@@ -130,7 +137,7 @@ def _keeper_group(
                     break
     # members still tied only weakly: verify against the keeper itself
     for r in list(rest):
-        if any(nb in joined for nb in edges.get(r, {})):
+        if any(nb in joined for nb in edges.get(r, {})) and allowed(r):
             ev = verify_pair(keeper, r)
             if ev is not None:
                 attach[r] = (keeper, ev)

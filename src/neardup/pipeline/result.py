@@ -37,10 +37,14 @@ class Group:
     members: list[str]  # includes keep
     reason: str
     pairs: list[Pair]
+    digests: dict[str, str] = field(default_factory=dict)  # member -> content digest (hex) at scan time
 
     def to_dict(self) -> dict[str, Any]:
-        return {"keep": self.keep, "members": self.members, "reason": self.reason,
-                "pairs": [p.to_dict() for p in self.pairs]}
+        d: dict[str, Any] = {"keep": self.keep, "members": self.members, "reason": self.reason,
+                             "pairs": [p.to_dict() for p in self.pairs]}
+        if self.digests:
+            d["digests"] = self.digests
+        return d
 
 
 @dataclass(frozen=True, slots=True)

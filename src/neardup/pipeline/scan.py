@@ -352,6 +352,25 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         else:
             A = B = S = D = P = C = N = np.zeros(0, dtype=np.int64)
             X = np.zeros((0, 3), np.float32)
+        # contents a person marked "not a duplicate" of each other (neardup apply --decisions)
+        # never share a group: their pair is dropped, and the grouping keeps them apart
+        apart_rows: dict[int, set[int]] = {}
+        apart = fc.not_duplicates()
+        if apart and n:
+            flat = cols.digests.view(f"V{cols.digests.shape[1]}").ravel()
+
+            def row_of(d: bytes) -> int:
+                r = int(np.searchsorted(flat, np.frombuffer(d, dtype=flat.dtype))[0])
+                return r if r < n and cols.digest(r) == d else -1
+
+            for da, db in apart:
+                ra, rb = row_of(da), row_of(db)
+                if ra >= 0 and rb >= 0:
+                    apart_rows.setdefault(ra, set()).add(rb)
+                    apart_rows.setdefault(rb, set()).add(ra)
+        if apart_rows and len(A):
+            keep_pair = np.array([y not in apart_rows.get(x, ()) for x, y in zip(A.tolist(), B.tolist())], dtype=bool)
+            A, B, S, D, P, C, N, X = (v[keep_pair] for v in (A, B, S, D, P, C, N, X))
         n_verified = int(len(A))
         # union-find over the rows that have a verified pair, not over every row
         nodes = np.unique(np.concatenate([A, B]))
@@ -380,6 +399,8 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
 
         def verify_pair(k: int, r: int) -> object | None:
             a, b = min(k, r), max(k, r)
+            if b in apart_rows.get(a, ()):
+                return None
             ver = verify_batch(np.array([a]), np.array([b]), np.array([-1]), fetch=fetch, flags=flags,
                                params=params, load_sigs=load_sigs)
             extra = np.full(3, np.nan, np.float32)
@@ -401,12 +422,12 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             s = quality_score(**{f: q[:, i] for i, f in enumerate(QUALITY_FIELDS)},
                               reference_softness=float(np.median(q[:, soft])))
             scores.update(zip(comp, s.tolist()))
-            for keeper, rows_in, attach in guarded_groups(comp, edges, rank, verify_pair):
-                groups.append(_make_group(keeper, rows_in, attach, paths_of_row, quality))
+            for keeper, rows_in, attach in guarded_groups(comp, edges, rank, verify_pair, apart_rows):
+                groups.append(_make_group(keeper, rows_in, attach, paths_of_row, quality, cols))
         in_comp = set(member_rows)
         for r in dup_rows:
             if r not in in_comp:
-                groups.append(_make_group(r, [r], {}, paths_of_row, quality))
+                groups.append(_make_group(r, [r], {}, paths_of_row, quality, cols))
         groups.sort(key=lambda g: (-len(g.members), g.keep))
         if thorough is not None:
             thorough.close()
@@ -487,13 +508,15 @@ def _reason(keep: QualityFacts, others: list[QualityFacts]) -> str:
 
 
 def _make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, object]],
-                paths_of_row: dict[int, list[str]], quality: dict[int, np.ndarray]) -> Group:
+                paths_of_row: dict[int, list[str]], quality: dict[int, np.ndarray], cols: SearchColumns) -> Group:
     keep = paths_of_row[keeper][0]
     members: list[str] = []
     pairs: list[Pair] = []
+    digests: dict[str, str] = {}
     for r in rows:
         ps = paths_of_row[r]
         members.extend(ps)
+        digests.update(dict.fromkeys(ps, cols.digest(r).hex()))
         for extra in ps[1:]:
             pairs.append(Pair(ps[0], extra, "exact", distance=0))
         if r in attach:
@@ -511,6 +534,6 @@ def _make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, objec
     else:
         reason = _reason(QualityFacts.from_row(quality[keeper]), others)
     members = [keep] + sorted(m for m in members if m != keep)
-    return Group(keep, members, reason, pairs)
+    return Group(keep, members, reason, pairs, {m: digests[m] for m in members})
 
 

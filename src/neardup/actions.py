@@ -1,0 +1,328 @@
+"""Safe actions on a scan's groups: plan, apply with a manifest written as it goes, undo.
+
+The rules that make it safe:
+
+- A group's keeper is never acted on, and a plan never acts on every member of a group: a
+  decision that would remove the last copy is refused and reported.
+- Before touching a file, its digest must still be the one recorded at scan time, and so must
+  its keeper's; a file that changed, vanished, or is the keeper itself under another name
+  (a symlink or hard link) is skipped and reported.
+- Every step is written to the manifest (and flushed to disk) *before* it happens and again
+  when done, so a crash at any point leaves a manifest that :func:`undo` can complete.
+- ``quarantine`` moves files under ``--to``; ``hardlink`` and ``symlink`` first move the
+  duplicate there too, then link its path to the keeper; so :func:`undo` restores every file
+  byte for byte.  ``delete`` cannot be undone, and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import NeardupError, UsageError
+
+__all__ = ["ACTIONS", "Step", "Plan", "Report", "plan", "apply", "undo", "load_decisions", "file_digest"]
+
+ACTIONS = ("quarantine", "delete", "hardlink", "symlink")
+MANIFEST_FORMAT = "neardup-manifest/1"
+DECISIONS_FORMAT = "neardup-decisions/1"
+
+
+def file_digest(path: str) -> str:
+    """The content digest neardup records at scan time (BLAKE2b-128, hex), streamed."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Act on ``path`` (content ``digest``) because ``keeper`` (``keeper_digest``) stays."""
+
+    path: str
+    digest: str
+    keeper: str
+    keeper_digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    steps: list[Step]
+    refused: list[tuple[str, str]]  # (path, why) decisions not followed, so no copy is lost
+    not_duplicates: list[tuple[str, str, str, str]]  # (a, b, digest a, digest b) marked by a person
+
+
+@dataclass(slots=True)
+class Report:
+    done: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    manifest: str | None = None
+
+
+def load_decisions(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A decisions file (the review page exports one): ``keep`` and ``remove`` path lists and
+    ``not_duplicates`` path pairs, all optional."""
+    try:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read the decisions file {path}: {e}; export it again from the review page") from None
+    if not isinstance(d, dict) or d.get("format", DECISIONS_FORMAT) != DECISIONS_FORMAT:
+        raise UsageError(f"{path} is not a neardup decisions file (format {DECISIONS_FORMAT})")
+    for k in ("keep", "remove"):
+        if not isinstance(d.get(k, []), list) or not all(isinstance(p, str) for p in d.get(k, [])):
+            raise UsageError(f"{path}: {k!r} must be a list of paths")
+    pairs = d.get("not_duplicates", [])
+    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        raise UsageError(f"{path}: 'not_duplicates' must be a list of [path, path] pairs")
+    return d
+
+
+def plan(results: dict[str, Any], decisions: dict[str, Any] | None = None) -> Plan:
+    """What to act on: in each group every member but the keeper, unless a decision says
+    otherwise; never every member of a group."""
+    decisions = decisions or {}
+    keep_set = set(decisions.get("keep", []))
+    remove_set = set(decisions.get("remove", []))
+    doubted: dict[str, set[str]] = {}
+    for a, b in decisions.get("not_duplicates", []):
+        doubted.setdefault(a, set()).add(b)
+        doubted.setdefault(b, set()).add(a)
+    steps: list[Step] = []
+    refused: list[tuple[str, str]] = []
+    apart: list[tuple[str, str, str, str]] = []
+    for g in results.get("groups", []):
+        members: list[str] = list(g["members"])
+        digests: dict[str, str] = g.get("digests") or {}
+        if len(members) < 2:
+            continue
+        if any(m not in digests for m in members):
+            raise UsageError("results.json has no content digests (written by an older neardup); scan again")
+        member_set = set(members)
+        for a in members:
+            for b in doubted.get(a, ()):
+                if b in member_set and a < b:
+                    apart.append((a, b, digests[a], digests[b]))
+        keeper = g["keep"]
+        act = {m for m in members if m != keeper}
+        act -= keep_set
+        act |= {m for m in members if m in remove_set and m not in keep_set}
+        # a member a person doubted is never acted on
+        act -= {m for m in members if doubted.get(m, set()) & member_set}
+        if keeper in act:
+            stays = [m for m in members if m not in act]
+            if stays:
+                keeper = stays[0]
+            else:
+                act.discard(keeper)
+                refused.append((keeper, "every member of its group was marked for removal; the keeper stays"))
+        if not (set(members) - act):  # pragma: no cover - guarded above
+            raise AssertionError("a plan would remove every copy")
+        for m in members:
+            if m in act:
+                steps.append(Step(m, digests[m], keeper, digests[keeper]))
+    return Plan(steps, refused, apart)
+
+
+class _Manifest:
+    """Append-only JSON lines, each flushed and fsynced before the step it announces."""
+
+    def __init__(self, path: Path, header: dict[str, Any] | None) -> None:
+        self.path = path
+        self.f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
+        if header is not None:
+            self.write(header)
+
+    def write(self, rec: dict[str, Any]) -> None:
+        self.f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _dest(to: Path, path: str) -> Path:
+    """Where ``path`` goes under ``to``: its absolute path re-rooted, so names never collide."""
+    p = Path(os.path.abspath(path))
+    return to / p.relative_to(p.anchor)
+
+
+def _move(src: str | Path, dst: str | Path) -> None:
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(src, dst)  # atomic on one file system: bytes, mode and times unchanged
+    except OSError:
+        shutil.move(str(src), str(dst))  # across file systems: copy2 then unlink
+
+
+def _check(step: Step) -> str | None:
+    """Why ``step`` must not happen now, or None."""
+    for p, want, role in ((step.keeper, step.keeper_digest, "keeper"), (step.path, step.digest, "file")):
+        if not os.path.lexists(p):
+            return f"the {role} {p} is gone" if role == "keeper" else "gone since the scan"
+        try:
+            got = file_digest(p)
+        except OSError as e:
+            return f"cannot read the {role}: {e.strerror}"
+        if got != want:
+            return f"the {role} {p} changed since the scan" if role == "keeper" else "changed since the scan"
+    if os.path.realpath(step.path) == os.path.realpath(step.keeper) or os.path.samefile(step.path, step.keeper):
+        return "it is the keeper itself under another name (a link)"
+    return None
+
+
+def apply(
+    steps: Iterable[Step],
+    *,
+    action: str,
+    to: str | os.PathLike[str] | None,
+    manifest: str | os.PathLike[str] | None = None,
+    dry_run: bool = True,
+    crash: Callable[[str, int], None] | None = None,
+) -> Report:
+    """Carry out ``steps``.  With ``dry_run`` only report what would happen.
+
+    ``crash(point, i)``, for tests, is called at each point a real crash could strike
+    (``"intent"``: announced, not yet done; ``"moved"``: moved, not yet linked or logged).
+    """
+    if action not in ACTIONS:
+        raise UsageError(f"--action must be one of {', '.join(ACTIONS)}, got {action!r}")
+    if action != "delete" and to is None:
+        raise UsageError(f"--action {action} needs --to DIR (where the originals are kept for undo)")
+    rep = Report()
+    steps = list(steps)
+    if any("://" in s.path for s in steps):
+        raise UsageError("apply acts on local files only in this version; blob sources are listed, not moved")
+    if dry_run:
+        for s in steps:
+            why = _check(s)
+            if why:
+                rep.skipped.append((s.path, why))
+            else:
+                rep.done.append(s.path)
+        return rep
+    to_dir = Path(to).resolve() if to is not None else None
+    if to_dir is not None:
+        to_dir.mkdir(parents=True, exist_ok=True)
+    mpath = Path(manifest) if manifest else (to_dir or Path.cwd()) / time.strftime("neardup-manifest-%Y%m%dT%H%M%S.jsonl")
+    rep.manifest = str(mpath)
+    m = _Manifest(mpath, {"kind": "header", "format": MANIFEST_FORMAT, "action": action,
+                          "to": str(to_dir) if to_dir else None, "created": time.time()})
+    try:
+        for i, s in enumerate(steps):
+            why = _check(s)
+            if why:
+                rep.skipped.append((s.path, why))
+                m.write({"kind": "skipped", "i": i, "path": s.path, "why": why})
+                continue
+            dest = None
+            if to_dir is not None:
+                dest = _dest(to_dir, s.path)
+                k = 1
+                while os.path.lexists(dest):
+                    dest = dest.with_name(f"{dest.stem}.{k}{dest.suffix}")
+                    k += 1
+            m.write({"kind": "intent", "i": i, "path": s.path, "digest": s.digest, "keeper": s.keeper,
+                     "keeper_digest": s.keeper_digest, "dest": str(dest) if dest else None})
+            if crash:
+                crash("intent", i)
+            if action == "delete":
+                os.unlink(s.path)
+            else:
+                assert dest is not None
+                _move(s.path, dest)
+                if crash:
+                    crash("moved", i)
+                if action == "hardlink":
+                    os.link(s.keeper, s.path)
+                elif action == "symlink":
+                    os.symlink(os.path.abspath(s.keeper), s.path)
+            m.write({"kind": "done", "i": i})
+            rep.done.append(s.path)
+    finally:
+        m.close()
+    return rep
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except ValueError:
+                return  # a line torn by a crash mid-write: nothing after it happened
+
+
+def undo(manifest: str | os.PathLike[str]) -> Report:
+    """Put back everything ``manifest`` records, newest first; safe to run again after a crash
+    (it appends what it restored).  Files a later change made ambiguous are skipped and reported."""
+    mpath = Path(manifest)
+    if not mpath.is_file():
+        raise UsageError(f"no manifest at {mpath}; pass the file `neardup apply` printed")
+    recs = list(_records(mpath))
+    if not recs or recs[0].get("format") != MANIFEST_FORMAT:
+        raise UsageError(f"{mpath} is not a neardup manifest")
+    action = recs[0]["action"]
+    intents = {r["i"]: r for r in recs if r.get("kind") == "intent"}
+    undone = {r["i"] for r in recs if r.get("kind") == "undone"}
+    rep = Report(manifest=str(mpath))
+    m = _Manifest(mpath, None)
+    try:
+        for i in sorted(intents, reverse=True):
+            if i in undone:
+                continue
+            r = intents[i]
+            path, dest = r["path"], r["dest"]
+            why = _restore(action, path, dest, r)
+            if why is None:
+                rep.done.append(path)
+                m.write({"kind": "undone", "i": i})
+            else:
+                rep.skipped.append((path, why))
+    finally:
+        m.close()
+    return rep
+
+
+def _restore(action: str, path: str, dest: str | None, r: dict[str, Any]) -> str | None:
+    if action == "delete":
+        return None if os.path.lexists(path) else "deleted: cannot be restored (use --action quarantine to be able to undo)"
+    assert dest is not None
+    if not os.path.lexists(dest):
+        if os.path.lexists(path) and not os.path.islink(path) and file_digest(path) == r["digest"]:
+            return None  # the crash struck before the move: nothing to put back
+        return f"the moved copy {dest} is gone"
+    if file_digest(dest) != r["digest"]:
+        return f"the moved copy {dest} changed; left where it is"
+    if os.path.lexists(path):
+        # only a link this run made may be replaced: a symlink, or the keeper's content
+        ours = os.path.islink(path) or (action == "hardlink" and file_digest(path) == r["keeper_digest"])
+        if not ours:
+            return f"{path} exists again with other content; the original stays at {dest}"
+        os.unlink(path)
+    _move(dest, path)
+    return None
+
+
+def describe(rep: Report, *, action: str, dry_run: bool) -> str:
+    verb = {"quarantine": "move to quarantine", "delete": "delete", "hardlink": "replace by a hard link",
+            "symlink": "replace by a symbolic link"}[action]
+    lines = [f"{'would ' if dry_run else ''}{verb}: {p}" for p in rep.done]
+    lines += [f"skip {p}: {why}" for p, why in rep.skipped]
+    return "\n".join(lines)
+
+
+class ActionError(NeardupError):
+    """An action could not start (for example, the quarantine folder cannot be created)."""
