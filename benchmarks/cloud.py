@@ -28,8 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import neardup  # noqa: E402
 from tests.services import Azurite, MotoServer  # noqa: E402
+
+import neardup  # noqa: E402
 
 LIST_CODE = r"""
 import os, sys, time

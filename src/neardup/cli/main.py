@@ -151,6 +151,27 @@ def eval_cmd(truth: str, results: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("results", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="report.html", show_default=True,
+              help="The page; thumbnails go to a folder beside it (<name>_files).")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Thumbnail processes; 0 means one per core.")
+def report(results: str, output: str, workers: int) -> None:
+    """Write a review page for RESULTS: groups with evidence, filters, charts, decisions export.
+
+    The page is static and works offline, with no server: open it in a browser.
+    """
+    from ..report import write_report
+
+    try:
+        n = write_report(results, output, workers=workers)
+    except NeardupError as e:
+        raise _fatal(e) from None
+    click.echo(f"wrote {output}: {n['groups']:,} groups, {n['images']:,} pictures "
+               f"({n['thumbnail_failures']:,} without a preview)")
+
+
+@main.command()
+@click.argument("results", type=click.Path(exists=True, dir_okay=False))
 @click.option("--decisions", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Decisions exported from the review page (keep/remove flips, 'not a duplicate' pairs).")
 @click.option("--action", type=click.Choice(["quarantine", "delete", "hardlink", "symlink"]), required=True,
