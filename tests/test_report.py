@@ -172,9 +172,11 @@ def test_pages_and_filters(browser, tmp_path):
         assert page.locator(".group").count() == 25
         assert "page 1 of 3" in page.locator("#pageinfo").inner_text()
         page.keyboard.press("n")
-        assert "page 2 of 3" in page.locator("#pageinfo").inner_text()
+        assert "page 2 of 3" in page.locator("#pageinfo").inner_text()  # key handlers run synchronously
         page.select_option("#f-stage", "exact")
         assert "(20 groups)" in page.locator("#pageinfo").inner_text()
-        assert page.locator(".card .thumb").first.inner_text() == "no preview"
+        from playwright.sync_api import expect
+
+        expect(page.locator(".card .thumb").first).to_have_text("no preview")  # waits for the image's error event
     finally:
         ctx.close()
