@@ -58,7 +58,7 @@ def main() -> None:
             t_next = time.perf_counter() - t
             t = time.perf_counter()
             page.select_option("#f-stage", "crop")
-            page.wait_for_function("!document.getElementById('pageinfo').textContent.includes('(%d groups)')" % len(groups))
+            page.wait_for_function(f"!document.getElementById('pageinfo').textContent.includes('({len(groups)} groups)')")
             t_filter = time.perf_counter() - t
             t = time.perf_counter()
             page.locator(".card").nth(1).locator("button[data-act=flip]").click()
