@@ -277,3 +277,35 @@ def test_s3_scan_matches_local_scan(corpus, s3_env, tmp_path, monkeypatch):
 def test_s3_missing_bucket_is_a_clear_error(s3_env):
     with pytest.raises(SourceError, match=r"s3://no-such-bucket/x.*404"):
         neardup.scan(["s3://no-such-bucket/x"], cache=None, retries=0)
+
+
+def test_azure_quarantine_moves_blobs_to_a_prefix_and_undo_restores(corpus, az_env, tmp_path):
+    root, _ = corpus
+    files = _files(root)
+    cc = _container(az_env.connection_string, "act", files)
+    url = f"az://act/{PREFIX}"
+    res = tmp_path / "results.json"
+    scan = subprocess.run([sys.executable, "-m", "neardup", "scan", url, "-o", str(res), "--no-cache", "-q"],
+                          capture_output=True, text=True)
+    assert scan.returncode == 3, scan.stderr  # the two broken files
+    groups = json.loads(res.read_text())["groups"]
+    dups = [m for g in groups for m in g["members"] if m != g["keep"]]
+    assert dups
+
+    def names() -> dict[str, bytes]:
+        return {b.name: cc.download_blob(b.name).readall() for b in cc.list_blobs()}
+
+    before = names()
+    q = "az://act/quarantine"
+    run = subprocess.run([sys.executable, "-m", "neardup", "apply", str(res), "--action", "quarantine", "--to", q,
+                          "--manifest", str(tmp_path / "m.jsonl"), "--yes"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    after = names()
+    for d in dups:
+        key = d.split("az://act/", 1)[1]
+        assert key not in after and after[f"quarantine/act/{key}"] == before[key]
+    assert all(g["keep"].split("az://act/", 1)[1] in after for g in groups)  # every keeper stays
+    back = subprocess.run([sys.executable, "-m", "neardup", "undo", str(tmp_path / "m.jsonl")], capture_output=True,
+                          text=True)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert names() == before

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NeardupError, UsageError
+from .sources import is_remote
 
 __all__ = ["ACTIONS", "Step", "Plan", "Report", "plan", "apply", "undo", "load_decisions", "file_digest"]
 
@@ -36,12 +37,36 @@ DECISIONS_FORMAT = "neardup-decisions/1"
 
 
 def file_digest(path: str) -> str:
-    """The content digest neardup records at scan time (BLAKE2b-128, hex), streamed."""
+    """The content digest neardup records at scan time (BLAKE2b-128, hex); streamed for files,
+    downloaded for blobs."""
     h = hashlib.blake2b(digest_size=16)
+    if is_remote(path):
+        from .sources.cloud import read_blob
+
+        h.update(read_blob(path))
+        return h.hexdigest()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# -- the few operations an action needs, on files or blobs ----------------------------------
+def _exists(p: str | Path) -> bool:
+    if is_remote(str(p)):
+        from .sources.cloud import blob_exists
+
+        return blob_exists(str(p))
+    return os.path.lexists(p)
+
+
+def _unlink(p: str | Path) -> None:
+    if is_remote(str(p)):
+        from .sources.cloud import delete_blob
+
+        delete_blob(str(p))
+    else:
+        os.unlink(p)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,13 +175,27 @@ class _Manifest:
         self.f.close()
 
 
-def _dest(to: Path, path: str) -> Path:
-    """Where ``path`` goes under ``to``: its absolute path re-rooted, so names never collide."""
+def _dest(to: Path | str, path: str) -> str:
+    """Where ``path`` goes under ``to``: its absolute path (or container and key) re-rooted, so
+    names never collide."""
+    if is_remote(path):
+        from .sources.cloud import parse_url
+
+        u = parse_url(path)
+        return f"{str(to).rstrip('/')}/{u.container}/{u.key}"
     p = Path(os.path.abspath(path))
-    return to / p.relative_to(p.anchor)
+    return str(Path(to) / p.relative_to(p.anchor))
 
 
 def _move(src: str | Path, dst: str | Path) -> None:
+    if is_remote(str(src)):
+        # a blob: write the copy, then delete the original; a crash between leaves both,
+        # which undo resolves (the original is intact, the copy goes)
+        from .sources.cloud import read_blob, write_blob
+
+        write_blob(str(dst), read_blob(str(src)))
+        _unlink(src)
+        return
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(src, dst)  # atomic on one file system: bytes, mode and times unchanged
@@ -164,18 +203,28 @@ def _move(src: str | Path, dst: str | Path) -> None:
         shutil.move(str(src), str(dst))  # across file systems: copy2 then unlink
 
 
+def _with_suffix(dest: str, k: int) -> str:
+    stem, dot, ext = dest.rpartition(".")
+    return f"{stem}.{k}.{ext}" if dot and "/" not in ext else f"{dest}.{k}"
+
+
 def _check(step: Step) -> str | None:
     """Why ``step`` must not happen now, or None."""
     for p, want, role in ((step.keeper, step.keeper_digest, "keeper"), (step.path, step.digest, "file")):
-        if not os.path.lexists(p):
-            return f"the {role} {p} is gone" if role == "keeper" else "gone since the scan"
         try:
+            if not _exists(p):
+                return f"the {role} {p} is gone" if role == "keeper" else "gone since the scan"
             got = file_digest(p)
         except OSError as e:
             return f"cannot read the {role}: {e.strerror}"
+        except NeardupError as e:  # a blob that cannot be read now
+            return f"cannot read the {role}: {e}"
         if got != want:
             return f"the {role} {p} changed since the scan" if role == "keeper" else "changed since the scan"
-    if os.path.realpath(step.path) == os.path.realpath(step.keeper) or os.path.samefile(step.path, step.keeper):
+    if step.path == step.keeper:
+        return "it is the keeper itself"
+    if not is_remote(step.path) and not is_remote(step.keeper) and (
+            os.path.realpath(step.path) == os.path.realpath(step.keeper) or os.path.samefile(step.path, step.keeper)):
         return "it is the keeper itself under another name (a link)"
     return None
 
@@ -200,8 +249,16 @@ def apply(
         raise UsageError(f"--action {action} needs --to DIR (where the originals are kept for undo)")
     rep = Report()
     steps = list(steps)
-    if any("://" in s.path for s in steps):
-        raise UsageError("apply acts on local files only in this version; blob sources are listed, not moved")
+    remote = {is_remote(s.path) for s in steps}
+    if len(remote) > 1:
+        raise UsageError("these results mix local files and blobs: apply them separately")
+    blobs = remote == {True}
+    if blobs and action in ("hardlink", "symlink"):
+        raise UsageError(f"--action {action} is for local files; for blobs use quarantine (or delete)")
+    if blobs and to is not None and not is_remote(str(to)):
+        raise UsageError("for blobs, --to is a prefix URL such as az://container/quarantine or s3://bucket/quarantine")
+    if not blobs and to is not None and is_remote(str(to)):
+        raise UsageError("for local files, --to is a local folder")
     if dry_run:
         for s in steps:
             why = _check(s)
@@ -210,10 +267,13 @@ def apply(
             else:
                 rep.done.append(s.path)
         return rep
-    to_dir = Path(to).resolve() if to is not None else None
-    if to_dir is not None:
+    to_dir: Path | str | None = None
+    if to is not None:
+        to_dir = str(to).rstrip("/") if blobs else Path(to).resolve()
+    if isinstance(to_dir, Path):
         to_dir.mkdir(parents=True, exist_ok=True)
-    mpath = Path(manifest) if manifest else (to_dir or Path.cwd()) / time.strftime("neardup-manifest-%Y%m%dT%H%M%S.jsonl")
+    stamp = time.strftime("neardup-manifest-%Y%m%dT%H%M%S.jsonl")
+    mpath = Path(manifest) if manifest else (to_dir if isinstance(to_dir, Path) else Path.cwd()) / stamp
     rep.manifest = str(mpath)
     m = _Manifest(mpath, {"kind": "header", "format": MANIFEST_FORMAT, "action": action,
                           "to": str(to_dir) if to_dir else None, "created": time.time()})
@@ -226,17 +286,17 @@ def apply(
                 continue
             dest = None
             if to_dir is not None:
-                dest = _dest(to_dir, s.path)
+                dest = base = _dest(to_dir, s.path)
                 k = 1
-                while os.path.lexists(dest):
-                    dest = dest.with_name(f"{dest.stem}.{k}{dest.suffix}")
+                while _exists(dest):
+                    dest = _with_suffix(base, k)
                     k += 1
             m.write({"kind": "intent", "i": i, "path": s.path, "digest": s.digest, "keeper": s.keeper,
                      "keeper_digest": s.keeper_digest, "dest": str(dest) if dest else None})
             if crash:
                 crash("intent", i)
             if action == "delete":
-                os.unlink(s.path)
+                _unlink(s.path)
             else:
                 assert dest is not None
                 _move(s.path, dest)
@@ -298,20 +358,25 @@ def undo(manifest: str | os.PathLike[str]) -> Report:
 
 def _restore(action: str, path: str, dest: str | None, r: dict[str, Any]) -> str | None:
     if action == "delete":
-        return None if os.path.lexists(path) else "deleted: cannot be restored (use --action quarantine to be able to undo)"
+        return None if _exists(path) else "deleted: cannot be restored (use --action quarantine to be able to undo)"
     assert dest is not None
-    if not os.path.lexists(dest):
-        if os.path.lexists(path) and not os.path.islink(path) and file_digest(path) == r["digest"]:
+    intact = (_exists(path) and not os.path.islink(path) and file_digest(path) == r["digest"]
+              and not (action == "hardlink" and os.path.exists(r["keeper"]) and os.path.samefile(path, r["keeper"])))
+    if not _exists(dest):
+        if intact:
             return None  # the crash struck before the move: nothing to put back
         return f"the moved copy {dest} is gone"
     if file_digest(dest) != r["digest"]:
         return f"the moved copy {dest} changed; left where it is"
-    if os.path.lexists(path):
+    if intact:  # a crash between writing the copy and removing the original (blobs, other disks)
+        _unlink(dest)
+        return None
+    if _exists(path):
         # only a link this run made may be replaced: a symlink, or the keeper's content
         ours = os.path.islink(path) or (action == "hardlink" and file_digest(path) == r["keeper_digest"])
         if not ours:
             return f"{path} exists again with other content; the original stays at {dest}"
-        os.unlink(path)
+        _unlink(path)
     _move(dest, path)
     return None
 

@@ -36,7 +36,8 @@ from urllib.parse import urlsplit
 from ..errors import SourceError, UsageError
 from .base import SKIP_EXT, FileEntry, ReadError, ScanProblem
 
-__all__ = ["BlobURL", "CloudSource", "configure", "is_remote", "parse_url", "read_blob", "scrub"]
+__all__ = ["BlobURL", "CloudSource", "blob_exists", "configure", "delete_blob", "is_remote", "parse_url", "read_blob",
+           "scrub", "write_blob"]
 
 AZURE_SCHEMES = ("az", "abfs", "abfss")
 SCHEMES = (*AZURE_SCHEMES, "s3")
@@ -289,6 +290,44 @@ def read_blob(url: str) -> bytes:
         return _retrying(lambda: cc.download_blob(u.key, max_concurrency=1).readall(), "cannot read")
     client = _s3()
     return _retrying(lambda: client.get_object(Bucket=u.container, Key=u.key)["Body"].read(), "cannot read")
+
+
+def blob_exists(url: str) -> bool:
+    u = parse_url(url)
+    try:
+        if u.is_azure:
+            cc = _azure_container(u)
+            _retrying(lambda: cc.get_blob_client(u.key).get_blob_properties(), "cannot stat")
+        else:
+            client = _s3()
+            _retrying(lambda: client.head_object(Bucket=u.container, Key=u.key), "cannot stat")
+    except ReadError as e:
+        if e.reason == "vanished":
+            return False
+        raise
+    return True
+
+
+def write_blob(url: str, data: bytes) -> None:
+    """Create the blob at ``url``; it must not exist yet (an action never overwrites)."""
+    u = parse_url(url)
+    if u.is_azure:
+        cc = _azure_container(u)
+        _retrying(lambda: cc.upload_blob(u.key, data, overwrite=False), "cannot write")
+    else:
+        client = _s3()
+        _retrying(lambda: client.put_object(Bucket=u.container, Key=u.key, Body=data, IfNoneMatch="*"),
+                  "cannot write")
+
+
+def delete_blob(url: str) -> None:
+    u = parse_url(url)
+    if u.is_azure:
+        cc = _azure_container(u)
+        _retrying(lambda: cc.delete_blob(u.key), "cannot delete")
+    else:
+        client = _s3()
+        _retrying(lambda: client.delete_object(Bucket=u.container, Key=u.key), "cannot delete")
 
 
 # -- listing ----------------------------------------------------------------------------
