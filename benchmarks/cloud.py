@@ -126,7 +126,13 @@ def main() -> None:
                 dt = time.perf_counter() - t
                 print(f"read all via {label}: {len(keys) / dt:,.0f} blobs/s, {total / dt / 1e6:,.1f} MB/s")
 
+            from neardup.sources import read_bytes
+
             with ThreadPoolExecutor(8) as pool:
+                timed("neardup read_bytes (az://), 8 threads",
+                      lambda: sum(pool.map(lambda k: len(read_bytes(f"az://bench/{k}")), keys)))
+                timed("neardup read_bytes (s3://), 8 threads",
+                      lambda: sum(pool.map(lambda k: len(read_bytes(f"s3://bench/{k}")), keys)))
                 timed("azure-storage-blob, 8 threads",
                       lambda: sum(pool.map(lambda k: len(cc.download_blob(k).readall()), keys)))
                 timed("boto3, 8 threads",
