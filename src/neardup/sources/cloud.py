@@ -1,9 +1,10 @@
-"""Azure Blob (``az://``, ``abfs://``) and S3 (``s3://``) sources, through the native SDKs.
+"""Azure Blob (``az://``, ``abfs://``) and S3 (``s3://``) sources.
 
-Why the SDKs and not fsspec here: listing must stream page by page (adlfs and s3fs build the
-whole listing of a ``find`` in memory), and a plain synchronous client is safe to use from
-threads in a worker process, which is how downloads overlap with decoding.  The read speed of
-both routes is compared in ``benchmarks/cloud.py``.
+Listing and writes go through the native SDKs (azure-storage-blob, boto3), not fsspec: listing
+must stream page by page (adlfs and s3fs build the whole listing of a ``find`` in memory), and a
+plain synchronous client is safe to use from threads in a worker process.  Reads, the hot path,
+are plain HTTP GETs (urllib3) of a URL signed locally (a read-only SAS, a presigned S3 URL):
+a third to a half of the SDKs' CPU per blob; ``benchmarks/cloud.py`` compares every route.
 
 Credentials follow each ecosystem's conventions and are read from the environment in the
 process that needs them, so they are never pickled, cached, logged or shown:
