@@ -122,3 +122,37 @@ class MotoServer(_Child):
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+class DaskScheduler(_Child):
+    ready_text = "Scheduler at:"
+
+    def __init__(self) -> None:
+        if shutil.which("dask") is None:
+            _missing("dask[distributed]")
+        self.port = free_port()
+        super().__init__(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
+                          "--dashboard-address", ":0", "--no-show"])
+
+    @property
+    def address(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+
+class DaskWorker(_Child):
+    """One worker process, no nanny: killing it kills it (the scheduler must cope)."""
+
+    ready_text = "Registered to:"
+
+    def __init__(self, address: str) -> None:
+        super().__init__(["dask", "worker", address, "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1",
+                          "--no-dashboard"])
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.pump.join()
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
+            self.proc = None

@@ -51,6 +51,8 @@ class ScanOptions:
     knn_threshold: float = 0.70  # thorough: cosine at which an embedding pair gets verified
     similar: bool = False  # thorough: also group other shots of the same scene or object
     retries: int = 5  # cloud sources: retries of a transient fault, per read or listing page
+    executor: str = "local"  # "local": a process pool here; "dask": tasks on a Dask cluster
+    scheduler: str | None = None  # dask: tcp://HOST:8786; None starts a local cluster of processes
 
     def check(self) -> None:
         if self.mode not in ("fast", "thorough"):
@@ -69,6 +71,10 @@ class ScanOptions:
             raise UsageError(f"crop correlation must be in (0, 1], got {self.crop_ncc}")
         if self.workers < 0:
             raise UsageError(f"--workers must be 0 (one per core) or more, got {self.workers}")
+        if self.executor not in ("local", "dask"):
+            raise UsageError(f"--executor must be 'local' or 'dask', got {self.executor!r}")
+        if self.scheduler is not None and self.executor != "dask":
+            raise UsageError("--scheduler only applies with --executor dask; add --executor dask")
         if self.retries < 0:
             raise UsageError(f"--retries must be 0 or more, got {self.retries}")
         if self.max_pixels < 1:
@@ -232,9 +238,16 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             progress("extract", len(known), None)
 
     streak = 0
+    if opts.executor == "dask":
+        from ..executors.dask import DASK_BATCH, dask_extract_many
+
+        outcomes = dask_extract_many(misses(), scheduler=opts.scheduler, workers=workers, max_pixels=opts.max_pixels,
+                                     model=spec, retries=opts.retries, chunk=max(1, min(DASK_BATCH, opts.batch)))
+    else:
+        outcomes = extract_many(misses(), workers=workers, max_pixels=opts.max_pixels, cache_file=fc.path,
+                                model=spec, retries=opts.retries, chunk=max(1, min(32, opts.batch)))
     with clock.stage("extract"):
-        for outs in extract_many(misses(), workers=workers, max_pixels=opts.max_pixels, cache_file=fc.path,
-                                 model=spec, retries=opts.retries, chunk=max(1, min(32, opts.batch))):
+        for outs in outcomes:
             # a read failure is not remembered: the file may be back (or reachable) next run
             fc.put_batch(
                 [(o.path, o.size, o.mtime_ns, o.digest, o.error_stage, o.error_reason, o.error, o.etag)

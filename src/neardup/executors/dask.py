@@ -1,0 +1,108 @@
+"""Extraction on a Dask cluster: the same chunks as the local process pool, as Dask tasks.
+
+The driver lists the source and looks up its cache as usual; each chunk of uncached files
+becomes one task (batches of ~100 images: a task costs Dask a few milliseconds), which a
+worker runs by reading the files itself (a shared file system or cloud URLs) and returning
+features only, never pixels.  The driver writes them to its cache as they arrive, exactly as
+with local workers, so the result is identical.  At most ``2 * workers`` tasks are in flight,
+so the driver's memory stays bounded; a worker that dies loses its tasks, which the scheduler
+runs again elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NeardupError, UsageError
+
+if TYPE_CHECKING:
+    from ..embed.model import ModelSpec
+    from ..pipeline.extract import Item, Outcome
+
+__all__ = ["dask_extract_many", "DASK_BATCH"]
+
+#: images per Dask task: a task costs ~4-5 ms of scheduling, a batch of 128 ~0.5 s of work
+DASK_BATCH = 128
+
+
+def _run_batch(items: list[Item], max_pixels: int, spec: ModelSpec | None, retries: int) -> list[Outcome]:
+    """Runs on a Dask worker: extract one batch with the worker's own reader and model."""
+    from ..pipeline import extract as ex
+    from ..sources import configure
+
+    configure(retries=retries)
+    want = spec.model_id if spec is not None else None
+    have = ex._embedder.spec.model_id if ex._embedder is not None else None
+    if want != have:
+        ex._init_worker(None, spec, retries)
+    return ex._extract_chunk(items, max_pixels)
+
+
+def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise UsageError("--executor dask needs dask.distributed: pip install 'neardup[dask]'") from None
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="10s", set_as_default=False), None
+        except (OSError, TimeoutError) as e:
+            raise NeardupError(f"cannot reach the Dask scheduler at {scheduler}: {e}; check --scheduler and that "
+                               "`dask scheduler` is running there") from None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                           host="127.0.0.1")
+    return Client(cluster, set_as_default=False), cluster
+
+
+def dask_extract_many(
+    items: Iterable[Item],
+    *,
+    scheduler: str | None,
+    workers: int,
+    max_pixels: int,
+    model: ModelSpec | None,
+    retries: int,
+    chunk: int = DASK_BATCH,
+) -> Iterator[list[Outcome]]:
+    """Yield outcomes batch by batch, as Dask workers finish them (any order)."""
+    from distributed import as_completed
+
+    from ..pipeline.extract import batched
+
+    client, cluster = _client(scheduler, workers)
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
+        limit = 2 * n_workers
+        pending = as_completed(loop=client.loop)
+        in_flight = 0
+        for c in batched(items, chunk):
+            # pure=False: a rerun of the same batch must run, not be served from a dead worker's memory
+            pending.add(client.submit(_run_batch, c, max_pixels, model, retries, pure=False, retries=2))
+            in_flight += 1
+            while in_flight >= limit:
+                fut = next(pending)
+                in_flight -= 1
+                yield _result(fut)
+        for fut in pending:
+            yield _result(fut)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _result(fut: Any) -> list[Outcome]:
+    try:
+        out: list[Outcome] = fut.result()
+    except Exception as e:  # KilledWorker after repeated deaths, or a bug: stop, the cache keeps what finished
+        fut.release()
+        raise NeardupError(f"a Dask task failed ({type(e).__name__}: {e}); finished work is cached, "
+                           "run the same scan again to resume") from None
+    fut.release()
+    return out
+
+
+def local_workers_default() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,74 @@
+"""Extraction on a real Dask cluster on loopback: same result as a local run, a killed worker
+costs nothing but time, an unreachable scheduler is a clear error."""
+
+from __future__ import annotations
+
+import pytest
+
+import neardup
+from neardup.errors import NeardupError
+
+from .services import DaskScheduler, DaskWorker, free_port
+from .test_cloud import _corpus, _shape
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = _corpus(tmp_path_factory.mktemp("dask"), n_extra=8)
+    return root, _shape(neardup.scan([str(root)], cache=None, workers=2), str(root))
+
+
+@pytest.fixture
+def cluster():
+    sched = DaskScheduler()
+    sched.start()
+    workers = [DaskWorker(sched.address) for _ in range(2)]
+    try:
+        for w in workers:
+            w.start()
+        yield sched, workers
+    finally:
+        for w in workers:
+            w.stop()
+        sched.stop()
+
+
+def test_scheduler_with_two_workers_gives_the_local_result(corpus, cluster, tmp_path):
+    root, local = corpus
+    sched, _ = cluster
+    r = neardup.scan([str(root)], cache=tmp_path, executor="dask", scheduler=sched.address, batch=8)
+    assert _shape(r, str(root)) == local
+    assert r.stats["decoded"] > 0
+    again = neardup.scan([str(root)], cache=tmp_path, executor="dask", scheduler=sched.address)
+    assert again.stats["read"] == 0 and _shape(again, str(root)) == local
+
+
+def test_a_worker_killed_mid_scan_changes_nothing(corpus, cluster):
+    root, local = corpus
+    sched, workers = cluster
+    seen = [0]
+
+    def progress(stage: str, advance: int, total: int | None) -> None:
+        if stage == "extract":
+            seen[0] += advance
+            if seen[0] >= 8 and workers[0].proc is not None:
+                workers[0].kill()  # SIGKILL: its tasks in flight are lost and must be run again
+
+    r = neardup.scan([str(root)], cache=None, executor="dask", scheduler=sched.address, batch=8, progress=progress)
+    assert workers[0].proc is None, "the worker was not killed mid-scan"
+    assert _shape(r, str(root)) == local
+
+
+def test_local_cluster_gives_the_local_result(corpus):
+    root, local = corpus
+    r = neardup.scan([str(root)], cache=None, executor="dask", workers=2, batch=16)
+    assert _shape(r, str(root)) == local
+
+
+def test_unreachable_scheduler_is_a_clear_error(corpus):
+    root, _ = corpus
+    addr = f"tcp://127.0.0.1:{free_port()}"
+    with pytest.raises(NeardupError, match=f"cannot reach the Dask scheduler at {addr}"):
+        neardup.scan([str(root)], cache=None, executor="dask", scheduler=addr)
+    with pytest.raises(neardup.errors.UsageError, match="--executor dask"):
+        neardup.scan([str(root)], cache=None, scheduler=addr)
