@@ -72,6 +72,11 @@ class _SourceArg(click.ParamType):
               help="thorough: also group other shots of the same scene or object (not only copies).")
 @click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True,
               help="Cloud sources: retries of a transient fault (timeout, reset, 5xx) per read or listing page.")
+@click.option("--time-budget", type=click.FloatRange(min=0), default=120.0, show_default=True,
+              help="Seconds one image may take in a worker process before it is stopped and recorded as a failure "
+                   "(0: no limit).")
+@click.option("--worker-memory", type=click.IntRange(min=0), default=0, show_default=True,
+              help="MB of address space per worker process (0: no limit); an image that needs more is a failure.")
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True,
               help="Where extraction runs: local processes, or a Dask cluster (pip install 'neardup[dask]').")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
@@ -80,8 +85,8 @@ class _SourceArg(click.ParamType):
 def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: str | None, no_cache: bool,
          workers: int, radius: int, threshold: int, max_pixels: int, mode: str, model: str | None,
          model_size: int, model_mean: tuple[float, float, float], model_std: tuple[float, float, float],
-         knn_threshold: float, similar: bool, retries: int, executor: str, scheduler: str | None,
-         quiet: bool) -> None:
+         knn_threshold: float, similar: bool, retries: int, time_budget: float, worker_memory: int, executor: str,
+         scheduler: str | None, quiet: bool) -> None:
     """Scan PATHS (folders, files, or az://CONTAINER/PREFIX, abfs://..., s3://BUCKET/PREFIX URLs)
     and write the duplicate groups to results.json.
 
@@ -110,7 +115,7 @@ def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: s
                               hash_threshold=threshold, max_pixels=max_pixels, mode=mode, model=model,
                               model_size=model_size, model_mean=tuple(model_mean), model_std=tuple(model_std),
                               knn_threshold=knn_threshold, similar=similar, retries=retries, executor=executor,
-                              scheduler=scheduler, **kwargs)  # type: ignore[arg-type]
+                              scheduler=scheduler, time_budget=time_budget, worker_memory=worker_memory, **kwargs)  # type: ignore[arg-type]
     except NeardupError as e:
         raise _fatal(e) from None
     _write(output, result.to_json())

@@ -121,14 +121,18 @@ def decode(data: bytes, *, max_pixels: int = 200_000_000, work_side: int = WORK_
     if not data:
         raise DecodeError("empty-file", "the file is empty (0 bytes)")
     _register_heif()
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS != max_pixels:
+        # Pillow's own bomb limit (89M by default) would otherwise preempt --max-pixels, both
+        # ways: the user's limit is the one that holds (a process-wide Pillow setting)
+        Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
-        raise DecodeError("too-many-pixels", f"decompression bomb refused: {e}") from None
+        raise DecodeError("too-many-pixels", f"decompression bomb refused: {e} (raise --max-pixels to accept it)") from None
     except Image.DecompressionBombWarning as e:
-        raise DecodeError("too-many-pixels", f"decompression bomb refused: {e}") from None
+        raise DecodeError("too-many-pixels", f"decompression bomb refused: {e} (raise --max-pixels to accept it)") from None
     except Image.UnidentifiedImageError:
         raise DecodeError("not-an-image", "not a recognised image format: the bytes match no supported format") from None
     except Exception as e:  # Pillow raises many types for unknown data
@@ -138,7 +142,7 @@ def decode(data: bytes, *, max_pixels: int = 200_000_000, work_side: int = WORK_
     except DecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DecodeError("too-many-pixels", f"decompression bomb refused: {e}") from None
+        raise DecodeError("too-many-pixels", f"decompression bomb refused: {e} (raise --max-pixels to accept it)") from None
     except MemoryError:
         raise DecodeError("out-of-memory", "ran out of memory decoding this image") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, ZeroDivisionError) as e:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
@@ -20,7 +22,7 @@ from ..sources import ReadError, configure, is_remote, read_bytes
 if TYPE_CHECKING:
     from ..embed.model import Embedder, ModelSpec
 
-__all__ = ["Outcome", "batched", "extract_many", "extract_one"]
+__all__ = ["Limits", "Outcome", "batched", "extract_many", "extract_one"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +49,43 @@ PREFETCH = 8
 
 _known: sqlite3.Connection | None = None
 _embedder: Embedder | None = None
+_budget = 0.0  # seconds per image, enforced by the kernel (SIGALRM) in worker processes only
 
 
-def _init_worker(cache_file: str | None, spec: ModelSpec | None = None, retries: int = 5) -> None:
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-image limits a worker process enforces on itself.
+
+    ``time_budget`` (seconds, 0 = none): an alarm whose default action kills the process, even
+    inside a decoder's C code; the driver then isolates the image and records it.
+    ``memory_mb`` (0 = none): the worker's address-space limit; an allocation beyond it is a
+    MemoryError (a failure row) or, in C code, a crash the driver survives.
+    """
+
+    time_budget: float = 0.0
+    memory_mb: int = 0
+
+
+def _apply_limits(limits: Limits) -> None:
+    global _budget
+    _budget = limits.time_budget
+    if _budget:
+        # the default action, whatever handler the parent had (a fork inherits it): the kernel
+        # ends the process, even inside C code
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    if limits.memory_mb:
+        import resource
+
+        cap = limits.memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def _init_worker(cache_file: str | None, spec: ModelSpec | None = None, retries: int = 5,
+                 limits: Limits | None = None) -> None:
     global _known, _embedder
     configure(retries=retries)
+    if limits is not None:
+        _apply_limits(limits)
     if _known is not None:
         _known.close()
         _known = None
@@ -105,6 +139,8 @@ def _extract_one(item: Item, max_pixels: int, data: bytes | ReadError | None = N
     if _cached(digest):
         return Outcome(path, size, mtime_ns, digest, None, etag=etag), None
     try:
+        if _budget:
+            signal.setitimer(signal.ITIMER_REAL, _budget)  # default action: the kernel ends this process
         dec = decode(data, max_pixels=max_pixels)
         del data  # the pixels' source is not kept a moment longer than the decode
         feats = features_from_decoded(dec, digest)
@@ -116,6 +152,9 @@ def _extract_one(item: Item, max_pixels: int, data: bytes | ReadError | None = N
     except Exception as e:  # a decoder bug must cost one file, not the run
         return (Outcome(path, size, mtime_ns, None, None, "decode", "internal-error", f"{type(e).__name__}: {e}",
                         etag=etag), None)
+    finally:
+        if _budget:
+            signal.setitimer(signal.ITIMER_REAL, 0)
     return Outcome(path, size, mtime_ns, digest, feats, etag=etag), view
 
 
@@ -188,29 +227,122 @@ def extract_many(
     model: ModelSpec | None = None,
     chunk: int = 32,
     retries: int = 5,
+    limits: Limits | None = None,
 ) -> Iterator[list[Outcome]]:
     """Yield outcomes chunk by chunk, as they finish, from one pool that lives for the run.
 
     At most ``2 * workers`` chunks are in flight, so memory is bounded whatever the input
     size; finished chunks are handed back as soon as they are seen, so a killed run loses
     only what was in flight.  ``items`` is consumed lazily.
+
+    A worker process that dies (a decoder's segfault, the OOM killer, the time budget) breaks
+    the pool: the chunks it held are then run again one image per process, so the image that
+    kills its process is found and becomes a failure row, and the run goes on with a new pool.
     """
+    limits = limits or Limits()
     if workers <= 1:
-        _init_worker(cache_file, model, retries)
+        _init_worker(cache_file, model, retries)  # in this process: no alarm, no address-space cap
         for c in batched(items, chunk):
             yield _extract_chunk(c, max_pixels)
         return
-    # workers start on demand: a run whose files are all cached starts none
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
-                             initargs=(cache_file, model, retries)) as pool:
-        pending: set[Future[list[Outcome]]] = set()
+    init = (cache_file, model, retries, limits)
+
+    def new_pool() -> ProcessPoolExecutor:
+        # workers start on demand: a run whose files are all cached starts none
+        return ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=init)
+
+    pool = new_pool()
+    pending: dict[Future[list[Outcome]], list[Item]] = {}
+    try:
         for c in batched(items, chunk):
-            pending.add(pool.submit(_extract_chunk, c, max_pixels))
-            block = len(pending) >= 2 * workers
-            done, pending = wait(pending, return_when=FIRST_COMPLETED, timeout=None if block else 0)
-            for fut in done:
-                yield fut.result()
+            try:
+                pending[pool.submit(_extract_chunk, c, max_pixels)] = c
+            except BrokenProcessPool:  # it broke since the last look
+                pool = yield from _recover(pool, pending, c, max_pixels, init, new_pool)
+                continue
+            pool = yield from _drain(pool, pending, len(pending) >= 2 * workers, max_pixels, init, new_pool)
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                yield fut.result()
+            pool = yield from _drain(pool, pending, True, max_pixels, init, new_pool)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _drain(pool: ProcessPoolExecutor, pending: dict[Future[list[Outcome]], list[Item]], block: bool, max_pixels: int,
+           init: tuple, new_pool: Callable[[], ProcessPoolExecutor]) -> Generator[list[Outcome], None, ProcessPoolExecutor]:
+    """Hand back the chunks that are done (waiting for one if ``block``); returns the pool to
+    use next, a new one if this one broke."""
+    done, _ = wait(list(pending), return_when=FIRST_COMPLETED, timeout=None if block else 0)
+    lost: list[Item] = []
+    for fut in done:
+        c = pending.pop(fut)
+        try:
+            out = fut.result()
+        except BrokenProcessPool:
+            lost.extend(c)
+            continue
+        yield out
+    if lost:
+        pool = yield from _recover(pool, pending, lost, max_pixels, init, new_pool)
+    return pool
+
+
+def _recover(pool: ProcessPoolExecutor, pending: dict[Future[list[Outcome]], list[Item]], lost: list[Item],
+             max_pixels: int, init: tuple, new_pool: Callable[[], ProcessPoolExecutor],
+             ) -> Generator[list[Outcome], None, ProcessPoolExecutor]:
+    """A worker died: every chunk still in the pool is lost with it.  Run those images one per
+    process to find the culprit, then carry on with a fresh pool."""
+    lost = [*lost, *(it for c in pending.values() for it in c)]
+    pending.clear()
+    pool.shutdown(wait=True, cancel_futures=True)
+    yield from _isolated(lost, max_pixels, init)
+    return new_pool()
+
+
+#: how a worker's death reads in a failure row, by the signal that ended it
+_DEATHS = {
+    signal.SIGALRM: ("time-budget", "took longer than the per-image time budget (--time-budget); the worker was stopped"),
+    signal.SIGKILL: ("worker-killed", "its worker was killed (out of memory?); try --worker-memory or more RAM"),
+    signal.SIGSEGV: ("decoder-crashed", "the decoder crashed (segmentation fault)"),
+    signal.SIGBUS: ("decoder-crashed", "the decoder crashed (bus error)"),
+    signal.SIGABRT: ("decoder-crashed", "the decoder aborted"),
+    signal.SIGFPE: ("decoder-crashed", "the decoder crashed (arithmetic fault)"),
+    signal.SIGILL: ("decoder-crashed", "the decoder crashed (illegal instruction)"),
+}
+
+
+def _isolated(items: list[Item], max_pixels: int, init: tuple) -> Iterator[list[Outcome]]:
+    """Each item in a process of its own (forked, limits applied): one that dies is a failure
+    row saying how it died; the others give their normal outcome."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    out: list[Outcome] = []
+    for it in items:
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_isolated_one, args=(it, max_pixels, init, send), daemon=True)
+        proc.start()
+        send.close()
+        try:
+            got = recv.recv()
+        except EOFError:  # it died before answering
+            got = None
+        finally:
+            recv.close()
+        proc.join()
+        if got is not None:
+            out.append(got)
+            continue
+        code = proc.exitcode or 0
+        reason, msg = _DEATHS.get(signal.Signals(-code), ("worker-crashed", "its worker process died")) if code < 0 \
+            else ("worker-crashed", f"its worker process exited with status {code}")
+        path, size, mtime_ns, etag = it
+        out.append(Outcome(path, size, mtime_ns, None, None, "decode", reason, msg, etag=etag))
+    if out:
+        yield out
+
+
+def _isolated_one(item: Item, max_pixels: int, init: tuple, send: object) -> None:
+    _init_worker(*init)
+    res = _extract_chunk([item], max_pixels)[0]
+    send.send(res)  # type: ignore[attr-defined]
+    send.close()  # type: ignore[attr-defined]

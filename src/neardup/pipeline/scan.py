@@ -19,7 +19,7 @@ from ..features.quality import QUALITY_FIELDS, QualityFacts, quality_score
 from ..group.unionfind import UnionFind, guarded_groups
 from ..sources import FileEntry, ScanProblem, configure, open_source, scrub
 from ..verify.rules import STAGE_NAMES, SeenPairs, VerifyParams, verify_batch
-from .extract import batched, extract_many
+from .extract import Limits, batched, extract_many
 from .result import Failure, Group, Pair, ScanResult
 from .stats import StageClock
 from .thorough import Thorough
@@ -51,6 +51,8 @@ class ScanOptions:
     knn_threshold: float = 0.70  # thorough: cosine at which an embedding pair gets verified
     similar: bool = False  # thorough: also group other shots of the same scene or object
     retries: int = 5  # cloud sources: retries of a transient fault, per read or listing page
+    time_budget: float = 120.0  # seconds one image may take in a worker process (0: no limit)
+    worker_memory: int = 0  # MB of address space per worker process (0: no limit)
     executor: str = "local"  # "local": a process pool here; "dask": tasks on a Dask cluster
     scheduler: str | None = None  # dask: tcp://HOST:8786; None starts a local cluster of processes
 
@@ -75,6 +77,10 @@ class ScanOptions:
             raise UsageError(f"--executor must be 'local' or 'dask', got {self.executor!r}")
         if self.scheduler is not None and self.executor != "dask":
             raise UsageError("--scheduler only applies with --executor dask; add --executor dask")
+        if self.time_budget < 0:
+            raise UsageError(f"--time-budget must be 0 (none) or a number of seconds, got {self.time_budget}")
+        if self.worker_memory < 0 or 0 < self.worker_memory < 256:
+            raise UsageError(f"--worker-memory must be 0 (none) or at least 256 MB, got {self.worker_memory}")
         if self.retries < 0:
             raise UsageError(f"--retries must be 0 or more, got {self.retries}")
         if self.max_pixels < 1:
@@ -245,7 +251,8 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
                                      model=spec, retries=opts.retries, chunk=max(1, min(DASK_BATCH, opts.batch)))
     else:
         outcomes = extract_many(misses(), workers=workers, max_pixels=opts.max_pixels, cache_file=fc.path,
-                                model=spec, retries=opts.retries, chunk=max(1, min(32, opts.batch)))
+                                model=spec, retries=opts.retries, chunk=max(1, min(32, opts.batch)),
+                                limits=Limits(time_budget=opts.time_budget, memory_mb=opts.worker_memory))
     with clock.stage("extract"):
         for outs in outcomes:
             # a read failure is not remembered: the file may be back (or reachable) next run

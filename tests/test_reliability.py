@@ -1,0 +1,200 @@
+"""Hostile files, dying workers, limits, incremental runs, and a fuzz of the decode stage."""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import os
+import signal
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageOps
+
+import neardup
+from neardup.errors import DecodeError
+from neardup.features.decode import decode
+from neardup.features.extract import digest_bytes, features_from_decoded
+
+from .conftest import PHOTOS, encode, load_rgb
+from .test_cloud import _corpus, _shape
+
+
+def _bomb_png(w: int, h: int) -> bytes:
+    def chunk(t: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + t + data + struct.pack(">I", zlib.crc32(t + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * (w + 1) * 4)) + \
+        chunk(b"IEND", b"")
+
+
+def _frames(fmt: str, n: int, **kw) -> bytes:
+    frames = [Image.new("RGB", (32, 24), (i % 256, (7 * i) % 256, 90)) for i in range(n)]
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], **kw)
+    return buf.getvalue()
+
+
+def _hostile(root: Path) -> dict[str, str]:
+    """Write the corpus; returns {relative name: expected failure reason} for the broken ones."""
+    photo = load_rgb(PHOTOS[0])
+    jpeg, png = encode(photo, quality=90), encode(photo, "PNG")
+    bad = {
+        "empty.jpg": b"",
+        "truncated.jpg": jpeg[: len(jpeg) // 2],
+        "truncated.png": png[: len(png) // 2],
+        "random.jpg": np.random.default_rng(3).integers(0, 256, 4000, dtype=np.uint8).tobytes(),
+        "text.png": b"just some text, named like a picture\n" * 20,
+        "page.jpg": b"<!doctype html><html><body><img src=x onerror=alert(1)></body></html>",
+        "bomb.png": _bomb_png(60000, 60000),
+    }
+    reasons = {"empty.jpg": "empty-file", "truncated.jpg": "truncated", "truncated.png": "truncated",
+               "random.jpg": "not-an-image", "text.png": "not-an-image", "page.jpg": "not-an-image",
+               "bomb.png": "too-many-pixels"}
+    good = {
+        "original.jpg": jpeg,
+        "frames.gif": _frames("GIF", 400, duration=10),
+        "frames.webp": _frames("WEBP", 300, duration=10),
+        "frames.png": _frames("PNG", 300, duration=10),  # APNG
+        "cmyk.jpg": encode(photo.convert("CMYK"), quality=90),
+        "sixteen.png": encode(Image.fromarray(np.asarray(photo.convert("L"), np.uint16) * 257), "PNG"),
+        "palette.png": encode(photo.convert("P", palette=Image.Palette.ADAPTIVE), "PNG", transparency=0),
+        "name with spaces ünïcødé 写真.jpg": encode(photo.resize((photo.width // 2, photo.height // 2)), quality=85),
+        "new\nline <b>html&amp;.jpg": encode(ImageOps.mirror(photo), quality=88),
+    }
+    ex = photo.getexif()
+    ex[0x0112] = 42  # an orientation value that does not exist
+    good["bad-orientation.jpg"] = encode(photo, quality=80, exif=ex)
+    for name, data in {**bad, **good}.items():
+        (root / name).write_bytes(data)
+    (root / "folder.jpg").mkdir()  # a directory named like an image: walked, not read
+    (root / "folder.jpg" / "inside.png").write_bytes(encode(photo.resize((200, 150)), "PNG"))
+    (root / "loop").symlink_to(root)  # a symlink loop
+    reasons["loop"] = "symlink-loop"
+    return reasons
+
+
+def test_hostile_corpus_is_failures_with_reasons_and_the_scan_finishes(tmp_path):
+    root = tmp_path / "hostile"
+    root.mkdir()
+    reasons = _hostile(root)
+    out = tmp_path / "results.json"
+    run = subprocess.run([sys.executable, "-m", "neardup", "scan", str(root), "-o", str(out), "--no-cache", "-q"],
+                         capture_output=True, text=True)
+    assert run.returncode == 3, run.stderr  # finished, with failures (documented; a crash is 2 or a signal)
+    res = json.loads(out.read_text())
+    got = {str(Path(f["path"]).relative_to(root)): f["reason"] for f in res["failures"]}
+    assert got == reasons
+    assert all(f["error"] for f in res["failures"])
+    members = {str(Path(m).relative_to(root)) for g in res["groups"] for m in g["members"]}
+    # the copies under hostile names keep their names exactly and group with the original
+    assert {"original.jpg", "name with spaces ünïcødé 写真.jpg", "new\nline <b>html&amp;.jpg",
+            "bad-orientation.jpg", "cmyk.jpg"} <= members
+    assert res["stats"]["images"] == len(reasons) + 10 + 1  # broken ones (the loop too), good ones, the one inside
+
+
+def test_file_deleted_between_listing_and_reading_is_a_failure(tmp_path):
+    from neardup.pipeline.extract import extract_one
+
+    gone = tmp_path / "gone.jpg"
+    o = extract_one(str(gone), 123, 0, 200_000_000)
+    assert o.digest is None and o.error_stage == "read" and o.error_reason == "vanished"
+
+
+def test_a_worker_killed_mid_scan_costs_nothing(tmp_path):
+    """The OOM killer's SIGKILL, simulated for real: the pool breaks, the lost images are rerun
+    one per process, and the result is the undisturbed one."""
+    root = _corpus(tmp_path / "files", n_extra=6)
+    calm = neardup.scan([str(root)], cache=None, workers=2)
+    killed = []
+
+    def progress(stage: str, advance: int, total: int | None) -> None:
+        if stage == "extract" and not killed:
+            kids = multiprocessing.active_children()
+            if kids:
+                os.kill(kids[0].pid, signal.SIGKILL)
+                killed.append(kids[0].pid)
+
+    r = neardup.scan([str(root)], cache=None, workers=2, batch=4, progress=progress)
+    assert killed
+    assert _shape(r, str(root)) == _shape(calm, str(root))
+
+
+def test_time_budget_stops_one_image_not_the_run(tmp_path):
+    root = tmp_path / "slow"
+    root.mkdir()
+    for p in PHOTOS[:2]:
+        (root / p.name).write_bytes(p.read_bytes())
+    # 256 megapixels of grey: a small file that takes seconds to decode
+    Image.new("L", (16000, 16000), 128).save(root / "huge.png", compress_level=1)
+    r = neardup.scan([str(root)], cache=None, workers=2, time_budget=0.1, max_pixels=300_000_000)
+    assert [(Path(f.path).name, f.reason) for f in r.failures] == [("huge.png", "time-budget")]
+    assert r.stats["decoded"] == 2
+
+
+def test_incremental_run_reads_only_what_changed(tmp_path):
+    root = _corpus(tmp_path / "files")
+    cache = tmp_path / "cache"
+    first = neardup.scan([str(root)], cache=cache, workers=2)
+    # add two files, change one, delete one
+    photo = load_rgb(PHOTOS[1])
+    (root / "new_copy.jpg").write_bytes(encode(photo.resize((photo.width // 3, photo.height // 3)), quality=70))
+    (root / "new_other.png").write_bytes(encode(Image.new("RGB", (90, 60), (10, 200, 30)), "PNG"))
+    changed = root / "copies" / "deep" / f"{PHOTOS[2].stem}_flip.png"
+    changed.write_bytes(encode(Image.new("RGB", (80, 80), (250, 250, 0)), "PNG"))
+    deleted = root / "copies" / f"{PHOTOS[3].stem} small.jpg"
+    deleted.unlink()
+    again = neardup.scan([str(root)], cache=cache, workers=2)
+    assert again.stats["read"] == 3 and again.stats["decoded"] == 3
+    touched = {PHOTOS[1].stem, PHOTOS[2].stem, PHOTOS[3].stem}
+
+    def untouched(res: neardup.ScanResult) -> list[list[str]]:
+        return sorted(sorted(g.members) for g in res.groups if not any(t in m for m in g.members for t in touched))
+
+    assert untouched(again) == untouched(first)
+    g1 = next(g for g in again.groups if any(PHOTOS[1].stem in m for m in g.members))
+    assert str(root / "new_copy.jpg") in g1.members
+    assert not any(str(changed) in g.members or str(deleted) in g.members for g in again.groups)
+
+
+_SEEDS = [p.read_bytes() for p in PHOTOS[:2]] + [encode(load_rgb(PHOTOS[2]).resize((120, 90)), "PNG"),
+                                                 encode(load_rgb(PHOTOS[3]).resize((120, 90)), "WEBP")]
+
+
+@st.composite
+def mutated(draw) -> bytes:
+    data = bytearray(draw(st.sampled_from(_SEEDS)))
+    for _ in range(draw(st.integers(1, 8))):
+        op = draw(st.sampled_from(["flip", "cut", "insert", "zero"]))
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        if op == "flip" and data:
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "cut":
+            del data[at: at + draw(st.integers(1, 4096))]
+        elif op == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=64))
+        elif data:
+            data[at: at + 16] = bytes(min(16, len(data) - at))
+    return bytes(data)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.one_of(mutated(), st.binary(max_size=2048)))
+def test_fuzz_decode_and_features_never_crash(data):
+    """Mutated real files and random bytes: the decode and feature stage either gives features
+    or a DecodeError with a reason; nothing else escapes.  (benchmarks/fuzz.py runs more.)"""
+    try:
+        dec = decode(data, max_pixels=50_000_000)
+    except DecodeError as e:
+        assert e.reason and str(e)
+        return
+    f = features_from_decoded(dec, digest_bytes(data))
+    assert f.width > 0 and f.height > 0
