@@ -10,6 +10,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -254,7 +255,7 @@ def extract_many(
     pool = new_pool()
     pending: dict[Future[list[Outcome]], list[Item]] = {}
     try:
-        for c in batched(items, chunk):
+        for c in _ramped(items, chunk, workers):
             try:
                 pending[pool.submit(_extract_chunk, c, max_pixels)] = c
             except BrokenProcessPool:  # it broke since the last look
@@ -265,6 +266,18 @@ def extract_many(
             pool = yield from _drain(pool, pending, True, max_pixels, init, new_pool)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ramped(items: Iterable[Item], chunk: int, workers: int) -> Iterator[list[Item]]:
+    """Chunks that start small (a quarter, then half of ``chunk``, ``workers`` of each) so a
+    short run, such as an incremental one with a few new files, still uses every worker."""
+    it = iter(items)
+    for size in [max(1, chunk // 4)] * workers + [max(1, chunk // 2)] * workers:
+        c = list(islice(it, size))
+        if not c:
+            return
+        yield c
+    yield from batched(it, chunk)
 
 
 def _drain(pool: ProcessPoolExecutor, pending: dict[Future[list[Outcome]], list[Item]], block: bool, max_pixels: int,
