@@ -106,7 +106,8 @@ def load_decisions(path: str | os.PathLike[str]) -> dict[str, Any]:
         if not isinstance(d.get(k, []), list) or not all(isinstance(p, str) for p in d.get(k, [])):
             raise UsageError(f"{path}: {k!r} must be a list of paths")
     pairs = d.get("not_duplicates", [])
-    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+                                              for p in pairs):
         raise UsageError(f"{path}: 'not_duplicates' must be a list of [path, path] pairs")
     return d
 
@@ -162,7 +163,11 @@ class _Manifest:
 
     def __init__(self, path: Path, header: dict[str, Any] | None) -> None:
         self.path = path
-        self.f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
+        try:
+            # a new apply never shares a manifest (exclusive create); undo appends to its own
+            self.f = open(path, "x" if header is not None else "a", encoding="utf-8")  # noqa: SIM115
+        except FileExistsError:
+            raise UsageError(f"the manifest {path} already exists; pass another --manifest") from None
         if header is not None:
             self.write(header)
 
@@ -272,7 +277,7 @@ def apply(
         to_dir = str(to).rstrip("/") if blobs else Path(to).resolve()
     if isinstance(to_dir, Path):
         to_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("neardup-manifest-%Y%m%dT%H%M%S.jsonl")
+    stamp = time.strftime("neardup-manifest-%Y%m%dT%H%M%S") + f"-{os.getpid()}-{os.urandom(3).hex()}.jsonl"
     mpath = Path(manifest) if manifest else (to_dir if isinstance(to_dir, Path) else Path.cwd()) / stamp
     rep.manifest = str(mpath)
     m = _Manifest(mpath, {"kind": "header", "format": MANIFEST_FORMAT, "action": action,
@@ -302,10 +307,17 @@ def apply(
                 _move(s.path, dest)
                 if crash:
                     crash("moved", i)
-                if action == "hardlink":
-                    os.link(s.keeper, s.path)
-                elif action == "symlink":
-                    os.symlink(os.path.abspath(s.keeper), s.path)
+                try:
+                    if action == "hardlink":
+                        os.link(s.keeper, s.path)
+                    elif action == "symlink":
+                        os.symlink(os.path.abspath(s.keeper), s.path)
+                except OSError as e:  # another file system, no link support: the original goes back
+                    _move(dest, s.path)
+                    why = f"cannot link to the keeper ({e.strerror}); left as it was"
+                    rep.skipped.append((s.path, why))
+                    m.write({"kind": "skipped", "i": i, "path": s.path, "why": why})
+                    continue
             m.write({"kind": "done", "i": i})
             rep.done.append(s.path)
     finally:

@@ -220,7 +220,8 @@ def apply(results: str, decisions: str | None, action: str, to: str | None, mani
     except NeardupError as e:
         raise _fatal(e) from None
     except OSError as e:
-        raise _fatal(NeardupError(f"stopped: {e}; what was done is in the manifest, `neardup undo` reverses it")) from None
+        raise _fatal(NeardupError(f"stopped: {e}; what was done is in the manifest (the file named by --manifest, or "
+                                  "the newest neardup-manifest-*.jsonl in --to); `neardup undo` on it reverses it")) from None
     for path, why in pl.refused:
         click.echo(f"refused {path}: {why}")
     click.echo(actions.describe(rep, action=action, dry_run=not yes))

@@ -77,8 +77,20 @@ def _apply_limits(limits: Limits) -> None:
     if limits.memory_mb:
         import resource
 
-        cap = limits.memory_mb * 1024 * 1024
+        # on top of what the worker already maps (a forked child inherits the parent's mappings)
+        cap = _vm_size() + limits.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def _vm_size() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def _init_worker(cache_file: str | None, spec: ModelSpec | None = None, retries: int = 5,
@@ -328,15 +340,21 @@ def _isolated(items: list[Item], max_pixels: int, init: tuple) -> Iterator[list[
     row saying how it died; the others give their normal outcome."""
     import multiprocessing as mp
 
-    ctx = mp.get_context("fork")
+    # forkserver: a clean process to fork from, never this one with its threads and locks
+    ctx = mp.get_context("forkserver")
     out: list[Outcome] = []
     for it in items:
         recv, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_isolated_one, args=(it, max_pixels, init, send), daemon=True)
         proc.start()
         send.close()
+        got = None
         try:
-            got = recv.recv()
+            while not recv.poll(1.0):
+                if not proc.is_alive():
+                    break
+            if recv.poll(0):
+                got = recv.recv()
         except EOFError:  # it died before answering
             got = None
         finally:
@@ -346,8 +364,14 @@ def _isolated(items: list[Item], max_pixels: int, init: tuple) -> Iterator[list[
             out.append(got)
             continue
         code = proc.exitcode or 0
-        reason, msg = _DEATHS.get(signal.Signals(-code), ("worker-crashed", "its worker process died")) if code < 0 \
-            else ("worker-crashed", f"its worker process exited with status {code}")
+        try:
+            sig = signal.Signals(-code) if code < 0 else None
+        except ValueError:  # a real-time signal: no name
+            sig = None
+        if code < 0:
+            reason, msg = _DEATHS.get(sig, ("worker-crashed", f"its worker process died of signal {-code}"))  # type: ignore[arg-type]
+        else:
+            reason, msg = "worker-crashed", f"its worker process exited with status {code}"
         path, size, mtime_ns, etag = it
         out.append(Outcome(path, size, mtime_ns, None, None, "decode", reason, msg, etag=etag))
     if out:

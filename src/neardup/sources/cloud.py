@@ -85,23 +85,28 @@ class BlobURL:
         return f"{self.base}/{name}"
 
 
+_SIGNED = re.compile(r"[?&](sig|sv|se|sp|X-Amz-Signature|X-Amz-Credential|AWSAccessKeyId)=", re.IGNORECASE)
+
+
 def parse_url(url: str) -> BlobURL:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in SCHEMES:
+    """Split by hand, not with urlsplit: a blob name may hold ``?``, ``#`` or ``%``, all literal."""
+    raw_scheme, sep, rest = url.partition("://")
+    scheme = raw_scheme.lower()
+    if not sep or scheme not in SCHEMES:
         raise UsageError(f"unsupported URL scheme in {url!r}: use az://, abfs://, abfss:// or s3://")
-    if parts.query or parts.fragment:
+    if _SIGNED.search(url):
         raise UsageError(f"{scrub(url)!r}: put credentials in the environment, not in the URL "
                          "(see `neardup scan --help`)")
-    netloc, account = parts.netloc, None
+    netloc, _, key = rest.partition("/")
+    base = f"{raw_scheme}://{netloc}"
+    container, account = netloc, None
     if "@" in netloc:
-        netloc, host = netloc.split("@", 1)
+        container, host = netloc.split("@", 1)
         account = host.split(".", 1)[0]
-    if not netloc:
+    if not container:
         raise UsageError(f"{url!r} names no {'bucket' if scheme == 's3' else 'container'}: "
                          f"write {scheme}://NAME/prefix")
-    base = f"{parts.scheme}://{parts.netloc}"
-    return BlobURL(scheme, account, netloc, parts.path.lstrip("/"), base)
+    return BlobURL(scheme, account, container, key, base)
 
 
 # -- secrets ----------------------------------------------------------------------------
@@ -152,7 +157,7 @@ def _classify(e: BaseException) -> tuple[str, str]:
         code = str(getattr(e, "error_code", "") or "")
     if status is not None:
         what = f"HTTP {status}{' ' + code if code else ''}"
-        if status in (408, 429) or status >= 500 or code in ("SlowDown", "RequestTimeout", "Throttling"):
+        if status in (408, 429, 500, 502, 503, 504) or code in ("SlowDown", "RequestTimeout", "Throttling"):
             return "transient", f"{what} (the service is busy or failing)"
         if status == 404 or code in ("NoSuchKey", "BlobNotFound"):
             return "vanished", f"{what}: not found"
@@ -164,8 +169,13 @@ def _classify(e: BaseException) -> tuple[str, str]:
         return "denied", "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
     if name == "ClientAuthenticationError":
         return "denied", "authentication failed; check the credentials"
-    if (isinstance(e, (OSError, TimeoutError)) or name in ("ServiceRequestError", "ServiceResponseError")
-            or mod.startswith(("botocore", "urllib3", "requests", "azure.core", "aiohttp", "http"))):
+    connection_like = (name.endswith(("ConnectionError", "TimeoutError", "Timeout", "ProtocolError"))
+                       or name in ("EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
+                                   "ConnectTimeoutError", "ProxyConnectionError", "HTTPClientError",
+                                   "IncompleteRead", "ServiceRequestError", "ServiceResponseError",
+                                   "NewConnectionError", "MaxRetryError", "RemoteDisconnected"))
+    if isinstance(e, (OSError, TimeoutError)) or (connection_like and mod.startswith(
+            ("botocore", "urllib3", "requests", "azure.core", "http", "socket", "ssl"))):
         first = scrub(str(e)).splitlines()[0][:200] if str(e) else ""
         return "transient", f"{name}: {first}" if first else name
     return "unreadable", f"{name}: {scrub(str(e))[:200]}"
@@ -409,13 +419,19 @@ def write_blob(url: str, data: bytes) -> None:
 
 
 def delete_blob(url: str) -> None:
+    """Delete the blob; one that is already gone counts as deleted (a retried delete whose
+    first attempt succeeded, unseen, finds nothing)."""
     u = parse_url(url)
-    if u.is_azure:
-        cc = _azure_container(u)
-        _retrying(lambda: cc.delete_blob(u.key), "cannot delete")
-    else:
-        client = _s3()
-        _retrying(lambda: client.delete_object(Bucket=u.container, Key=u.key), "cannot delete")
+    try:
+        if u.is_azure:
+            cc = _azure_container(u)
+            _retrying(lambda: cc.delete_blob(u.key), "cannot delete")
+        else:
+            client = _s3()
+            _retrying(lambda: client.delete_object(Bucket=u.container, Key=u.key), "cannot delete")
+    except ReadError as e:
+        if e.reason != "vanished":
+            raise
 
 
 # -- listing ----------------------------------------------------------------------------
