@@ -180,3 +180,21 @@ def test_pages_and_filters(browser, tmp_path):
         expect(page.locator(".card .thumb").first).to_have_text("no preview")  # waits for the image's error event
     finally:
         ctx.close()
+
+
+def test_a_crafted_results_file_writes_nothing_outside_the_thumbnail_folder(tmp_path):
+    from neardup.report import write_report
+
+    photo = tmp_path / "p.png"
+    photo.write_bytes(PHOTOS[0].read_bytes())
+    evil = {"groups": [{"keep": str(photo), "members": [str(photo), str(photo) + "x"], "reason": "", "pairs": [],
+                        "digests": {str(photo): "../../escaped", str(photo) + "x": "0" * 32}}],
+            "failures": [], "stats": {}}
+    res = tmp_path / "sub" / "results.json"
+    res.parent.mkdir()
+    res.write_text(json.dumps(evil))
+    write_report(res, tmp_path / "sub" / "page#1.html", workers=1)
+    assert not list(tmp_path.glob("escaped*")) and not list(tmp_path.parent.glob("escaped*"))
+    thumbs = list((tmp_path / "sub" / "page#1_files").iterdir())
+    assert len(thumbs) == 1 and thumbs[0].suffix == ".jpg"
+    assert "page%231_files/" in (tmp_path / "sub" / "page#1.html").read_text()

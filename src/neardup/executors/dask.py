@@ -76,32 +76,52 @@ def dask_extract_many(
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
         limit = 2 * n_workers
         pending = as_completed(loop=client.loop)
-        in_flight = 0
-        for c in batched(items, chunk):
+        batches: dict[Any, list[Item]] = {}
+
+        def submit(c: list[Item], single: bool) -> None:
             # pure=False: a rerun of the same batch must run, not be served from a dead worker's memory
-            pending.add(client.submit(_run_batch, c, max_pixels, model, retries, pure=False, retries=2))
-            in_flight += 1
-            while in_flight >= limit:
-                fut = next(pending)
-                in_flight -= 1
-                yield _result(fut)
-        for fut in pending:
-            yield _result(fut)
+            fut = client.submit(_run_batch, c, max_pixels, model, retries, pure=False, retries=0 if single else 2)
+            batches[fut.key] = c
+            pending.add(fut)
+
+        def collect(fut: Any) -> list[Outcome] | None:
+            c = batches.pop(fut.key)
+            try:
+                out: list[Outcome] = fut.result()
+            except Exception as e:
+                fut.release()
+                if len(c) > 1:
+                    # the batch keeps killing workers (KilledWorker) or failing: run its images one
+                    # task each, so one bad image costs one failure row, not the run
+                    for it in c:
+                        submit([it], True)
+                    return None
+                path, size, mtime_ns, etag = c[0]
+                from ..pipeline.extract import Outcome
+
+                reason = "worker-killed" if type(e).__name__ == "KilledWorker" else "worker-crashed"
+                return [Outcome(path, size, mtime_ns, None, None, "decode", reason,
+                                f"its Dask task failed ({type(e).__name__}); the image was tried alone", etag=etag)]
+            fut.release()
+            return out
+
+        for c in batched(items, chunk):
+            submit(c, False)
+            while len(batches) >= limit:
+                got = collect(next(pending))
+                if got is not None:
+                    yield got
+        while batches:
+            got = collect(next(pending))
+            if got is not None:
+                yield got
+    except (OSError, TimeoutError) as e:
+        raise NeardupError(f"lost the Dask scheduler ({type(e).__name__}: {e}); finished work is cached, "
+                           "run the same scan again to resume") from None
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-
-
-def _result(fut: Any) -> list[Outcome]:
-    try:
-        out: list[Outcome] = fut.result()
-    except Exception as e:  # KilledWorker after repeated deaths, or a bug: stop, the cache keeps what finished
-        fut.release()
-        raise NeardupError(f"a Dask task failed ({type(e).__name__}: {e}); finished work is cached, "
-                           "run the same scan again to resume") from None
-    fut.release()
-    return out
 
 
 def local_workers_default() -> int:

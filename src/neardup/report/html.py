@@ -12,10 +12,12 @@ import hashlib
 import html
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import UsageError
 
@@ -42,7 +44,9 @@ def _thumb(job: tuple[str, str]) -> str | None:
                 rgba = im.convert("RGBA")
                 im = Image.new("RGB", rgba.size, (40, 40, 40))
                 im.paste(rgba, mask=rgba.getchannel("A"))
-            im.save(dst, "JPEG", quality=82)
+            tmp = dst + ".part"
+            im.save(tmp, "JPEG", quality=82)
+            os.replace(tmp, dst)
         return None
     except Exception as e:  # a missing or broken file shows as a placeholder, never stops the page
         return f"{type(e).__name__}"
@@ -60,8 +64,15 @@ def _jobs(groups: list[dict[str, Any]], folder: Path) -> Iterator[tuple[str, str
                     yield m, str(dst)
 
 
+_HEX = re.compile(r"[0-9a-f]{8,64}")
+
+
 def _thumb_name(g: dict[str, Any], path: str) -> str:
-    d = (g.get("digests") or {}).get(path) or hashlib.blake2b(path.encode(), digest_size=16).hexdigest()
+    """The thumbnail's file name: the content digest when it is one (a results.json is input:
+    anything else, like ``../x``, is never used as a name), else a hash of the path."""
+    d = (g.get("digests") or {}).get(path)
+    if not (isinstance(d, str) and _HEX.fullmatch(d)):
+        d = hashlib.blake2b(path.encode(), digest_size=16).hexdigest()
     return f"{d}.jpg"
 
 
@@ -90,7 +101,7 @@ def _page_data(res: dict[str, Any], folder_name: str) -> dict[str, Any]:
             p = via.get(m, {})
             ev = p.get("evidence", {})
             members.append({
-                "path": m, "thumb": f"{folder_name}/{_thumb_name(g, m)}",
+                "path": m, "thumb": f"{quote(folder_name)}/{_thumb_name(g, m)}",
                 "stage": p.get("stage", "keeper" if m == g["keep"] else ""),
                 "distance": p.get("distance"), "score": p.get("score"),
                 "cosine": ev.get("cosine"), "colour": ev.get("colour"),
