@@ -12,7 +12,7 @@ runs again elsewhere.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NeardupError, UsageError
@@ -65,7 +65,7 @@ def dask_extract_many(
     model: ModelSpec | None,
     retries: int,
     chunk: int = DASK_BATCH,
-) -> Iterator[list[Outcome]]:
+) -> Generator[list[Outcome], None, None]:
     """Yield outcomes batch by batch, as Dask workers finish them (any order)."""
     from distributed import as_completed
 

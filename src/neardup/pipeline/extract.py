@@ -241,7 +241,7 @@ def extract_many(
     chunk: int = 32,
     retries: int = 5,
     limits: Limits | None = None,
-) -> Iterator[list[Outcome]]:
+) -> Generator[list[Outcome], None, None]:
     """Yield outcomes chunk by chunk, as they finish, from one pool that lives for the run.
 
     At most ``2 * workers`` chunks are in flight, so memory is bounded whatever the input

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
@@ -256,7 +257,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         outcomes = extract_many(misses(), workers=workers, max_pixels=opts.max_pixels, cache_file=fc.path,
                                 model=spec, retries=opts.retries, chunk=max(1, min(32, opts.batch)),
                                 limits=Limits(time_budget=opts.time_budget, memory_mb=opts.worker_memory))
-    with clock.stage("extract"):
+    with clock.stage("extract"), closing(outcomes):  # an error below still shuts the workers down
         for outs in outcomes:
             # a read failure is not remembered (the file may be back, or reachable, next run), nor
             # one caused by this run's limits or a dying worker (a rerun may have other limits)

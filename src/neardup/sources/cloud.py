@@ -452,20 +452,23 @@ def _ahead(items: Iterator[T], maxsize: int) -> Iterator[T]:
     q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize)
     stop = threading.Event()
 
+    def put(rec: tuple[str, object]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(rec, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer has gone
+
     def produce() -> None:
         try:
             for it in items:
-                while not stop.is_set():
-                    try:
-                        q.put(("item", it), timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(("item", it)):
                     return
-            q.put(("end", None))
+            put(("end", None))
         except BaseException as e:  # handed to the consumer
-            q.put(("error", e))
+            put(("error", e))
 
     t = threading.Thread(target=produce, name="neardup-list", daemon=True)
     t.start()
