@@ -182,3 +182,21 @@ def test_plan_refuses_to_remove_every_copy():
     assert [s.path for s in pl.steps] == ["/x/b"] and pl.refused and pl.refused[0][0] == "/x/a"
     with pytest.raises(neardup.errors.UsageError, match="needs --to"):
         actions.apply([], action="quarantine", to=None, dry_run=False)
+
+
+def test_quarantine_on_another_file_system_and_undo(tmp_path):
+    """/dev/shm is another file system here (tmpfs): moves are copies there, then renames."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system to move across")
+    root, res = _scanned(tmp_path)
+    before = _snapshot(root)
+    data = json.loads(res.read_text())
+    with tempfile.TemporaryDirectory(dir=shm) as q:
+        rep = actions.apply(actions.plan(data).steps, action="quarantine", to=q, manifest=tmp_path / "m.jsonl",
+                            dry_run=False)
+        assert len(rep.done) == 6 and not rep.skipped
+        assert not list(Path(q).rglob("*" + actions.PART))
+        back = actions.undo(tmp_path / "m.jsonl")
+        assert len(back.done) == 6 and not back.skipped
+    assert _snapshot(root) == before

@@ -16,6 +16,7 @@ The rules that make it safe:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ __all__ = ["ACTIONS", "Step", "Plan", "Report", "plan", "apply", "undo", "load_d
 
 ACTIONS = ("quarantine", "delete", "hardlink", "symlink")
 MANIFEST_FORMAT = "neardup-manifest/1"
+PART = ".neardup-part"  # a copy across file systems in progress
 DECISIONS_FORMAT = "neardup-decisions/1"
 
 
@@ -196,16 +198,34 @@ def _move(src: str | Path, dst: str | Path) -> None:
     if is_remote(str(src)):
         # a blob: write the copy, then delete the original; a crash between leaves both,
         # which undo resolves (the original is intact, the copy goes)
+        from .sources import ReadError
         from .sources.cloud import read_blob, write_blob
 
-        write_blob(str(dst), read_blob(str(src)))
+        data = read_blob(str(src))
+        try:
+            write_blob(str(dst), data)
+        except ReadError:
+            # a retried write whose first attempt succeeded unseen finds the blob there: fine
+            # if it holds these bytes, an error otherwise
+            if not (_exists(dst) and read_blob(str(dst)) == data):
+                raise
         _unlink(src)
         return
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(src, dst)  # atomic on one file system: bytes, mode and times unchanged
-    except OSError:
-        shutil.move(str(src), str(dst))  # across file systems: copy2 then unlink
+        return
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+    # across file systems: copy beside the target, flush, rename into place, then remove the
+    # source; a crash leaves either the source intact or both whole, never a torn file in place
+    part = Path(str(dst) + PART)
+    shutil.copy2(src, part)
+    with open(part, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(part, dst)
+    os.unlink(src)
 
 
 def _with_suffix(dest: str, k: int) -> str:
@@ -372,6 +392,8 @@ def _restore(action: str, path: str, dest: str | None, r: dict[str, Any]) -> str
     if action == "delete":
         return None if _exists(path) else "deleted: cannot be restored (use --action quarantine to be able to undo)"
     assert dest is not None
+    if not is_remote(path) and os.path.lexists(path + PART):
+        os.unlink(path + PART)  # an earlier undo's copy, torn by a crash
     intact = (_exists(path) and not os.path.islink(path) and file_digest(path) == r["digest"]
               and not (action == "hardlink" and os.path.exists(r["keeper"]) and os.path.samefile(path, r["keeper"])))
     if not _exists(dest):
