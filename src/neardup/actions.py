@@ -248,6 +248,13 @@ def _check(step: Step) -> str | None:
             return f"the {role} {p} changed since the scan" if role == "keeper" else "changed since the scan"
     if step.path == step.keeper:
         return "it is the keeper itself"
+    if is_remote(step.path) and is_remote(step.keeper):
+        from .sources.cloud import parse_url
+
+        a, b = parse_url(step.path), parse_url(step.keeper)
+        if (a.container, a.key) == (b.container, b.key):
+            # az:// and abfs:// can spell one blob two ways; treat a possible twin as the keeper
+            return "it may be the keeper itself under another URL"
     if not is_remote(step.path) and not is_remote(step.keeper) and (
             os.path.realpath(step.path) == os.path.realpath(step.keeper) or os.path.samefile(step.path, step.keeper)):
         return "it is the keeper itself under another name (a link)"
