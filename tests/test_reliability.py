@@ -209,3 +209,12 @@ def test_worker_memory_limit_makes_one_failure(tmp_path):
     r = neardup.scan([str(root)], cache=None, workers=2, worker_memory=256, max_pixels=300_000_000)
     assert [(Path(f.path).name, f.reason) for f in r.failures] == [("huge.png", "out-of-memory")]
     assert r.stats["decoded"] == 1
+
+
+def test_overlapping_roots_list_each_file_once(tmp_path):
+    root = tmp_path / "a"
+    (root / "b").mkdir(parents=True)
+    for p in PHOTOS[:2]:
+        (root / "b" / p.name).write_bytes(p.read_bytes())
+    r = neardup.scan([str(root), str(root / "b"), str(root) + "/"], cache=None, workers=1)
+    assert r.stats["images"] == 2 and r.groups == []

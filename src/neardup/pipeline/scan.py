@@ -95,9 +95,26 @@ TRANSIENT_REASONS = frozenset({"time-budget", "worker-killed", "worker-crashed",
 UNREACHABLE_STREAK = 16
 
 
+def _overlap(paths: Sequence[str]) -> bool:
+    """Whether one root lies inside (or is) another, so a file could be listed twice."""
+    keys = []
+    for p in paths:
+        k = p.rstrip("/") if "://" in p else os.path.realpath(p)
+        keys.append(k.rstrip("/") + "/")
+    return any(i != j and b.startswith(a) for i, a in enumerate(keys) for j, b in enumerate(keys))
+
+
 def _entries(paths: Sequence[str], failures: list[Failure]) -> Iterator[FileEntry]:
+    # roots that overlap would list some files twice: then, and only then, remember what was
+    # listed (a set of paths costs memory a million-file scan of separate roots should not pay)
+    seen: set[str] | None = set() if _overlap(paths) else None
     for root in paths:
         for item in open_source(str(root)).entries():
+            if seen is not None:
+                key = item.path if "://" in item.path else os.path.realpath(item.path)
+                if key in seen:
+                    continue
+                seen.add(key)
             if isinstance(item, ScanProblem):
                 failures.append(Failure(item.path, "scan", item.error, item.reason))
             else:
