@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from neardup.cli.main import EXIT_FAILURES, main
@@ -89,3 +90,11 @@ def test_eval_scores_a_list_of_true_pairs_with_clashing_names(tmp_path):
 def test_option_needing_another_says_so_with_status_2(tmp_path):
     res = CliRunner().invoke(main, ["scan", str(tmp_path), "--similar", "-q", "-o", str(tmp_path / "r.json")])
     assert res.exit_code == 2 and "--mode thorough" in res.output
+
+
+def test_a_missing_optional_package_is_a_usage_error_not_a_traceback():
+    from neardup.errors import UsageError
+    from neardup.sources.cloud import _need
+
+    with pytest.raises(UsageError, match=r"pip install 'neardup\[azure\]'"):
+        _need("no_such_parent_pkg.storage.blob", "azure")

@@ -67,11 +67,11 @@ def dask_extract_many(
     chunk: int = DASK_BATCH,
 ) -> Generator[list[Outcome], None, None]:
     """Yield outcomes batch by batch, as Dask workers finish them (any order)."""
-    from distributed import as_completed
-
     from ..pipeline.extract import batched
 
-    client, cluster = _client(scheduler, workers)
+    client, cluster = _client(scheduler, workers)  # first: a missing dask is a usage error
+    from distributed import as_completed
+
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
         limit = 2 * n_workers

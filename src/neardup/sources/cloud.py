@@ -226,7 +226,11 @@ def _client(key: tuple[object, ...], make: Callable[[], Any]) -> Any:
 def _need(module: str, extra: str) -> None:
     import importlib.util
 
-    if importlib.util.find_spec(module) is None:
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the parent package is missing too (azure for azure.storage.blob)
+        found = False
+    if not found:
         raise UsageError(f"reading this URL needs {module}: pip install 'neardup[{extra}]'")
 
 
