@@ -72,3 +72,21 @@ def test_unreachable_scheduler_is_a_clear_error(corpus):
         neardup.scan([str(root)], cache=None, executor="dask", scheduler=addr)
     with pytest.raises(neardup.errors.UsageError, match="--executor dask"):
         neardup.scan([str(root)], cache=None, scheduler=addr)
+
+
+def test_an_image_that_kills_its_worker_is_one_failure(tmp_path):
+    """The time budget ends the Dask worker process decoding a 256-MP image; its nanny restarts
+    it, the batch fails, its images run one task each, and only that image is a failure."""
+    from PIL import Image
+
+    from .conftest import PHOTOS
+
+    root = tmp_path / "slow"
+    root.mkdir()
+    for p in PHOTOS[:2]:
+        (root / p.name).write_bytes(p.read_bytes())
+    Image.new("L", (16000, 16000), 128).save(root / "huge.png", compress_level=1)
+    r = neardup.scan([str(root)], cache=None, executor="dask", workers=2, time_budget=0.1,
+                     max_pixels=300_000_000, batch=4)
+    assert [(f.path.rsplit("/", 1)[1], f.reason) for f in r.failures] == [("huge.png", "worker-killed")]
+    assert r.stats["decoded"] == 2

@@ -27,12 +27,21 @@ __all__ = ["dask_extract_many", "DASK_BATCH"]
 DASK_BATCH = 128
 
 
-def _run_batch(items: list[Item], max_pixels: int, spec: ModelSpec | None, retries: int) -> list[Outcome]:
-    """Runs on a Dask worker: extract one batch with the worker's own reader and model."""
+def _run_batch(items: list[Item], max_pixels: int, spec: ModelSpec | None, retries: int,
+               time_budget: float = 0.0) -> list[Outcome]:
+    """Runs on a Dask worker: extract one batch with the worker's own reader and model.
+
+    The time budget is an alarm whose default action ends the worker process (its nanny starts
+    a new one, the scheduler reruns the batch, then each image alone): only where SIGALRM still
+    has its default action, since a task thread cannot install it.
+    """
+    import signal
+
     from ..pipeline import extract as ex
     from ..sources import configure
 
     configure(retries=retries)
+    ex._budget = time_budget if signal.getsignal(signal.SIGALRM) == signal.SIG_DFL else 0.0
     want = spec.model_id if spec is not None else None
     have = ex._embedder.spec.model_id if ex._embedder is not None else None
     if want != have:
@@ -65,6 +74,7 @@ def dask_extract_many(
     model: ModelSpec | None,
     retries: int,
     chunk: int = DASK_BATCH,
+    time_budget: float = 0.0,
 ) -> Generator[list[Outcome], None, None]:
     """Yield outcomes batch by batch, as Dask workers finish them (any order)."""
     from ..pipeline.extract import batched
@@ -80,7 +90,8 @@ def dask_extract_many(
 
         def submit(c: list[Item], single: bool) -> None:
             # pure=False: a rerun of the same batch must run, not be served from a dead worker's memory
-            fut = client.submit(_run_batch, c, max_pixels, model, retries, pure=False, retries=0 if single else 2)
+            fut = client.submit(_run_batch, c, max_pixels, model, retries, time_budget, pure=False,
+                                retries=0 if single else 2)
             batches[fut.key] = c
             pending.add(fut)
 

@@ -269,7 +269,8 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         from ..executors.dask import DASK_BATCH, dask_extract_many
 
         outcomes = dask_extract_many(misses(), scheduler=opts.scheduler, workers=workers, max_pixels=opts.max_pixels,
-                                     model=spec, retries=opts.retries, chunk=max(1, min(DASK_BATCH, opts.batch)))
+                                     model=spec, retries=opts.retries, chunk=max(1, min(DASK_BATCH, opts.batch)),
+                                     time_budget=opts.time_budget)
     else:
         outcomes = extract_many(misses(), workers=workers, max_pixels=opts.max_pixels, cache_file=fc.path,
                                 model=spec, retries=opts.retries, chunk=max(1, min(32, opts.batch)),
