@@ -41,16 +41,23 @@ DECISIONS_FORMAT = "neardup-decisions/1"
 def file_digest(path: str) -> str:
     """The content digest neardup records at scan time (BLAKE2b-128, hex); streamed for files,
     downloaded for blobs."""
-    h = hashlib.blake2b(digest_size=16)
+    return _content(path)[0]
+
+
+def _content(path: str) -> tuple[str, bytes | None]:
+    """(digest, the blob's bytes) for a blob, so a move need not download it again;
+    (digest, None) for a file, hashed as a stream.  Same digest as the scan's ``digest_bytes``."""
     if is_remote(path):
+        from .features.extract import digest_bytes
         from .sources.cloud import read_blob
 
-        h.update(read_blob(path))
-        return h.hexdigest()
+        data = read_blob(path)
+        return digest_bytes(data).hex(), data
+    h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+    return h.hexdigest(), None
 
 
 # -- the few operations an action needs, on files or blobs ----------------------------------
@@ -194,14 +201,16 @@ def _dest(to: Path | str, path: str) -> str:
     return str(Path(to) / p.relative_to(p.anchor))
 
 
-def _move(src: str | Path, dst: str | Path) -> None:
+def _move(src: str | Path, dst: str | Path, data: bytes | None = None) -> None:
+    """Move a file, or a blob (``data``: its bytes when the caller has them already)."""
     if is_remote(str(src)):
         # a blob: write the copy, then delete the original; a crash between leaves both,
         # which undo resolves (the original is intact, the copy goes)
         from .sources import ReadError
         from .sources.cloud import read_blob, write_blob
 
-        data = read_blob(str(src))
+        if data is None:
+            data = read_blob(str(src))
         try:
             write_blob(str(dst), data)
         except ReadError:
@@ -233,32 +242,49 @@ def _with_suffix(dest: str, k: int) -> str:
     return f"{stem}.{k}.{ext}" if dot and "/" not in ext else f"{dest}.{k}"
 
 
-def _check(step: Step) -> str | None:
-    """Why ``step`` must not happen now, or None."""
+def _check(step: Step, keepers: dict[str, str | None]) -> tuple[str | None, bytes | None]:
+    """(why ``step`` must not happen now, or None; the blob's bytes, when it is a blob).
+
+    A keeper is verified once per run (``keepers`` remembers the verdict), not once for each
+    of its duplicates; the duplicate itself is verified right before it is touched.
+    """
+    data = None
     for p, want, role in ((step.keeper, step.keeper_digest, "keeper"), (step.path, step.digest, "file")):
+        if role == "keeper" and p in keepers:
+            if keepers[p]:
+                return keepers[p], None
+            continue
         try:
-            if not _exists(p):
-                return f"the {role} {p} is gone" if role == "keeper" else "gone since the scan"
-            got = file_digest(p)
+            got, blob = _content(p)
+            why = None if got == want else (f"the keeper {p} changed since the scan" if role == "keeper"
+                                            else "changed since the scan")
+        except FileNotFoundError:
+            why = f"the keeper {p} is gone" if role == "keeper" else "gone since the scan"
         except OSError as e:
-            return f"cannot read the {role}: {e.strerror}"
-        except NeardupError as e:  # a blob that cannot be read now
-            return f"cannot read the {role}: {e}"
-        if got != want:
-            return f"the {role} {p} changed since the scan" if role == "keeper" else "changed since the scan"
+            why = f"cannot read the {role}: {e.strerror}"
+        except NeardupError as e:  # a blob that is gone or cannot be read now
+            gone = getattr(e, "reason", "") == "vanished"
+            why = (f"the keeper {p} is gone" if role == "keeper" else "gone since the scan") if gone \
+                else f"cannot read the {role}: {e}"
+        if role == "keeper":
+            keepers[p] = why
+        else:
+            data = blob
+        if why:
+            return why, None
     if step.path == step.keeper:
-        return "it is the keeper itself"
+        return "it is the keeper itself", None
     if is_remote(step.path) and is_remote(step.keeper):
         from .sources.cloud import parse_url
 
         a, b = parse_url(step.path), parse_url(step.keeper)
         if (a.container, a.key) == (b.container, b.key):
             # az:// and abfs:// can spell one blob two ways; treat a possible twin as the keeper
-            return "it may be the keeper itself under another URL"
+            return "it may be the keeper itself under another URL", None
     if not is_remote(step.path) and not is_remote(step.keeper) and (
             os.path.realpath(step.path) == os.path.realpath(step.keeper) or os.path.samefile(step.path, step.keeper)):
-        return "it is the keeper itself under another name (a link)"
-    return None
+        return "it is the keeper itself under another name (a link)", None
+    return None, data
 
 
 def apply(
@@ -291,9 +317,10 @@ def apply(
         raise UsageError("for blobs, --to is a prefix URL such as az://container/quarantine or s3://bucket/quarantine")
     if not blobs and to is not None and is_remote(str(to)):
         raise UsageError("for local files, --to is a local folder")
+    keepers: dict[str, str | None] = {}
     if dry_run:
         for s in steps:
-            why = _check(s)
+            why, _ = _check(s, keepers)
             if why:
                 rep.skipped.append((s.path, why))
             else:
@@ -311,7 +338,7 @@ def apply(
                           "to": str(to_dir) if to_dir else None, "created": time.time()})
     try:
         for i, s in enumerate(steps):
-            why = _check(s)
+            why, data = _check(s, keepers)
             if why:
                 rep.skipped.append((s.path, why))
                 m.write({"kind": "skipped", "i": i, "path": s.path, "why": why})
@@ -331,7 +358,7 @@ def apply(
                 _unlink(s.path)
             else:
                 assert dest is not None
-                _move(s.path, dest)
+                _move(s.path, dest, data)
                 if crash:
                     crash("moved", i)
                 try:
