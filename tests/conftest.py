@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
+
+import neardup
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "bench"
@@ -37,3 +41,48 @@ def rng() -> np.random.Generator:
 @pytest.fixture(scope="session")
 def photos() -> list[Path]:
     return PHOTOS
+
+
+# -- shared corpora and helpers --------------------------------------------------------
+def bomb_png(w: int, h: int) -> bytes:
+    def chunk(t: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + t + data + struct.pack(">I", zlib.crc32(t + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    raw = zlib.compress(b"\x00" * (w + 1) * 4)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+def make_corpus(root: Path, n_extra: int = 0) -> Path:
+    """Originals, their copies (smaller, flipped, PNG), a corrupt file and a note."""
+    for i, p in enumerate(PHOTOS):
+        im = load_rgb(p)
+        (root / "orig").mkdir(parents=True, exist_ok=True)
+        (root / "copies" / "deep").mkdir(parents=True, exist_ok=True)
+        (root / "orig" / f"{p.stem}.jpg").write_bytes(encode(im, quality=92))
+        (root / "copies" / f"{p.stem} small.jpg").write_bytes(encode(im.resize((im.width // 2, im.height // 2)), quality=80))
+        (root / "copies" / "deep" / f"{p.stem}_flip.png").write_bytes(encode(ImageOps.mirror(im), "PNG"))
+        for k in range(n_extra):  # distinct crops: more work for the fault test to interrupt
+            box = (k * 7 % 40, (k * 13 + i) % 40, im.width - (k * 11 % 40), im.height - (k * 5 % 40))
+            (root / "extra").mkdir(exist_ok=True)
+            (root / "extra" / f"{p.stem}_{k:02d}.jpg").write_bytes(encode(im.crop(box).rotate(90 * (k % 4), expand=True)))
+    (root / "bad").mkdir(exist_ok=True)
+    (root / "bad" / "truncated.jpg").write_bytes(encode(load_rgb(PHOTOS[0]))[:2000])
+    (root / "bad" / "empty.jpg").write_bytes(b"")
+    (root / "readme.txt").write_text("not an image")
+    return root
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def shape_of(result: neardup.ScanResult, base: str) -> tuple[list[tuple[str, list[str]]], list[tuple[str, str]]]:
+    """Groups (keeper, members) and failures with paths relative to ``base``: comparable
+    between a local folder and a bucket."""
+    def rel(p: str) -> str:
+        assert p.startswith(base), (p, base)
+        return p[len(base):].lstrip("/")
+
+    groups = sorted((rel(g.keep), sorted(rel(m) for m in g.members)) for g in result.groups)
+    failures = sorted((rel(f.path), f.reason) for f in result.failures)
+    return groups, failures

@@ -14,57 +14,21 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image
 
 import neardup
 from neardup.errors import SourceError, UsageError
 from neardup.sources import cloud, open_source
 
-from .conftest import PHOTOS, encode, load_rgb
+from .conftest import encode, files_of, make_corpus, shape_of
 from .services import AZURITE_KEY, Azurite, MotoServer, free_port
 
 PREFIX = "shoot/2024"
 
 
-def _corpus(root: Path, n_extra: int = 0) -> Path:
-    """Originals, their copies (smaller, flipped, PNG), a corrupt file and a note."""
-    for i, p in enumerate(PHOTOS):
-        im = load_rgb(p)
-        (root / "orig").mkdir(parents=True, exist_ok=True)
-        (root / "copies" / "deep").mkdir(parents=True, exist_ok=True)
-        (root / "orig" / f"{p.stem}.jpg").write_bytes(encode(im, quality=92))
-        (root / "copies" / f"{p.stem} small.jpg").write_bytes(encode(im.resize((im.width // 2, im.height // 2)), quality=80))
-        (root / "copies" / "deep" / f"{p.stem}_flip.png").write_bytes(encode(ImageOps.mirror(im), "PNG"))
-        for k in range(n_extra):  # distinct crops: more work for the fault test to interrupt
-            box = (k * 7 % 40, (k * 13 + i) % 40, im.width - (k * 11 % 40), im.height - (k * 5 % 40))
-            (root / "extra").mkdir(exist_ok=True)
-            (root / "extra" / f"{p.stem}_{k:02d}.jpg").write_bytes(encode(im.crop(box).rotate(90 * (k % 4), expand=True)))
-    (root / "bad").mkdir(exist_ok=True)
-    (root / "bad" / "truncated.jpg").write_bytes(encode(load_rgb(PHOTOS[0]))[:2000])
-    (root / "bad" / "empty.jpg").write_bytes(b"")
-    (root / "readme.txt").write_text("not an image")
-    return root
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _shape(result: neardup.ScanResult, base: str) -> tuple[list[tuple[str, list[str]]], list[tuple[str, str]]]:
-    """Groups (keeper, members) and failures with paths relative to ``base``: comparable
-    between a local folder and a bucket."""
-    def rel(p: str) -> str:
-        assert p.startswith(base), (p, base)
-        return p[len(base):].lstrip("/")
-
-    groups = sorted((rel(g.keep), sorted(rel(m) for m in g.members)) for g in result.groups)
-    failures = sorted((rel(f.path), f.reason) for f in result.failures)
-    return groups, failures
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Path, neardup.ScanResult]:
-    root = _corpus(tmp_path_factory.mktemp("corpus"))
+    root = make_corpus(tmp_path_factory.mktemp("corpus"))
     return root, neardup.scan([str(root)], cache=None, workers=2)
 
 
@@ -98,27 +62,27 @@ def _container(conn: str, name: str, files: dict[str, bytes]):
 
 def test_azure_scan_matches_local_scan(corpus, az_env, tmp_path):
     root, local = corpus
-    _container(az_env.connection_string, "photos", _files(root))
+    _container(az_env.connection_string, "photos", files_of(root))
     url = f"az://photos/{PREFIX}"
     result = neardup.scan([url], cache=tmp_path / "cache", workers=2)
-    assert _shape(result, url) == _shape(local, str(root))
+    assert shape_of(result, url) == shape_of(local, str(root))
     assert result.groups and all(m.startswith(url + "/") for g in result.groups for m in g.members)
     assert {f.reason for f in result.failures} == {"truncated", "empty-file"}
     # abfs:// names the same blobs
     again = neardup.scan([f"abfs://photos/{PREFIX}/"], cache=tmp_path / "cache", workers=1)
-    assert _shape(again, f"abfs://photos/{PREFIX}") == _shape(local, str(root))
+    assert shape_of(again, f"abfs://photos/{PREFIX}") == shape_of(local, str(root))
 
 
 def test_azure_cache_keys_blobs_by_url_etag_and_size(corpus, az_env, tmp_path):
     root, _ = corpus
-    files = _files(root)
+    files = files_of(root)
     cc = _container(az_env.connection_string, "etags", files)
     url = f"az://etags/{PREFIX}"
     first = neardup.scan([url], cache=tmp_path, workers=1)
     assert first.stats["read"] == first.stats["images"]
     again = neardup.scan([url], cache=tmp_path, workers=1)
     assert again.stats["read"] == 0, "an unchanged blob was downloaded again"
-    assert _shape(again, url) == _shape(first, url)
+    assert shape_of(again, url) == shape_of(first, url)
     # overwrite one blob with other content: that one, and only that one, is read again
     name = next(k for k in files if k.startswith("orig/"))
     cc.upload_blob(f"{PREFIX}/{name}", encode(Image.new("RGB", (64, 48), (200, 30, 30))), overwrite=True)
@@ -148,8 +112,8 @@ def test_azure_fault_mid_scan_then_rerun_resumes(az_env, tmp_path, fault):
     """The service goes away mid-scan.  "restart": it comes straight back, and the scan retries
     through it; "outage": it stays away (no retries), the scan stops with a clear error.  Either
     way the rerun gives the local result and downloads only what had not finished."""
-    root = _corpus(tmp_path / "files", n_extra=12)
-    files = _files(root)
+    root = make_corpus(tmp_path / "files", n_extra=12)
+    files = files_of(root)
     _container(az_env.connection_string, f"faults-{fault}", files)
     local = neardup.scan([str(root)], cache=None, workers=2)
     url = f"az://faults-{fault}/{PREFIX}"
@@ -179,10 +143,10 @@ def test_azure_fault_mid_scan_then_rerun_resumes(az_env, tmp_path, fault):
     if fault == "outage":
         assert first is None, "a scan against a dead service must stop, not report most files as failures"
     elif first is not None:  # retried through; a blob whose retries ran out is a failure, not cached
-        groups, failures = _shape(first, url)
-        assert [f for f in failures if f[1] != "unreachable"] == _shape(local, str(root))[1]
-        if len(failures) == len(_shape(local, str(root))[1]):
-            assert groups == _shape(local, str(root))[0]
+        groups, failures = shape_of(first, url)
+        assert [f for f in failures if f[1] != "unreachable"] == shape_of(local, str(root))[1]
+        if len(failures) == len(shape_of(local, str(root))[1]):
+            assert groups == shape_of(local, str(root))[0]
     with sqlite3.connect(cache / "features.sqlite") as db:
         finished = db.execute("SELECT COUNT(*) FROM files WHERE path LIKE ?", (url + "/%",)).fetchone()[0]
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -190,7 +154,7 @@ def test_azure_fault_mid_scan_then_rerun_resumes(az_env, tmp_path, fault):
     if fault == "outage":
         assert finished < len(files) - 1
     rerun = neardup.scan([url], cache=cache, workers=2)
-    assert _shape(rerun, url) == _shape(local, str(root))
+    assert shape_of(rerun, url) == shape_of(local, str(root))
     assert rerun.stats["read"] == rerun.stats["images"] - finished, "finished blobs were downloaded again"
 
 
@@ -212,7 +176,7 @@ def test_azure_unreachable_endpoint_is_a_clear_error(monkeypatch, tmp_path):
 
 def test_azure_secrets_never_shown_or_stored(corpus, az_env, monkeypatch, tmp_path):
     root, _ = corpus
-    _container(az_env.connection_string, "secrets", _files(root))
+    _container(az_env.connection_string, "secrets", files_of(root))
     out = tmp_path / "r.json"
     cli = subprocess.run([sys.executable, "-m", "neardup", "scan", "az://secrets/" + PREFIX, "-o", str(out),
                           "--cache", str(tmp_path / "c")], capture_output=True, text=True)
@@ -262,14 +226,14 @@ def s3_env(moto, monkeypatch):
 def test_s3_scan_matches_local_scan(corpus, s3_env, tmp_path, monkeypatch):
     root, local = corpus
     s3_env.create_bucket(Bucket="photos")
-    for rel, data in _files(root).items():
+    for rel, data in files_of(root).items():
         s3_env.put_object(Bucket="photos", Key=f"{PREFIX}/{rel}", Body=data)
     url = f"s3://photos/{PREFIX}"
     monkeypatch.setattr(cloud, "S3_PAGE", 4)  # several pages even for this small set
     result = neardup.scan([url], cache=tmp_path, workers=2)
-    assert _shape(result, url) == _shape(local, str(root))
+    assert shape_of(result, url) == shape_of(local, str(root))
     again = neardup.scan([url], cache=tmp_path, workers=2)
-    assert again.stats["read"] == 0 and _shape(again, url) == _shape(result, url)
+    assert again.stats["read"] == 0 and shape_of(again, url) == shape_of(result, url)
     cfg = json.dumps(again.stats)
     assert "testing-secret-key" not in cfg
 
@@ -281,7 +245,7 @@ def test_s3_missing_bucket_is_a_clear_error(s3_env):
 
 def test_azure_quarantine_moves_blobs_to_a_prefix_and_undo_restores(corpus, az_env, tmp_path):
     root, _ = corpus
-    files = _files(root)
+    files = files_of(root)
     cc = _container(az_env.connection_string, "act", files)
     url = f"az://act/{PREFIX}"
     res = tmp_path / "results.json"

@@ -8,14 +8,14 @@ import pytest
 import neardup
 from neardup.errors import NeardupError
 
+from .conftest import make_corpus, shape_of
 from .services import DaskScheduler, DaskWorker, free_port
-from .test_cloud import _corpus, _shape
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    root = _corpus(tmp_path_factory.mktemp("dask"), n_extra=8)
-    return root, _shape(neardup.scan([str(root)], cache=None, workers=2), str(root))
+    root = make_corpus(tmp_path_factory.mktemp("dask"), n_extra=8)
+    return root, shape_of(neardup.scan([str(root)], cache=None, workers=2), str(root))
 
 
 @pytest.fixture
@@ -37,10 +37,10 @@ def test_scheduler_with_two_workers_gives_the_local_result(corpus, cluster, tmp_
     root, local = corpus
     sched, _ = cluster
     r = neardup.scan([str(root)], cache=tmp_path, executor="dask", scheduler=sched.address, batch=8)
-    assert _shape(r, str(root)) == local
+    assert shape_of(r, str(root)) == local
     assert r.stats["decoded"] > 0
     again = neardup.scan([str(root)], cache=tmp_path, executor="dask", scheduler=sched.address)
-    assert again.stats["read"] == 0 and _shape(again, str(root)) == local
+    assert again.stats["read"] == 0 and shape_of(again, str(root)) == local
 
 
 def test_a_worker_killed_mid_scan_changes_nothing(corpus, cluster):
@@ -56,13 +56,13 @@ def test_a_worker_killed_mid_scan_changes_nothing(corpus, cluster):
 
     r = neardup.scan([str(root)], cache=None, executor="dask", scheduler=sched.address, batch=8, progress=progress)
     assert workers[0].proc is None, "the worker was not killed mid-scan"
-    assert _shape(r, str(root)) == local
+    assert shape_of(r, str(root)) == local
 
 
 def test_local_cluster_gives_the_local_result(corpus):
     root, local = corpus
     r = neardup.scan([str(root)], cache=None, executor="dask", workers=2, batch=16)
-    assert _shape(r, str(root)) == local
+    assert shape_of(r, str(root)) == local
 
 
 def test_unreachable_scheduler_is_a_clear_error(corpus):

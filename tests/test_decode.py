@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ from PIL import Image
 from neardup.errors import DecodeError
 from neardup.features import decode, extract
 
-from .conftest import PHOTOS, encode, load_rgb
+from .conftest import PHOTOS, bomb_png, encode, load_rgb
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +68,6 @@ def test_invalid_exif_orientation_is_ignored(photo):
     assert (f.width, f.height) == photo.size
 
 
-def _bomb_png(w: int, h: int) -> bytes:
-    def chunk(t: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + t + data + struct.pack(">I", zlib.crc32(t + data) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    raw = zlib.compress(b"\x00" * (w + 1) * 4)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
-
-
 @pytest.mark.parametrize(
     "data,reason",
     [
@@ -85,7 +75,7 @@ def _bomb_png(w: int, h: int) -> bytes:
         (b"hello, I am text named .jpg\n" * 10, "not-an-image"),
         (b"<html><body>not a png</body></html>", "not-an-image"),
         (bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8)), "not-an-image"),
-        (_bomb_png(60000, 60000), "too-many-pixels"),
+        (bomb_png(60000, 60000), "too-many-pixels"),
     ],
     ids=["empty", "text", "html", "random", "bomb"],
 )

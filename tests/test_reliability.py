@@ -7,10 +7,8 @@ import json
 import multiprocessing
 import os
 import signal
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +21,7 @@ from neardup.errors import DecodeError
 from neardup.features.decode import decode
 from neardup.features.extract import digest_bytes, features_from_decoded
 
-from .conftest import PHOTOS, encode, load_rgb
-from .test_cloud import _corpus, _shape
-
-
-def _bomb_png(w: int, h: int) -> bytes:
-    def chunk(t: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + t + data + struct.pack(">I", zlib.crc32(t + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * (w + 1) * 4)) + \
-        chunk(b"IEND", b"")
+from .conftest import PHOTOS, bomb_png, encode, load_rgb, make_corpus, shape_of
 
 
 def _frames(fmt: str, n: int, **kw) -> bytes:
@@ -54,7 +42,7 @@ def _hostile(root: Path) -> dict[str, str]:
         "random.jpg": np.random.default_rng(3).integers(0, 256, 4000, dtype=np.uint8).tobytes(),
         "text.png": b"just some text, named like a picture\n" * 20,
         "page.jpg": b"<!doctype html><html><body><img src=x onerror=alert(1)></body></html>",
-        "bomb.png": _bomb_png(60000, 60000),
+        "bomb.png": bomb_png(60000, 60000),
     }
     reasons = {"empty.jpg": "empty-file", "truncated.jpg": "truncated", "truncated.png": "truncated",
                "random.jpg": "not-an-image", "text.png": "not-an-image", "page.jpg": "not-an-image",
@@ -112,7 +100,7 @@ def test_file_deleted_between_listing_and_reading_is_a_failure(tmp_path):
 def test_a_worker_killed_mid_scan_costs_nothing(tmp_path):
     """The OOM killer's SIGKILL, simulated for real: the pool breaks, the lost images are rerun
     one per process, and the result is the undisturbed one."""
-    root = _corpus(tmp_path / "files", n_extra=6)
+    root = make_corpus(tmp_path / "files", n_extra=6)
     calm = neardup.scan([str(root)], cache=None, workers=2)
     killed = []
 
@@ -125,7 +113,7 @@ def test_a_worker_killed_mid_scan_costs_nothing(tmp_path):
 
     r = neardup.scan([str(root)], cache=None, workers=2, batch=4, progress=progress)
     assert killed
-    assert _shape(r, str(root)) == _shape(calm, str(root))
+    assert shape_of(r, str(root)) == shape_of(calm, str(root))
 
 
 def test_time_budget_stops_one_image_not_the_run(tmp_path):
@@ -141,7 +129,7 @@ def test_time_budget_stops_one_image_not_the_run(tmp_path):
 
 
 def test_incremental_run_reads_only_what_changed(tmp_path):
-    root = _corpus(tmp_path / "files")
+    root = make_corpus(tmp_path / "files")
     cache = tmp_path / "cache"
     first = neardup.scan([str(root)], cache=cache, workers=2)
     # add two files, change one, delete one

@@ -118,7 +118,10 @@ def _keeper_group(
     def allowed(r: int) -> bool:
         return not (apart and apart.get(r, set()) & joined)
 
-    for r, (_, ev) in sorted(edges.get(keeper, {}).items(), key=lambda kv: rank(kv[0])):
+    direct = edges.get(keeper, {}).items()
+    if apart:  # joining order matters only when some rows must stay apart: best first
+        direct = sorted(direct, key=lambda kv: rank(kv[0]))  # type: ignore[assignment]
+    for r, (_, ev) in direct:
         if r in inside and allowed(r):
             attach[r] = (keeper, ev)
             joined.add(r)

@@ -41,6 +41,16 @@ class Outcome:
     embedding: np.ndarray | None = None  # float16, thorough mode, when newly computed
     etag: str | None = None  # blobs: the ETag listed with the URL
 
+    @property
+    def cacheable(self) -> bool:
+        """Whether the cache may remember this outcome for the file.  Not a read failure (the
+        file may be back, or reachable, next run) nor one caused by this run's limits or a dying
+        worker (a rerun may have other limits)."""
+        return self.error_stage != "read" and self.error_reason not in RUN_FAILURES
+
+
+#: failure reasons that say more about the run than about the file
+RUN_FAILURES = frozenset({"time-budget", "worker-killed", "worker-crashed", "decoder-crashed", "out-of-memory"})
 
 Item = tuple[str, int, int, "str | None"]
 """What a worker is given for one file: ``(path, size, mtime_ns, etag)``."""

@@ -88,9 +88,6 @@ class ScanOptions:
             raise UsageError(f"--max-pixels must be positive, got {self.max_pixels}")
 
 
-#: failures that say more about this run than about the file: never cached
-TRANSIENT_REASONS = frozenset({"time-budget", "worker-killed", "worker-crashed", "decoder-crashed", "out-of-memory"})
-
 #: this many reads in a row failing as "unreachable" means the source is down: stop cleanly
 UNREACHABLE_STREAK = 16
 
@@ -277,11 +274,9 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
                                 limits=Limits(time_budget=opts.time_budget, memory_mb=opts.worker_memory))
     with clock.stage("extract"), closing(outcomes):  # an error below still shuts the workers down
         for outs in outcomes:
-            # a read failure is not remembered (the file may be back, or reachable, next run), nor
-            # one caused by this run's limits or a dying worker (a rerun may have other limits)
             fc.put_batch(
                 [(o.path, o.size, o.mtime_ns, o.digest, o.error_stage, o.error_reason, o.error, o.etag)
-                 for o in outs if o.error_stage != "read" and o.error_reason not in TRANSIENT_REASONS],
+                 for o in outs if o.cacheable],
                 [o.features for o in outs if o.features is not None],
                 [(o.digest, model_id, o.embedding.astype("<f2").tobytes()) for o in outs
                  if o.embedding is not None and o.digest is not None and model_id is not None],
