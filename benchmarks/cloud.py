@@ -40,7 +40,8 @@ def hwm():
             return int(line.split()[1]) / 1024
 how, url = sys.argv[1], sys.argv[2]
 if how == 'neardup':
-    from neardup.sources import open_source
+    from neardup.sources import cloud, open_source
+    cloud.AZURE_PAGE = int(sys.argv[3])
     base = hwm(); t = time.perf_counter()
     n = sum(1 for _ in open_source(url).entries())
 else:
@@ -76,6 +77,8 @@ def main() -> None:
     ap.add_argument("folder", type=Path)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--list", type=int, default=100_000, help="blobs for the listing-memory test (0: skip)")
+    ap.add_argument("--page", type=int, default=0, help="Azure listing page size (default: neardup's)")
+    ap.add_argument("--skip-scans", action="store_true", help="only the reads and the listing")
     a = ap.parse_args()
     files = sorted(p for p in a.folder.rglob("*") if p.is_file())
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,13 +109,13 @@ def main() -> None:
             share: dict[str, list[float]] = {"local": [], "az": [], "s3": []}
             urls = {"local": str(a.folder), "az": "az://bench/img", "s3": "s3://bench/img"}
             pids = {"local": None, "az": az.proc.pid if az.proc else None, "s3": s3.proc.pid if s3.proc else None}
-            for _ in range(a.repeats):
+            for _ in range(0 if a.skip_scans else a.repeats):
                 for k in rates:
                     r, c = _scan(urls[k], len(files), pids[k])
                     rates[k].append(r)
                     share[k].append(c)
-            med = {k: statistics.median(v) for k, v in rates.items()}
-            for k, v in rates.items():
+            med = {k: statistics.median(v) for k, v in rates.items() if v}
+            for k, v in rates.items() if not a.skip_scans else ():
                 print(f"scan {urls[k]}: median {med[k]:,.0f} images/s ({', '.join(f'{x:,.0f}' for x in v)})"
                       + ("" if k == "local" else f" = {med[k] / med['local']:.0%} of local disk; the emulator "
                          f"itself used {statistics.median(share[k]):.0%} of the machine's CPU meanwhile"))
@@ -127,6 +130,17 @@ def main() -> None:
                 print(f"read all via {label}: {len(keys) / dt:,.0f} blobs/s, {total / dt / 1e6:,.1f} MB/s")
 
             from neardup.sources import read_bytes
+
+            # CPU a blob, one thread, 400 blobs: what each route costs the cores that decode
+            routes = {"neardup read_bytes (az://)": lambda k: read_bytes(f"az://bench/{k}"),
+                      "azure-storage-blob download_blob": lambda k: cc.download_blob(k).readall(),
+                      "neardup read_bytes (s3://)": lambda k: read_bytes(f"s3://bench/{k}"),
+                      "boto3 get_object": lambda k: s3c.get_object(Bucket="bench", Key=k)["Body"].read()}
+            for label, fn in routes.items():
+                c = time.process_time()
+                for k in keys[:400]:
+                    fn(k)
+                print(f"CPU a blob via {label}, one thread: {(time.process_time() - c) / 400 * 1000:.2f} ms")
 
             with ThreadPoolExecutor(8) as pool:
                 timed("neardup read_bytes (az://), 8 threads",
@@ -156,10 +170,14 @@ def main() -> None:
                 with ThreadPoolExecutor(16) as pool:
                     list(pool.map(lambda i: lc.upload_blob(f"p/{i // 1000:03d}/{i:07d}.jpg", b"x"), range(a.list)))
                 print(f"uploaded {a.list:,} blobs in {time.perf_counter() - t:.0f} s")
+                from neardup.sources import cloud
+
+                page = str(a.page or cloud.AZURE_PAGE)
                 for how in ("neardup", "adlfs"):
-                    out = subprocess.run([sys.executable, "-c", LIST_CODE, how, "az://many/p"], capture_output=True,
+                    out = subprocess.run([sys.executable, "-c", LIST_CODE, how, "az://many/p", page], capture_output=True,
                                          text=True, check=True).stdout.split()
-                    print(f"list {out[0]} blobs via {how}: {out[1]} s, peak RSS +{out[2]} MB above imports "
+                    print(f"list {out[0]} blobs via {how}{f' (pages of {page})' if how == 'neardup' else ''}: "
+                          f"{out[1]} s, peak RSS +{out[2]} MB above imports "
                           f"({out[3]} MB in all)")
         finally:
             az.stop()

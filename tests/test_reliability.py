@@ -113,6 +113,7 @@ def test_a_worker_killed_mid_scan_costs_nothing(tmp_path):
 
     r = neardup.scan([str(root)], cache=None, workers=2, batch=4, progress=progress)
     assert killed
+    assert r.stats["worker_restarts"] >= 1 and calm.stats["worker_restarts"] == 0  # the recovery really ran
     assert shape_of(r, str(root)) == shape_of(calm, str(root))
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["dask_extract_many", "DASK_BATCH"]
 
-#: images per Dask task: a task costs ~4-5 ms of scheduling, a batch of 128 ~0.5 s of work
+#: images per Dask task: a task costs a few ms of scheduling, a batch of 128 ~0.8 s of work
 DASK_BATCH = 128
 
 

@@ -6,7 +6,7 @@ import os
 import signal
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -251,6 +251,7 @@ def extract_many(
     chunk: int = 32,
     retries: int = 5,
     limits: Limits | None = None,
+    stats: dict[str, int] | None = None,
 ) -> Generator[list[Outcome], None, None]:
     """Yield outcomes chunk by chunk, as they finish, from one pool that lives for the run.
 
@@ -261,6 +262,7 @@ def extract_many(
     A worker process that dies (a decoder's segfault, the OOM killer, the time budget) breaks
     the pool: the chunks it held are then run again one image per process, so the image that
     kills its process is found and becomes a failure row, and the run goes on with a new pool.
+    ``stats["pool_restarts"]`` counts those recoveries.
     """
     limits = limits or Limits()
     if workers <= 1:
@@ -268,26 +270,15 @@ def extract_many(
         for c in batched(items, chunk):
             yield _extract_chunk(c, max_pixels)
         return
-    init = (cache_file, model, retries, limits)
-
-    def new_pool() -> ProcessPoolExecutor:
-        # workers start on demand: a run whose files are all cached starts none
-        return ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=init)
-
-    pool = new_pool()
-    pending: dict[Future[list[Outcome]], list[Item]] = {}
+    pool = _Pool(workers, max_pixels, (cache_file, model, retries, limits))
     try:
         for c in _ramped(items, chunk, workers):
-            try:
-                pending[pool.submit(_extract_chunk, c, max_pixels)] = c
-            except BrokenProcessPool:  # it broke since the last look
-                pool = yield from _recover(pool, pending, c, max_pixels, init, new_pool)
-                continue
-            pool = yield from _drain(pool, pending, len(pending) >= 2 * workers, max_pixels, init, new_pool)
-        while pending:
-            pool = yield from _drain(pool, pending, True, max_pixels, init, new_pool)
+            yield from pool.submit(c)
+        yield from pool.finish()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.close()
+        if stats is not None:
+            stats["pool_restarts"] = stats.get("pool_restarts", 0) + pool.restarts
 
 
 def _ramped(items: Iterable[Item], chunk: int, workers: int) -> Iterator[list[Item]]:
@@ -302,35 +293,58 @@ def _ramped(items: Iterable[Item], chunk: int, workers: int) -> Iterator[list[It
     yield from batched(it, chunk)
 
 
-def _drain(pool: ProcessPoolExecutor, pending: dict[Future[list[Outcome]], list[Item]], block: bool, max_pixels: int,
-           init: tuple, new_pool: Callable[[], ProcessPoolExecutor]) -> Generator[list[Outcome], None, ProcessPoolExecutor]:
-    """Hand back the chunks that are done (waiting for one if ``block``); returns the pool to
-    use next, a new one if this one broke."""
-    done, _ = wait(list(pending), return_when=FIRST_COMPLETED, timeout=None if block else 0)
-    lost: list[Item] = []
-    for fut in done:
-        c = pending.pop(fut)
+class _Pool:
+    """A process pool that survives its workers: at most ``2 * workers`` chunks in flight; when
+    a worker dies, every chunk the pool held runs again one image per process (the culprit
+    becomes a failure row) and a fresh pool carries on."""
+
+    def __init__(self, workers: int, max_pixels: int, init: tuple) -> None:
+        self.workers, self.max_pixels, self.init = workers, max_pixels, init
+        self.pending: dict[Future[list[Outcome]], list[Item]] = {}
+        self.restarts = 0
+        self.pool = self._new()
+
+    def _new(self) -> ProcessPoolExecutor:
+        # workers start on demand: a run whose files are all cached starts none
+        return ProcessPoolExecutor(max_workers=self.workers, initializer=_init_worker, initargs=self.init)
+
+    def submit(self, c: list[Item]) -> Iterator[list[Outcome]]:
+        """Queue a chunk, then hand back what is done (waiting for one when the pool is full)."""
         try:
-            out = fut.result()
-        except BrokenProcessPool:
-            lost.extend(c)
-            continue
-        yield out
-    if lost:
-        pool = yield from _recover(pool, pending, lost, max_pixels, init, new_pool)
-    return pool
+            self.pending[self.pool.submit(_extract_chunk, c, self.max_pixels)] = c
+        except BrokenProcessPool:  # it broke since the last look
+            yield from self._recover(c)
+            return
+        yield from self._drain(block=len(self.pending) >= 2 * self.workers)
 
+    def finish(self) -> Iterator[list[Outcome]]:
+        while self.pending:
+            yield from self._drain(block=True)
 
-def _recover(pool: ProcessPoolExecutor, pending: dict[Future[list[Outcome]], list[Item]], lost: list[Item],
-             max_pixels: int, init: tuple, new_pool: Callable[[], ProcessPoolExecutor],
-             ) -> Generator[list[Outcome], None, ProcessPoolExecutor]:
-    """A worker died: every chunk still in the pool is lost with it.  Run those images one per
-    process to find the culprit, then carry on with a fresh pool."""
-    lost = [*lost, *(it for c in pending.values() for it in c)]
-    pending.clear()
-    pool.shutdown(wait=True, cancel_futures=True)
-    yield from _isolated(lost, max_pixels, init)
-    return new_pool()
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _drain(self, *, block: bool) -> Iterator[list[Outcome]]:
+        done, _ = wait(list(self.pending), return_when=FIRST_COMPLETED, timeout=None if block else 0)
+        lost: list[Item] = []
+        for fut in done:
+            c = self.pending.pop(fut)
+            try:
+                out = fut.result()
+            except BrokenProcessPool:
+                lost.extend(c)
+                continue
+            yield out
+        if lost:
+            yield from self._recover(lost)
+
+    def _recover(self, lost: list[Item]) -> Iterator[list[Outcome]]:
+        lost = [*lost, *(it for c in self.pending.values() for it in c)]
+        self.pending.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.restarts += 1
+        yield from _isolated(lost, self.max_pixels, self.init)
+        self.pool = self._new()
 
 
 #: how a worker's death reads in a failure row, by the signal that ended it

@@ -262,6 +262,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             progress("extract", len(known), None)
 
     streak = 0
+    pool_stats: dict[str, int] = {}
     if opts.executor == "dask":
         from ..executors.dask import DASK_BATCH, dask_extract_many
 
@@ -271,7 +272,8 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     else:
         outcomes = extract_many(misses(), workers=workers, max_pixels=opts.max_pixels, cache_file=fc.path,
                                 model=spec, retries=opts.retries, chunk=max(1, min(32, opts.batch)),
-                                limits=Limits(time_budget=opts.time_budget, memory_mb=opts.worker_memory))
+                                limits=Limits(time_budget=opts.time_budget, memory_mb=opts.worker_memory),
+                                stats=pool_stats)
     with clock.stage("extract"), closing(outcomes):  # an error below still shuts the workers down
         for outs in outcomes:
             fc.put_batch(
@@ -473,6 +475,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     stats = {
         "images": n_listed + sum(1 for f in failures if f.stage == "scan"),
         "read": n_read,
+        "worker_restarts": pool_stats.get("pool_restarts", 0),
         "decoded": n_decoded,
         "from_cache": n_cached,
         "failed": len(failures),

@@ -314,18 +314,29 @@ class _HTTPStatus(Exception):
 SAS_RENEW_S = 3600
 
 
-def _azure_get(u: BlobURL) -> Callable[[], bytes] | None:
-    """A plain HTTPS GET of the blob with a read-only container SAS, or None (use the SDK).
+def _http_get(url: str, error_code: Callable[[Any], str]) -> bytes:
+    """GET a signed URL through this process's one connection pool; a non-200 answer raises
+    :class:`_HTTPStatus` with the service's error code, for :func:`_classify`."""
+    import urllib3
 
-    The SDK spends ~1.8 ms of CPU on each download's request pipeline; a GET through urllib3
-    ~0.5 ms (``benchmarks/cloud_cpu.py``). With an account key the process mints its own
-    short-lived, read-only SAS for the container (a local HMAC, no request); with a SAS token in
-    the environment it uses that; with an identity (bearer tokens) it stays on the SDK.
+    pool = _client(("http",), lambda: urllib3.PoolManager(maxsize=16))
+    r = pool.request("GET", url, retries=False, timeout=urllib3.Timeout(connect=10, read=60))
+    if r.status != 200:
+        raise _HTTPStatus(r.status, error_code(r))
+    return bytes(r.data)
+
+
+def _azure_sas(u: BlobURL) -> str | None:
+    """A read-only SAS for the blob's container, or None (then reads stay on the SDK).
+
+    With an account key the process mints its own, short-lived (a local HMAC, no request,
+    renewed every :data:`SAS_RENEW_S`); with a SAS token in the environment it uses that; with
+    an identity (bearer tokens) there is none.  A plain GET costs a fraction of the SDK's
+    per-download CPU: ``benchmarks/cloud.py`` prints both, as blobs/s and CPU ms a blob.
     """
-    cc = _azure_container(u)
-    cred: Any = getattr(cc, "credential", None)
+    cred: Any = getattr(_azure_container(u), "credential", None)
     account_key = getattr(cred, "account_key", None)
-    state = _client(("az-get", u.account, u.container), lambda: {"sas": None, "at": 0.0, "pool": None})
+    state = _client(("az-sas", u.account, u.container), lambda: {"sas": None, "at": 0.0})
     now = time.time()
     if state["sas"] is None or now - state["at"] > SAS_RENEW_S:
         if account_key:
@@ -342,56 +353,37 @@ def _azure_get(u: BlobURL) -> Callable[[], bytes] | None:
             sas = os.environ["AZURE_STORAGE_SAS_TOKEN"].lstrip("?")
         else:
             return None
-        import urllib3
-
-        state.update(sas=sas, at=now, pool=state["pool"] or urllib3.PoolManager(maxsize=16))
-    from urllib.parse import quote
-
-    import urllib3
-
-    url = f"{cc.url.split('?', 1)[0]}/{quote(u.key, safe='/~')}?{state['sas']}"
-    pool = state["pool"]
-
-    def get() -> bytes:
-        r = pool.request("GET", url, retries=False, timeout=urllib3.Timeout(connect=10, read=60))
-        if r.status != 200:
-            raise _HTTPStatus(r.status, r.headers.get("x-ms-error-code", ""))
-        return bytes(r.data)
-
-    return get
+        state.update(sas=sas, at=now)
+    return str(state["sas"])
 
 
 def read_blob(url: str) -> bytes:
-    """The whole blob at ``url``; raises ReadError (see :class:`ReadError` for the reasons)."""
+    """The whole blob at ``url``; raises ReadError (see :class:`ReadError` for the reasons).
+
+    Reads are plain GETs of a locally signed URL (a read-only SAS, a presigned S3 URL); with an
+    Azure identity and no key, the SDK's download."""
+    from urllib.parse import quote
+
     u = parse_url(url)
     if u.is_azure:
-        get = _azure_get(u)
-        if get is not None:
-            return _retrying(get, "cannot read")
         cc = _azure_container(u)
-        return _retrying(lambda: cc.download_blob(u.key, max_concurrency=1).readall(), "cannot read")
-    return _retrying(_s3_get(u), "cannot read")
-
-
-def _s3_get(u: BlobURL) -> Callable[[], bytes]:
-    """A plain GET of a presigned URL (a local signature, no request): ~0.9 ms of CPU a blob
-    against boto3's ~1.8 ms for ``get_object`` (``benchmarks/cloud_cpu.py`` for Azure, the same
-    measurement for moto)."""
-    import urllib3
-
+        sas = _azure_sas(u)
+        if sas is None:
+            return _retrying(lambda: cc.download_blob(u.key, max_concurrency=1).readall(), "cannot read")
+        signed = f"{cc.url.split('?', 1)[0]}/{quote(u.key, safe='/~')}?{sas}"
+        return _retrying(lambda: _http_get(signed, lambda r: r.headers.get("x-ms-error-code", "")), "cannot read")
     client = _s3()
-    state = _client(("s3-get",), lambda: {"pool": urllib3.PoolManager(maxsize=16)})
 
-    def get() -> bytes:
-        url = client.generate_presigned_url("get_object", Params={"Bucket": u.container, "Key": u.key},
-                                            ExpiresIn=900)
-        r = state["pool"].request("GET", url, retries=False, timeout=urllib3.Timeout(connect=10, read=60))
-        if r.status != 200:
-            m = re.search(rb"<Code>([^<]{1,64})</Code>", r.data or b"")
-            raise _HTTPStatus(r.status, m.group(1).decode("ascii", "replace") if m else "")
-        return bytes(r.data)
+    def s3_code(r: Any) -> str:
+        m = re.search(rb"<Code>([^<]{1,64})</Code>", r.data or b"")
+        return m.group(1).decode("ascii", "replace") if m else ""
 
-    return get
+    def get() -> bytes:  # presigned per attempt: a retry after a long backoff must not expire
+        signed = client.generate_presigned_url("get_object", Params={"Bucket": u.container, "Key": u.key},
+                                               ExpiresIn=900)
+        return _http_get(signed, s3_code)
+
+    return _retrying(get, "cannot read")
 
 
 def blob_exists(url: str) -> bool:
