@@ -455,7 +455,3 @@ def describe(rep: Report, *, action: str, dry_run: bool) -> str:
     lines = [f"{'would ' if dry_run else ''}{verb}: {p}" for p in rep.done]
     lines += [f"skip {p}: {why}" for p, why in rep.skipped]
     return "\n".join(lines)
-
-
-class ActionError(NeardupError):
-    """An action could not start (for example, the quarantine folder cannot be created)."""

@@ -11,7 +11,6 @@ runs again elsewhere.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -133,7 +132,3 @@ def dask_extract_many(
         client.close()
         if cluster is not None:
             cluster.close()
-
-
-def local_workers_default() -> int:
-    return os.cpu_count() or 1
