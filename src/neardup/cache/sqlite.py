@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CacheError
-from ..features.extract import FEATURE_VERSION, SIG_SIDE, ImageFeatures
+from ..features.extract import FEATURE_VERSION, SIG_SIDE, FeatureBatch
 from ..features.quality import QUALITY_FIELDS
 
 __all__ = ["FeatureCache", "FileRecord", "default_cache_dir", "SCHEMA_VERSION"]
@@ -119,9 +119,24 @@ def _column(field: str, values: list[object]) -> np.ndarray:
     return np.frombuffer(b"".join(values), dtype).reshape(len(values), *shape)  # type: ignore[arg-type]
 
 
-def _i64(x: int) -> int:
-    """uint64 -> the int64 SQLite can store."""
-    return x - (1 << 64) if x >= (1 << 63) else x
+def _blobs(a: np.ndarray, dtype: str) -> list[bytes]:
+    """Row ``i`` of ``a`` as the bytes of one cache blob, for every row at once."""
+    flat = np.ascontiguousarray(a, dtype=dtype).reshape(len(a), -1)
+    raw = flat.tobytes()
+    k = flat.shape[1] * flat.itemsize
+    return [raw[i : i + k] for i in range(0, len(raw), k)]
+
+
+def _feature_rows(f: FeatureBatch) -> list[tuple[object, ...]]:
+    """The rows of the features table for a batch, built column by column."""
+    n = len(f)
+    return list(zip(
+        _blobs(f.digest, "u1"), [FEATURE_VERSION] * n, f.width.tolist(), f.height.tolist(), f.format,
+        _blobs(f.p64, "<u8"), _blobs(f.c64, "<u8"), _blobs(f.d256, "<u8"),
+        f.whash.astype(np.uint64).view(np.int64).tolist(), f.canon.tolist(), f.alt_mask.tolist(),
+        _blobs(f.sig, "u1"), _blobs(f.colour, "u1"), f.energy.tolist(), f.content_side.tolist(),
+        _blobs(f.quality, "<f8"),
+    ))
 
 
 class FeatureCache:
@@ -206,7 +221,7 @@ class FeatureCache:
         self,
         files: Sequence[tuple[str, int, int, bytes | None, str | None, str | None, str | None]
                         | tuple[str, int, int, bytes | None, str | None, str | None, str | None, str | None]],
-        features: Sequence[ImageFeatures],
+        features: FeatureBatch,
         embeddings: Sequence[tuple[bytes, str, bytes]] = (),
     ) -> None:
         """Store a batch of file records, features and ``(digest, model, vec)`` in one transaction.
@@ -215,20 +230,11 @@ class FeatureCache:
         """
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?,?,?)", embeddings)
-            self._db.executemany(
-                "INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        f.digest, FEATURE_VERSION, f.width, f.height, f.format,
-                        f.p64.astype("<u8").tobytes(), f.c64.astype("<u8").tobytes(),
-                        f.d256.astype("<u8").tobytes(), _i64(int(f.whash)), f.canon, f.alt_mask,
-                        f.sig.tobytes(), f.colour.tobytes(), f.energy, f.content_side,
-                        f.quality.to_row().astype("<f8").tobytes(),
-                    )
-                    for f in features
-                ],
-            )
+            if embeddings:
+                self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?,?,?)", embeddings)
+            if len(features):
+                self._db.executemany("INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                     _feature_rows(features))
             self._db.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)",
                 [(f[0], f[1], f[2], f[7] if len(f) > 7 else None, FEATURE_VERSION, *f[3:7]) for f in files],

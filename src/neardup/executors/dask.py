@@ -18,7 +18,7 @@ from ..errors import NeardupError, UsageError
 
 if TYPE_CHECKING:
     from ..embed.model import ModelSpec
-    from ..pipeline.extract import Item, Outcome
+    from ..pipeline.extract import Chunk, Item
 
 __all__ = ["dask_extract_many", "DASK_BATCH"]
 
@@ -27,7 +27,7 @@ DASK_BATCH = 128
 
 
 def _run_batch(items: list[Item], max_pixels: int, spec: ModelSpec | None, retries: int,
-               time_budget: float = 0.0) -> list[Outcome]:
+               time_budget: float = 0.0) -> Chunk:
     """Runs on a Dask worker: extract one batch with the worker's own reader and model.
 
     The time budget is an alarm whose default action ends the worker process (its nanny starts
@@ -74,8 +74,8 @@ def dask_extract_many(
     retries: int,
     chunk: int = DASK_BATCH,
     time_budget: float = 0.0,
-) -> Generator[list[Outcome], None, None]:
-    """Yield outcomes batch by batch, as Dask workers finish them (any order)."""
+) -> Generator[Chunk, None, None]:
+    """Yield chunks batch by batch, as Dask workers finish them (any order)."""
     from ..pipeline.extract import batched
 
     client, cluster = _client(scheduler, workers)  # first: a missing dask is a usage error
@@ -94,10 +94,10 @@ def dask_extract_many(
             batches[fut.key] = c
             pending.add(fut)
 
-        def collect(fut: Any) -> list[Outcome] | None:
+        def collect(fut: Any) -> Chunk | None:
             c = batches.pop(fut.key)
             try:
-                out: list[Outcome] = fut.result()
+                out: Chunk = fut.result()
             except Exception as e:
                 fut.release()
                 if len(c) > 1:
@@ -107,11 +107,12 @@ def dask_extract_many(
                         submit([it], True)
                     return None
                 path, size, mtime_ns, etag = c[0]
-                from ..pipeline.extract import Outcome
+                from ..pipeline.extract import Chunk, Outcome
 
                 reason = "worker-killed" if type(e).__name__ == "KilledWorker" else "worker-crashed"
-                return [Outcome(path, size, mtime_ns, None, None, "decode", reason,
-                                f"its Dask task failed ({type(e).__name__}); the image was tried alone", etag=etag)]
+                return Chunk.of([Outcome(path, size, mtime_ns, None, False, "decode", reason,
+                                         f"its Dask task failed ({type(e).__name__}); the image was tried alone",
+                                         etag=etag)])
             fut.release()
             return out
 

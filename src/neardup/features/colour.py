@@ -8,25 +8,25 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["colour_signature", "colour_distance", "colourfulness"]
+from .hashes import block_means
+
+__all__ = ["colour_signature", "colour_signatures", "colour_distance", "colourfulness", "colourfulness_batch"]
 
 GRID = 4
 
 
-def colour_signature(rgb: np.ndarray) -> np.ndarray:
-    """(48,) uint8: per cell of a 4x4 grid, mean luma, R-G and B-Y, offset into 0..255."""
-    h, w = rgb.shape[:2]
-    ys = np.linspace(0, h, GRID + 1).astype(int)
-    xs = np.linspace(0, w, GRID + 1).astype(int)
-    # exact integer cell sums in two reductions, not sixteen slices (a repeated boundary, in
-    # an image under 4 pixels, sums the single line at it, as the slice did)
-    tot = np.add.reduceat(np.add.reduceat(rgb, ys[:-1], axis=0, dtype=np.int64), xs[:-1], axis=1)
-    rows = np.where(ys[1:] > ys[:-1], ys[1:] - ys[:-1], 1)
-    cols = np.where(xs[1:] > xs[:-1], xs[1:] - xs[:-1], 1)
-    area = (rows[:, None] * cols[None, :])[..., None]
-    r, g, b = np.moveaxis(tot / area, -1, 0)
+def colour_signatures(rgb: np.ndarray) -> np.ndarray:
+    """(N, 48) uint8 for a stack (N, h, w, 3): per cell of a 4x4 grid (exact areas), mean luma,
+    R-G and B-Y, offset into 0..255."""
+    m = block_means(rgb, GRID).astype(np.float64)  # (N, 4, 4, 3)
+    r, g, b = m[..., 0], m[..., 1], m[..., 2]
     out = np.stack([0.299 * r + 0.587 * g + 0.114 * b, (r - g) / 2 + 128, (r + g) / 4 - b / 2 + 128], axis=-1)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8).reshape(-1)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8).reshape(len(rgb), -1)
+
+
+def colour_signature(rgb: np.ndarray) -> np.ndarray:
+    """(48,) uint8 colour signature of one image (see :func:`colour_signatures`)."""
+    return colour_signatures(rgb[None])[0]
 
 
 def colour_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -39,9 +39,14 @@ def colour_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(x[..., 1:] - y[..., 1:]).mean(axis=(-1, -2))
 
 
-def colourfulness(rgb: np.ndarray) -> float:
-    """Hasler and Suesstrunk's colourfulness metric; 0 for a grey image."""
-    a = rgb.astype(np.float32)
+def colourfulness_batch(rgb: np.ndarray) -> np.ndarray:
+    """Hasler and Suesstrunk's colourfulness of each image of a stack (N, h, w, 3); 0 for grey."""
+    a = rgb.reshape(len(rgb), -1, 3).astype(np.float32)
     rg = a[..., 0] - a[..., 1]
     yb = 0.5 * (a[..., 0] + a[..., 1]) - a[..., 2]
-    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+    return np.hypot(rg.std(axis=1), yb.std(axis=1)) + 0.3 * np.hypot(rg.mean(axis=1), yb.mean(axis=1))
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    """Hasler and Suesstrunk's colourfulness metric of one image; 0 for a grey image."""
+    return float(colourfulness_batch(rgb[None])[0])

@@ -1,10 +1,12 @@
 """Decode an image once, at reduced size, into the small arrays every feature needs.
 
 The decode is the dominant cost of a scan, so it is done once per file and as small as the
-features allow: JPEG decodes through ``Image.draft`` (DCT scaling, 1/2 to 1/8 of the pixels),
-other formats through ``Image.reduce``.  EXIF orientation is applied, alpha is composited on a
+features allow: a JPEG is decoded by libjpeg-turbo's DCT scaling at 1/2, 1/4 or 1/8 (the
+smallest scale whose long side is still :data:`FEATURE_MIN` pixels), everything else by Pillow,
+then reduced by an integer box filter.  EXIF orientation is applied, alpha is composited on a
 fixed grey background and every mode (CMYK, 16-bit, palette, bilevel) ends as 8-bit RGB.
-No pixels leave this module except the small working image.
+No pixels leave this module except the small feature image (and, when asked, a view for the
+CNN of thorough mode).
 """
 
 from __future__ import annotations
@@ -17,15 +19,25 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DecodeError
+from . import jpeg
+from .hashes import to_gray
 
-__all__ = ["Decoded", "decode", "SUPPORTED_FORMATS", "WORK_SIDE"]
+__all__ = ["Decoded", "decode", "native_softness", "softness_of", "gradient_ratios", "SUPPORTED_FORMATS", "WORK_SIDE",
+           "FEATURE_MIN"]
 
 #: Formats recognised by their content (magic bytes), whatever the file is called.
 SUPPORTED_FORMATS = frozenset(
     {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "HEIF", "AVIF", "DIB", "ICO"}
 )
-#: The longer side of the working image every feature is computed on.
+#: The longer side of the view thorough mode embeds (and local features start from).
 WORK_SIDE = 256
+#: The feature image's long side is at least this (when the file is that large): every hash is
+#: computed on a 64x64 resample of it, which needs no more than 8 cycles across the frame, and
+#: border trimming gets about 1% precision.  JPEGs decode at the smallest DCT scale that
+#: keeps it, so a 481x321 photo decodes at 1/4 and a 12-megapixel one at 1/8.
+FEATURE_MIN = 96
+#: Side of the central patch the softness is measured on.
+SOFT_PATCH = 256
 #: Background that transparent pixels are composited on: mid grey hurts neither light nor
 #: dark subjects, and is the same for every copy so copies still match.
 ALPHA_BACKGROUND = (128, 128, 128)
@@ -47,41 +59,21 @@ def _register_heif() -> None:
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """The working image and the facts about the file that the quality score needs."""
+    """The small feature image, and the facts about the file that the quality score needs."""
 
-    rgb: np.ndarray  # uint8 (h, w, 3), longer side <= WORK_SIDE, upright
+    small: np.ndarray  # uint8 (h, w, 3), upright; long side in [FEATURE_MIN, 2 * FEATURE_MIN) when the file allows
     width: int  # full-resolution size, upright
     height: int
     format: str
     jpeg_quality: int  # estimated from the quantisation tables; 0 where not JPEG
     lossless: bool
-    softness: float  # how little detail the decoded pixels hold (1 sharp .. 2 smooth)
+    scale: int  # the DCT scale denominator of the decode (1: native pixels)
+    view: np.ndarray | None = None  # uint8 (h, w, 3), upright, long side <= the view side asked for
 
-
-def _jpeg_quality(im: Image.Image) -> int:
-    """The IJG quality factor whose scaled luminance table best matches the file's.
-
-    Pillow returns tables in natural (row-major) order.  Files from encoders that do not
-    scale the IJG table still get the nearest factor, which is all the quality score needs.
-    """
-    q = getattr(im, "quantization", None)
-    if not q or 0 not in q or len(q[0]) != 64:
-        return 0
-    table = np.asarray(q[0], dtype=np.float64)
-    err = np.abs(_IJG_SCALED - table[None, :]).mean(axis=1)
-    return int(np.argmin(err)) + 1
-
-
-# IJG standard luminance table (ITU-T T.81 Annex K), natural order, and the tables libjpeg
-# writes for quality 1..100 (baseline: clipped to 1..255).
-_IJG_LUMA = np.array(
-    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57,
-     69, 56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55,
-     64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103,
-     99], dtype=np.float64)
-_Q = np.arange(1, 101, dtype=np.float64)
-_SCALE = np.where(_Q < 50, 5000.0 / _Q, 200.0 - 2.0 * _Q)
-_IJG_SCALED = np.clip(np.floor((_IJG_LUMA[None, :] * _SCALE[:, None] + 50.0) / 100.0), 1, 255)
+    @property
+    def rgb(self) -> np.ndarray:
+        """The view when one was asked for, else the feature image."""
+        return self.view if self.view is not None else self.small
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -109,8 +101,34 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def decode(data: bytes, *, max_pixels: int = 200_000_000, work_side: int = WORK_SIDE) -> Decoded:
-    """Decode ``data`` (the whole file) into a small upright RGB working image.
+def _bomb(e: Exception) -> DecodeError:
+    return DecodeError("too-many-pixels", f"decompression bomb refused: {e} (raise --max-pixels to accept it)")
+
+
+def _check_size(w: int, h: int, max_pixels: int) -> None:
+    if w <= 0 or h <= 0:
+        raise DecodeError("corrupt", f"image declares an invalid size {w}x{h}")
+    if w * h > max_pixels:
+        raise DecodeError(
+            "too-many-pixels",
+            f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} (raise --max-pixels to accept it)",
+        )
+
+
+def jpeg_scale(width: int, height: int, min_side: int) -> int:
+    """The largest DCT scale denominator (1, 2, 4, 8) whose long side is still >= ``min_side``."""
+    long = max(width, height)
+    for s in (8, 4, 2):
+        if long // s >= min_side:
+            return s
+    return 1
+
+
+def decode(data: bytes, *, max_pixels: int = 200_000_000, view_side: int = 0) -> Decoded:
+    """Decode ``data`` (the whole file) into a small upright RGB feature image.
+
+    ``view_side`` > 0 also returns a view of that long side (thorough mode's CNN input); the
+    feature image never depends on it, so features are the same whichever mode computed them.
 
     Raises
     ------
@@ -120,6 +138,75 @@ def decode(data: bytes, *, max_pixels: int = 200_000_000, work_side: int = WORK_
     """
     if not data:
         raise DecodeError("empty-file", "the file is empty (0 bytes)")
+    if data[:3] == jpeg.SOI:
+        got = _decode_jpeg(data, max_pixels=max_pixels, view_side=view_side)
+        if got is not None:
+            return got
+    return _decode_pillow(data, max_pixels=max_pixels, view_side=view_side)
+
+
+def _decode_jpeg(data: bytes, *, max_pixels: int, view_side: int) -> Decoded | None:
+    hdr = jpeg.read_header(data)
+    if hdr is None:
+        return None
+    _check_size(hdr.width, hdr.height, max_pixels)
+    scale = jpeg_scale(hdr.width, hdr.height, FEATURE_MIN)
+    arr = jpeg.decode_scaled(data, hdr, scale)
+    if arr is None:
+        return None
+    small = _small(arr)
+    o = hdr.orientation
+    view = None
+    if view_side:
+        vscale = jpeg_scale(hdr.width, hdr.height, view_side)
+        varr = arr if vscale == scale else jpeg.decode_scaled(data, hdr, vscale)
+        if varr is None:
+            return None
+        view = _orient(_fit(varr, view_side), o)
+    w, h = (hdr.height, hdr.width) if o in (5, 6, 7, 8) else (hdr.width, hdr.height)
+    return Decoded(small=_orient(small, o), width=w, height=h, format="MPO" if hdr.mpo else "JPEG",
+                   jpeg_quality=hdr.quality, lossless=False, scale=scale, view=view)
+
+
+def _small(arr: np.ndarray) -> np.ndarray:
+    """The feature image: ``arr`` box-reduced by the integer factor that keeps its long side
+    in [FEATURE_MIN, 2 * FEATURE_MIN)."""
+    f = max(1, max(arr.shape[:2]) // FEATURE_MIN)
+    if f == 1:
+        return arr
+    return np.asarray(Image.fromarray(arr).reduce(f))
+
+
+def _fit(arr: np.ndarray, side: int) -> np.ndarray:
+    if max(arr.shape[:2]) <= side:
+        return arr
+    im = Image.fromarray(arr)
+    im.thumbnail((side, side), Image.Resampling.BOX, reducing_gap=None)
+    return np.asarray(im)
+
+
+# EXIF orientation -> the array transform that makes the stored pixels upright
+def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    if orientation == 1:
+        return a
+    if orientation == 2:
+        a = a[:, ::-1]
+    elif orientation == 3:
+        a = a[::-1, ::-1]
+    elif orientation == 4:
+        a = a[::-1]
+    elif orientation == 5:
+        a = a.transpose(1, 0, 2)
+    elif orientation == 6:
+        a = np.rot90(a, -1)
+    elif orientation == 7:
+        a = a.transpose(1, 0, 2)[::-1, ::-1]
+    elif orientation == 8:
+        a = np.rot90(a, 1)
+    return np.ascontiguousarray(a)
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
     _register_heif()
     if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS != max_pixels:
         # Pillow's own bomb limit (89M by default) would otherwise preempt --max-pixels, both
@@ -128,21 +215,23 @@ def decode(data: bytes, *, max_pixels: int = 200_000_000, work_side: int = WORK_
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        raise DecodeError("too-many-pixels", f"decompression bomb refused: {e} (raise --max-pixels to accept it)") from None
-    except Image.DecompressionBombWarning as e:
-        raise DecodeError("too-many-pixels", f"decompression bomb refused: {e} (raise --max-pixels to accept it)") from None
+            return Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise _bomb(e) from None
     except Image.UnidentifiedImageError:
         raise DecodeError("not-an-image", "not a recognised image format: the bytes match no supported format") from None
     except Exception as e:  # Pillow raises many types for unknown data
         raise DecodeError("not-an-image", f"not a recognised image format ({type(e).__name__}: {e})") from None
+
+
+def _decode_pillow(data: bytes, *, max_pixels: int, view_side: int) -> Decoded:
+    im = _open(data, max_pixels)
     try:
-        return _decode_opened(im, max_pixels=max_pixels, work_side=work_side)
+        return _decode_opened(im, data, max_pixels=max_pixels, view_side=view_side)
     except DecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DecodeError("too-many-pixels", f"decompression bomb refused: {e} (raise --max-pixels to accept it)") from None
+        raise _bomb(e) from None
     except MemoryError:
         raise DecodeError("out-of-memory", "ran out of memory decoding this image") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, ZeroDivisionError) as e:
@@ -153,19 +242,38 @@ def decode(data: bytes, *, max_pixels: int = 200_000_000, work_side: int = WORK_
         im.close()
 
 
-def _decode_opened(im: Image.Image, *, max_pixels: int, work_side: int) -> Decoded:
+def _draft(im: Image.Image, min_side: int) -> int:
+    """Ask a JPEG for its DCT-scaled decode (long side >= ``min_side``); the scale granted."""
+    if im.format not in ("JPEG", "MPO"):
+        return 1
+    w, h = im.size
+    s = jpeg_scale(w, h, min_side)
+    if s > 1:
+        im.draft("RGB" if im.mode != "L" else "L", (max(1, w // s), max(1, h // s)))
+    return max(1, round(w / im.size[0]))
+
+
+def _reduced_rgb(im: Image.Image, min_side: int) -> np.ndarray:
+    f = max(1, max(im.size) // min_side)
+    if f > 1:
+        im = im.reduce(f) if im.mode not in ("P", "1") else _to_rgb(im).reduce(f)
+    a = np.asarray(_to_rgb(im), dtype=np.uint8)
+    if a.ndim != 3 or a.shape[2] != 3 or a.size == 0:
+        raise DecodeError("corrupt", f"decoded to an unusable array of shape {a.shape}")
+    return a
+
+
+def _decode_opened(im: Image.Image, data: bytes, *, max_pixels: int, view_side: int) -> Decoded:
     fmt = im.format or "?"
     if fmt not in SUPPORTED_FORMATS:
         raise DecodeError("unsupported-format", f"{fmt} images are not supported")
     w, h = im.size
-    if w <= 0 or h <= 0:
-        raise DecodeError("corrupt", f"image declares an invalid size {w}x{h}")
-    if w * h > max_pixels:
-        raise DecodeError(
-            "too-many-pixels",
-            f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} (raise --max-pixels to accept it)",
-        )
-    jpeg_q = _jpeg_quality(im) if fmt in ("JPEG", "MPO") else 0
+    _check_size(w, h, max_pixels)
+    jpeg_q = 0
+    if fmt in ("JPEG", "MPO"):
+        q = getattr(im, "quantization", None)
+        if q and 0 in q and len(q[0]) == 64:
+            jpeg_q = jpeg.quality_from_table(np.asarray(q[0]))
     lossless = fmt in ("PNG", "BMP", "TIFF", "PPM", "GIF", "DIB") or (
         fmt == "WEBP" and bool(getattr(im, "info", {}).get("lossless"))
     )
@@ -176,74 +284,93 @@ def _decode_opened(im: Image.Image, *, max_pixels: int, work_side: int) -> Decod
         orientation = 1
     if orientation not in range(1, 9):
         orientation = 1
-    # Reduced-size decode: ask for twice the working size so the final resize antialiases and
-    # the softness check sees native pixels.  From 4x the working size up, the DCT scaling
-    # removes upscaling evidence either way (see quality.py), so ask for the working size only:
-    # a 12-megapixel JPEG then decodes at 1/8, not 1/4.
-    want = work_side if max(w, h) >= 4 * work_side else 2 * work_side
-    if fmt in ("JPEG", "MPO"):
-        if im.mode == "CMYK":
-            im.draft("RGB", (max(1, w * want // max(w, h)), max(1, h * want // max(w, h))))
-        else:
-            im.draft(im.mode if im.mode == "L" else "RGB",
-                     (max(1, w * want // max(w, h)), max(1, h * want // max(w, h))))
+    # a JPEG here is one the fast path declined (CMYK, 12-bit, a libjpeg warning): same scaling
+    scale = _draft(im, FEATURE_MIN)
     im.load()  # the first frame of an animation
-    # softness on the pixels as decoded: native for every format but draft-reduced JPEG,
-    # whose DCT scaling already undoes an upscale (a known blind spot, see quality.py)
-    softness = _softness(im)
-    factor = max(im.size) // want
-    if factor > 1 and im.mode not in ("P", "1"):
-        im = im.reduce(factor)
-    if orientation != 1:
-        im.info.pop("exif", None)
-        im = _apply_orientation(im, orientation)
-    im = _to_rgb(im)
-    if max(im.size) > work_side:
-        im.thumbnail((work_side, work_side), Image.Resampling.BOX, reducing_gap=None)
-    rgb = np.asarray(im, dtype=np.uint8)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
-        raise DecodeError("corrupt", f"decoded to an unusable array of shape {rgb.shape}")
+    small = _reduced_rgb(im, FEATURE_MIN)
+    view = None
+    if view_side:
+        if fmt in ("JPEG", "MPO") and jpeg_scale(w, h, view_side) != jpeg_scale(w, h, FEATURE_MIN):
+            with _open(data, max_pixels) as big:  # the view needs a larger DCT scale: decode again
+                _draft(big, view_side)
+                big.load()
+                view = _fit(_reduced_rgb(big, 2 * view_side), view_side)
+        else:
+            view = _fit(_reduced_rgb(im, 2 * view_side), view_side)
+        view = _orient(view, orientation)
     up_w, up_h = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-    return Decoded(
-        rgb=rgb, width=up_w, height=up_h, format=fmt, jpeg_quality=jpeg_q, lossless=lossless,
-        softness=softness,
-    )
+    return Decoded(small=_orient(small, orientation), width=up_w, height=up_h, format=fmt, jpeg_quality=jpeg_q,
+                   lossless=lossless, scale=scale, view=view)
 
 
-def _softness(im: Image.Image, side: int = 256) -> float:
+def softness_of(pixels: Image.Image | np.ndarray, side: int = SOFT_PATCH) -> float:
     """Gradient at half resolution over gradient at full resolution, on a central patch.
 
     Natural detail makes per-pixel gradients nearly as strong at full as at half resolution
-    (ratio ~1.0-1.3); pixels made by upscaling or blur are smooth, so the ratio tends to 2.
-    Measured on the decoded (not yet thumbnailed) pixels, so it sees upscaling that the
-    reduced JPEG decode did not remove.
+    (ratio ~1.0-1.3, at any scale: photographs are roughly scale-invariant); pixels made by
+    upscaling or blur are smooth, so the ratio tends to 2.
     """
-    w, h = im.size
-    x0, y0 = max(0, (w - side) // 2), max(0, (h - side) // 2)
-    g = np.asarray(_to_rgb(im.crop((x0, y0, min(w, x0 + side), min(h, y0 + side)))).convert("L"), dtype=np.int16)
-    hh, ww = (g.shape[0] // 2) * 2, (g.shape[1] // 2) * 2
+    if isinstance(pixels, Image.Image):
+        w, h = pixels.size
+        x0, y0 = max(0, (w - side) // 2), max(0, (h - side) // 2)
+        patch = pixels.crop((x0, y0, min(w, x0 + side), min(h, y0 + side)))
+        g = np.asarray(_to_rgb(patch).convert("L") if patch.mode != "L" else patch, dtype=np.uint8)
+    else:
+        h, w = pixels.shape[:2]
+        y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
+        p = pixels[y0 : y0 + side, x0 : x0 + side]
+        g = to_gray(p)
+    return _gradient_ratio(g)
+
+
+def gradient_ratios(g: np.ndarray) -> np.ndarray:
+    """:func:`softness_of` for a stack of grey images (N, h, w), each taken whole."""
+    n, h, w = g.shape
+    hh, ww = (h // 2) * 2, (w // 2) * 2
     if hh < 8 or ww < 8:
-        return 1.0
-    # integer arithmetic throughout: 2x2 block sums (4x the means) fit int16
-    s1 = float(np.abs(np.diff(g, axis=1)).mean() + np.abs(np.diff(g, axis=0)).mean())
-    g2 = g[:hh:2, :ww:2] + g[1:hh:2, :ww:2] + g[:hh:2, 1:ww:2] + g[1:hh:2, 1:ww:2]
-    s2 = float(np.abs(np.diff(g2, axis=1)).mean() + np.abs(np.diff(g2, axis=0)).mean()) / 4.0
-    return round(min(2.0, max(0.5, s2 / s1)), 4) if s1 > 1e-3 else 2.0
+        return np.ones(n)
+    x = g.astype(np.int16) if g.dtype == np.uint8 else g
+    s1 = (np.abs(np.diff(x, axis=2)).sum(axis=(1, 2)) / (h * (w - 1))
+          + np.abs(np.diff(x, axis=1)).sum(axis=(1, 2)) / ((h - 1) * w))
+    x = x[:, :hh, :ww]
+    x2 = x[:, ::2, ::2] + x[:, 1::2, ::2] + x[:, ::2, 1::2] + x[:, 1::2, 1::2]  # 4x the 2x2 means
+    h2, w2 = x2.shape[1:]
+    s2 = (np.abs(np.diff(x2, axis=2)).sum(axis=(1, 2)) / (h2 * (w2 - 1))
+          + np.abs(np.diff(x2, axis=1)).sum(axis=(1, 2)) / ((h2 - 1) * w2)) / 4.0
+    ok = s1 > 1e-3
+    ratio = np.where(ok, np.clip(s2 / np.where(ok, s1, 1.0), 0.5, 2.0), 2.0)
+    return np.round(ratio, 4)
 
 
-_ORIENT = {
-    2: (Image.Transpose.FLIP_LEFT_RIGHT,),
-    3: (Image.Transpose.ROTATE_180,),
-    4: (Image.Transpose.FLIP_TOP_BOTTOM,),
-    5: (Image.Transpose.TRANSPOSE,),
-    6: (Image.Transpose.ROTATE_270,),
-    7: (Image.Transpose.TRANSVERSE,),
-    8: (Image.Transpose.ROTATE_90,),
-}
+def _gradient_ratio(g: np.ndarray) -> float:
+    return float(gradient_ratios(g[None])[0])
 
 
-def _apply_orientation(im: Image.Image, orientation: int) -> Image.Image:
-    for t in _ORIENT.get(orientation, ()):
-        im = im.transpose(t)
-    return im
+def native_softness(data: bytes, *, min_side: int, max_pixels: int = 200_000_000) -> tuple[float, int]:
+    """Softness of a file measured where it has the most pixels that matter: decoded at the
+    smallest DCT scale whose long side is still >= ``min_side`` (native for other formats).
 
+    The keeper check asks this of a copy that would win on pixels over a smaller one: an
+    upscaled copy looks sharp at reduced size and soft here.  Returns ``(softness, scale)``.
+    """
+    if data[:3] == jpeg.SOI:
+        hdr = jpeg.read_header(data)
+        if hdr is not None:
+            _check_size(hdr.width, hdr.height, max_pixels)
+            scale = jpeg_scale(hdr.width, hdr.height, min_side)
+            arr = jpeg.decode_scaled(data, hdr, scale)
+            if arr is not None:
+                return softness_of(arr), scale
+    im = _open(data, max_pixels)
+    try:
+        w, h = im.size
+        _check_size(w, h, max_pixels)
+        scale = _draft(im, min_side)
+        im.load()
+        return softness_of(im), scale
+    except DecodeError:
+        raise
+    except Exception as e:
+        raise DecodeError("corrupt", f"cannot decode: {type(e).__name__}: {e}") from None
+    finally:
+        im.close()

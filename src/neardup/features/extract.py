@@ -1,25 +1,42 @@
-"""Turn the bytes of one file into its :class:`ImageFeatures`: one decode, no pixels kept."""
+"""Turn decoded images into their features, a batch at a time: one decode, no pixels kept.
+
+The per-image work is the decode (``decode.py``); everything here runs on stacks of images of
+one size as a handful of matrix products, so the cost per image is a few microseconds of
+NumPy, not a few hundred of Python.  :class:`FeatureBatch` holds the result as columns, the
+shape in which workers hand features to the driver and the driver writes them to the cache.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from functools import lru_cache
 
 import numpy as np
-from PIL import Image
 
-from .colour import colour_signature
 from .decode import Decoded, decode
-from .hashes import dct_coefficients, dct_hash_variants, to_gray, trim_borders, whash64
-from .orient import canonical_variant
-from .quality import QualityFacts, quality_facts
+from .hashes import (
+    REF_SIDE,
+    area_matrix,
+    dct_matrix,
+    outer_lines,
+    pack_bits,
+    to_gray,
+    trim_borders,
+    trim_sides,
+    variant_hashes,
+)
+from .orient import canonical_variants
+from .quality import QUALITY_FIELDS, QualityFacts
 
 __all__ = [
-    "ImageFeatures", "extract", "canonical_rgb", "FEATURE_VERSION", "SIG_SIDE", "CENTER_FRACTION", "digest_bytes", "is_low_info",
+    "ImageFeatures", "FeatureBatch", "extract", "features_batch", "canonical_rgb", "FEATURE_VERSION", "SIG_SIDE",
+    "CENTER_FRACTION", "digest_bytes", "is_low_info",
 ]
 
 #: Bump when any extractor changes its output: it is part of every cache key.
-FEATURE_VERSION = "nd-features-9"
+FEATURE_VERSION = "nd-features-10"
 #: Side of the luminance layout signature used to verify crops.
 SIG_SIDE = 32
 #: The centre window hashed as well, so that moderate crops find their original.
@@ -27,9 +44,12 @@ CENTER_FRACTION = 0.88
 #: Images whose trimmed content has less AC energy than this are "low information".
 LOW_INFO_ENERGY = 6.0
 #: ... and so are images whose content, once borders are trimmed, is smaller than this many
-#: working pixels on a side: a 16x16 DCT hash of fewer pixels is mostly interpolation, so
-#: unrelated small objects on plain backgrounds would look alike.
+#: pixels on a side, counted on a 256-pixel frame (or the file's own pixels if smaller): a
+#: 16x16 DCT hash of fewer pixels is mostly interpolation, so unrelated small objects on plain
+#: backgrounds would look alike.
 MIN_CONTENT_SIDE = 32
+#: The frame that content sides are counted on.
+CONTENT_FRAME = 256
 
 
 def is_low_info(energy: np.ndarray | float, content_side: np.ndarray | int) -> np.ndarray | bool:
@@ -53,13 +73,13 @@ class ImageFeatures:
     p64: np.ndarray  # (8,) uint64: 8x8 DCT hash of the trimmed image, each dihedral variant
     c64: np.ndarray  # (8,) uint64: the same for the centre window
     d256: np.ndarray  # (8, 4) uint64: 16x16 DCT hash, each dihedral variant
-    whash: int  # imagehash-compatible 64-bit wavelet hash (upright)
+    whash: int  # 64-bit wavelet (Haar LL band) hash, upright
     canon: int  # the variant chosen as canonical orientation
     alt_mask: int  # bit v set: variant v must also be indexed (orientation is ambiguous)
     sig: np.ndarray  # (SIG_SIDE, SIG_SIDE) uint8 luminance layout of the trimmed image
     colour: np.ndarray  # (48,) uint8 colour signature
     energy: float  # AC energy of the trimmed image: low means little to match on
-    content_side: int  # shorter side of the trimmed content, in working-image pixels
+    content_side: int  # shorter side of the trimmed content, on a CONTENT_FRAME frame
     quality: QualityFacts
 
     @property
@@ -67,55 +87,247 @@ class ImageFeatures:
         return bool(is_low_info(self.energy, self.content_side))
 
 
-def _window(gray: np.ndarray, frac: float) -> np.ndarray:
-    h, w = gray.shape
-    dh, dw = int(round(h * (1 - frac) / 2)), int(round(w * (1 - frac) / 2))
-    return np.ascontiguousarray(gray[dh : h - dh, dw : w - dw])
+@dataclass(frozen=True, slots=True)
+class FeatureBatch:
+    """The features of ``n`` images as columns (row ``i`` is ``digest[i]``)."""
+
+    digest: np.ndarray  # (n, 16) uint8
+    width: np.ndarray  # (n,) int64, upright full-resolution size
+    height: np.ndarray
+    format: tuple[str, ...]
+    p64: np.ndarray  # (n, 8) uint64
+    c64: np.ndarray  # (n, 8) uint64
+    d256: np.ndarray  # (n, 8, 4) uint64
+    whash: np.ndarray  # (n,) uint64
+    canon: np.ndarray  # (n,) uint8
+    alt_mask: np.ndarray  # (n,) uint8
+    sig: np.ndarray  # (n, SIG_SIDE, SIG_SIDE) uint8
+    colour: np.ndarray  # (n, 48) uint8
+    energy: np.ndarray  # (n,) float64
+    content_side: np.ndarray  # (n,) int64
+    quality: np.ndarray  # (n, len(QUALITY_FIELDS)) float64
+
+    def __len__(self) -> int:
+        return int(self.digest.shape[0])
+
+    def row(self, i: int) -> ImageFeatures:
+        return ImageFeatures(
+            digest=self.digest[i].tobytes(), width=int(self.width[i]), height=int(self.height[i]),
+            format=self.format[i], p64=self.p64[i], c64=self.c64[i], d256=self.d256[i], whash=int(self.whash[i]),
+            canon=int(self.canon[i]), alt_mask=int(self.alt_mask[i]), sig=self.sig[i], colour=self.colour[i],
+            energy=float(self.energy[i]), content_side=int(self.content_side[i]),
+            quality=QualityFacts.from_row(self.quality[i]),
+        )
+
+    def take(self, idx: Sequence[int] | np.ndarray) -> FeatureBatch:
+        """The rows ``idx``, in that order."""
+        ix = np.asarray(idx, dtype=np.int64)
+        cols = {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {k: (tuple(v[i] for i in ix.tolist()) if k == "format" else v[ix]) for k, v in cols.items()}
+        return FeatureBatch(**out)
+
+    @classmethod
+    def concat(cls, batches: Sequence[FeatureBatch]) -> FeatureBatch:
+        if not batches:
+            return cls.empty()
+        out = {}
+        for f in fields(cls):
+            vals = [getattr(b, f.name) for b in batches]
+            out[f.name] = tuple(x for v in vals for x in v) if f.name == "format" else np.concatenate(vals)
+        return cls(**out)
+
+    @classmethod
+    def empty(cls) -> FeatureBatch:
+        return cls(
+            digest=np.zeros((0, 16), np.uint8), width=np.zeros(0, np.int64), height=np.zeros(0, np.int64), format=(),
+            p64=np.zeros((0, 8), np.uint64), c64=np.zeros((0, 8), np.uint64), d256=np.zeros((0, 8, 4), np.uint64),
+            whash=np.zeros(0, np.uint64), canon=np.zeros(0, np.uint8), alt_mask=np.zeros(0, np.uint8),
+            sig=np.zeros((0, SIG_SIDE, SIG_SIDE), np.uint8), colour=np.zeros((0, 48), np.uint8),
+            energy=np.zeros(0, np.float64), content_side=np.zeros(0, np.int64),
+            quality=np.zeros((0, len(QUALITY_FIELDS)), np.float64),
+        )
+
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601
+#: (R, G, B) -> (R-G, (R+G)/2-B): the opponent chroma of the colour signature and colourfulness
+_CHROMA = np.array([[1.0, 0.5], [-1.0, 0.5], [0.0, -1.0]], dtype=np.float32)
+#: grid of the colour statistics: colourfulness on its cells, the 4x4 signature from their means
+COLOUR_GRID = 16
+#: the centre window, on the layout grid: cells [2, 30) of 32 (87.5% of each side)
+_WIN = (2, SIG_SIDE - 2)
+
+
+@lru_cache(maxsize=4096)
+def _restricted(n: int, lo: int, hi: int, k: int) -> np.ndarray:
+    """(k, n) area averages of pixels [lo, hi) into k cells, zero elsewhere: trimming a border
+    is a choice of matrix, so trimmed and untrimmed images share one stack."""
+    m = np.zeros((k, n), dtype=np.float32)
+    m[:, lo:hi] = area_matrix(hi - lo, k)
+    m.setflags(write=False)
+    return m
+
+
+def _grids(luma: np.ndarray, chroma: np.ndarray, bounds: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The layout grid (N, 32, 32) of each image's luma and the colour grid (N, 2, 16, 16) of its
+    chroma (half resolution), inside each image's trimmed ``bounds``: two batched products each."""
+    n, h, w = luma.shape
+    _, _, ch, cw = chroma.shape
+    left = np.stack([_restricted(h, t, b, SIG_SIDE) for t, b, _, _ in bounds])
+    right = np.stack([_restricted(w, lo, hi, SIG_SIDE) for _, _, lo, hi in bounds])
+    layout = np.matmul(left, np.matmul(luma, right.transpose(0, 2, 1)))
+    cl = np.stack([_restricted(ch, t // 2, max(t // 2 + 1, -(-b // 2)), COLOUR_GRID) for t, b, _, _ in bounds])
+    cr = np.stack([_restricted(cw, lo // 2, max(lo // 2 + 1, -(-hi // 2)), COLOUR_GRID) for _, _, lo, hi in bounds])
+    colour = np.matmul(cl[:, None], np.matmul(chroma, cr.transpose(0, 2, 1)[:, None]))
+    return layout, colour
+
+
+def _dct_grid(x: np.ndarray, k: int) -> np.ndarray:
+    """The k x k lowest DCT coefficients of square grids (N, m, m), on the REF_SIDE scale."""
+    m = x.shape[-1]
+    d = dct_matrix(m, k)
+    return np.matmul(np.matmul(d, x), d.T) * np.float32(REF_SIDE / m)
+
+
+def _hash_features(layout: np.ndarray, colour: np.ndarray) -> dict[str, np.ndarray]:
+    """Every feature from the grids of :func:`_grids`, all images at once.
+
+    The hashes are DCT blocks of the layout grid: its 32 area averages a side keep every
+    frequency a 16x16 block holds (up to 7.5 cycles a frame) without aliasing.
+    """
+    n = len(layout)
+    coef = _dct_grid(layout, 16)
+    low = np.ascontiguousarray(coef[:, :8, :8])
+    canon, alt = canonical_variants(low)
+    c64 = coef.astype(np.float64)
+    energy = np.sqrt(np.maximum((c64**2).sum(axis=(1, 2)) - c64[:, 0, 0] ** 2, 0.0)) / REF_SIDE
+    a, b = _WIN
+    window = _dct_grid(np.ascontiguousarray(layout[:, a:b, a:b]), 8)
+    a8 = area_matrix(SIG_SIDE, 8)
+    ll = (a8 @ layout @ a8.T).reshape(n, 64)  # the 8x8 Haar LL band
+    a4 = area_matrix(SIG_SIDE, 4)
+    luma_cells = (a4 @ layout @ a4.T).astype(np.float64)
+    c4 = area_matrix(COLOUR_GRID, 4)
+    chroma_cells = (c4 @ colour @ c4.T).astype(np.float64)
+    sig = np.stack([luma_cells, chroma_cells[:, 0] / 2 + 128, chroma_cells[:, 1] / 2 + 128], axis=-1)
+    rg, yb = colour[:, 0].reshape(n, -1).astype(np.float64), colour[:, 1].reshape(n, -1).astype(np.float64)
+    lay = layout.reshape(n, -1)
+    return {
+        "d256": variant_hashes(coef),
+        "p64": variant_hashes(low)[:, :, 0],
+        "c64": variant_hashes(window)[:, :, 0],
+        "canon": canon,
+        "alt_mask": alt,
+        "energy": energy,
+        "sig": np.clip(np.rint(layout), 0, 255).astype(np.uint8),
+        "whash": pack_bits(ll > np.sort(ll, axis=1)[:, 31:33].mean(axis=1, keepdims=True))[:, 0],
+        "colour": np.clip(np.round(sig), 0, 255).astype(np.uint8).reshape(n, -1),
+        # Hasler and Suesstrunk's colourfulness, on the colour grid
+        "colourfulness": np.hypot(rg.std(axis=1), yb.std(axis=1)) + 0.3 * np.hypot(rg.mean(axis=1), yb.mean(axis=1)),
+        # share of the frame clipped to black or white, on the layout grid
+        "clipped": ((lay <= 2.5) | (lay >= 252.5)).mean(axis=1),
+    }
+
+
+#: images are padded to canvases whose sides are multiples of this, so a chunk makes few stacks
+CANVAS_STEP = 32
+
+
+def _canvas(members: list[tuple[int, np.ndarray, bool]], shape: tuple[int, int],
+            kept: np.ndarray, side: np.ndarray, layout: np.ndarray, colour: np.ndarray) -> None:
+    """The pixel work for images padded onto one canvas size: luma and half-resolution chroma,
+    borders, then each image's layout and colour grids inside its own bounds.  Images arrive
+    landscape (portrait ones transposed) and their grids go back upright."""
+    H, W = shape
+    m = len(members)
+    rgb = np.zeros((m, H, W, 3), np.uint8)
+    hs = np.empty(m, np.int64)
+    ws = np.empty(m, np.int64)
+    for j, (_, a, _) in enumerate(members):
+        rgb[j, : a.shape[0], : a.shape[1]] = a
+        hs[j], ws[j] = a.shape[:2]
+    f = rgb.astype(np.float32)
+    luma = np.dot(f.reshape(-1, 3), _LUMA).reshape(m, H, W)
+    half = np.ascontiguousarray(f[:, ::2, ::2]).reshape(-1, 3)
+    chroma = np.stack([np.dot(half, _CHROMA[:, 0]), np.dot(half, _CHROMA[:, 1])]).reshape(2, m, H // 2, W // 2)
+    chroma = np.ascontiguousarray(chroma.transpose(1, 0, 2, 3))
+    ids = np.array([i for i, _, _ in members], dtype=np.int64)
+    uniform, refs = outer_lines(luma, hs, ws)
+    bounds = [(0, int(h), 0, int(w)) for h, w in zip(hs.tolist(), ws.tolist())]
+    for j in np.flatnonzero(uniform.any(axis=1)).tolist():
+        bounds[j] = trim_sides(luma[j, : hs[j], : ws[j]], uniform[j], refs[j])
+    for j, (t, b, lo, hi) in enumerate(bounds):
+        kept[ids[j]] = (b - t) * (hi - lo) / float(hs[j] * ws[j])
+        side[ids[j]] = min(b - t, hi - lo)
+    lay, col = _grids(luma, chroma, bounds)
+    flip = np.array([tr for _, _, tr in members], dtype=bool)
+    if flip.any():  # portrait images were transposed: their grids go back upright
+        lay[flip] = lay[flip].transpose(0, 2, 1)
+        col[flip] = col[flip].transpose(0, 1, 3, 2)
+    layout[ids] = lay
+    colour[ids] = col
+
+
+def features_batch(decoded: Sequence[Decoded], digests: Sequence[bytes]) -> FeatureBatch:
+    """Compute every feature of many decoded images (pure, deterministic, order-preserving).
+
+    Each image is padded onto a canvas (sides rounded up to CANVAS_STEP, portrait images
+    transposed), so a chunk makes a few stacks whatever its images' sizes; every statistic is
+    taken inside the image's own pixels, and borders are trimmed by the choice of its averaging
+    matrices.  The pixel work is a few batched matrix products per stack, reducing every image
+    to a 32x32 luma grid and a 16x16 chroma grid; every hash comes from those, for all at once.
+    """
+    n = len(decoded)
+    if n == 0:
+        return FeatureBatch.empty()
+    classes: dict[tuple[int, int], list[tuple[int, np.ndarray, bool]]] = {}
+    for i, d in enumerate(decoded):
+        a = d.small
+        tr = a.shape[0] > a.shape[1]
+        if tr:
+            a = a.transpose(1, 0, 2)
+        key = (-(-a.shape[0] // CANVAS_STEP) * CANVAS_STEP, -(-a.shape[1] // CANVAS_STEP) * CANVAS_STEP)
+        classes.setdefault(key, []).append((i, a, tr))
+    kept = np.ones(n, np.float64)  # share of the frame left after trimming
+    side = np.zeros(n, np.int64)  # shorter trimmed side, in feature-image pixels
+    layout = np.empty((n, SIG_SIDE, SIG_SIDE), np.float32)
+    colour = np.empty((n, 2, COLOUR_GRID, COLOUR_GRID), np.float32)
+    for shape, members in classes.items():
+        _canvas(members, shape, kept, side, layout, colour)
+    cols = _hash_features(layout, colour)
+    width = np.array([d.width for d in decoded], dtype=np.int64)
+    height = np.array([d.height for d in decoded], dtype=np.int64)
+    small_long = np.array([max(d.small.shape[:2]) for d in decoded], dtype=np.float64)
+    frame = np.minimum(CONTENT_FRAME, np.maximum(width, height)).astype(np.float64)
+    content_side = np.rint(side * frame / small_long).astype(np.int64)
+    quality = np.stack([
+        (width * height).astype(np.float64),
+        np.array([d.jpeg_quality for d in decoded], np.float64),
+        np.array([d.lossless for d in decoded], np.float64),
+        np.full(n, np.nan),  # softness: measured on demand, at native size, by the keeper check
+        np.round(cols["colourfulness"].astype(np.float64), 3),
+        np.round(1.0 - kept, 4),
+        np.round(cols["clipped"].astype(np.float64), 4),
+    ], axis=1)
+    return FeatureBatch(
+        digest=np.frombuffer(b"".join(digests), np.uint8).reshape(n, -1).copy(), width=width, height=height,
+        format=tuple(d.format for d in decoded), p64=cols["p64"], c64=cols["c64"], d256=cols["d256"],
+        whash=cols["whash"], canon=cols["canon"], alt_mask=cols["alt_mask"], sig=cols["sig"], colour=cols["colour"],
+        energy=cols["energy"], content_side=content_side, quality=quality,
+    )
+
+
+def features_from_decoded(d: Decoded, digest: bytes) -> ImageFeatures:
+    """Every feature of one decoded image (a batch of one)."""
+    return features_batch([d], [digest]).row(0)
 
 
 def canonical_rgb(d: Decoded, canon: int) -> np.ndarray:
-    """The working image, borders trimmed, in canonical orientation (what embeddings see,
-    so that rotated and flipped copies embed alike)."""
+    """The view (or feature image), borders trimmed, in canonical orientation (what embeddings
+    see, so that rotated and flipped copies embed alike)."""
     top, bottom, left, right = trim_borders(to_gray(d.rgb))
     rgb = d.rgb[top:bottom, left:right]
     rgb = rgb[:, ::-1] if canon >= 4 else rgb
     return np.ascontiguousarray(np.rot90(rgb, canon % 4))
-
-
-def features_from_decoded(d: Decoded, digest: bytes) -> ImageFeatures:
-    """Compute every feature from a decoded working image (pure, deterministic)."""
-    gray = to_gray(d.rgb)
-    top, bottom, left, right = trim_borders(gray)
-    g = np.ascontiguousarray(gray[top:bottom, left:right])
-    rgb = d.rgb[top:bottom, left:right]
-    coef64 = dct_coefficients(g, size=64, k=16)
-    d256 = dct_hash_variants(coef64, k=16)
-    coef32 = dct_coefficients(g, size=32, k=8)
-    p64 = dct_hash_variants(coef32, k=8)[:, 0]
-    c64 = dct_hash_variants(dct_coefficients(_window(g, CENTER_FRACTION), size=32, k=8), k=8)[:, 0]
-    canon, alt = canonical_variant(coef32)
-    ac = coef64.copy()
-    ac[0, 0] = 0.0
-    energy = float(np.sqrt((ac**2).sum()) / 64.0)
-    sig = np.asarray(Image.fromarray(g).resize((SIG_SIDE, SIG_SIDE), Image.Resampling.BOX), dtype=np.uint8)
-    trimmed = 1.0 - (g.shape[0] * g.shape[1]) / float(gray.shape[0] * gray.shape[1])
-    return ImageFeatures(
-        digest=digest,
-        width=d.width,
-        height=d.height,
-        format=d.format,
-        p64=p64.astype(np.uint64),
-        c64=c64.astype(np.uint64),
-        d256=d256.astype(np.uint64),
-        whash=int(whash64(g)[0]),
-        canon=canon,
-        alt_mask=alt,
-        sig=sig,
-        colour=colour_signature(rgb),
-        energy=energy,
-        content_side=int(min(g.shape)),
-        quality=quality_facts(d, g, rgb, border_fraction=trimmed),
-    )
 
 
 def extract(data: bytes, *, max_pixels: int = 200_000_000) -> ImageFeatures:
@@ -126,5 +338,4 @@ def extract(data: bytes, *, max_pixels: int = 200_000_000) -> ImageFeatures:
     neardup.errors.DecodeError
         When the bytes are not a decodable, supported image within ``max_pixels``.
     """
-    digest = digest_bytes(data)
-    return features_from_decoded(decode(data, max_pixels=max_pixels), digest)
+    return features_from_decoded(decode(data, max_pixels=max_pixels), digest_bytes(data))

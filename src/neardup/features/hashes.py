@@ -1,9 +1,16 @@
-"""Perceptual hashes: small pure functions of a grey working image.
+"""Perceptual hashes: small pure functions of grey images, for one image or a stack of them.
 
-Every hash here is dihedral-aware: ``*_variants`` return the hash of each of the 8 rotations
-and flips of the image without touching the pixels again, because those transforms map to
-permutations (wavelet grid) or sign flips and transposes (DCT coefficients).  Bits are packed
-big-endian into ``uint64`` words so the Hamming distance is a popcount of XORs.
+Every hash here is computed straight from the pixels by matrix products, with no resize in
+between: the low-frequency DCT block of an ``h x w`` image is ``D_h @ g @ D_w.T`` (orthonormal
+DCT-II rows), which is the exact projection on the cosines a resize-then-DCT hash
+approximates, and costs a few hundred thousand multiply-adds.  Stacks of images of one size are
+done in one product.  Coefficients are scaled to what a 64x64 image of the same content gives,
+so thresholds on them do not depend on the decoded size.
+
+Hashes are dihedral-aware: the 8 rotations and flips of an image map to sign flips and
+transposes of its DCT coefficients (and to permutations of block grids), so every variant
+comes without touching the pixels again.  Bits are packed big-endian into ``uint64`` words
+so the Hamming distance is a popcount of XORs.
 """
 
 from __future__ import annotations
@@ -11,26 +18,37 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image
 
 __all__ = [
     "to_gray",
     "trim_borders",
-    "whash64",
-    "whash64_variants",
+    "outer_lines",
+    "trim_sides",
+    "dct_matrix",
+    "area_matrix",
+    "dct_block",
     "dct_coefficients",
+    "variant_hashes",
     "dct_hash_variants",
+    "block_means",
+    "whash64",
     "pack_bits",
     "hamming",
     "N_VARIANTS",
+    "REF_SIDE",
 ]
 
 N_VARIANTS = 8  # identity, rot90, rot180, rot270, flipLR, flipLR+rot90, ... (dihedral group D4)
+#: Coefficients are scaled to a REF_SIDE x REF_SIDE image of the same content.
+REF_SIDE = 64
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R 601 luma as uint8, exactly as Pillow's ``convert("L")`` computes it."""
-    return np.asarray(Image.fromarray(rgb).convert("L"))
+    """ITU-R 601 luma as uint8, exactly as Pillow's ``convert("L")`` computes it; any leading axes."""
+    r = rgb[..., 0].astype(np.uint32)
+    g = rgb[..., 1].astype(np.uint32)
+    b = rgb[..., 2].astype(np.uint32)
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
 
 
 def trim_borders(gray: np.ndarray, *, tol: float = 12.0, max_frac: float = 0.9) -> tuple[int, int, int, int]:
@@ -41,116 +59,190 @@ def trim_borders(gray: np.ndarray, *, tol: float = 12.0, max_frac: float = 0.9) 
     image that would keep fewer than 8 rows or columns (all border: near-blank) is not trimmed.
     """
     h, w = gray.shape
+    uniform, refs = outer_lines(gray[None], np.array([h]), np.array([w]), tol=tol)
+    return trim_sides(gray, uniform[0], refs[0], tol=tol, max_frac=max_frac)
 
-    def run(lines: np.ndarray, limit: int) -> int:
-        ref = float(np.median(lines[0]))
-        if (np.abs(lines[0] - ref) <= tol).mean() < 0.98:
-            return 0  # the common case: no border, decided by one line
+
+def outer_lines(gray: np.ndarray, hs: np.ndarray, ws: np.ndarray, *, tol: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
+    """For a stack (N, H, W) of images each in the top-left ``hs[i] x ws[i]`` corner: whether each
+    outer line (top, bottom, left, right) is uniform (98% within ``tol`` of its median), and the
+    medians, (N, 4) each.  The first test of :func:`trim_borders`, for a whole stack at once."""
+    n, H, W = gray.shape
+    ar = np.arange(n)
+    gx = gray.astype(np.float32, copy=False)
+    rows = np.stack([gx[:, 0, :], gx[ar, hs - 1, :]], axis=1)  # (N, 2, W)
+    cols = np.stack([gx[:, :, 0], gx[ar, :, ws - 1]], axis=1)  # (N, 2, H)
+    out_u, out_m = [], []
+    for lines, length, size in ((rows, ws, W), (cols, hs, H)):
+        valid = np.arange(size)[None, None, :] < length[:, None, None]
+        s = np.sort(np.where(valid, lines, np.inf), axis=-1)
+        lo = np.take_along_axis(s, ((length - 1) // 2)[:, None, None].repeat(2, 1), axis=-1)[..., 0]
+        hi = np.take_along_axis(s, (length // 2)[:, None, None].repeat(2, 1), axis=-1)[..., 0]
+        med = (lo.astype(np.float64) + hi) / 2.0
+        near = (np.abs(s - med[..., None]) <= tol).sum(axis=-1)  # inf entries are never near
+        out_u.append(near >= 0.98 * length[:, None])
+        out_m.append(med)
+    return np.concatenate(out_u, axis=1), np.concatenate(out_m, axis=1)
+
+
+def trim_sides(gray: np.ndarray, uniform: np.ndarray, refs: np.ndarray, *, tol: float = 12.0,
+               max_frac: float = 0.9) -> tuple[int, int, int, int]:
+    """The rest of :func:`trim_borders` for one image, given its :func:`outer_lines` row."""
+    h, w = gray.shape
+    if not uniform.any():
+        return 0, h, 0, w
+
+    def run(lines: np.ndarray, limit: int, ref: float) -> int:
         close = np.abs(lines[:limit].astype(np.float32) - ref) <= tol
         ok = close.mean(axis=1) >= 0.98
         bad = np.flatnonzero(~ok)
         return int(bad[0]) if bad.size else limit
 
     mh, mw = max(0, int(h * max_frac)), max(0, int(w * max_frac))
-    top = run(gray, mh)
-    bottom = h - run(gray[::-1], mh)
-    left = run(gray.T, mw)
-    right = w - run(gray.T[::-1], mw)
+    top = run(gray, mh, float(refs[0])) if uniform[0] else 0
+    bottom = h - (run(gray[::-1], mh, float(refs[1])) if uniform[1] else 0)
+    left = run(gray.T, mw, float(refs[2])) if uniform[2] else 0
+    right = w - (run(gray.T[::-1], mw, float(refs[3])) if uniform[3] else 0)
     if bottom - top < 8 or right - left < 8:
         return 0, h, 0, w
     return top, bottom, left, right
 
 
-def _resize(gray: np.ndarray, size: int) -> np.ndarray:
-    """Lanczos resize to size x size; uint8 input stays 8-bit, as Pillow's "L" mode does."""
-    if gray.dtype == np.uint8:
-        im = Image.fromarray(gray)
+@lru_cache(maxsize=256)
+def dct_matrix(n: int, k: int) -> np.ndarray:
+    """The first ``k`` rows (frequencies) of the orthonormal DCT-II of length ``n``, float32."""
+    x = np.arange(n)
+    u = np.arange(k)[:, None]
+    m = np.cos(np.pi * (2 * x + 1) * u / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    if k > n:  # a tiny image has no such frequencies: they stay zero
+        m[n:] = 0.0
+    m.setflags(write=False)
+    return m.astype(np.float32)
+
+
+@lru_cache(maxsize=256)
+def area_matrix(n: int, k: int) -> np.ndarray:
+    """(k, n) weights averaging ``n`` pixels into ``k`` cells by area (exact box resampling)."""
+    edges = np.arange(k + 1) * (n / k)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    x = np.arange(n)[None, :]
+    w = np.clip(np.minimum(hi, x + 1) - np.maximum(lo, x), 0.0, None)
+    w /= w.sum(axis=1, keepdims=True)
+    return w.astype(np.float32)
+
+
+def _sandwich(left: np.ndarray, g: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``left @ g @ right.T`` for a stack g (N, h, w), as two large products."""
+    n, h, w = g.shape
+    t = (g.reshape(n * h, w) @ right.T).reshape(n, h, -1)  # (N, h, kr)
+    return np.matmul(left, t)  # (N, kl, kr)
+
+
+def dct_block(g: np.ndarray, k: int) -> np.ndarray:
+    """The ``k x k`` lowest DCT coefficients of a stack of grey images (N, h, w), float32,
+    scaled to a REF_SIDE-square image of the same content."""
+    n, h, w = g.shape
+    c = _sandwich(dct_matrix(h, k), g.astype(np.float32, copy=False), dct_matrix(w, k))
+    return c * np.float32(REF_SIDE / np.sqrt(h * w))
+
+
+def dct_coefficients(gray: np.ndarray, *, k: int = 16) -> np.ndarray:
+    """The k x k lowest-frequency DCT coefficients of one grey image (see :func:`dct_block`)."""
+    return dct_block(gray[None], k)[0]
+
+
+def block_means(x: np.ndarray, k: int) -> np.ndarray:
+    """Means of a k x k grid of cells (exact areas) of a stack (N, h, w[, c]) -> (N, k, k[, c])."""
+    n, h, w = x.shape[:3]
+    ah, aw = area_matrix(h, k), area_matrix(w, k)
+    x = x.astype(np.float32, copy=False)
+    if x.ndim == 3:
+        return _sandwich(ah, x, aw)
+    c = x.shape[3]
+    t = np.matmul(aw, x.transpose(0, 3, 2, 1).reshape(n * c, w, h)).reshape(n, c, k, h)  # (N, c, k_w, h)
+    return np.matmul(t, ah.T).transpose(0, 3, 2, 1)  # (N, k_h, k_w, c)
+
+
+def _variant_index(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each dihedral variant v, the flat source index and sign of each coefficient, so that
+    ``variant_v.flat = coef.flat[index[v]] * sign[v]``.  Variant ``v = 4 * flip + r``: flip
+    left-right (negates odd horizontal frequencies) first, then rotate 90 degrees
+    counter-clockwise ``r`` times (each: flip left-right, then transpose)."""
+    idx = np.arange(k * k, dtype=np.int64).reshape(k, k)
+    sgn = np.ones((k, k), dtype=np.float32)
+    odd = np.where(np.arange(k) % 2 == 1, -1.0, 1.0).astype(np.float32)
+    out_i, out_s = [], []
+    for flip in (False, True):
+        bi, bs = idx, sgn * odd[None, :] if flip else sgn
+        for r in range(4):
+            mi, ms = bi, bs
+            for _ in range(r):
+                mi, ms = mi.T, (ms * odd[None, :]).T
+            out_i.append(mi.reshape(-1))
+            out_s.append(ms.reshape(-1))
+    return np.stack(out_i), np.stack(out_s)
+
+
+def _pattern_reps(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Variants whose coefficients are the same multiset (a transpose only permutes) share a
+    median: the variants to take medians of, and for each variant which of them it uses."""
+    index, sign = _variant_index(k)
+    keys: dict[frozenset[tuple[int, float]], int] = {}
+    reps: list[int] = []
+    use = np.zeros(len(index), dtype=np.int64)
+    for v in range(len(index)):
+        key = frozenset(zip(index[v].tolist(), sign[v].tolist()))
+        if key not in keys:
+            keys[key] = len(reps)
+            reps.append(v)
+        use[v] = keys[key]
+    return np.asarray(reps), use
+
+
+_VARIANTS = {k: (*_variant_index(k), *_pattern_reps(k)) for k in (8, 16)}
+
+
+def variant_hashes(coef: np.ndarray, *, skip_dc: bool = True) -> np.ndarray:
+    """Median hashes of all 8 dihedral variants of DCT blocks (N, k, k) -> (N, 8, k*k // 64) uint64.
+
+    Each variant's bits are its coefficients above their median (the DC term left out of
+    both), in the variant order of :func:`_variant_index`.
+    """
+    n, k, _ = coef.shape
+    index, sign, reps, use = _VARIANTS[k] if k in _VARIANTS else (*_variant_index(k), *_pattern_reps(k))
+    flat = coef.reshape(n, k * k)[:, index] * sign  # (N, 8, k*k)
+    ref = flat[:, reps, 1:] if skip_dc else flat[:, reps]
+    m = ref.shape[-1]
+    if m % 2:  # the exact median, one selection per distinct multiset
+        med = np.partition(ref, m // 2, axis=-1)[..., m // 2]
     else:
-        im = Image.fromarray(gray.astype(np.float32))
-    return np.asarray(im.resize((size, size), Image.Resampling.LANCZOS), dtype=np.float64)
+        med = np.median(ref, axis=-1)
+    bits = flat > med[:, use, None]
+    if skip_dc:
+        bits[..., 0] = False
+    return pack_bits(bits)
+
+
+def dct_hash_variants(coef: np.ndarray, *, skip_dc: bool = True) -> np.ndarray:
+    """The 8 variants of one image's DCT median hash: (8, k*k // 64) uint64."""
+    return variant_hashes(coef[None], skip_dc=skip_dc)[0]
+
+
+def whash64(gray: np.ndarray) -> np.ndarray:
+    """64-bit wavelet hash of a stack (N, h, w) -> (N,) uint64: the Haar LL band at 8x8 (the grid
+    of block means) above its median, as ``imagehash.whash`` has it after its resize."""
+    ll = block_means(gray, 8).reshape(len(gray), 64)
+    return pack_bits(ll > np.median(ll, axis=1, keepdims=True))[:, 0]
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
     """Pack a boolean array (..., nbits) into big-endian uint64 words (..., nbits // 64)."""
     b = np.packbits(bits.astype(np.uint8), axis=-1)
-    return b.view(">u8").astype(np.uint64)
+    return np.ascontiguousarray(b).view(">u8").astype(np.uint64)
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Bit distance between packed hashes, broadcasting over leading axes."""
     x = np.bitwise_xor(a, b)
     return np.bitwise_count(x).sum(axis=-1).astype(np.int32)
-
-
-def _dihedral(m: np.ndarray) -> list[np.ndarray]:
-    out = []
-    for flip in (False, True):
-        base = m[:, ::-1] if flip else m
-        for k in range(4):
-            out.append(np.rot90(base, k))
-    return out
-
-
-def _whash_bits(gray: np.ndarray) -> np.ndarray:
-    scale = max(8, 2 ** int(np.log2(min(gray.shape))))
-    img = _resize(gray, scale) / 255.0
-    k = scale // 8
-    ll = img.reshape(8, k, 8, k).mean(axis=(1, 3)) - img.mean()
-    return ll > np.median(ll)
-
-
-def whash64(gray: np.ndarray) -> np.ndarray:
-    """64-bit Haar wavelet hash, bit-identical to ``imagehash.whash`` on the same image.
-
-    The image is resized to the largest power of two that fits (at least 8); the Haar
-    low-pass at level log2(scale/8) is the 8x8 grid of block means, and removing the coarsest
-    LL band is subtracting the global mean, which leaves the median threshold unchanged.
-    """
-    return pack_bits(_whash_bits(gray).reshape(-1))
-
-
-def whash64_variants(gray: np.ndarray) -> np.ndarray:
-    """The 8 dihedral variants of :func:`whash64`, shape (8, 1) uint64."""
-    return np.stack([pack_bits(v.reshape(-1)) for v in _dihedral(_whash_bits(gray))])
-
-
-@lru_cache(maxsize=8)
-def _dct_matrix(n: int, k: int) -> np.ndarray:
-    x = np.arange(n)
-    u = np.arange(k)[:, None]
-    m = np.cos(np.pi * (2 * x + 1) * u / (2 * n)) * np.sqrt(2.0 / n)
-    m[0] /= np.sqrt(2.0)
-    return m
-
-
-def dct_coefficients(gray: np.ndarray, *, size: int = 64, k: int = 16) -> np.ndarray:
-    """The k x k lowest-frequency 2-D DCT-II coefficients of the image resized to size x size."""
-    img = _resize(gray, size)
-    d = _dct_matrix(size, k)
-    return d @ img @ d.T
-
-
-def dct_hash_variants(coef: np.ndarray, *, k: int = 16, skip_dc: bool = True) -> np.ndarray:
-    """Dihedral variants of a DCT median hash from the top-left ``k x k`` coefficients.
-
-    Flipping left-right negates odd horizontal frequencies, flipping top-bottom odd vertical
-    ones, and a transpose swaps the axes; rotations are compositions of these.  Returns
-    (8, k*k // 64) uint64, in the same variant order as :func:`whash64_variants`.
-    """
-    c = coef[:k, :k]
-    sv = np.where(np.arange(k) % 2 == 1, -1.0, 1.0)  # sign pattern for odd frequencies
-    variants = []
-    for flip in (False, True):
-        base = c * sv[None, :] if flip else c  # flip left-right
-        for r in range(4):
-            # rot90 (counter-clockwise) of the image = transpose then flip top-bottom
-            m = base
-            for _ in range(r):
-                m = (m * sv[None, :]).T  # flip LR then transpose == rot90 ccw
-            variants.append(m.reshape(-1))
-    flat = np.stack(variants)  # (8, k*k), one median per variant, all at once
-    ref = flat[:, 1:] if skip_dc else flat
-    bits = flat > np.median(ref, axis=1, keepdims=True)
-    if skip_dc:
-        bits[:, 0] = False
-    return pack_bits(bits)

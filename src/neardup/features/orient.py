@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["canonical_variant", "AMBIGUITY"]
+__all__ = ["canonical_variant", "canonical_variants", "AMBIGUITY"]
 
 #: A decision whose margin is below this share of the AC energy is treated as ambiguous.
 AMBIGUITY = 0.12
 
 # Variant v = 4 * flip + r: flip left-right first, then rotate 90 degrees ccw r times
-# (the order used by hashes.dct_hash_variants).  Express each as (transpose, flipLR, flipTB)
+# (the order used by hashes.variant_hashes).  Express each as (transpose, flipLR, flipTB)
 # acting on the coefficient signs so that decisions map to variant indices.
 
 
@@ -77,3 +77,36 @@ def canonical_variant(coef: np.ndarray) -> tuple[int, int]:
     for o in options:
         mask |= 1 << _TABLE[o]
     return canon, mask & ~(1 << canon)
+
+
+# _TABLE as an array indexed [transpose, flip_lr, flip_tb]
+_TAB = np.zeros((2, 2, 2), dtype=np.int64)
+for (_t, _fl, _ft), _v in _TABLE.items():
+    _TAB[int(_t), int(_fl), int(_ft)] = _v
+
+
+def canonical_variants(coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`canonical_variant` for a stack of DCT blocks (N, k, k), k >= 4: ``(canon, alt_mask)``
+    as uint8 columns."""
+    c = np.asarray(coef, dtype=np.float64)
+    n = len(c)
+    e = np.sqrt((c**2).sum(axis=(1, 2)) - c[:, 0, 0] ** 2) + 1e-9
+    sh = c[:, 0, 1] + 0.5 * c[:, 0, 3] + 0.5 * c[:, 2, 1]
+    sv = c[:, 1, 0] + 0.5 * c[:, 3, 0] + 0.5 * c[:, 1, 2]
+    t_choice = np.abs(sv) > np.abs(sh)
+    t_amb = np.abs(np.abs(sh) - np.abs(sv)) / e < AMBIGUITY
+    mask = np.zeros(n, dtype=np.int64)
+    for t in (False, True):
+        allowed_t = t_amb | (t_choice == t)
+        h, v = (sv, sh) if t else (sh, sv)
+        h_amb, v_amb = np.abs(h) / e < AMBIGUITY, np.abs(v) / e < AMBIGUITY
+        for fl in (False, True):
+            allowed_fl = h_amb | ((h < 0) == fl)
+            for ft in (False, True):
+                allowed = allowed_t & allowed_fl & (v_amb | ((v < 0) == ft))
+                mask |= np.where(allowed, 1 << int(_TAB[int(t), int(fl), int(ft)]), 0)
+    h = np.where(t_choice, sv, sh)
+    v = np.where(t_choice, sh, sv)
+    canon = _TAB[t_choice.astype(np.int64), (h < 0).astype(np.int64), (v < 0).astype(np.int64)]
+    mask &= ~(1 << canon)
+    return canon.astype(np.uint8), mask.astype(np.uint8)

@@ -15,10 +15,7 @@ from dataclasses import asdict, astuple, dataclass, fields
 
 import numpy as np
 
-from .colour import colourfulness
-from .decode import Decoded
-
-__all__ = ["QualityFacts", "quality_facts", "quality_score", "QUALITY_FIELDS"]
+__all__ = ["QualityFacts", "quality_score", "QUALITY_FIELDS"]
 
 
 #: Softness of a typical sharp photo; detail falls off linearly from there to 2 (all smooth).
@@ -73,19 +70,6 @@ class QualityFacts:
     def score(self) -> float:
         """A single number, higher is better; comparable only between copies of one image."""
         return float(quality_score(**self.to_dict()))
-
-
-def quality_facts(d: Decoded, gray: np.ndarray, rgb: np.ndarray, *, border_fraction: float) -> QualityFacts:
-    g = gray.astype(np.float32)
-    return QualityFacts(
-        pixels=int(d.width) * int(d.height),
-        jpeg_quality=int(d.jpeg_quality),
-        lossless=bool(d.lossless),
-        softness=float(d.softness),
-        colourfulness=round(colourfulness(rgb), 3),
-        border=round(float(border_fraction), 4),
-        clipped=round(float(((g <= 2) | (g >= 253)).mean()), 4),
-    )
 
 
 QUALITY_FIELDS = tuple(f.name for f in fields(QualityFacts))

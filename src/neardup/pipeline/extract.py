@@ -16,29 +16,28 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from ..errors import DecodeError
-from ..features.decode import decode
-from ..features.extract import FEATURE_VERSION, ImageFeatures, canonical_rgb, digest_bytes, features_from_decoded
+from ..features.decode import WORK_SIDE, Decoded, decode
+from ..features.extract import FEATURE_VERSION, FeatureBatch, canonical_rgb, digest_bytes, features_batch
 from ..sources import ReadError, configure, is_remote, read_bytes
 
 if TYPE_CHECKING:
     from ..embed.model import Embedder, ModelSpec
 
-__all__ = ["Limits", "Outcome", "batched", "extract_many", "extract_one"]
+__all__ = ["Limits", "Outcome", "Chunk", "batched", "extract_many", "extract_one"]
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The result for one file: a digest, maybe new features, or a failure."""
+    """The result for one file: a digest (with new features or cached ones), or a failure."""
 
     path: str
     size: int
     mtime_ns: int
     digest: bytes | None
-    features: ImageFeatures | None  # None when the digest's features were already cached
+    fresh: bool  # its features were computed now (they are in the chunk's FeatureBatch)
     error_stage: str | None = None
     error_reason: str | None = None
     error: str | None = None
-    embedding: np.ndarray | None = None  # float16, thorough mode, when newly computed
     etag: str | None = None  # blobs: the ETag listed with the URL
 
     @property
@@ -47,6 +46,21 @@ class Outcome:
         file may be back, or reachable, next run) nor one caused by this run's limits or a dying
         worker (a rerun may have other limits)."""
         return self.error_stage != "read" and self.error_reason not in RUN_FAILURES
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """What a worker hands back for a chunk of files: an outcome per file, in order, and the
+    features (and embeddings, in thorough mode) of the fresh ones as columns, in the same order."""
+
+    outcomes: list[Outcome]
+    features: FeatureBatch
+    embeddings: np.ndarray | None = None  # (len(features), d) float16
+
+    @classmethod
+    def of(cls, outcomes: list[Outcome]) -> Chunk:
+        """A chunk of outcomes without new features (failures, cache hits)."""
+        return cls(outcomes, FeatureBatch.empty())
 
 
 #: failure reasons that say more about the run than about the file
@@ -107,6 +121,7 @@ def _init_worker(cache_file: str | None, spec: ModelSpec | None = None, retries:
                  limits: Limits | None = None) -> None:
     global _known, _embedder
     configure(retries=retries)
+    _one_blas_thread()
     if limits is not None:
         _apply_limits(limits)
     if _known is not None:
@@ -119,6 +134,17 @@ def _init_worker(cache_file: str | None, spec: ModelSpec | None = None, retries:
         from ..embed.model import Embedder
 
         _embedder = Embedder(spec, threads=1)
+
+
+def _one_blas_thread() -> None:
+    """A worker is one of as many as there are cores: its matrix products run on one thread (a
+    BLAS pool per worker would put several threads on every core)."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except Exception:  # pragma: no cover - an unknown BLAS costs speed, not results
+        pass
 
 
 def _cached(digest: bytes) -> bool:
@@ -137,8 +163,9 @@ def _cached(digest: bytes) -> bool:
     return row is not None
 
 
-def extract_one(path: str, size: int, mtime_ns: int, max_pixels: int, etag: str | None = None) -> Outcome:
-    return _extract_one((path, size, mtime_ns, etag), max_pixels)[0]
+def extract_one(path: str, size: int, mtime_ns: int, max_pixels: int, etag: str | None = None) -> Chunk:
+    """Read, digest and decode one file in this process (a chunk of one)."""
+    return _extract_chunk([(path, size, mtime_ns, etag)], max_pixels)
 
 
 def _read(path: str) -> bytes | ReadError:
@@ -150,35 +177,33 @@ def _read(path: str) -> bytes | ReadError:
         return ReadError("unreadable", f"cannot read: {type(e).__name__}")
 
 
-def _extract_one(item: Item, max_pixels: int, data: bytes | ReadError | None = None) -> tuple[Outcome, np.ndarray | None]:
+def _extract_one(item: Item, max_pixels: int, data: bytes | ReadError | None = None) -> tuple[Outcome, Decoded | None]:
     """Read (unless ``data`` is given), digest and (unless the digest is cached) decode one
     file; never raises."""
     path, size, mtime_ns, etag = item
     if data is None:
         data = _read(path)
     if isinstance(data, ReadError):
-        return Outcome(path, size, mtime_ns, None, None, "read", data.reason, str(data), etag=etag), None
+        return Outcome(path, size, mtime_ns, None, False, "read", data.reason, str(data), etag=etag), None
     digest = digest_bytes(data)
     if _cached(digest):
-        return Outcome(path, size, mtime_ns, digest, None, etag=etag), None
+        return Outcome(path, size, mtime_ns, digest, False, etag=etag), None
     try:
         if _budget:
             signal.setitimer(signal.ITIMER_REAL, _budget)  # default action: the kernel ends this process
-        dec = decode(data, max_pixels=max_pixels)
+        dec = decode(data, max_pixels=max_pixels, view_side=WORK_SIDE if _embedder is not None else 0)
         del data  # the pixels' source is not kept a moment longer than the decode
-        feats = features_from_decoded(dec, digest)
-        view = canonical_rgb(dec, 0) if _embedder is not None else None
     except DecodeError as e:
-        return Outcome(path, size, mtime_ns, None, None, "decode", e.reason, str(e), etag=etag), None
+        return Outcome(path, size, mtime_ns, None, False, "decode", e.reason, str(e), etag=etag), None
     except MemoryError:
-        return Outcome(path, size, mtime_ns, None, None, "decode", "out-of-memory", "ran out of memory", etag=etag), None
+        return Outcome(path, size, mtime_ns, None, False, "decode", "out-of-memory", "ran out of memory", etag=etag), None
     except Exception as e:  # a decoder bug must cost one file, not the run
-        return (Outcome(path, size, mtime_ns, None, None, "decode", "internal-error", f"{type(e).__name__}: {e}",
+        return (Outcome(path, size, mtime_ns, None, False, "decode", "internal-error", f"{type(e).__name__}: {e}",
                         etag=etag), None)
     finally:
         if _budget:
             signal.setitimer(signal.ITIMER_REAL, 0)
-    return Outcome(path, size, mtime_ns, digest, feats, etag=etag), view
+    return Outcome(path, size, mtime_ns, digest, True, etag=etag), dec
 
 
 _io: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked child must not inherit a pool
@@ -211,19 +236,57 @@ def _prefetched(items: list[Item]) -> Iterator[bytes | ReadError | None]:
         yield None if f is None else f.result()
 
 
-def _extract_chunk(items: list[Item], max_pixels: int) -> list[Outcome]:
-    done = [_extract_one(it, max_pixels, data) for it, data in zip(items, _prefetched(items))]
-    if _embedder is None:
-        return [o for o, _ in done]
-    # one batched inference per chunk; the working images are dropped right after
-    todo = [i for i, (_, v) in enumerate(done) if v is not None]
-    # small inference batches: the runtime's peak memory grows with the batch, the speed hardly
-    views = [v for _, v in done if v is not None]
+def _extract_chunk(items: list[Item], max_pixels: int) -> Chunk:
+    """Extract a chunk of files; never raises.  The features of the decoded ones are computed
+    together (a few matrix products for the lot), and their pixels dropped."""
+    outs: list[Outcome] = []
+    decs: list[Decoded] = []
+    for it, data in zip(items, _prefetched(items)):
+        o, d = _extract_one(it, max_pixels, data)
+        outs.append(o)
+        if d is not None:
+            decs.append(d)
+    fresh = [o for o in outs if o.fresh]
+    try:
+        feats = features_batch(decs, [o.digest for o in fresh])  # type: ignore[misc]
+    except Exception:
+        # a bug in the batch must cost the images that cause it, not the chunk: one at a time
+        return _one_by_one(outs, decs)
+    emb = _embed(decs) if _embedder is not None else None
+    return Chunk(outs, feats, emb)
+
+
+def _one_by_one(outs: list[Outcome], decs: list[Decoded]) -> Chunk:
+    it = iter(decs)
+    keep: list[Outcome] = []
+    parts: list[FeatureBatch] = []
+    good: list[Decoded] = []
+    for o in outs:
+        if not o.fresh:
+            keep.append(o)
+            continue
+        d = next(it)
+        try:
+            parts.append(features_batch([d], [o.digest]))  # type: ignore[list-item]
+        except Exception as e:
+            keep.append(replace(o, digest=None, fresh=False, error_stage="decode", error_reason="internal-error",
+                                error=f"{type(e).__name__}: {e}"))
+            continue
+        keep.append(o)
+        good.append(d)
+    emb = _embed(good) if _embedder is not None else None
+    return Chunk(keep, FeatureBatch.concat(parts), emb)
+
+
+def _embed(decs: list[Decoded]) -> np.ndarray:
+    """Embeddings of the views, small inference batches (the runtime's peak memory grows with the
+    batch, the speed hardly); the views are dropped right after."""
+    assert _embedder is not None
+    views = [canonical_rgb(d, 0) for d in decs]
     vecs = [e for s in range(0, len(views), 8) for e in _embedder.embed(views[s : s + 8])]
-    out = [o for o, _ in done]
-    for k, i in enumerate(todo):
-        out[i] = replace(out[i], embedding=vecs[k])
-    return out
+    if not vecs:
+        return np.zeros((0, 0), np.float16)
+    return np.stack(vecs).astype(np.float16)
 
 
 T = TypeVar("T")
@@ -252,8 +315,8 @@ def extract_many(
     retries: int = 5,
     limits: Limits | None = None,
     stats: dict[str, int] | None = None,
-) -> Generator[list[Outcome], None, None]:
-    """Yield outcomes chunk by chunk, as they finish, from one pool that lives for the run.
+) -> Generator[Chunk, None, None]:
+    """Yield chunks as they finish, as they finish, from one pool that lives for the run.
 
     At most ``2 * workers`` chunks are in flight, so memory is bounded whatever the input
     size; finished chunks are handed back as soon as they are seen, so a killed run loses
@@ -300,7 +363,7 @@ class _Pool:
 
     def __init__(self, workers: int, max_pixels: int, init: tuple) -> None:
         self.workers, self.max_pixels, self.init = workers, max_pixels, init
-        self.pending: dict[Future[list[Outcome]], list[Item]] = {}
+        self.pending: dict[Future[Chunk], list[Item]] = {}
         self.restarts = 0
         self.pool = self._new()
 
@@ -308,7 +371,7 @@ class _Pool:
         # workers start on demand: a run whose files are all cached starts none
         return ProcessPoolExecutor(max_workers=self.workers, initializer=_init_worker, initargs=self.init)
 
-    def submit(self, c: list[Item]) -> Iterator[list[Outcome]]:
+    def submit(self, c: list[Item]) -> Iterator[Chunk]:
         """Queue a chunk, then hand back what is done (waiting for one when the pool is full)."""
         try:
             self.pending[self.pool.submit(_extract_chunk, c, self.max_pixels)] = c
@@ -317,14 +380,14 @@ class _Pool:
             return
         yield from self._drain(block=len(self.pending) >= 2 * self.workers)
 
-    def finish(self) -> Iterator[list[Outcome]]:
+    def finish(self) -> Iterator[Chunk]:
         while self.pending:
             yield from self._drain(block=True)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def _drain(self, *, block: bool) -> Iterator[list[Outcome]]:
+    def _drain(self, *, block: bool) -> Iterator[Chunk]:
         done, _ = wait(list(self.pending), return_when=FIRST_COMPLETED, timeout=None if block else 0)
         lost: list[Item] = []
         for fut in done:
@@ -338,7 +401,7 @@ class _Pool:
         if lost:
             yield from self._recover(lost)
 
-    def _recover(self, lost: list[Item]) -> Iterator[list[Outcome]]:
+    def _recover(self, lost: list[Item]) -> Iterator[Chunk]:
         lost = [*lost, *(it for c in self.pending.values() for it in c)]
         self.pending.clear()
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -359,14 +422,14 @@ _DEATHS = {
 }
 
 
-def _isolated(items: list[Item], max_pixels: int, init: tuple) -> Iterator[list[Outcome]]:
+def _isolated(items: list[Item], max_pixels: int, init: tuple) -> Iterator[Chunk]:
     """Each item in a process of its own (forked, limits applied): one that dies is a failure
     row saying how it died; the others give their normal outcome."""
     import multiprocessing as mp
 
     # forkserver: a clean process to fork from, never this one with its threads and locks
     ctx = mp.get_context("forkserver")
-    out: list[Outcome] = []
+    out: list[Chunk] = []
     for it in items:
         recv, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_isolated_one, args=(it, max_pixels, init, send), daemon=True)
@@ -397,13 +460,20 @@ def _isolated(items: list[Item], max_pixels: int, init: tuple) -> Iterator[list[
         else:
             reason, msg = "worker-crashed", f"its worker process exited with status {code}"
         path, size, mtime_ns, etag = it
-        out.append(Outcome(path, size, mtime_ns, None, None, "decode", reason, msg, etag=etag))
+        out.append(Chunk.of([Outcome(path, size, mtime_ns, None, False, "decode", reason, msg, etag=etag)]))
     if out:
-        yield out
+        yield _merge(out)
+
+
+def _merge(chunks: list[Chunk]) -> Chunk:
+    outs = [o for c in chunks for o in c.outcomes]
+    embs = [c.embeddings for c in chunks if c.embeddings is not None and len(c.embeddings)]
+    return Chunk(outs, FeatureBatch.concat([c.features for c in chunks if len(c.features)]),
+                 np.concatenate(embs) if embs else None)
 
 
 def _isolated_one(item: Item, max_pixels: int, init: tuple, send: object) -> None:
     _init_worker(*init)
-    res = _extract_chunk([item], max_pixels)[0]
+    res = _extract_chunk([item], max_pixels)
     send.send(res)  # type: ignore[attr-defined]
     send.close()  # type: ignore[attr-defined]

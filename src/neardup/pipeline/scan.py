@@ -275,13 +275,15 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
                                 limits=Limits(time_budget=opts.time_budget, memory_mb=opts.worker_memory),
                                 stats=pool_stats)
     with clock.stage("extract"), closing(outcomes):  # an error below still shuts the workers down
-        for outs in outcomes:
+        for ch in outcomes:
+            outs = ch.outcomes
+            emb = ch.embeddings
             fc.put_batch(
                 [(o.path, o.size, o.mtime_ns, o.digest, o.error_stage, o.error_reason, o.error, o.etag)
                  for o in outs if o.cacheable],
-                [o.features for o in outs if o.features is not None],
-                [(o.digest, model_id, o.embedding.astype("<f2").tobytes()) for o in outs
-                 if o.embedding is not None and o.digest is not None and model_id is not None],
+                ch.features,
+                [(d.tobytes(), model_id, emb[k].astype("<f2").tobytes()) for k, d in enumerate(ch.features.digest)]
+                if emb is not None and model_id is not None and len(emb) else [],
             )
             fc.add_run([(o.path, o.digest) for o in outs if o.digest is not None])
             n_read += sum(o.error_stage != "read" for o in outs)
@@ -294,8 +296,8 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
                 if o.digest is None:
                     failures.append(Failure(o.path, o.error_stage or "decode", o.error or "", o.error_reason or ""))
                 else:
-                    n_decoded += o.features is not None
-                    n_cached += o.features is None
+                    n_decoded += o.fresh
+                    n_cached += not o.fresh
             progress("extract", len(outs), None)
     clock.workers_peak("extract")
 
