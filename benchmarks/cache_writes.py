@@ -17,8 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from neardup.cache.sqlite import FeatureCache
-from neardup.pipeline.extract import extract_one
+from neardup.pipeline.extract import Item, _extract_chunk, _init_worker
 
 
 def main() -> None:
@@ -27,23 +29,23 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=20)
     a = ap.parse_args()
     files = sorted(p for p in a.folder.rglob("*") if p.is_file())
-    outs = [o for o in (extract_one(str(p), p.stat().st_size, p.stat().st_mtime_ns, 200_000_000) for p in files)
-            if o.features is not None]
-    per = len(pickle.dumps(outs, protocol=pickle.HIGHEST_PROTOCOL)) / len(outs)
+    items: list[Item] = [(str(p), p.stat().st_size, p.stat().st_mtime_ns, None) for p in files]
+    _init_worker(None)
+    chunks = [_extract_chunk(items[s : s + 128], 200_000_000) for s in range(0, len(items), 128)]
+    n_fresh = sum(len(ch.features) for ch in chunks)
+    per = sum(len(pickle.dumps(ch, protocol=pickle.HIGHEST_PROTOCOL)) for ch in chunks) / max(1, n_fresh)
     with tempfile.TemporaryDirectory() as tmp, FeatureCache(tmp) as fc:
         t = time.perf_counter()
         n = 0
         for c in range(a.copies):
-            batch = []
-            for i, o in enumerate(outs):
-                d = c.to_bytes(2, "big") + i.to_bytes(4, "big") + bytes(10)
-                batch.append(dataclasses.replace(o, path=f"{o.path}#{c}", digest=d,
-                                                 features=dataclasses.replace(o.features, digest=d)))
-            for s in range(0, len(batch), 128):
-                b = batch[s : s + 128]
-                fc.put_batch([(o.path, o.size, o.mtime_ns, o.digest, None, None, None, None) for o in b],
-                             [o.features for o in b if o.features is not None])
-                n += len(b)
+            for k, ch in enumerate(chunks):
+                fresh = [o for o in ch.outcomes if o.fresh]
+                digests = np.array([list(c.to_bytes(2, "big") + (k * 128 + i).to_bytes(4, "big") + bytes(10))
+                                    for i in range(len(fresh))], dtype=np.uint8).reshape(len(fresh), 16)
+                feats = dataclasses.replace(ch.features, digest=digests)
+                fc.put_batch([(f"{o.path}#{c}", o.size, o.mtime_ns, d.tobytes(), None, None, None, None)
+                              for o, d in zip(fresh, digests)], feats)
+                n += len(fresh)
         dt = time.perf_counter() - t
         size = (Path(tmp) / "features.sqlite").stat().st_size
     print(f"features sent back per image: {per:,.0f} bytes pickled; driver cache writes: {dt / n * 1e6:,.0f} us per "

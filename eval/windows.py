@@ -32,7 +32,7 @@ def main() -> None:
     hashes = []
     for r in rows:
         d = decode((a.devset / "images" / r["file"]).read_bytes())
-        g = to_gray(d.rgb)
+        g = to_gray(d.small).astype(np.float32)
         t, b, left, right = trim_borders(g)
         g = np.ascontiguousarray(g[t:b, left:right])
         h, w = g.shape
@@ -40,7 +40,7 @@ def main() -> None:
         for fx, fy in WINDOWS:
             dh, dw = int(round(h * (1 - fy) / 2)), int(round(w * (1 - fx) / 2))
             win = np.ascontiguousarray(g[dh : h - dh, dw : w - dw])
-            per.append(dct_hash_variants(dct_coefficients(win, size=32, k=8), k=8)[:, 0])
+            per.append(dct_hash_variants(dct_coefficients(win, k=8))[:, 0])
         hashes.append(per)
     H = np.array(hashes, dtype=np.uint64)  # (n, windows, 8)
     n = len(rows)

@@ -5,25 +5,35 @@ from __future__ import annotations
 import os
 import shutil
 
+import numpy as np
+
 import neardup
 from neardup.cache import FeatureCache
-from neardup.features import extract
-from neardup.features.quality import QualityFacts
+from neardup.features import decode
+from neardup.features.extract import FeatureBatch, digest_bytes, features_batch
 
 from .conftest import PHOTOS
 
 
 def test_features_round_trip(tmp_path):
-    f = extract(PHOTOS[0].read_bytes())
+    data = [p.read_bytes() for p in PHOTOS[:3]]
+    batch = features_batch([decode(d) for d in data], [digest_bytes(d) for d in data])
+    order = np.argsort([d.tobytes() for d in batch.digest])
+    batch = batch.take(order)  # fetch wants sorted digests
+    digests = [d.tobytes() for d in batch.digest]
     with FeatureCache(tmp_path) as c:
-        c.put_batch([("x.jpg", 1, 2, f.digest, None, None, None)], [f])
-        cols = c.fetch([f.digest], ("p64", "d256", "colour", "canon", "quality"))
-        assert (cols["p64"][0] == f.p64).all() and (cols["d256"][0] == f.d256).all()
-        assert (cols["colour"][0] == f.colour).all() and cols["canon"][0] == f.canon
-        assert QualityFacts.from_row(cols["quality"][0]) == f.quality
+        c.put_batch([(f"x{i}.jpg", 1, 2, d, None, None, None) for i, d in enumerate(digests)], batch)
+        cols = c.fetch(digests, ("p64", "d256", "colour", "canon", "quality", "width", "format", "whash", "sig"))
+        assert (cols["p64"] == batch.p64).all() and (cols["d256"] == batch.d256).all()
+        assert (cols["colour"] == batch.colour).all() and (cols["canon"] == batch.canon).all()
+        assert (cols["width"] == batch.width).all() and tuple(cols["format"]) == batch.format
+        assert (cols["whash"].astype(np.int64).view(np.uint64) == batch.whash).all()
+        assert np.allclose(cols["quality"], batch.quality, equal_nan=True)
+        assert (c.load_signatures(digests) == batch.sig).all()
+        f = batch.row(0)
         assert (c.load_signatures([f.digest])[0] == f.sig).all()
-        assert c.lookup_files([("x.jpg", 1, 2)])["x.jpg"].digest == f.digest
-        assert c.lookup_files([("x.jpg", 1, 3)]) == {}  # mtime changed: not trusted
+        assert c.lookup_files([("x0.jpg", 1, 2)])["x0.jpg"].digest == f.digest
+        assert c.lookup_files([("x0.jpg", 1, 3)]) == {}  # mtime changed: not trusted
         assert c.integrity_ok()
 
 
@@ -53,7 +63,7 @@ def test_older_cache_layout_is_rebuilt_not_fatal(tmp_path):
     import sqlite3
 
     with FeatureCache(tmp_path) as c:
-        c.put_batch([("x.jpg", 1, 2, None, "decode", "corrupt", "bad")], [])
+        c.put_batch([("x.jpg", 1, 2, None, "decode", "corrupt", "bad")], FeatureBatch.empty())
     db = sqlite3.connect(tmp_path / "features.sqlite")
     db.execute("UPDATE meta SET value='0' WHERE key='schema'")
     db.commit()

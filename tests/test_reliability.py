@@ -93,7 +93,7 @@ def test_file_deleted_between_listing_and_reading_is_a_failure(tmp_path):
     from neardup.pipeline.extract import extract_one
 
     gone = tmp_path / "gone.jpg"
-    o = extract_one(str(gone), 123, 0, 200_000_000)
+    o = extract_one(str(gone), 123, 0, 200_000_000).outcomes[0]
     assert o.digest is None and o.error_stage == "read" and o.error_reason == "vanished"
 
 

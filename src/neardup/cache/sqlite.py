@@ -75,6 +75,13 @@ CREATE TABLE IF NOT EXISTS not_duplicates (
     b BLOB NOT NULL,
     PRIMARY KEY (a, b)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS detail (
+    digest BLOB NOT NULL,
+    version TEXT NOT NULL,
+    scale INTEGER NOT NULL,
+    softness REAL NOT NULL,
+    PRIMARY KEY (digest, version, scale)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS local (
     digest BLOB NOT NULL,
     version TEXT NOT NULL,
@@ -364,6 +371,26 @@ class FeatureCache:
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.executemany("INSERT OR REPLACE INTO crops VALUES (?,?,?,?)", rows)
+
+    def get_detail(self, keys: Sequence[tuple[bytes, int]], version: str) -> dict[tuple[bytes, int], float]:
+        """Softness measured by the keeper check, by ``(digest, scale)``."""
+        out: dict[tuple[bytes, int], float] = {}
+        for s in range(0, len(keys), 400):
+            chunk = keys[s : s + 400]
+            q = ("SELECT digest, scale, softness FROM detail WHERE version=? AND (digest, scale) IN (VALUES "
+                 + ",".join("(?,?)" for _ in chunk) + ")")
+            args: list[object] = [version]
+            for d, sc in chunk:
+                args += [d, sc]
+            for d, sc, v in self._db.execute(q, args):
+                out[(bytes(d), int(sc))] = float(v)
+        return out
+
+    def put_detail(self, rows: Sequence[tuple[bytes, str, int, float]]) -> None:
+        if rows:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO detail VALUES (?,?,?,?)", rows)
 
     def get_local(self, digests: Sequence[bytes], version: str) -> dict[bytes, bytes]:
         out: dict[bytes, bytes] = {}

@@ -256,7 +256,7 @@ def _draft(im: Image.Image, min_side: int) -> int:
 def _reduced_rgb(im: Image.Image, min_side: int) -> np.ndarray:
     f = max(1, max(im.size) // min_side)
     if f > 1:
-        im = im.reduce(f) if im.mode not in ("P", "1") else _to_rgb(im).reduce(f)
+        im = im.reduce(f) if im.mode in ("RGB", "RGBA", "L", "LA", "CMYK", "YCbCr") else _to_rgb(im).reduce(f)
     a = np.asarray(_to_rgb(im), dtype=np.uint8)
     if a.ndim != 3 or a.shape[2] != 3 or a.size == 0:
         raise DecodeError("corrupt", f"decoded to an unusable array of shape {a.shape}")
@@ -319,7 +319,7 @@ def softness_of(pixels: Image.Image | np.ndarray, side: int = SOFT_PATCH) -> flo
         h, w = pixels.shape[:2]
         y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
         p = pixels[y0 : y0 + side, x0 : x0 + side]
-        g = to_gray(p)
+        g = to_gray(p) if p.ndim == 3 else p
     return _gradient_ratio(g)
 
 
@@ -358,7 +358,7 @@ def native_softness(data: bytes, *, min_side: int, max_pixels: int = 200_000_000
         if hdr is not None:
             _check_size(hdr.width, hdr.height, max_pixels)
             scale = jpeg_scale(hdr.width, hdr.height, min_side)
-            arr = jpeg.decode_scaled(data, hdr, scale)
+            arr = jpeg.decode_scaled(data, hdr, scale, grey=True)
             if arr is not None:
                 return softness_of(arr), scale
     im = _open(data, max_pixels)

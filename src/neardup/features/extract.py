@@ -124,17 +124,17 @@ class FeatureBatch:
         ix = np.asarray(idx, dtype=np.int64)
         cols = {f.name: getattr(self, f.name) for f in fields(self)}
         out = {k: (tuple(v[i] for i in ix.tolist()) if k == "format" else v[ix]) for k, v in cols.items()}
-        return FeatureBatch(**out)
+        return FeatureBatch(**out)  # type: ignore[arg-type]
 
     @classmethod
     def concat(cls, batches: Sequence[FeatureBatch]) -> FeatureBatch:
         if not batches:
             return cls.empty()
-        out = {}
+        out: dict[str, object] = {}
         for f in fields(cls):
             vals = [getattr(b, f.name) for b in batches]
             out[f.name] = tuple(x for v in vals for x in v) if f.name == "format" else np.concatenate(vals)
-        return cls(**out)
+        return cls(**out)  # type: ignore[arg-type]
 
     @classmethod
     def empty(cls) -> FeatureBatch:

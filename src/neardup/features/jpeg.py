@@ -145,9 +145,9 @@ def read_header(data: bytes) -> JpegHeader | None:
     return JpegHeader(width, height, components, precision, q, orientation, mpo, adobe)
 
 
-def decode_scaled(data: bytes, header: JpegHeader, scale: int) -> np.ndarray | None:
-    """RGB uint8 (h, w, 3) at ``1/scale`` (1, 2, 4 or 8), stored orientation; ``None`` when
-    this path cannot decode the file cleanly (the caller then asks Pillow)."""
+def decode_scaled(data: bytes, header: JpegHeader, scale: int, *, grey: bool = False) -> np.ndarray | None:
+    """RGB uint8 (h, w, 3) (or grey, (h, w)) at ``1/scale`` (1, 2, 4 or 8), stored orientation;
+    ``None`` when this path cannot decode the file cleanly (the caller then asks Pillow)."""
     if header.components == 4 or header.precision != 8:
         return None  # CMYK / YCCK and 12-bit: Pillow's path
     try:
@@ -157,9 +157,10 @@ def decode_scaled(data: bytes, header: JpegHeader, scale: int) -> np.ndarray | N
     h = -(-header.height // scale)
     w = -(-header.width // scale)
     try:
-        out = simplejpeg.decode_jpeg(data, "RGB", min_height=h, min_width=w, min_factor=scale, strict=True)
+        out = simplejpeg.decode_jpeg(data, "GRAY" if grey else "RGB", min_height=h, min_width=w, min_factor=scale,
+                                     strict=True)
     except (ValueError, MemoryError, OSError):
         return None
-    if out.ndim != 3 or out.shape[2] != 3 or out.size == 0:
+    if out.ndim != 3 or out.shape[2] != (1 if grey else 3) or out.size == 0:
         return None
-    return out
+    return out[:, :, 0] if grey else out

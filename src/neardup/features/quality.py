@@ -26,8 +26,9 @@ def quality_score(pixels, jpeg_quality, lossless, softness, colourfulness, borde
                   *, reference_softness=SHARP_SOFTNESS):
     """The keeper score from the facts: scalars or columns; higher is better.
 
-    Comparable only between copies of one image, whose median softness should be passed as
-    ``reference_softness``: detail counts as lost only where a copy is smoother than that.
+    Comparable only between copies of one image, whose typical softness should be passed as
+    ``reference_softness`` (a scalar, or one per copy): detail counts as lost only where a copy
+    is smoother than that.
     Lossy formats other than JPEG carry no readable quality, so they count as a typical web
     setting (75).
     """
@@ -36,7 +37,7 @@ def quality_score(pixels, jpeg_quality, lossless, softness, colourfulness, borde
     s = np.log2(np.maximum(np.asarray(pixels, dtype=np.float64), 1.0))
     s = s + 0.04 * enc  # q95 vs q30: +2.6, about 6x the pixels
     # effective linear resolution shrinks as softness rises past a sharp photo's
-    ref = min(float(reference_softness), 1.9)
+    ref = np.minimum(np.asarray(reference_softness, dtype=np.float64), 1.9)
     detail = np.clip((2.0 - np.asarray(softness, dtype=np.float64)) / (2.0 - ref), 0.05, 1.0)
     s = s + 2.0 * np.log2(detail)
     s = s + 0.8 * np.minimum(colourfulness, 40.0) / 40.0

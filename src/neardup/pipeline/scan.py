@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 
@@ -16,7 +16,8 @@ from ..candidates.mih import MultiIndex
 from ..embed.model import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 from ..errors import CacheError, SourceError, UsageError
 from ..features.extract import FEATURE_VERSION, is_low_info
-from ..features.quality import QUALITY_FIELDS, QualityFacts, quality_score
+from ..features.quality import QUALITY_FIELDS, QualityFacts
+from ..group.keeper import Contest, provisional_scores, settle
 from ..group.unionfind import UnionFind, guarded_groups
 from ..sources import FileEntry, ScanProblem, configure, open_source, scrub
 from ..verify.rules import STAGE_NAMES, SeenPairs, VerifyParams, verify_batch
@@ -426,7 +427,14 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         by_digest = fc.run_paths([cols.digest(r) for r in need_paths])
         paths_of_row = {r: by_digest[cols.digest(r)] for r in need_paths}
         del by_digest
-        quality = dict(zip(member_rows, fc.fetch([cols.digest(r) for r in member_rows], ("quality",))["quality"]))
+        facts = fc.fetch([cols.digest(r) for r in member_rows], ("quality", "width", "height", "format"))
+        quality = dict(zip(member_rows, facts["quality"].copy()))
+        scores: dict[int, float] = {}
+        n_measured = _settle_keepers(comps, quality, scores, dict(zip(member_rows, facts["width"].tolist())),
+                                     dict(zip(member_rows, facts["height"].tolist())),
+                                     dict(zip(member_rows, facts["format"].tolist())), paths_of_row, fc, cols,
+                                     workers=workers, max_pixels=opts.max_pixels)
+        del facts
         edges: dict[int, dict[int, tuple[bool, object]]] = {}
         for k in range(n_verified):
             x, y = int(A[k]), int(B[k])
@@ -434,7 +442,6 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             strong = int(S[k]) == 1 and int(D[k]) <= params.strong_threshold
             edges.setdefault(x, {})[y] = (strong, ev)
             edges.setdefault(y, {})[x] = (strong, ev)
-        scores: dict[int, float] = {}
 
         def rank(r: int) -> tuple:
             return (-round(scores[r], 6), paths_of_row[r][0])
@@ -456,14 +463,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
             return _evidence(int(ver.stage[0]), int(ver.d256[0]), -1, float(ver.colour[0]), float(ver.ncc[0]), extra)
 
         groups: list[Group] = []
-        soft = QUALITY_FIELDS.index("softness")
         for comp in comps:
-            # softness is judged against the component's own median: a naturally soft photo
-            # is not penalised, a copy smoother than its siblings (upscaled, blurred) is
-            q = np.stack([quality[r] for r in comp])
-            s = quality_score(**{f: q[:, i] for i, f in enumerate(QUALITY_FIELDS)},
-                              reference_softness=float(np.median(q[:, soft])))
-            scores.update(zip(comp, s.tolist()))
             for keeper, rows_in, attach in guarded_groups(comp, edges, rank, verify_pair, apart_rows):
                 groups.append(_make_group(keeper, rows_in, attach, paths_of_row, quality, cols))
         in_comp = set(member_rows)
@@ -485,6 +485,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         "candidate_pairs": n_cand,
         **({"embedding_pairs": thorough.n_candidates, "local_checks": thorough.n_local} if thorough else {}),
         "verified_pairs": n_verified,
+        "detail_checks": n_measured,
         "groups": len(groups),
         "duplicates": sum(len(g.members) - 1 for g in groups),
         "settings": {"mode": opts.mode, "radius": opts.radius, "hash_threshold": opts.hash_threshold,
@@ -494,6 +495,73 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         "stages": clock.stages,
     }
     return ScanResult(groups, failures, stats)
+
+
+#: version of the keeper check's measurement (features.decode.native_softness)
+DETAIL_VERSION = "detail-1"
+
+
+def _settle_keepers(comps: list[list[int]], quality: dict[int, np.ndarray], scores: dict[int, float],
+                    width: dict[int, int],
+                    height: dict[int, int], fmt: dict[int, str], paths_of_row: dict[int, list[str]], fc: FeatureCache,
+                    cols: SearchColumns, *, workers: int, max_pixels: int) -> int:
+    """Measure the detail the keeper choice turns on (group/keeper.py), in threads, cached by
+    content; fills in ``quality``'s softness and every member's keeper score.  Returns the
+    number of members measured."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..features.decode import jpeg_scale, native_softness
+    from ..sources import read_bytes
+
+    contests = [Contest(c, np.stack([quality[r] for r in c]),
+                        np.array([max(width[r], height[r]) for r in c]), np.zeros(len(c), bool))
+                for c in comps]
+    pool: ThreadPoolExecutor | None = None
+
+    def scale_of(r: int, side: int) -> int:
+        return jpeg_scale(width[r], height[r], side) if fmt[r] in ("JPEG", "MPO") else 1
+
+    def one(r: int, side: int) -> tuple[float, int] | None:
+        for path in paths_of_row.get(r, []):
+            try:
+                return native_softness(read_bytes(path), min_side=side, max_pixels=max_pixels)
+            except Exception:  # changed or gone since the scan: try another copy, else no proof
+                continue
+        return None
+
+    def measure(asks: Iterable[tuple[int, int]]) -> dict[int, tuple[float, int] | None]:
+        nonlocal pool
+        asks = list(asks)
+        keys = [(cols.digest(r), scale_of(r, side)) for r, side in asks]
+        known = fc.get_detail(keys, DETAIL_VERSION)
+        out: dict[int, tuple[float, int] | None] = {}
+        todo = []
+        for (r, side), key in zip(asks, keys):
+            if key in known:
+                out[r] = (known[key], key[1])
+            else:
+                todo.append((r, side))
+        if todo:
+            if pool is None:
+                pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="neardup-detail")
+            rows = []
+            for (r, _), got in zip(todo, pool.map(lambda a: one(*a), todo)):
+                out[r] = got
+                if got is not None:
+                    rows.append((cols.digest(r), DETAIL_VERSION, got[1], got[0]))
+            fc.put_detail(rows)
+        return out
+
+    try:
+        n = settle(contests, measure, lambda r: paths_of_row[r][0])
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    for c in contests:
+        scores.update(zip(c.rows, provisional_scores(c).tolist()))
+        for j, r in enumerate(c.rows):
+            quality[r] = c.quality[j]
+    return n
 
 
 class _CropCache:

@@ -84,7 +84,7 @@ class Thorough:
     def _compute(self, paths: list[str]) -> LocalFeatures | None:
         for path in paths:
             try:
-                dec = decode(read_bytes(path), max_pixels=self.max_pixels, work_side=LOCAL_SIDE)
+                dec = decode(read_bytes(path), max_pixels=self.max_pixels, view_side=LOCAL_SIDE)
             except (ReadError, DecodeError):
                 continue  # changed or gone since extraction: try another copy
             return local_features(canonical_rgb(dec, 0))

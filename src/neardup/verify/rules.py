@@ -18,15 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
-from PIL import Image
 
 from ..features.colour import GRID, colour_distance
 
-__all__ = ["VerifyParams", "Verified", "SeenPairs", "verify_batch", "crop_ncc", "orient_colour", "d256_distance"]
+__all__ = ["VerifyParams", "Verified", "SeenPairs", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
+           "d256_distance"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,48 +116,84 @@ def d256_distance(d256_a: np.ndarray, d256_b: np.ndarray) -> tuple[np.ndarray, n
     return np.minimum(d[rows, v], back.min(axis=1)), v
 
 
-def _resize(a: np.ndarray, w: int, h: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(a.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR))
+#: crop sizes searched, per axis, as a share of the other layout's side
+CROP_SCALES = (0.76, 0.82, 0.88, 0.94, 1.0)
+#: pairs given the crop test at once (the correlation planes of a batch are ~200 kB a pair)
+CROP_BATCH = 64
 
 
-def _best_inside(big: np.ndarray, small: np.ndarray, scales: tuple[float, ...]) -> float:
-    side = big.shape[0]
-    # window sums of big and big^2 from summed-area tables; the template is zero-mean, so the
-    # numerator is a plain correlation: one pass over the windows per scale pair, not four
+@lru_cache(maxsize=64)
+def _bilinear(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) weights of an antialiased bilinear resize (Pillow's BILINEAR filter)."""
+    scale = n_in / n_out
+    fs = max(1.0, scale)
+    m = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        c = (i + 0.5) * scale
+        lo, hi = max(int(c - fs + 0.5), 0), min(int(c + fs + 0.5), n_in)
+        x = np.arange(lo, hi)
+        w = np.maximum(0.0, 1.0 - np.abs((x - c + 0.5) / fs))
+        m[i, lo:hi] = w / w.sum() if w.sum() > 0 else 0.0
+    return m
+
+
+def _sizes(side: int, scales: tuple[float, ...]) -> list[tuple[int, int]]:
+    """Template sizes (th, tw) of every scale pair."""
+    return [(int(round(side * fy)), int(round(side * fx))) for fy in scales for fx in scales]
+
+
+def _best_inside_batch(big: np.ndarray, small: np.ndarray, scales: tuple[float, ...]) -> np.ndarray:
+    """For stacks (P, s, s): the best normalised cross-correlation of ``small`` resized to every
+    scale pair, at every offset inside ``big``.  One FFT per layout and template: for templates
+    no larger than the layout, the circular correlation is exact at every valid offset."""
+    p, side, _ = big.shape
+    sizes = _sizes(side, scales)
     b64 = big.astype(np.float64)
-    sat = np.zeros((side + 1, side + 1))
-    sat2 = np.zeros((side + 1, side + 1))
-    sat[1:, 1:] = b64.cumsum(0).cumsum(1)
-    sat2[1:, 1:] = (b64 * b64).cumsum(0).cumsum(1)
-    best = -1.0
-    for fy in scales:
-        for fx in scales:
-            tw, th = int(round(side * fx)), int(round(side * fy))
-            t = _resize(small, tw, th).astype(np.float64)
-            t = t - t.mean()
-            tn = float(np.sqrt((t * t).sum()))
-            if tn < 1e-3:
-                continue
-            win = sliding_window_view(b64, (th, tw))
-            num = np.tensordot(win, t, axes=([2, 3], [0, 1]))
-            ws = sat[th:, tw:] - sat[:-th, tw:] - sat[th:, :-tw] + sat[:-th, :-tw]
-            ws2 = sat2[th:, tw:] - sat2[:-th, tw:] - sat2[th:, :-tw] + sat2[:-th, :-tw]
-            den = np.sqrt(np.maximum(ws2 - ws * ws / (th * tw), 0.0)) * tn + 1e-6
-            best = max(best, float((num / den).max()))
+    sat = np.zeros((p, side + 1, side + 1))
+    sat2 = np.zeros((p, side + 1, side + 1))
+    sat[:, 1:, 1:] = b64.cumsum(1).cumsum(2)
+    sat2[:, 1:, 1:] = (b64 * b64).cumsum(1).cumsum(2)
+    fb = np.fft.rfft2(b64)
+    best = np.full(p, -1.0)
+    for th, tw in sizes:
+        t = _bilinear(side, th) @ small.astype(np.float64) @ _bilinear(side, tw).T  # (P, th, tw)
+        t = t - t.mean(axis=(1, 2), keepdims=True)
+        tn = np.sqrt((t * t).sum(axis=(1, 2)))
+        pad = np.zeros((p, side, side))
+        pad[:, :th, :tw] = t
+        num = np.fft.irfft2(fb * np.conj(np.fft.rfft2(pad)), s=(side, side))
+        ny, nx = side - th + 1, side - tw + 1
+        ws = sat[:, th:, tw:] - sat[:, :-th, tw:] - sat[:, th:, :-tw] + sat[:, :-th, :-tw]
+        ws2 = sat2[:, th:, tw:] - sat2[:, :-th, tw:] - sat2[:, th:, :-tw] + sat2[:, :-th, :-tw]
+        den = np.sqrt(np.maximum(ws2 - ws * ws / (th * tw), 0.0)) * tn[:, None, None] + 1e-6
+        ncc = num[:, :ny, :nx] / den
+        ncc[tn < 1e-3] = -1.0
+        best = np.maximum(best, ncc.reshape(p, -1).max(axis=1))
     return best
 
 
-def crop_ncc(sig_a: np.ndarray, sig_b: np.ndarray, variant: int, *, scales=(0.76, 0.82, 0.88, 0.94, 1.0)) -> float:
+def crop_ncc_batch(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
+                   scales: tuple[float, ...] = CROP_SCALES) -> np.ndarray:
+    """:func:`crop_ncc` for stacks of pairs: (P, s, s) layouts and (P,) variants -> (P,) correlations."""
+    a = np.asarray(sig_a, dtype=np.float32)
+    b = np.asarray(sig_b, dtype=np.float32)
+    v = np.asarray(variant, dtype=np.int64)
+    b = np.where((v >= 4)[:, None, None], b[:, :, ::-1], b)
+    b = np.stack([np.rot90(b[i], int(v[i]) % 4) for i in range(len(b))]) if len(b) else b
+    out = np.empty(len(a))
+    for s in range(0, len(a), CROP_BATCH):
+        x, y = a[s : s + CROP_BATCH], b[s : s + CROP_BATCH]
+        out[s : s + CROP_BATCH] = np.maximum(_best_inside_batch(x, y, scales), _best_inside_batch(y, x, scales))
+    return out
+
+
+def crop_ncc(sig_a: np.ndarray, sig_b: np.ndarray, variant: int, *, scales: tuple[float, ...] = CROP_SCALES) -> float:
     """Best normalised cross-correlation of one layout as a crop of the other.
 
     ``variant`` is the orientation of b that matches a upright.  Both directions are tried
-    (a inside b, b inside a), every crop of 75-100% per axis on a 5% grid, every offset.
+    (a inside b, b inside a), every crop of 75-100% per axis on a 6% grid, every offset.
     """
-    a = sig_a.astype(np.float32)
-    b = sig_b.astype(np.float32)
-    b = b[:, ::-1] if variant >= 4 else b
-    b = np.ascontiguousarray(np.rot90(b, variant % 4))
-    return max(_best_inside(a, b, scales), _best_inside(b, a, scales))
+    return float(crop_ncc_batch(sig_a[None], sig_b[None], np.array([variant]), scales=scales)[0])
 
 
 def verify_batch(
@@ -213,8 +249,7 @@ def verify_batch(
         # a crop scrambles the 256-bit hash, so take the orientation from the 64-bit one
         pa, pb = cols["p64"][ia[need]], cols["p64"][ib[need]]
         pv = np.bitwise_count(pa[:, :1] ^ pb).argmin(axis=1)
-        for k, i in enumerate(need):
-            ncc[i] = crop_ncc(sa[k], sb[k], int(pv[k]))
+        ncc[need] = crop_ncc_batch(sa, sb, pv)
         if crop_cache is not None:
             crop_cache.put(a[need], b[need], ncc[need])
     stage[(stage == 0) & (ncc >= params.crop_ncc)] = 2

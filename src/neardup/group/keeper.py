@@ -1,0 +1,153 @@
+"""The keeper's detail check: extra pixels must be proved, at full size, where they decide.
+
+Extraction decodes every image at a reduced size, where an upscaled copy looks as sharp as its
+original; the keeper's score would then prefer it for its pixels.  So after grouping, a member
+that would win on pixels over a smaller one is asked to prove them: it is decoded again at a
+scale above the smaller one's size, and so is the smaller one, and their softness (gradient
+at half over full resolution, ``features.decode.softness_of``) is compared.
+
+Upscaling by ``u`` leaves a photo's headroom ``2 - softness`` at about ``u ** -1.3`` of what
+it was (``eval/upscale_softness.py`` measures this on the CC0 photos).  So the larger member
+is taken for an upscale of the smaller when it is softer by more than half of what an upscale
+by their size ratio would cost; then its extra pixels count for nothing.  A genuine larger
+original is about as sharp as its downscaled copies, and keeps them.  Each measurement is one
+decode, only for the two members a choice turns on, and is cached by content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..features.quality import QUALITY_FIELDS, quality_score
+
+__all__ = ["DETAIL_SIDE", "PIXEL_MARGIN", "UPSCALE_EXPONENT", "Contest", "plan_measurements",
+           "provisional_scores", "is_upscale", "settle"]
+
+#: the smaller member of a contest is measured at most at this long side
+DETAIL_SIDE = 1024
+#: a member with more than this many times the pixels of another must prove them against it
+PIXEL_MARGIN = 1.15
+#: the larger member is measured where it has at least this many times the smaller one's side
+PROOF_MARGIN = 1.2
+#: upscaling by u scales the softness headroom (2 - softness) by u ** -UPSCALE_EXPONENT
+UPSCALE_EXPONENT = 1.3
+#: softness differences below this are measurement noise (re-encodes of one image measure
+#: within about +-0.05 of each other)
+SOFT_TOLERANCE = 0.1
+
+_SOFT = QUALITY_FIELDS.index("softness")
+_PIXELS = QUALITY_FIELDS.index("pixels")
+
+
+def is_upscale(soft_big: float, soft_small: float, resolution_ratio: float) -> bool:
+    """Whether the larger member, measured ``resolution_ratio`` times the smaller one's
+    resolution, is softer than the smaller by more than half of what an upscale would cost."""
+    expected = (2.0 - soft_small) * (1.0 - max(resolution_ratio, 1.0) ** -UPSCALE_EXPONENT)
+    return soft_big - soft_small > max(SOFT_TOLERANCE, expected / 2.0)
+
+
+@dataclass
+class Contest:
+    """One group's members: quality rows (softness NaN until measured), long sides, which
+    measurements were tried (a file changed since the scan is not asked again), and the
+    outcome of every proof so far."""
+
+    rows: list[int]
+    quality: np.ndarray  # (k, len(QUALITY_FIELDS)) float64
+    long_side: np.ndarray  # (k,) int
+    tried: np.ndarray  # (k,) bool
+    scale: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,) the DCT scale each was measured at
+    proved: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,) pixels each member has proved
+    proofs: dict[int, tuple[int, bool]] = field(default_factory=dict)  # member -> (rival, passed)
+    pending: tuple[int, int] | None = None  # (member, rival) being measured
+
+    def __post_init__(self) -> None:
+        k = len(self.rows)
+        if len(self.scale) != k:
+            self.scale = np.ones(k)
+        if len(self.proved) != k:
+            self.proved = self.quality[:, _PIXELS].astype(np.float64).copy()
+
+
+def provisional_scores(c: Contest) -> np.ndarray:
+    """Keeper scores with the pixels proved so far (softness counts only through them)."""
+    q = c.quality.copy()
+    q[:, _PIXELS] = c.proved
+    q[:, _SOFT] = 1.0
+    return quality_score(**{f: q[:, i] for i, f in enumerate(QUALITY_FIELDS)}, reference_softness=1.0)
+
+
+def plan_measurements(c: Contest, order_key: Callable[[int], object]) -> dict[int, int]:
+    """Which members to measure next, as ``{index: min_side}``: empty once the choice is settled.
+
+    The would-be keeper, if it beats a member on pixels, must prove them against the
+    best-ranked such member: both are measured, the larger at a scale above the smaller one's
+    size (so an upscale shows).  Same-size members are told apart by the other facts
+    (encoding, colour, border).
+    """
+    k = len(c.rows)
+    if k < 2:
+        return {}
+    s = provisional_scores(c)
+    rank = sorted(range(k), key=lambda j: (-round(float(s[j]), 6), order_key(c.rows[j])))
+    top = rank[0]
+    if top in c.proofs:
+        return {}
+    smaller = [j for j in rank[1:] if c.proved[j] * PIXEL_MARGIN < c.proved[top]]
+    if not smaller:
+        return {}
+    rival = smaller[0]
+    need: dict[int, int] = {}
+    proof = int(min(c.long_side[top], np.ceil(PROOF_MARGIN * c.long_side[rival])))
+    for j, side in ((top, proof), (rival, int(min(c.long_side[rival], DETAIL_SIDE)))):
+        if np.isnan(c.quality[j, _SOFT]) and not c.tried[j]:
+            need[j] = max(1, side)
+    if not need:  # both measured (or unmeasurable): judge the proof now
+        _judge(c, top, rival)
+        return plan_measurements(c, order_key)
+    c.pending = (top, rival)
+    return need
+
+
+def _judge(c: Contest, top: int, rival: int) -> None:
+    st, sr = c.quality[top, _SOFT], c.quality[rival, _SOFT]
+    passed = True
+    if not (np.isnan(st) or np.isnan(sr)):
+        ratio = (c.long_side[top] / c.scale[top]) / (c.long_side[rival] / c.scale[rival])
+        passed = not is_upscale(float(st), float(sr), float(ratio))
+    c.proofs[top] = (rival, passed)
+    if not passed:  # its extra pixels hold no detail the rival lacks
+        c.proved[top] = min(c.proved[top], c.proved[rival])
+
+
+def settle(contests: Sequence[Contest],
+           measure: Callable[[Iterable[tuple[int, int]]], dict[int, tuple[float, int] | None]],
+           order_key: Callable[[int], object]) -> int:
+    """Measure, in rounds over all groups at once, until every group's choice is settled.
+
+    ``measure`` takes ``(row, min_side)`` pairs and returns each row's ``(softness, scale)``
+    (``None`` when the file could not be read or decoded).  Returns how many members were
+    measured.
+    """
+    total = 0
+    while True:
+        asks: list[tuple[Contest, int, int]] = []
+        for c in contests:
+            for j, side in plan_measurements(c, order_key).items():
+                asks.append((c, j, side))
+        if not asks:
+            return total
+        got = measure((c.rows[j], side) for c, j, side in asks)
+        for c, j, _ in asks:
+            c.tried[j] = True
+            v = got.get(c.rows[j])
+            if v is not None:
+                c.quality[j, _SOFT], c.scale[j] = v
+        for c in {id(c): c for c, _, _ in asks}.values():
+            if c.pending is not None:
+                _judge(c, *c.pending)
+                c.pending = None
+        total += len(asks)
