@@ -83,10 +83,10 @@ def provisional_scores(c: Contest) -> np.ndarray:
 def plan_measurements(c: Contest, order_key: Callable[[int], object]) -> dict[int, int]:
     """Which members to measure next, as ``{index: min_side}``: empty once the choice is settled.
 
-    The would-be keeper, if it beats a member on pixels, must prove them against the
-    best-ranked such member: both are measured, the larger at a scale above the smaller one's
-    size (so an upscale shows).  Same-size members are told apart by the other facts
-    (encoding, colour, border).
+    The would-be keeper, if it beats a member on pixels, is the only member that large, and
+    would not win without them, must prove them against the best-ranked such member: both are measured, the larger at a scale
+    above the smaller one's size (so an upscale shows).  Same-size members are told apart by
+    the other facts (encoding, colour, border).
     """
     k = len(c.rows)
     if k < 2:
@@ -100,6 +100,18 @@ def plan_measurements(c: Contest, order_key: Callable[[int], object]) -> dict[in
     if not smaller:
         return {}
     rival = smaller[0]
+    # another member as large corroborates its size (two copies are rarely upscaled alike);
+    # and if it would still win with no more pixels than the rival, its pixels decide nothing
+    corroborated = any(c.proved[j] * PIXEL_MARGIN >= c.proved[top] for j in range(k) if j != top)
+    proved = c.proved[top]
+    c.proved[top] = c.proved[rival]
+    capped = provisional_scores(c)
+    c.proved[top] = proved
+    if corroborated or all(capped[top] > capped[j] or (capped[top] == capped[j]
+                                                      and order_key(c.rows[top]) < order_key(c.rows[j]))
+                           for j in range(k) if j != top):
+        c.proofs[top] = (rival, True)
+        return {}
     need: dict[int, int] = {}
     proof = int(min(c.long_side[top], np.ceil(PROOF_MARGIN * c.long_side[rival])))
     for j, side in ((top, proof), (rival, int(min(c.long_side[rival], DETAIL_SIDE)))):

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from ..features.quality import QUALITY_FIELDS, QualityFacts
 from ..group.keeper import Contest, provisional_scores, settle
 from ..group.unionfind import UnionFind, guarded_groups
 from ..sources import FileEntry, ScanProblem, configure, open_source, scrub
-from ..verify.rules import STAGE_NAMES, SeenPairs, VerifyParams, verify_batch
+from ..verify.rules import STAGE_NAMES, CropQueue, SeenPairs, Verified, VerifyParams, verify_batch
 from .extract import Limits, batched, extract_many
 from .result import Failure, Group, Pair, ScanResult
 from .stats import StageClock
@@ -235,6 +236,18 @@ def _load_search_columns(fc: FeatureCache) -> SearchColumns:
 
 def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progress,
          spec: ModelSpec | None = None) -> ScanResult:
+    workers = opts.workers or (os.cpu_count() or 1)
+    # threads for the dear parts of verification and the keeper check (NumPy and the JPEG
+    # decoder release the GIL)
+    threads = ThreadPoolExecutor(workers, thread_name_prefix="neardup-verify")
+    try:
+        return _stages(paths, fc, opts, progress, spec, threads)
+    finally:
+        threads.shutdown(wait=True, cancel_futures=True)
+
+
+def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progress, spec: ModelSpec | None,
+            threads: ThreadPoolExecutor) -> ScanResult:
     clock = StageClock()
     failures: list[Failure] = []
     n_decoded = n_cached = n_listed = n_read = 0
@@ -330,6 +343,32 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
     n_cand = 0
     t_verify = 0.0
     cropped = SeenPairs()  # pairs already given the (dear) crop test
+    queue = CropQueue(load_sigs=load_sigs, params=params, crop_cache=crops, pool=threads)
+
+    def keep(ver: Verified, extra: np.ndarray | None = None) -> None:
+        if len(ver):
+            for acc, col in ((va, ver.a), (vb, ver.b), (vstage, ver.stage), (vd, ver.d256),
+                             (vp, ver.p64), (vc, ver.colour), (vn, ver.ncc)):
+                acc.append(col)
+            vx.append(np.full((len(ver), 3), np.nan, np.float32) if extra is None else extra)
+
+    pend: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    n_pend = 0
+
+    def verify_pending() -> float:
+        """Verify the candidate pairs gathered so far, VERIFY_BATCH at a time: each batch reads its
+        rows from the cache once (a bounded read); returns the seconds it took."""
+        nonlocal pend, n_pend
+        t0 = time.perf_counter()
+        if pend:
+            a, b, dist = (np.concatenate(x) for x in zip(*pend))
+            pend, n_pend = [], 0
+            for s2 in range(0, len(a), VERIFY_BATCH):
+                sel = slice(s2, s2 + VERIFY_BATCH)
+                keep(verify_batch(a[sel], b[sel], dist[sel], fetch=fetch, flags=flags, params=params,
+                                  load_sigs=load_sigs, crop_done=cropped, n_rows=n, crop_queue=queue))
+        return time.perf_counter() - t0
+
     with clock.stage("candidates"):
         if n > 1:
             # index: each row's canonical code, plus the other orientations it might take;
@@ -348,19 +387,14 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
                     _, firsts = np.unique(pb.a * n + pb.b, return_index=True)
                     n_cand += len(firsts)
                     progress("candidates", len(firsts), None)
-                    t0 = time.perf_counter()
-                    # verification reads the rows of a sub-batch from the cache: a bounded read
-                    for s2 in range(0, len(firsts), VERIFY_BATCH):
-                        sel = firsts[s2 : s2 + VERIFY_BATCH]
-                        ver = verify_batch(pb.a[sel], pb.b[sel], pb.distance[sel], fetch=fetch, flags=flags,
-                                           params=params, load_sigs=load_sigs, crop_done=cropped, n_rows=n,
-                                           crop_cache=crops)
-                        if len(ver):
-                            for acc, col in ((va, ver.a), (vb, ver.b), (vstage, ver.stage), (vd, ver.d256),
-                                             (vp, ver.p64), (vc, ver.colour), (vn, ver.ncc)):
-                                acc.append(col)
-                            vx.append(np.full((len(ver), 3), np.nan, np.float32))
-                    t_verify += time.perf_counter() - t0
+                    pend.append((pb.a[firsts], pb.b[firsts], pb.distance[firsts]))
+                    n_pend += len(firsts)
+                    if n_pend >= VERIFY_BATCH:
+                        t_verify += verify_pending()
+            t_verify += verify_pending()
+            t0 = time.perf_counter()
+            keep(queue.flush())
+            t_verify += time.perf_counter() - t0
             del index
     clock.split("candidates", "verify", t_verify)
 
@@ -371,12 +405,9 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         with clock.stage("embedding"):
             done = np.unique(np.concatenate(va) * n + np.concatenate(vb)) if va else np.zeros(0, np.int64)
             for ver, extra in thorough.pairs(done, cropped, progress):
-                for acc, col in ((va, ver.a), (vb, ver.b), (vstage, ver.stage), (vd, ver.d256),
-                                 (vp, ver.p64), (vc, ver.colour), (vn, ver.ncc)):
-                    acc.append(col)
-                vx.append(extra)
+                keep(ver, extra)
         clock.split("embedding", "local", thorough.t_local)
-    del cropped
+    cropped = SeenPairs()  # free it: the pairs it held are decided
 
     # -- group ------------------------------------------------------------------------
     with clock.stage("group"):
@@ -433,7 +464,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         n_measured = _settle_keepers(comps, quality, scores, dict(zip(member_rows, facts["width"].tolist())),
                                      dict(zip(member_rows, facts["height"].tolist())),
                                      dict(zip(member_rows, facts["format"].tolist())), paths_of_row, fc, cols,
-                                     workers=workers, max_pixels=opts.max_pixels)
+                                     threads=threads, max_pixels=opts.max_pixels)
         del facts
         edges: dict[int, dict[int, tuple[bool, object]]] = {}
         for k in range(n_verified):
@@ -504,20 +535,16 @@ DETAIL_VERSION = "detail-1"
 def _settle_keepers(comps: list[list[int]], quality: dict[int, np.ndarray], scores: dict[int, float],
                     width: dict[int, int],
                     height: dict[int, int], fmt: dict[int, str], paths_of_row: dict[int, list[str]], fc: FeatureCache,
-                    cols: SearchColumns, *, workers: int, max_pixels: int) -> int:
+                    cols: SearchColumns, *, threads: ThreadPoolExecutor, max_pixels: int) -> int:
     """Measure the detail the keeper choice turns on (group/keeper.py), in threads, cached by
     content; fills in ``quality``'s softness and every member's keeper score.  Returns the
     number of members measured."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from ..features.decode import jpeg_scale, native_softness
     from ..sources import read_bytes
 
     contests = [Contest(c, np.stack([quality[r] for r in c]),
                         np.array([max(width[r], height[r]) for r in c]), np.zeros(len(c), bool))
                 for c in comps]
-    pool: ThreadPoolExecutor | None = None
-
     def scale_of(r: int, side: int) -> int:
         return jpeg_scale(width[r], height[r], side) if fmt[r] in ("JPEG", "MPO") else 1
 
@@ -530,7 +557,6 @@ def _settle_keepers(comps: list[list[int]], quality: dict[int, np.ndarray], scor
         return None
 
     def measure(asks: Iterable[tuple[int, int]]) -> dict[int, tuple[float, int] | None]:
-        nonlocal pool
         asks = list(asks)
         keys = [(cols.digest(r), scale_of(r, side)) for r, side in asks]
         known = fc.get_detail(keys, DETAIL_VERSION)
@@ -542,21 +568,15 @@ def _settle_keepers(comps: list[list[int]], quality: dict[int, np.ndarray], scor
             else:
                 todo.append((r, side))
         if todo:
-            if pool is None:
-                pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="neardup-detail")
             rows = []
-            for (r, _), got in zip(todo, pool.map(lambda a: one(*a), todo)):
+            for (r, _), got in zip(todo, threads.map(lambda a: one(*a), todo)):
                 out[r] = got
                 if got is not None:
                     rows.append((cols.digest(r), DETAIL_VERSION, got[1], got[0]))
             fc.put_detail(rows)
         return out
 
-    try:
-        n = settle(contests, measure, lambda r: paths_of_row[r][0])
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    n = settle(contests, measure, lambda r: paths_of_row[r][0])
     for c in contests:
         scores.update(zip(c.rows, provisional_scores(c).tolist()))
         for j, r in enumerate(c.rows):

@@ -17,6 +17,7 @@ colour (``low_info_colour_max``, chroma units), and they never take the crop pat
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
@@ -25,7 +26,7 @@ import numpy as np
 
 from ..features.colour import GRID, colour_distance
 
-__all__ = ["VerifyParams", "Verified", "SeenPairs", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
+__all__ = ["VerifyParams", "Verified", "SeenPairs", "CropQueue", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
            "d256_distance"]
 
 
@@ -119,7 +120,7 @@ def d256_distance(d256_a: np.ndarray, d256_b: np.ndarray) -> tuple[np.ndarray, n
 #: crop sizes searched, per axis, as a share of the other layout's side
 CROP_SCALES = (0.76, 0.82, 0.88, 0.94, 1.0)
 #: pairs given the crop test at once (the correlation planes of a batch are ~200 kB a pair)
-CROP_BATCH = 64
+CROP_BATCH = 32
 
 
 @lru_cache(maxsize=64)
@@ -173,18 +174,23 @@ def _best_inside_batch(big: np.ndarray, small: np.ndarray, scales: tuple[float, 
 
 
 def crop_ncc_batch(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
-                   scales: tuple[float, ...] = CROP_SCALES) -> np.ndarray:
-    """:func:`crop_ncc` for stacks of pairs: (P, s, s) layouts and (P,) variants -> (P,) correlations."""
+                   scales: tuple[float, ...] = CROP_SCALES, pool: Executor | None = None) -> np.ndarray:
+    """:func:`crop_ncc` for stacks of pairs: (P, s, s) layouts and (P,) variants -> (P,) correlations.
+
+    With a thread ``pool``, batches of pairs run in parallel (NumPy's FFTs and products release
+    the GIL)."""
     a = np.asarray(sig_a, dtype=np.float32)
     b = np.asarray(sig_b, dtype=np.float32)
     v = np.asarray(variant, dtype=np.int64)
     b = np.where((v >= 4)[:, None, None], b[:, :, ::-1], b)
     b = np.stack([np.rot90(b[i], int(v[i]) % 4) for i in range(len(b))]) if len(b) else b
-    out = np.empty(len(a))
-    for s in range(0, len(a), CROP_BATCH):
+    def one(s: int) -> np.ndarray:
         x, y = a[s : s + CROP_BATCH], b[s : s + CROP_BATCH]
-        out[s : s + CROP_BATCH] = np.maximum(_best_inside_batch(x, y, scales), _best_inside_batch(y, x, scales))
-    return out
+        return np.maximum(_best_inside_batch(x, y, scales), _best_inside_batch(y, x, scales))
+
+    starts = range(0, len(a), CROP_BATCH)
+    parts = list(pool.map(one, starts)) if pool is not None and len(a) > CROP_BATCH else [one(s) for s in starts]
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def crop_ncc(sig_a: np.ndarray, sig_b: np.ndarray, variant: int, *, scales: tuple[float, ...] = CROP_SCALES) -> float:
@@ -209,6 +215,8 @@ def verify_batch(
     n_rows: int = 0,
     crop: bool = True,
     crop_cache: CropCache | None = None,
+    pool: Executor | None = None,
+    crop_queue: CropQueue | None = None,
 ) -> Verified:
     """Accept or reject candidate pairs ``(a, b)`` of row ids in one batch.
 
@@ -219,7 +227,9 @@ def verify_batch(
     The search can report a pair more than once (from both ends, from the centre window);
     the hash test is a few popcounts and simply runs again, but a pair whose key
     ``a * n_rows + b`` is in ``crop_done`` skips the crop test, which costs milliseconds.
-    Accepted crop pairs are kept anyway by the first verdict.
+    Accepted crop pairs are kept anyway by the first verdict.  With a ``crop_queue``, the pairs
+    that need the crop test are queued there instead (its verdicts come from ``flush``), so the
+    test runs on large batches whatever the search's batch sizes.
     """
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
@@ -239,6 +249,11 @@ def verify_batch(
     need = np.flatnonzero(~hash_ok & ~low & colour_ok) if crop else np.zeros(0, np.int64)
     if crop_done is not None and need.size:
         need = need[crop_done.fresh(a[need] * n_rows + b[need])]
+    if need.size and crop_queue is not None:
+        pa, pb = cols["p64"][ia[need]], cols["p64"][ib[need]]
+        crop_queue.add(a[need], b[need], np.bitwise_count(pa[:, :1] ^ pb).argmin(axis=1), d[need],
+                       p64_dist[need], cdist[need])
+        need = need[:0]
     if need.size and crop_cache is not None:
         known = crop_cache.get(a[need], b[need])  # nan where not cached
         ncc[need] = known
@@ -249,12 +264,58 @@ def verify_batch(
         # a crop scrambles the 256-bit hash, so take the orientation from the 64-bit one
         pa, pb = cols["p64"][ia[need]], cols["p64"][ib[need]]
         pv = np.bitwise_count(pa[:, :1] ^ pb).argmin(axis=1)
-        ncc[need] = crop_ncc_batch(sa, sb, pv)
+        ncc[need] = crop_ncc_batch(sa, sb, pv, pool=pool)
         if crop_cache is not None:
             crop_cache.put(a[need], b[need], ncc[need])
     stage[(stage == 0) & (ncc >= params.crop_ncc)] = 2
     keep = stage > 0
     return Verified(a[keep], b[keep], stage[keep], d[keep], p64_dist[keep].astype(np.int16), cdist[keep], ncc[keep])
+
+
+class CropQueue:
+    """Pairs waiting for the crop test, run a few thousand at a time: the test's cost is per
+    batch as much as per pair, and the candidate search hands out batches of any size."""
+
+    def __init__(self, *, load_sigs: Callable[[np.ndarray], np.ndarray], params: VerifyParams,
+                 crop_cache: CropCache | None = None, pool: Executor | None = None, limit: int = 4096) -> None:
+        self.load_sigs, self.params, self.crop_cache, self.pool, self.limit = load_sigs, params, crop_cache, pool, limit
+        self._parts: list[tuple[np.ndarray, ...]] = []
+        self._n = 0
+        self._done: list[Verified] = []
+
+    def add(self, a: np.ndarray, b: np.ndarray, variant: np.ndarray, d256: np.ndarray, p64: np.ndarray,
+            colour: np.ndarray) -> None:
+        self._parts.append((a, b, variant, d256, p64, colour))
+        self._n += len(a)
+        if self._n >= self.limit:
+            self._done.append(self._run())
+
+    def flush(self) -> Verified:
+        """The accepted crop pairs of everything queued, with their evidence."""
+        if self._n:
+            self._done.append(self._run())
+        done, self._done = self._done, []
+        if not done:
+            z = np.zeros(0, np.int64)
+            return Verified(z, z, z.astype(np.uint8), z.astype(np.int16), z.astype(np.int16),
+                            z.astype(np.float32), z.astype(np.float32))
+        return Verified(*(np.concatenate([getattr(v, f) for v in done]) for f in Verified.__dataclass_fields__))
+
+    def _run(self) -> Verified:
+        a, b, v, d, p, c = (np.concatenate(x) for x in zip(*self._parts))
+        self._parts, self._n = [], 0
+        ncc = np.full(len(a), np.nan, dtype=np.float32)
+        todo = np.arange(len(a))
+        if self.crop_cache is not None and len(a):
+            ncc[:] = self.crop_cache.get(a, b)  # nan where not cached
+            todo = np.flatnonzero(np.isnan(ncc))
+        if len(todo):
+            ncc[todo] = crop_ncc_batch(self.load_sigs(a[todo]), self.load_sigs(b[todo]), v[todo], pool=self.pool)
+            if self.crop_cache is not None:
+                self.crop_cache.put(a[todo], b[todo], ncc[todo])
+        keep = ncc >= self.params.crop_ncc
+        return Verified(a[keep], b[keep], np.full(int(keep.sum()), 2, np.uint8), d[keep], p[keep].astype(np.int16),
+                        c[keep], ncc[keep])
 
 
 def hash_colour(a: np.ndarray, b: np.ndarray, fetch: Callable[[np.ndarray], dict[str, np.ndarray]]
