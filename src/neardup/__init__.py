@@ -3,10 +3,19 @@
 >>> import neardup
 >>> result = neardup.scan(["photos/"], cache=None)      # doctest: +SKIP
 >>> for g in result.groups: print(g.keep, g.members)   # doctest: +SKIP
+
+The scan machinery is imported on first use, so ``import neardup`` (and the command line's
+start) costs only what it uses.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .errors import CacheError, DecodeError, NeardupError, SourceError, UsageError
-from .pipeline import Failure, Group, Pair, ScanOptions, ScanResult, scan
+
+if TYPE_CHECKING:
+    from .pipeline import Failure, Group, Pair, ScanOptions, ScanResult, scan
 
 __version__ = "0.1.0"
 
@@ -14,3 +23,13 @@ __all__ = [
     "scan", "ScanOptions", "ScanResult", "Group", "Pair", "Failure",
     "NeardupError", "UsageError", "SourceError", "DecodeError", "CacheError", "__version__",
 ]
+
+_LAZY = {"scan", "ScanOptions", "ScanResult", "Group", "Pair", "Failure"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'neardup' has no attribute {name!r}")

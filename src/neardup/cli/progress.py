@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 
 class ProgressUI:
+    """Progress bars on stderr; rich is imported only when they are drawn."""
+
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
-        self.console = Console(stderr=True)
-        self._progress: Progress | None = None
+        self._progress: Any = None
         self._tasks: dict[str, Any] = {}
+
+    @cached_property
+    def console(self) -> Any:
+        from rich.console import Console
+
+        return Console(stderr=True)
 
     def __enter__(self) -> ProgressUI:
         if self.enabled:
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description:<11}"), BarColumn(),
                                       TextColumn("{task.completed:,} done"), TimeElapsedColumn(),
                                       console=self.console, transient=False)
@@ -37,6 +43,8 @@ class ProgressUI:
 
     def summary(self, result: Any, output: str) -> None:
         s = result.stats
+        from rich.table import Table
+
         t = Table(title=f"neardup: {s['groups']:,} groups, {s['duplicates']:,} duplicates -> {output}")
         for col in ("stage", "seconds", "peak RSS MB"):
             t.add_column(col, justify="right" if col != "stage" else "left")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ def provisional_scores(c: Contest) -> np.ndarray:
     return quality_score(**{f: q[:, i] for i, f in enumerate(QUALITY_FIELDS)}, reference_softness=1.0)
 
 
-def plan_measurements(c: Contest, order_key: Callable[[int], object]) -> dict[int, int]:
+def plan_measurements(c: Contest, order_key: Callable[[int], Any]) -> dict[int, int]:
     """Which members to measure next, as ``{index: min_side}``: empty once the choice is settled.
 
     The would-be keeper, if it beats a member on pixels, is the only member that large, and
@@ -107,9 +108,8 @@ def plan_measurements(c: Contest, order_key: Callable[[int], object]) -> dict[in
     c.proved[top] = c.proved[rival]
     capped = provisional_scores(c)
     c.proved[top] = proved
-    if corroborated or all(capped[top] > capped[j] or (capped[top] == capped[j]
-                                                      and order_key(c.rows[top]) < order_key(c.rows[j]))
-                           for j in range(k) if j != top):
+    cap_rank = sorted(range(k), key=lambda j: (-round(float(capped[j]), 6), order_key(c.rows[j])))
+    if corroborated or cap_rank[0] == top:
         c.proofs[top] = (rival, True)
         return {}
     need: dict[int, int] = {}
@@ -137,7 +137,7 @@ def _judge(c: Contest, top: int, rival: int) -> None:
 
 def settle(contests: Sequence[Contest],
            measure: Callable[[Iterable[tuple[int, int]]], dict[int, tuple[float, int] | None]],
-           order_key: Callable[[int], object]) -> int:
+           order_key: Callable[[int], Any]) -> int:
     """Measure, in rounds over all groups at once, until every group's choice is settled.
 
     ``measure`` takes ``(row, min_side)`` pairs and returns each row's ``(softness, scale)``

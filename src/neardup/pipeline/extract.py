@@ -122,6 +122,7 @@ def _init_worker(cache_file: str | None, spec: ModelSpec | None = None, retries:
     global _known, _embedder
     configure(retries=retries)
     _one_blas_thread()
+    _keep_freed_memory()
     if limits is not None:
         _apply_limits(limits)
     if _known is not None:
@@ -134,6 +135,22 @@ def _init_worker(cache_file: str | None, spec: ModelSpec | None = None, retries:
         from ..embed.model import Embedder
 
         _embedder = Embedder(spec, threads=1)
+
+
+def _keep_freed_memory() -> None:
+    """Tell glibc's malloc to reuse freed memory instead of handing it back and mapping it
+    anew: every image allocates arrays of the same sizes, and in a virtual machine the page
+    faults of fresh mappings cost more than the decode's own work on small images (measured:
+    ~13% of a worker's CPU on the dev set).  Bounded: at most 64 MB stays cached."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD: blocks this big come from the heap
+        libc.mallopt(-1, 64 * 1024 * 1024)  # M_TRIM_THRESHOLD: keep this much free memory
+        libc.mallopt(-2, 16 * 1024 * 1024)  # M_TOP_PAD: grow the heap in big steps
+    except (OSError, AttributeError):  # not glibc: the default allocator, a little slower
+        pass
 
 
 def _one_blas_thread() -> None:

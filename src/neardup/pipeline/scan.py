@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..cache.sqlite import FeatureCache, default_cache_dir
 from ..candidates.mih import MultiIndex
-from ..embed.model import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 from ..errors import CacheError, SourceError, UsageError
 from ..features.extract import FEATURE_VERSION, is_low_info
 from ..features.quality import QUALITY_FIELDS, QualityFacts
@@ -25,7 +25,14 @@ from ..verify.rules import STAGE_NAMES, CropQueue, SeenPairs, Verified, VerifyPa
 from .extract import Limits, batched, extract_many
 from .result import Failure, Group, Pair, ScanResult
 from .stats import StageClock
-from .thorough import Thorough
+
+if TYPE_CHECKING:
+    from ..embed.model import ModelSpec
+
+#: ImageNet normalisation, the default for --model (embed.model has the same; kept here so a
+#: fast scan does not import the embedding code)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 __all__ = ["scan", "ScanOptions", "Progress"]
 
@@ -161,6 +168,8 @@ def scan(
         if missing:
             raise UsageError(f"--mode thorough needs {', '.join(missing)}: pip install 'neardup[cnn]' "
                              "(and 'neardup[export]' once, to export the default model)")
+        from ..embed.model import ModelSpec
+
         if opts.model is not None:
             spec = ModelSpec.from_file(opts.model, input_size=opts.model_size, mean=opts.model_mean, std=opts.model_std)
         else:
@@ -400,6 +409,8 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
 
     thorough = None
     if spec is not None:
+        from .thorough import Thorough
+
         thorough = Thorough(fc, cols, spec, params, opts, fetch=fetch, flags=flags, load_sigs=load_sigs,
                             workers=workers, max_pixels=opts.max_pixels, similar=opts.similar)
         with clock.stage("embedding"):
