@@ -61,7 +61,7 @@ def _results(root: Path, groups: list[list[str]], keeper_index: list[int]) -> di
         keep = members[ki % len(members)]
         out.append({"keep": keep, "members": [keep] + [m for m in members if m != keep], "reason": "",
                     "pairs": [], "digests": {m: actions.file_digest(m) for m in members}})
-    return {"groups": out, "failures": [], "stats": {}}
+    return {"groups": out, "failures": [], "stats": {"settings": {"digest": actions.DIGEST}}}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -200,3 +200,52 @@ def test_quarantine_on_another_file_system_and_undo(tmp_path):
         back = actions.undo(tmp_path / "m.jsonl")
         assert len(back.done) == 6 and not back.skipped
     assert _snapshot(root) == before
+
+
+def test_results_and_manifests_of_an_older_digest_are_still_checked_with_it(tmp_path):
+    # results.json and manifests written before the digest changed name none: they are BLAKE2b
+    root = tmp_path / "t"
+    (root / "a").mkdir(parents=True)
+    for name in ("a/one.jpg", "a/two.jpg"):
+        (root / name).write_bytes(b"same bytes" * 100)
+    members = [str(root / "a/one.jpg"), str(root / "a/two.jpg")]
+    old = {m: actions.file_digest(m, actions.LEGACY_DIGEST) for m in members}
+    assert old[members[0]] != actions.file_digest(members[0])
+    res = {"groups": [{"keep": members[0], "members": members, "digests": old}], "stats": {"settings": {}}}
+    pl = actions.plan(res)
+    assert pl.algo == actions.LEGACY_DIGEST
+    rep = actions.apply(pl.steps, action="quarantine", to=tmp_path / "q", dry_run=False)
+    assert rep.done == [members[1]] and not Path(members[1]).exists()
+    manifest = Path(rep.manifest)
+    lines = [json.loads(x) for x in manifest.read_text().splitlines()]
+    for rec in lines:
+        rec.pop("algo", None)  # as an older version wrote it
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    back = actions.undo(manifest)
+    assert back.done == [members[1]] and Path(members[1]).read_bytes() == b"same bytes" * 100
+
+
+def test_not_a_duplicate_decisions_survive_the_digest_change(tmp_path):
+    import sqlite3
+
+    from neardup.cache.sqlite import FeatureCache
+
+    root, res = _scanned(tmp_path)
+    g = json.loads(res.read_text())["groups"][0]
+    a, b = g["keep"], g["members"][1]
+    cache = tmp_path / "cache"
+    with FeatureCache(cache):
+        pass
+    # make it a cache of an older version: its file records and a decision hold BLAKE2b digests
+    db = sqlite3.connect(cache / "features.sqlite")
+    old = {p: bytes.fromhex(actions.file_digest(p, actions.LEGACY_DIGEST)) for p in (a, b)}
+    for p, d in old.items():
+        db.execute("UPDATE files SET digest=?, version='nd-features-9' WHERE path=?", (d, p))
+    db.execute("DELETE FROM not_duplicates")
+    db.execute("INSERT INTO not_duplicates VALUES (?, ?)", tuple(sorted(old.values())))
+    db.execute("DELETE FROM meta WHERE key='digest'")
+    db.commit()
+    db.close()
+    again = neardup.scan([str(root)], cache=cache)
+    assert not any(a in grp.members and b in grp.members for grp in again.groups)
+    assert any(a in grp.members for grp in again.groups)  # the rest of its group stands

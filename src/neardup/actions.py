@@ -17,7 +17,6 @@ The rules that make it safe:
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NeardupError, UsageError
+from .features.extract import DIGEST, LEGACY_DIGEST, digest_bytes, new_digest
 from .sources import is_remote
 
 __all__ = ["ACTIONS", "Step", "Plan", "Report", "plan", "apply", "undo", "load_decisions", "file_digest"]
@@ -38,22 +38,21 @@ PART = ".neardup-part"  # a copy across file systems in progress
 DECISIONS_FORMAT = "neardup-decisions/1"
 
 
-def file_digest(path: str) -> str:
-    """The content digest neardup records at scan time (BLAKE2b-128, hex); streamed for files,
-    downloaded for blobs."""
-    return _content(path)[0]
+def file_digest(path: str, algo: str = DIGEST) -> str:
+    """The content digest neardup records at scan time (hex; ``algo`` as the results or manifest
+    name it); streamed for files, downloaded for blobs."""
+    return _content(path, algo)[0]
 
 
-def _content(path: str) -> tuple[str, bytes | None]:
+def _content(path: str, algo: str = DIGEST) -> tuple[str, bytes | None]:
     """(digest, the blob's bytes) for a blob, so a move need not download it again;
     (digest, None) for a file, hashed as a stream.  Same digest as the scan's ``digest_bytes``."""
     if is_remote(path):
-        from .features.extract import digest_bytes
         from .sources.cloud import read_blob
 
         data = read_blob(path)
-        return digest_bytes(data).hex(), data
-    h = hashlib.blake2b(digest_size=16)
+        return digest_bytes(data, algo).hex(), data
+    h = new_digest(algo)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
@@ -86,6 +85,7 @@ class Step:
     digest: str
     keeper: str
     keeper_digest: str
+    algo: str = DIGEST  # the digest the results were written with
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +93,7 @@ class Plan:
     steps: list[Step]
     refused: list[tuple[str, str]]  # (path, why) decisions not followed, so no copy is lost
     not_duplicates: list[tuple[str, str, str, str]]  # (a, b, digest a, digest b) marked by a person
+    algo: str = DIGEST  # the digest the results were written with
 
 
 @dataclass(slots=True)
@@ -134,6 +135,7 @@ def plan(results: dict[str, Any], decisions: dict[str, Any] | None = None) -> Pl
     steps: list[Step] = []
     refused: list[tuple[str, str]] = []
     apart: list[tuple[str, str, str, str]] = []
+    algo = (results.get("stats") or {}).get("settings", {}).get("digest", LEGACY_DIGEST)
     for g in results.get("groups", []):
         members: list[str] = list(g["members"])
         digests: dict[str, str] = g.get("digests") or {}
@@ -163,8 +165,8 @@ def plan(results: dict[str, Any], decisions: dict[str, Any] | None = None) -> Pl
             raise AssertionError("a plan would remove every copy")
         for m in members:
             if m in act:
-                steps.append(Step(m, digests[m], keeper, digests[keeper]))
-    return Plan(steps, refused, apart)
+                steps.append(Step(m, digests[m], keeper, digests[keeper], algo))
+    return Plan(steps, refused, apart, algo)
 
 
 class _Manifest:
@@ -255,7 +257,7 @@ def _check(step: Step, keepers: dict[str, str | None]) -> tuple[str | None, byte
                 return keepers[p], None
             continue
         try:
-            got, blob = _content(p)
+            got, blob = _content(p, step.algo)
             why = None if got == want else (f"the keeper {p} changed since the scan" if role == "keeper"
                                             else "changed since the scan")
         except FileNotFoundError:
@@ -351,7 +353,7 @@ def apply(
                     dest = _with_suffix(base, k)
                     k += 1
             m.write({"kind": "intent", "i": i, "path": s.path, "digest": s.digest, "keeper": s.keeper,
-                     "keeper_digest": s.keeper_digest, "dest": str(dest) if dest else None})
+                     "keeper_digest": s.keeper_digest, "algo": s.algo, "dest": str(dest) if dest else None})
             if crash:
                 crash("intent", i)
             if action == "delete":
@@ -428,20 +430,21 @@ def _restore(action: str, path: str, dest: str | None, r: dict[str, Any]) -> str
     assert dest is not None
     if not is_remote(path) and os.path.lexists(path + PART):
         os.unlink(path + PART)  # an earlier undo's copy, torn by a crash
-    intact = (_exists(path) and not os.path.islink(path) and file_digest(path) == r["digest"]
+    algo = r.get("algo", LEGACY_DIGEST)  # manifests of older versions name no digest
+    intact = (_exists(path) and not os.path.islink(path) and file_digest(path, algo) == r["digest"]
               and not (action == "hardlink" and os.path.exists(r["keeper"]) and os.path.samefile(path, r["keeper"])))
     if not _exists(dest):
         if intact:
             return None  # the crash struck before the move: nothing to put back
         return f"the moved copy {dest} is gone"
-    if file_digest(dest) != r["digest"]:
+    if file_digest(dest, algo) != r["digest"]:
         return f"the moved copy {dest} changed; left where it is"
     if intact:  # a crash between writing the copy and removing the original (blobs, other disks)
         _unlink(dest)
         return None
     if _exists(path):
         # only a link this run made may be replaced: a symlink, or the keeper's content
-        ours = os.path.islink(path) or (action == "hardlink" and file_digest(path) == r["keeper_digest"])
+        ours = os.path.islink(path) or (action == "hardlink" and file_digest(path, algo) == r["keeper_digest"])
         if not ours:
             return f"{path} exists again with other content; the original stays at {dest}"
         _unlink(path)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CacheError
-from ..features.extract import FEATURE_VERSION, SIG_SIDE, FeatureBatch
+from ..features.extract import DIGEST, FEATURE_VERSION, SIG_SIDE, FeatureBatch
 from ..features.quality import QUALITY_FIELDS
 
 __all__ = ["FeatureCache", "FileRecord", "default_cache_dir", "SCHEMA_VERSION"]
@@ -174,6 +174,7 @@ class FeatureCache:
                 self._db.executescript("DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS features;")
             self._db.executescript(_SCHEMA)
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            self._keep_legacy_decisions()
         except sqlite3.DatabaseError as e:
             raise CacheError(f"cannot open the feature cache {target}: {e}; delete it or pass another --cache DIR") from None
         self.path = target
@@ -438,6 +439,31 @@ class FeatureCache:
 
     def not_duplicates(self) -> set[tuple[bytes, bytes]]:
         return {(bytes(a), bytes(b)) for a, b in self._db.execute("SELECT a, b FROM not_duplicates")}
+
+    def _keep_legacy_decisions(self) -> None:
+        """A cache written with an older content digest: before its file records are replaced,
+        remember which paths had the contents that people marked "not a duplicate", so the
+        decisions carry over to the new digests (:meth:`translate_decisions`)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='digest'").fetchone()
+        if row is not None and row[0] == DIGEST:
+            return
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("CREATE TABLE IF NOT EXISTS legacy_paths (path TEXT NOT NULL, digest BLOB NOT NULL)")
+            self._db.execute("INSERT INTO legacy_paths SELECT f.path, f.digest FROM files f WHERE f.digest IN "
+                             "(SELECT a FROM not_duplicates UNION SELECT b FROM not_duplicates)")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('digest', ?)", (DIGEST,))
+
+    def translate_decisions(self) -> int:
+        """Carry "not a duplicate" decisions made under an older digest over to this run's
+        digests of the same paths; returns how many pairs were added."""
+        if self._db.execute("SELECT name FROM sqlite_master WHERE name='legacy_paths'").fetchone() is None:
+            return 0
+        rows = self._db.execute(
+            "SELECT DISTINCT ra.digest, rb.digest FROM not_duplicates n "
+            "JOIN legacy_paths la ON la.digest = n.a JOIN legacy_paths lb ON lb.digest = n.b "
+            "JOIN temp.run ra ON ra.path = la.path JOIN temp.run rb ON rb.path = lb.path").fetchall()
+        return self.put_not_duplicates([(bytes(a), bytes(b)) for a, b in rows]) if rows else 0
 
     def integrity_ok(self) -> bool:
         return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

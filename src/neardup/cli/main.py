@@ -204,6 +204,7 @@ def apply(results: str, decisions: str | None, action: str, to: str | None, mani
     """
     from .. import actions
     from ..cache.sqlite import FeatureCache, default_cache_dir
+    from ..features.extract import DIGEST
 
     try:
         data = json.loads(Path(results).read_text(encoding="utf-8"))
@@ -213,8 +214,16 @@ def apply(results: str, decisions: str | None, action: str, to: str | None, mani
         dec = actions.load_decisions(decisions) if decisions else None
         pl = actions.plan(data, dec)
         if pl.not_duplicates:
+            pairs = [(bytes.fromhex(da), bytes.fromhex(db)) for _, _, da, db in pl.not_duplicates]
+            if pl.algo != DIGEST:  # results of an older version: remember the contents by today's digest
+                pairs = []
+                for a, b, _, _ in pl.not_duplicates:
+                    try:
+                        pairs.append((bytes.fromhex(actions.file_digest(a)), bytes.fromhex(actions.file_digest(b))))
+                    except (OSError, NeardupError):
+                        click.echo(f"cannot read {a} or {b} to remember them apart; scan again and decide anew", err=True)
             with FeatureCache(cache_dir or default_cache_dir()) as fc:
-                new = fc.put_not_duplicates([(bytes.fromhex(da), bytes.fromhex(db)) for _, _, da, db in pl.not_duplicates])
+                new = fc.put_not_duplicates(pairs)
             click.echo(f"remembered {len(pl.not_duplicates)} 'not a duplicate' pair(s) ({new} new): later scans keep them apart")
         rep = actions.apply(pl.steps, action=action, to=to, manifest=manifest, dry_run=not yes)
     except NeardupError as e:

@@ -16,7 +16,7 @@ import numpy as np
 from ..cache.sqlite import FeatureCache, default_cache_dir
 from ..candidates.mih import MultiIndex
 from ..errors import CacheError, SourceError, UsageError
-from ..features.extract import FEATURE_VERSION, is_low_info
+from ..features.extract import DIGEST, FEATURE_VERSION, is_low_info
 from ..features.quality import QUALITY_FIELDS, QualityFacts
 from ..group.keeper import Contest, provisional_scores, settle
 from ..group.unionfind import UnionFind, guarded_groups
@@ -440,6 +440,7 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
         # contents a person marked "not a duplicate" of each other (neardup apply --decisions)
         # never share a group: their pair is dropped, and the grouping keeps them apart
         apart_rows: dict[int, set[int]] = {}
+        fc.translate_decisions()
         apart = fc.not_duplicates()
         if apart and n:
             flat = cols.digests.view(f"V{cols.digests.shape[1]}").ravel()
@@ -530,7 +531,7 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
         "detail_checks": n_measured,
         "groups": len(groups),
         "duplicates": sum(len(g.members) - 1 for g in groups),
-        "settings": {"mode": opts.mode, "radius": opts.radius, "hash_threshold": opts.hash_threshold,
+        "settings": {"mode": opts.mode, "digest": DIGEST, "radius": opts.radius, "hash_threshold": opts.hash_threshold,
                      "crop_ncc": opts.crop_ncc,
                      **({"model": spec.model_id, "knn_threshold": opts.knn_threshold, "similar": opts.similar}
                         if spec else {})},
