@@ -307,8 +307,8 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
                 ch.features,
                 [(d.tobytes(), model_id, emb[k].astype("<f2").tobytes()) for k, d in enumerate(ch.features.digest)]
                 if emb is not None and model_id is not None and len(emb) else [],
+                run=[(o.path, o.digest) for o in outs if o.digest is not None],
             )
-            fc.add_run([(o.path, o.digest) for o in outs if o.digest is not None])
             n_read += sum(o.error_stage != "read" for o in outs)
             for o in outs:
                 streak = streak + 1 if o.error_reason == "unreachable" else 0
