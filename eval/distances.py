@@ -44,8 +44,13 @@ def main() -> None:
     nearest_d = np.where(same, 999, D).min(1)
     nearest_p = np.where(same, 999, P).min(1)
     q = [0, 0.5, 1, 5, 50]
-    print(f"nearest unrelated image, 256-bit: min/0.5/1/5/50th pct {np.percentile(nearest_d, q).round(1).tolist()}")
-    print(f"nearest unrelated image,  64-bit: min/0.5/1/5/50th pct {np.percentile(nearest_p, q).round(1).tolist()}")
+    low = np.array([f.low_info for f in feats])
+    for name, sel in (("", ~low), (" (low-information)", low)):
+        if sel.any():
+            print(f"nearest unrelated image{name}, 256-bit: min/0.5/1/5/50th pct "
+                  f"{np.percentile(nearest_d[sel], q).round(1).tolist()}")
+            print(f"nearest unrelated image{name},  64-bit: min/0.5/1/5/50th pct "
+                  f"{np.percentile(nearest_p[sel], q).round(1).tolist()}")
     orig = {r["group"]: i for i, r in enumerate(rows) if r["role"] == "original"}
     per: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for i, r in enumerate(rows):
@@ -59,16 +64,23 @@ def main() -> None:
               f"          {np.median(x[:, 1]):5.0f} {np.percentile(x[:, 1], 90):5.0f}")
     thr = VerifyParams().hash_threshold
     iu = np.triu_indices(n, 1)
-    crop_path = (P[iu] <= a.radius) & (D[iu] > thr)
+    # as the scan: low-information images never take the crop path
+    crop_path = (P[iu] <= a.radius) & (D[iu] > thr) & ~low[iu[0]] & ~low[iu[1]]
     scores: dict[bool, list[float]] = {True: [], False: []}
+    worst: list[tuple[float, str, str]] = []
     for i, j in zip(iu[0][crop_path], iu[1][crop_path]):
         v = int(np.bitwise_count(p64[i, :1] ^ p64[j]).argmin())
-        scores[bool(same[i, j])].append(crop_ncc(feats[i].sig, feats[j].sig, v))
+        c = crop_ncc(feats[i].sig, feats[j].sig, v)
+        scores[bool(same[i, j])].append(c)
+        if not same[i, j]:
+            worst.append((c, f"{rows[i]['role']}:{rows[i]['transform']}", f"{rows[j]['role']}:{rows[j]['transform']}"))
     for k, name in ((False, "unrelated"), (True, "true copies")):
         s = np.array(scores[k])
         if s.size:
             print(f"crop path, {name}: {s.size} pairs, best correlation {s.max():.3f}, "
                   f">= {VerifyParams().crop_ncc}: {(s >= VerifyParams().crop_ncc).sum()}")
+    for c, x, y in sorted(worst, reverse=True)[:5]:
+        print(f"  unrelated on the crop path: {c:.3f}  {x} / {y}")
 
 
 if __name__ == "__main__":
