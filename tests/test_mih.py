@@ -49,3 +49,44 @@ def test_duplicate_ids_from_several_variants_are_pairs_once_normalised():
         got.update(zip(pb.a.tolist(), pb.b.tolist()))
     assert got == {(0, 2), (1, 2)}
 
+
+
+def _codes(rng, n, near):
+    base = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64)
+    # codes of nearby images: every other one a few bits from its neighbour
+    flips = rng.integers(0, 64, size=(n, near))
+    for k in range(near):
+        base[1::2] = base[::2][: len(base[1::2])] ^ (np.uint64(1) << flips[1::2, k].astype(np.uint64))
+    return base
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 120), radius=st.integers(0, 10),
+       fresh_share=st.floats(0, 1), alt_share=st.floats(0, 0.5))
+def test_incremental_candidates_complete_a_full_search(seed, n, radius, fresh_share, alt_share):
+    # the pairs of an incremental search plus the pairs among the old rows (found before) are
+    # exactly the pairs of a full search: frames against frames and windows, windows of old rows
+    # against frames of new ones, alternative orientations included
+    from neardup.pipeline.scan import SearchColumns, candidate_batches
+
+    rng = np.random.default_rng(seed)
+    p64, c64 = _codes(rng, n, 2), _codes(rng, n, 3)
+    same = rng.random(n) < 0.5  # centre windows that are other images' frames, give or take a bit
+    c64[same] = p64[rng.permutation(n)[: int(same.sum())]] ^ (np.uint64(1) << rng.integers(0, 64, int(same.sum())).astype(np.uint64))
+    alt_rows = np.flatnonzero(rng.random(n) < alt_share).astype(np.int64)
+    cols = SearchColumns(np.zeros((n, 16), np.uint8), np.ones(n, np.int32), p64, c64, alt_rows,
+                         _codes(rng, len(alt_rows), 1) if len(alt_rows) else np.zeros(0, np.uint64),
+                         _codes(rng, len(alt_rows), 1) if len(alt_rows) else np.zeros(0, np.uint64),
+                         np.zeros(n, bool), np.zeros(n, bool))
+
+    def pairs(fresh):
+        out = set()
+        for pb in candidate_batches(cols, fresh, radius=radius):
+            out.update(zip(pb.a.tolist(), pb.b.tolist()))
+        return out
+
+    full = pairs(np.ones(n, bool))
+    fresh = rng.random(n) < fresh_share
+    old_pairs = {(a, b) for a, b in full if not fresh[a] and not fresh[b]}
+    assert pairs(fresh) | old_pairs == full
+    assert all(fresh[a] or fresh[b] for a, b in pairs(fresh))

@@ -154,6 +154,46 @@ def test_incremental_run_reads_only_what_changed(tmp_path):
     assert not any(str(changed) in g.members or str(deleted) in g.members for g in again.groups)
 
 
+def _groups(res: neardup.ScanResult) -> list[tuple[str, list[str]]]:
+    return sorted((g.keep, sorted(g.members)) for g in res.groups)
+
+
+def test_incremental_search_equals_a_full_search(tmp_path):
+    # an incremental run searches only the contents new since the last run over the same roots,
+    # and reuses that run's verified pairs: its groups must be those of a cold full scan, also for
+    # pairs only the centre window finds (an original seen before, its crop new), and after
+    # deletions
+    root = tmp_path / "files"
+    root.mkdir()
+    later: dict[str, bytes] = {}
+    for i, p in enumerate(PHOTOS):
+        im = load_rgb(p)
+        w, h = im.size
+        crop = im.crop((int(w * 0.06), int(h * 0.06), int(w * 0.94), int(h * 0.94)))
+        copies = {f"{p.stem}.jpg": encode(im, quality=92), f"{p.stem}_crop.jpg": encode(crop, quality=88),
+                  f"{p.stem}_flip.jpg": encode(ImageOps.mirror(im), quality=85),
+                  f"{p.stem}_small.jpg": encode(im.resize((w // 2, h // 2)), quality=80)}
+        for k, (name, data) in enumerate(copies.items()):
+            if (k + i) % 2:
+                later[name] = data
+            else:
+                (root / name).write_bytes(data)
+    cache = tmp_path / "cache"
+    neardup.scan([str(root)], cache=cache, workers=1)
+    for name, data in later.items():
+        (root / name).write_bytes(data)
+    again = neardup.scan([str(root)], cache=cache, workers=1)
+    assert 0 < again.stats["searched_contents"] < again.stats["unique_contents"] and again.stats["reused_pairs"] > 0
+    cold = neardup.scan([str(root)], cache=None, workers=1)
+    assert _groups(again) == _groups(cold)
+    assert any(f"{PHOTOS[1].stem}_crop.jpg" in m for g in cold.groups for m in g.members)
+    for name in list(later)[:3]:
+        (root / name).unlink()
+    third = neardup.scan([str(root)], cache=cache, workers=1)
+    assert third.stats["searched_contents"] == 0
+    assert _groups(third) == _groups(neardup.scan([str(root)], cache=None, workers=1))
+
+
 _SEEDS = [p.read_bytes() for p in PHOTOS[:2]] + [encode(load_rgb(PHOTOS[2]).resize((120, 90)), "PNG"),
                                                  encode(load_rgb(PHOTOS[3]).resize((120, 90)), "WEBP")]
 

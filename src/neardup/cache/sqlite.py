@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,6 +82,22 @@ CREATE TABLE IF NOT EXISTS detail (
     scale INTEGER NOT NULL,
     softness REAL NOT NULL,
     PRIMARY KEY (digest, version, scale)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_contents (
+    key TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    PRIMARY KEY (key, digest)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_pairs (
+    key TEXT NOT NULL,
+    a BLOB NOT NULL,
+    b BLOB NOT NULL,
+    stage INTEGER NOT NULL,
+    d256 INTEGER NOT NULL,
+    p64 INTEGER NOT NULL,
+    colour REAL NOT NULL,
+    ncc REAL,
+    PRIMARY KEY (key, a, b)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS local (
     digest BLOB NOT NULL,
@@ -430,6 +447,60 @@ class FeatureCache:
                 for i in pos[bytes(d)]:
                     out[i] = arr
         return out
+
+    # -- the last finished run over the same roots: an incremental run searches only what is new
+    def previous_run(self, key: str) -> np.ndarray | None:
+        """The sorted contents (k, 16) of the last run saved under ``key``, or None."""
+        rows = self._db.execute("SELECT digest FROM run_contents WHERE key=? ORDER BY digest", (key,)).fetchall()
+        if not rows:
+            return None
+        return np.frombuffer(b"".join(r[0] for r in rows), np.uint8).reshape(len(rows), -1).copy()
+
+    def previous_pairs(self, key: str, digests: np.ndarray) -> Any:
+        """The verified pairs saved under ``key`` whose two contents are both in ``digests``
+        (sorted (n, 16), row i is digest i), as a ``Verified`` of row ids."""
+        from ..verify.rules import Verified
+
+        flat = np.ascontiguousarray(digests).view(f"V{digests.shape[1]}").ravel()
+        out: dict[str, list[object]] = {k: [] for k in ("a", "b", "stage", "d256", "p64", "colour", "ncc")}
+        cur = self._db.execute("SELECT a, b, stage, d256, p64, colour, ncc FROM run_pairs WHERE key=?", (key,))
+        while rows := cur.fetchmany(65536):
+            a = np.frombuffer(b"".join(r[0] for r in rows), np.uint8).reshape(len(rows), -1)
+            b = np.frombuffer(b"".join(r[1] for r in rows), np.uint8).reshape(len(rows), -1)
+            ia = np.searchsorted(flat, a.view(flat.dtype).ravel())
+            ib = np.searchsorted(flat, b.view(flat.dtype).ravel())
+            ok = (ia < len(flat)) & (ib < len(flat))
+            ok[ok] &= (flat[ia[ok]] == a.view(flat.dtype).ravel()[ok]) & (flat[ib[ok]] == b.view(flat.dtype).ravel()[ok])
+            sel = np.flatnonzero(ok)
+            out["a"].append(ia[sel])
+            out["b"].append(ib[sel])
+            for k, i in (("stage", 2), ("d256", 3), ("p64", 4), ("colour", 5), ("ncc", 6)):
+                out[k].append(np.array([rows[j][i] if rows[j][i] is not None else np.nan for j in sel.tolist()]))
+        if not out["a"]:
+            z = np.zeros(0, np.int64)
+            return Verified(z, z, z.astype(np.uint8), z.astype(np.int16), z.astype(np.int16), z.astype(np.float32),
+                            z.astype(np.float32))
+        cat: dict[str, np.ndarray] = {k: np.concatenate(v) for k, v in out.items()}  # type: ignore[misc, arg-type]
+        return Verified(cat["a"].astype(np.int64), cat["b"].astype(np.int64), cat["stage"].astype(np.uint8),
+                        cat["d256"].astype(np.int16), cat["p64"].astype(np.int16), cat["colour"].astype(np.float32),
+                        cat["ncc"].astype(np.float32))
+
+    def save_run(self, key: str, digests: np.ndarray, a: np.ndarray, b: np.ndarray, stage: np.ndarray,
+                 d256: np.ndarray, p64: np.ndarray, colour: np.ndarray, ncc: np.ndarray) -> None:
+        """Remember this run's contents and verified pairs (row ids into ``digests``) under ``key``."""
+        def d(i: int) -> bytes:
+            return digests[i].tobytes()
+
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM run_contents WHERE key=?", (key,))
+            self._db.execute("DELETE FROM run_pairs WHERE key=?", (key,))
+            self._db.executemany("INSERT INTO run_contents VALUES (?, ?)", ((key, x.tobytes()) for x in digests))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO run_pairs VALUES (?,?,?,?,?,?,?,?)",
+                ((key, d(x), d(y), st, dd, pp, cc, None if nc != nc else nc)
+                 for x, y, st, dd, pp, cc, nc in zip(a.tolist(), b.tolist(), stage.tolist(), d256.tolist(),
+                                                     p64.tolist(), colour.tolist(), ncc.tolist())))
 
     # -- people's decisions ----------------------------------------------------------------
     def put_not_duplicates(self, pairs: Sequence[tuple[bytes, bytes]]) -> int:

@@ -64,6 +64,7 @@ class Contest:
     proved: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,) pixels each member has proved
     proofs: dict[int, tuple[int, bool]] = field(default_factory=dict)  # member -> (rival, passed)
     pending: tuple[int, int] | None = None  # (member, rival) being measured
+    settled: bool = False  # nothing left to measure
 
     def __post_init__(self) -> None:
         k = len(self.rows)
@@ -148,7 +149,11 @@ def settle(contests: Sequence[Contest],
     while True:
         asks: list[tuple[Contest, int, int]] = []
         for c in contests:
-            for j, side in plan_measurements(c, order_key).items():
+            if c.settled:
+                continue
+            need = plan_measurements(c, order_key)
+            c.settled = not need
+            for j, side in need.items():
                 asks.append((c, j, side))
         if not asks:
             return total

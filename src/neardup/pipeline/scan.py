@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..cache.sqlite import FeatureCache, default_cache_dir
-from ..candidates.mih import MultiIndex
+from ..candidates.mih import MultiIndex, PairBatch
 from ..errors import CacheError, SourceError, UsageError
 from ..features.extract import DIGEST, FEATURE_VERSION, is_low_info
 from ..features.quality import QUALITY_FIELDS, QualityFacts
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-__all__ = ["scan", "ScanOptions", "Progress"]
+__all__ = ["scan", "ScanOptions", "Progress", "candidate_batches"]
 
 Progress = Callable[[str, int, "int | None"], None]
 """``progress(stage, advance, total)``: called as work completes; the CLI draws bars with it."""
@@ -378,33 +378,34 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
                                   load_sigs=load_sigs, crop_done=cropped, n_rows=n, crop_queue=queue))
         return time.perf_counter() - t0
 
+    # an earlier run over the same roots and settings left its contents and verified pairs:
+    # then only the contents new since are searched (against all), and its pairs are reused
+    run_key = _run_key(paths, opts) if spec is None else None
+    before = fc.previous_run(run_key) if run_key is not None and n else None
+    fresh = np.ones(n, dtype=bool)
+    n_reused = 0
+    if before is not None:
+        fresh = ~_member(cols.digests, before)
+        got = fc.previous_pairs(run_key, cols.digests)  # type: ignore[arg-type]
+        if len(got):
+            n_reused = len(got)
+            keep(got)
+    new_rows = np.flatnonzero(fresh)
+
     with clock.stage("candidates"):
-        if n > 1:
-            # index: each row's canonical code, plus the other orientations it might take;
-            # queries, a slice of rows at a time: the canonical full frame and centre window,
-            # and the centre window in every alternative orientation
-            index = MultiIndex(np.concatenate([cols.p64, cols.alt_p64]),
-                               np.concatenate([np.arange(n, dtype=np.int64), cols.alt_rows]), radius=opts.radius)
-            step = 1 << 16
-            for s in range(0, n, step):
-                e = min(n, s + step)
-                lo, hi = np.searchsorted(cols.alt_rows, [s, e])
-                rows = np.arange(s, e, dtype=np.int64)
-                qc = np.concatenate([cols.p64[s:e], cols.c64[s:e], cols.alt_c64[lo:hi]])
-                qi = np.concatenate([rows, rows, cols.alt_rows[lo:hi]])
-                for pb in index.query(qc, qi, threads=workers):
-                    _, firsts = np.unique(pb.a * n + pb.b, return_index=True)
-                    n_cand += len(firsts)
-                    progress("candidates", len(firsts), None)
-                    pend.append((pb.a[firsts], pb.b[firsts], pb.distance[firsts]))
-                    n_pend += len(firsts)
-                    if n_pend >= VERIFY_BATCH:
-                        t_verify += verify_pending()
+        if n > 1 and len(new_rows):
+            for pb in candidate_batches(cols, fresh, radius=opts.radius, threads=workers):
+                _, firsts = np.unique(pb.a * n + pb.b, return_index=True)
+                n_cand += len(firsts)
+                progress("candidates", len(firsts), None)
+                pend.append((pb.a[firsts], pb.b[firsts], pb.distance[firsts]))
+                n_pend += len(firsts)
+                if n_pend >= VERIFY_BATCH:
+                    t_verify += verify_pending()
             t_verify += verify_pending()
             t0 = time.perf_counter()
             keep(queue.flush())
             t_verify += time.perf_counter() - t0
-            del index
     clock.split("candidates", "verify", t_verify)
 
     thorough = None
@@ -437,6 +438,8 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
         else:
             A = B = S = D = P = C = N = np.zeros(0, dtype=np.int64)
             X = np.zeros((0, 3), np.float32)
+        if run_key is not None:
+            fc.save_run(run_key, cols.digests, A, B, S, D, P, C, N)
         # contents a person marked "not a duplicate" of each other (neardup apply --decisions)
         # never share a group: their pair is dropped, and the grouping keeps them apart
         apart_rows: dict[int, set[int]] = {}
@@ -478,13 +481,17 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
                                      dict(zip(member_rows, facts["format"].tolist())), paths_of_row, fc, cols,
                                      threads=threads, max_pixels=opts.max_pixels)
         del facts
+        # an edge's evidence is its index in the pair columns until a group reports it
         edges: dict[int, dict[int, tuple[bool, object]]] = {}
-        for k in range(n_verified):
-            x, y = int(A[k]), int(B[k])
-            ev = _evidence(int(S[k]), int(D[k]), int(P[k]), float(C[k]), float(N[k]), X[k])
-            strong = int(S[k]) == 1 and int(D[k]) <= params.strong_threshold
-            edges.setdefault(x, {})[y] = (strong, ev)
-            edges.setdefault(y, {})[x] = (strong, ev)
+        strong_edge = ((S == 1) & (D <= params.strong_threshold)).tolist()
+        for k, (x, y) in enumerate(zip(A.tolist(), B.tolist())):
+            edges.setdefault(x, {})[y] = (strong_edge[k], k)
+            edges.setdefault(y, {})[x] = (strong_edge[k], k)
+
+        def evidence(ev: object) -> dict[str, object]:
+            if isinstance(ev, int):
+                return _evidence(int(S[ev]), int(D[ev]), int(P[ev]), float(C[ev]), float(N[ev]), X[ev])
+            return ev  # type: ignore[return-value]
 
         def rank(r: int) -> tuple:
             return (-round(scores[r], 6), paths_of_row[r][0])
@@ -494,7 +501,7 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
             if b in apart_rows.get(a, ()):
                 return None
             ver = verify_batch(np.array([a]), np.array([b]), np.array([-1]), fetch=fetch, flags=flags,
-                               params=params, load_sigs=load_sigs)
+                               params=params, load_sigs=load_sigs, crop_cache=crops)
             extra = np.full(3, np.nan, np.float32)
             if not len(ver) and thorough is not None:
                 got = thorough.verify_one(a, b)
@@ -508,11 +515,11 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
         groups: list[Group] = []
         for comp in comps:
             for keeper, rows_in, attach in guarded_groups(comp, edges, rank, verify_pair, apart_rows):
-                groups.append(_make_group(keeper, rows_in, attach, paths_of_row, quality, cols))
+                groups.append(_make_group(keeper, rows_in, attach, paths_of_row, quality, cols, evidence))
         in_comp = set(member_rows)
         for r in dup_rows:
             if r not in in_comp:
-                groups.append(_make_group(r, [r], {}, paths_of_row, quality, cols))
+                groups.append(_make_group(r, [r], {}, paths_of_row, quality, cols, evidence))
         groups.sort(key=lambda g: (-len(g.members), g.keep))
         if thorough is not None:
             thorough.close()
@@ -526,6 +533,8 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
         "failed": len(failures),
         "unique_contents": n,
         "candidate_pairs": n_cand,
+        "searched_contents": int(len(new_rows)) if n > 1 else 0,
+        "reused_pairs": n_reused,
         **({"embedding_pairs": thorough.n_candidates, "local_checks": thorough.n_local} if thorough else {}),
         "verified_pairs": n_verified,
         "detail_checks": n_measured,
@@ -538,6 +547,61 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
         "stages": clock.stages,
     }
     return ScanResult(groups, failures, stats)
+
+
+def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads: int = 1
+                      ) -> Iterator[PairBatch]:
+    """Every pair within ``radius`` that involves a ``fresh`` row, exactly (pairs of two rows
+    that are not fresh were found by an earlier run and are not searched again).
+
+    A row is indexed by its canonical full-frame code and the other orientations it might
+    take; it queries with its full frame, its centre window and the centre window in every
+    alternative orientation.  The fresh rows query everything; the others query, with their
+    centre windows, an index of the fresh rows only (a window finds a frame, not the reverse).
+    """
+    n = len(cols.p64)
+    step = 1 << 16
+
+    def queries(index: MultiIndex, rows: np.ndarray, *, full_frame: bool) -> Iterator[PairBatch]:
+        alt_of = np.isin(cols.alt_rows, rows)
+        for s in range(0, len(rows), step):
+            blk = rows[s : s + step]
+            sel = alt_of & (cols.alt_rows >= blk[0]) & (cols.alt_rows <= blk[-1])
+            qc = np.concatenate([*([cols.p64[blk]] if full_frame else []), cols.c64[blk], cols.alt_c64[sel]])
+            qi = np.concatenate([*([blk] if full_frame else []), blk, cols.alt_rows[sel]])
+            yield from index.query(qc, qi, threads=threads)
+
+    new_rows = np.flatnonzero(fresh)
+    if n < 2 or not len(new_rows):
+        return
+    index = MultiIndex(np.concatenate([cols.p64, cols.alt_p64]),
+                       np.concatenate([np.arange(n, dtype=np.int64), cols.alt_rows]), radius=radius)
+    yield from queries(index, new_rows, full_frame=True)
+    del index
+    if len(new_rows) < n:
+        alt_new = np.isin(cols.alt_rows, new_rows)
+        index = MultiIndex(np.concatenate([cols.p64[new_rows], cols.alt_p64[alt_new]]),
+                           np.concatenate([new_rows, cols.alt_rows[alt_new]]), radius=radius)
+        yield from queries(index, np.flatnonzero(~fresh), full_frame=False)
+
+
+def _run_key(paths: list[str], opts: ScanOptions) -> str:
+    """What makes an earlier run's verified pairs reusable: the same roots, features and
+    verification settings (fast mode; thorough mode's k-NN neighbours change with every image)."""
+    import hashlib
+
+    parts = [FEATURE_VERSION, f"r{opts.radius}", f"t{opts.hash_threshold}", f"c{opts.crop_ncc}", *sorted(paths)]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def _member(digests: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Which rows of sorted ``digests`` (n, 16) are among sorted ``known`` (k, 16)."""
+    if not len(known) or not len(digests):
+        return np.zeros(len(digests), dtype=bool)
+    a = np.ascontiguousarray(digests).view(f"V{digests.shape[1]}").ravel()
+    b = np.ascontiguousarray(known).view(f"V{known.shape[1]}").ravel()
+    pos = np.minimum(np.searchsorted(b, a), len(b) - 1)
+    return b[pos] == a
 
 
 #: version of the keeper check's measurement (features.decode.native_softness)
@@ -651,7 +715,8 @@ def _reason(keep: QualityFacts, others: list[QualityFacts]) -> str:
 
 
 def _make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, object]],
-                paths_of_row: dict[int, list[str]], quality: dict[int, np.ndarray], cols: SearchColumns) -> Group:
+                paths_of_row: dict[int, list[str]], quality: dict[int, np.ndarray], cols: SearchColumns,
+                evidence: Callable[[object], dict[str, object]]) -> Group:
     keep = paths_of_row[keeper][0]
     members: list[str] = []
     pairs: list[Pair] = []
@@ -664,7 +729,7 @@ def _make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, objec
             pairs.append(Pair(ps[0], extra, "exact", distance=0))
         if r in attach:
             via, ev = attach[r]
-            e = dict(ev)  # type: ignore[call-overload]
+            e: dict[str, Any] = dict(evidence(ev))
             stage = str(e["stage"])
             score = {"crop": e.get("crop_ncc"), "local": e.get("aligned_ncc"), "embedding": e.get("cosine"),
                      "similar": e.get("cosine")}.get(stage)
