@@ -439,7 +439,7 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
             A = B = S = D = P = C = N = np.zeros(0, dtype=np.int64)
             X = np.zeros((0, 3), np.float32)
         if run_key is not None:
-            fc.save_run(run_key, cols.digests, A, B, S, D, P, C, N)
+            fc.save_run(run_key, cols.digests, A, B, S, D, P, C, N, before=before)
         # contents a person marked "not a duplicate" of each other (neardup apply --decisions)
         # never share a group: their pair is dropped, and the grouping keeps them apart
         apart_rows: dict[int, set[int]] = {}

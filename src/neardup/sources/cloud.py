@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import SourceError, UsageError
-from .base import SKIP_EXT, FileEntry, ReadError, ScanProblem
+from .base import FileEntry, ReadError, ScanProblem, skipped_name
 
 __all__ = ["BlobURL", "CloudSource", "blob_exists", "configure", "delete_blob", "is_remote", "parse_url", "read_blob",
            "scrub", "write_blob"]
@@ -498,7 +498,7 @@ class CloudSource:
                 n += 1
                 if name.endswith("/"):
                     continue  # a folder marker
-                if not self.all_files and os.path.splitext(name)[1].lower() in SKIP_EXT:
+                if not self.all_files and skipped_name(name.rsplit('/', 1)[-1]):
                     continue
                 yield FileEntry(u.child(name), size, mtime, etag)
             if n == 0 and key and not key.endswith("/"):

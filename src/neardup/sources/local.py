@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import SourceError
-from .base import SKIP_EXT, FileEntry, ReadError, ScanProblem
+from .base import FileEntry, ReadError, ScanProblem, skipped_name
 
 __all__ = ["LocalSource", "read_local", "walk"]
 
@@ -81,6 +81,6 @@ def _walk_dir(path: str, ancestors: set[tuple[int, int]], all_files: bool) -> It
                 continue
             yield from _walk_dir(p, ancestors | {key}, all_files)
         elif stat.S_ISREG(st.st_mode):
-            if not all_files and os.path.splitext(e.name)[1].lower() in SKIP_EXT:
+            if not all_files and skipped_name(e.name):
                 continue
             yield FileEntry(p, st.st_size, st.st_mtime_ns)
