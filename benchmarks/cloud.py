@@ -6,7 +6,10 @@ and the memory of listing many blobs.
 Starts Azurite and a moto server on loopback (as the tests do), uploads the folder to both, then:
 
 1. ``neardup scan`` (fast mode, cold cache, in-process) of the local folder, of ``az://`` and of
-   ``s3://``, alternating, ``--repeats`` times; medians and the ratio to local disk.
+   ``s3://``, alternating, ``--repeats`` times; medians and the ratio to local disk.  With
+   ``--pin``, the emulators (every thread) run on CPU 1 and the scan (one worker) on CPU 0, as a
+   storage service runs on machines of its own: the ratio is then that of the source, not of
+   two programs sharing two cores.
 2. Reading every blob once, 8 threads, through the native SDKs (what neardup uses) and through
    fsspec (adlfs ``cat``, s3fs ``cat``, which batch with asyncio); images/s.
 3. Listing ``--list`` small blobs in a fresh process: peak RSS of the process above its RSS
@@ -61,12 +64,12 @@ def _cpu_s(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _scan(url: str, n: int, server_pid: int | None) -> tuple[float, float]:
+def _scan(url: str, n: int, server_pid: int | None, workers: int = 0) -> tuple[float, float]:
     """(images/s, the emulator's share of the machine's CPU time during the scan)."""
     with tempfile.TemporaryDirectory() as cache:
         c0 = _cpu_s(server_pid)
         t = time.perf_counter()
-        r = neardup.scan([url], cache=cache)
+        r = neardup.scan([url], cache=cache, workers=workers)
         dt = time.perf_counter() - t
         assert r.stats["read"] == n - sum(1 for f in r.failures if f.stage == "scan"), r.stats
         return n / dt, (_cpu_s(server_pid) - c0) / (dt * (os.cpu_count() or 1))
@@ -79,6 +82,8 @@ def main() -> None:
     ap.add_argument("--list", type=int, default=100_000, help="blobs for the listing-memory test (0: skip)")
     ap.add_argument("--page", type=int, default=0, help="Azure listing page size (default: neardup's)")
     ap.add_argument("--skip-scans", action="store_true", help="only the reads and the listing")
+    ap.add_argument("--pin", action="store_true",
+                    help="emulators on CPU 1, the scan (one worker) on CPU 0 (taskset; needs 2 CPUs)")
     a = ap.parse_args()
     files = sorted(p for p in a.folder.rglob("*") if p.is_file())
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,9 +114,14 @@ def main() -> None:
             share: dict[str, list[float]] = {"local": [], "az": [], "s3": []}
             urls = {"local": str(a.folder), "az": "az://bench/img", "s3": "s3://bench/img"}
             pids = {"local": None, "az": az.proc.pid if az.proc else None, "s3": s3.proc.pid if s3.proc else None}
+            if a.pin:
+                for pid in (pids["az"], pids["s3"]):
+                    subprocess.run(["taskset", "-a", "-cp", "1", str(pid)], check=True, capture_output=True)
+                os.sched_setaffinity(0, {0})
+                print("pinned: emulators on CPU 1, the scan on CPU 0 with one worker")
             for _ in range(0 if a.skip_scans else a.repeats):
                 for k in rates:
-                    r, c = _scan(urls[k], len(files), pids[k])
+                    r, c = _scan(urls[k], len(files), pids[k], workers=1 if a.pin else 0)
                     rates[k].append(r)
                     share[k].append(c)
             med = {k: statistics.median(v) for k, v in rates.items() if v}
@@ -119,6 +129,8 @@ def main() -> None:
                 print(f"scan {urls[k]}: median {med[k]:,.0f} images/s ({', '.join(f'{x:,.0f}' for x in v)})"
                       + ("" if k == "local" else f" = {med[k] / med['local']:.0%} of local disk; the emulator "
                          f"itself used {statistics.median(share[k]):.0%} of the machine's CPU meanwhile"))
+            if a.pin:
+                os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
 
             # 2. read paths: native SDK (threads) against fsspec (asyncio batches)
             keys = [f"img/{n}" for n in names]
