@@ -3,7 +3,7 @@
 Listing and writes go through the native SDKs (azure-storage-blob, boto3), not fsspec: listing
 must stream page by page (adlfs and s3fs build the whole listing of a ``find`` in memory), and a
 plain synchronous client is safe to use from threads in a worker process.  Reads, the hot path,
-are plain HTTP GETs (urllib3) of a URL signed locally (a read-only SAS, a presigned S3 URL):
+are plain HTTP GETs (``http.client``, a kept-alive connection per thread) of a URL signed locally (a read-and-list SAS, a presigned S3 URL):
 a third to a half of the SDKs' CPU per blob; ``benchmarks/cloud.py`` compares every route.
 
 Credentials follow each ecosystem's conventions and are read from the environment in the
@@ -27,12 +27,13 @@ from __future__ import annotations
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from ..errors import SourceError, UsageError
 from .base import FileEntry, ReadError, ScanProblem, skipped_name
@@ -174,7 +175,9 @@ def _classify(e: BaseException) -> tuple[str, str]:
                                    "ConnectTimeoutError", "ProxyConnectionError", "HTTPClientError",
                                    "IncompleteRead", "ServiceRequestError", "ServiceResponseError",
                                    "NewConnectionError", "MaxRetryError", "RemoteDisconnected"))
-    if isinstance(e, (OSError, TimeoutError)) or (connection_like and mod.startswith(
+    import http.client
+
+    if isinstance(e, (OSError, TimeoutError, http.client.HTTPException)) or (connection_like and mod.startswith(
             ("botocore", "urllib3", "requests", "azure.core", "http", "socket", "ssl"))):
         first = scrub(str(e)).splitlines()[0][:200] if str(e) else ""
         return "transient", f"{name}: {first}" if first else name
@@ -210,10 +213,14 @@ _CLIENT_ENV = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME", 
                "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION")
 
 
+def _env_key() -> int:
+    return hash(tuple(os.environ.get(k) for k in _CLIENT_ENV))
+
+
 def _client(key: tuple[object, ...], make: Callable[[], Any]) -> Any:
     """A client per process and per configuration: one made for other credentials or another
     endpoint (the environment changed) is not reused."""
-    key = (*key, hash(tuple(os.environ.get(k) for k in _CLIENT_ENV)))
+    key = (*key, _env_key())
     if _clients_pid[0] != os.getpid():
         _clients.clear()
         _clients_pid[0] = os.getpid()
@@ -310,24 +317,81 @@ class _HTTPStatus(Exception):
         self.status_code, self.error_code = status, code
 
 
-#: a minted read-only SAS is renewed after this many seconds (it is valid for twice as long)
+#: a minted SAS (read and list only) is renewed after this many seconds (it is valid for twice as long)
 SAS_RENEW_S = 3600
 
 
-def _http_get(url: str, error_code: Callable[[Any], str]) -> bytes:
-    """GET a signed URL through this process's one connection pool; a non-200 answer raises
-    :class:`_HTTPStatus` with the service's error code, for :func:`_classify`."""
-    import urllib3
+#: seconds to connect, and to wait for each read of an answer
+CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 10.0, 60.0
 
-    pool = _client(("http",), lambda: urllib3.PoolManager(maxsize=16))
-    r = pool.request("GET", url, retries=False, timeout=urllib3.Timeout(connect=10, read=60))
-    if r.status != 200:
-        raise _HTTPStatus(r.status, error_code(r))
-    return bytes(r.data)
+
+class _Kept(dict[tuple[str, str], Any]):
+    """One thread's kept-alive connections by (scheme, netloc), closed when the thread ends
+    (its thread-local storage is dropped), so no socket is left for the collector."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            for conn in self.values():
+                conn.close()
+
+
+_conns = threading.local()  # .pool: this thread's _Kept
+
+
+def _http_get(url: str, error_code: Callable[[Any, bytes], str]) -> bytes:
+    """GET a signed URL on this thread's kept-alive connection to its host; a non-200 answer
+    raises :class:`_HTTPStatus` with the service's error code, for :func:`_classify`.
+
+    ``http.client`` on one connection per reading thread, not a pool: a GET of a small blob then
+    costs about half the CPU of urllib3's (which re-parses and re-encodes the long signed URL
+    each time), and the CPU a blob is what bounds a scan (``benchmarks/cloud.py``).  A kept-alive
+    connection the server has closed is reopened once without counting as a fault."""
+    import http.client
+
+    scheme, _, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    pool: _Kept | None = getattr(_conns, "pool", None)
+    if pool is None or pool.pid != os.getpid():  # a forked child must not share its parent's sockets
+        for conn in (pool or {}).values():
+            conn.close()  # the child's copy of the descriptor only: the parent's stays open
+        pool = _conns.pool = _Kept()
+    key = (scheme, netloc)
+    for reused in (True, False):
+        conn = pool.pop(key, None)
+        if conn is None:
+            reused = False
+            cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            conn = cls(netloc, timeout=CONNECT_TIMEOUT_S)
+            conn.connect()
+            conn.sock.settimeout(READ_TIMEOUT_S)
+        try:
+            conn.request("GET", slash + path)
+            r = conn.getresponse()
+            data = r.read()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            conn.close()
+            if reused:  # the server closed an idle kept-alive connection: not a fault
+                continue
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        if r.will_close:
+            conn.close()
+        else:
+            pool[key] = conn
+        if r.status != 200:
+            raise _HTTPStatus(r.status, error_code(r.headers, data))
+        return data
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _azure_sas(u: BlobURL) -> str | None:
-    """A read-only SAS for the blob's container, or None (then reads stay on the SDK).
+    """A read-and-list SAS for the blob's container, or None (then reads stay on the SDK).
 
     With an account key the process mints its own, short-lived (a local HMAC, no request,
     renewed every :data:`SAS_RENEW_S`); with a SAS token in the environment it uses that; with
@@ -346,7 +410,7 @@ def _azure_sas(u: BlobURL) -> str | None:
 
             t = datetime.now(timezone.utc)
             sas = generate_container_sas(cred.account_name, u.container, account_key=account_key,
-                                         permission=ContainerSasPermissions(read=True), start=t - timedelta(minutes=5),
+                                         permission=ContainerSasPermissions(read=True, list=True), start=t - timedelta(minutes=5),
                                          expiry=t + timedelta(seconds=2 * SAS_RENEW_S))
             _minted.append(sas.split("sig=", 1)[-1])
         elif os.environ.get("AZURE_STORAGE_SAS_TOKEN") and not os.environ.get("AZURE_STORAGE_CONNECTION_STRING"):
@@ -357,25 +421,41 @@ def _azure_sas(u: BlobURL) -> str | None:
     return str(state["sas"])
 
 
+_signing: dict[tuple[object, ...], tuple[str, str | None, float]] = {}
+
+
+def _azure_signing(u: BlobURL) -> tuple[str, str | None]:
+    """(container URL, read SAS or None) for a read, looked up once a minute, not per blob:
+    the client and SAS lookups behind it cost a blob as much CPU as the GET's headers."""
+    k = (u.account, u.container, _env_key())
+    now = time.monotonic()
+    hit = _signing.get(k)
+    if hit is not None and now < hit[2]:
+        return hit[0], hit[1]
+    base, sas = _azure_container(u).url.split("?", 1)[0], _azure_sas(u)
+    _signing[k] = (base, sas, now + 60.0)
+    return base, sas
+
+
 def read_blob(url: str) -> bytes:
     """The whole blob at ``url``; raises ReadError (see :class:`ReadError` for the reasons).
 
-    Reads are plain GETs of a locally signed URL (a read-only SAS, a presigned S3 URL); with an
+    Reads are plain GETs of a locally signed URL (a read-and-list SAS, a presigned S3 URL); with an
     Azure identity and no key, the SDK's download."""
     from urllib.parse import quote
 
     u = parse_url(url)
     if u.is_azure:
-        cc = _azure_container(u)
-        sas = _azure_sas(u)
+        base, sas = _azure_signing(u)
         if sas is None:
+            cc = _azure_container(u)
             return _retrying(lambda: cc.download_blob(u.key, max_concurrency=1).readall(), "cannot read")
-        signed = f"{cc.url.split('?', 1)[0]}/{quote(u.key, safe='/~')}?{sas}"
-        return _retrying(lambda: _http_get(signed, lambda r: r.headers.get("x-ms-error-code", "")), "cannot read")
+        signed = f"{base}/{quote(u.key, safe='/~')}?{sas}"
+        return _retrying(lambda: _http_get(signed, lambda h, _b: h.get("x-ms-error-code", "")), "cannot read")
     client = _s3()
 
-    def s3_code(r: Any) -> str:
-        m = re.search(rb"<Code>([^<]{1,64})</Code>", r.data or b"")
+    def s3_code(_h: Any, body: bytes) -> str:
+        m = re.search(rb"<Code>([^<]{1,64})</Code>", body or b"")
         return m.group(1).decode("ascii", "replace") if m else ""
 
     def get() -> bytes:  # presigned per attempt: a retry after a long backoff must not expire
@@ -433,6 +513,31 @@ def delete_blob(url: str) -> None:
 # -- listing ----------------------------------------------------------------------------
 def _ns(t: datetime | None) -> int:
     return int(t.timestamp() * 1_000_000) * 1000 if t is not None else 0
+
+
+def _azure_list_page(body: bytes) -> tuple[list[tuple[str, int, int, str]], str | None]:
+    """(name, size, mtime ns, etag) of each blob in a List Blobs answer, and the next marker.
+
+    The REST answer parsed by ElementTree, not the SDK's model objects: listing through the SDK
+    costs 220-310 µs of CPU a blob, a third of a small image's whole extraction, on the cores
+    that decode (``benchmarks/cloud.py``).  Gives exactly what the SDK gives (a test compares)."""
+    import xml.etree.ElementTree as ET
+    from email.utils import parsedate_to_datetime
+    from urllib.parse import unquote
+
+    root = ET.fromstring(body)
+    items = []
+    for b in root.iterfind("Blobs/Blob"):
+        n = b.find("Name")
+        name = (n.text or "") if n is not None else ""
+        if n is not None and n.get("Encoded", "").lower() == "true":  # names XML cannot hold
+            name = unquote(name)
+        p = b.find("Properties")
+        size = int(p.findtext("Content-Length") or 0) if p is not None else 0
+        modified = p.findtext("Last-Modified") if p is not None else None
+        etag = (p.findtext("Etag") or "") if p is not None else ""
+        items.append((name, size, _ns(parsedate_to_datetime(modified)) if modified else 0, etag))
+    return items, root.findtext("NextMarker") or None
 
 
 def _ahead(items: Iterator[T], maxsize: int) -> Iterator[T]:
@@ -512,7 +617,20 @@ class CloudSource:
     def _pages(self, u: BlobURL, prefix: str) -> Iterator[tuple[str, int, int, str]]:
         token: str | None = None
         what = "listing"
-        if u.is_azure:
+        if u.is_azure and _azure_signing(u)[1] is not None:
+            base, sas = _azure_signing(u)
+
+            def page() -> tuple[list[tuple[str, int, int, str]], str | None]:
+                q = {"restype": "container", "comp": "list",
+                     "maxresults": str(AZURE_PAGE if token else min(FIRST_PAGE, AZURE_PAGE))}
+                if prefix:
+                    q["prefix"] = prefix
+                if token:
+                    q["marker"] = token
+                body = _http_get(f"{base}?{urlencode(q, quote_via=quote)}&{sas}",
+                                 lambda h, _b: h.get("x-ms-error-code", ""))
+                return _azure_list_page(body)
+        elif u.is_azure:
             cc = _azure_container(u)
 
             def page() -> tuple[list[tuple[str, int, int, str]], str | None]:
