@@ -10,7 +10,7 @@ Starts Azurite and a moto server on loopback (as the tests do), uploads the fold
    ``--pin``, the emulators (every thread) run on CPU 1 and the scan (one worker) on CPU 0, as a
    storage service runs on machines of its own: the ratio is then that of the source, not of
    two programs sharing two cores.
-2. Reading every blob once, 8 threads, through the native SDKs (what neardup uses) and through
+2. CPU a blob read and a blob listed (one thread), then reading every blob once, 8 threads, through the native SDKs (what neardup uses) and through
    fsspec (adlfs ``cat``, s3fs ``cat``, which batch with asyncio); images/s.
 3. Listing ``--list`` small blobs in a fresh process: peak RSS of the process above its RSS
    after imports, neardup's paged listing against adlfs ``find`` (one dict of all blobs).
@@ -153,6 +153,17 @@ def main() -> None:
                 for k in keys[:400]:
                     fn(k)
                 print(f"CPU a blob via {label}, one thread: {(time.process_time() - c) / 400 * 1000:.2f} ms")
+
+            # CPU a blob listed, one thread: neardup's REST listing against the SDK's model objects
+            from neardup.sources import open_source
+
+            lists = {"neardup listing (az://, REST + ElementTree)": lambda: sum(
+                         1 for _ in open_source("az://bench/img").entries()),
+                     "azure-storage-blob list_blobs": lambda: sum(1 for _ in cc.list_blobs(name_starts_with="img/"))}
+            for label, fn in lists.items():
+                c = time.process_time()
+                n = fn()
+                print(f"CPU a blob listed via {label}: {(time.process_time() - c) / n * 1e6:.0f} µs ({n:,} blobs)")
 
             with ThreadPoolExecutor(8) as pool:
                 timed("neardup read_bytes (az://), 8 threads",

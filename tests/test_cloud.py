@@ -119,6 +119,7 @@ def test_azure_rest_listing_gives_what_the_sdk_gives(az_env, monkeypatch):
     for i, n in enumerate(names):
         cc.upload_blob(n, b"x" * (i + 1))
     monkeypatch.setattr(cloud, "AZURE_PAGE", 4)
+    assert cloud._azure_signing(cloud.parse_url("az://rest/d"))[1]  # a SAS: the REST route, not the SDK's
     want = sorted(("az://rest/" + b.name, b.size, cloud._ns(b.last_modified), str(b.etag))
                   for b in cc.list_blobs(name_starts_with="d/"))
     got = sorted((e.path, e.size, e.mtime_ns, e.etag) for e in open_source("az://rest/d").entries())

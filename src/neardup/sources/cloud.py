@@ -1,10 +1,11 @@
 """Azure Blob (``az://``, ``abfs://``) and S3 (``s3://``) sources.
 
-Listing and writes go through the native SDKs (azure-storage-blob, boto3), not fsspec: listing
-must stream page by page (adlfs and s3fs build the whole listing of a ``find`` in memory), and a
+Writes, S3 listing and Azure listing with an identity go through the native SDKs
+(azure-storage-blob, boto3), not fsspec: listing must stream page by page (adlfs and s3fs build the whole listing of a ``find`` in memory), and a
 plain synchronous client is safe to use from threads in a worker process.  Reads, the hot path,
-are plain HTTP GETs (``http.client``, a kept-alive connection per thread) of a URL signed locally (a read-and-list SAS, a presigned S3 URL):
-a third to a half of the SDKs' CPU per blob; ``benchmarks/cloud.py`` compares every route.
+are plain HTTP GETs (``http.client``, a kept-alive connection per thread) of a URL signed locally
+(a read-and-list SAS, a presigned S3 URL), and an Azure listing page is one such GET parsed with
+ElementTree: a fraction of the SDKs' CPU per blob; ``benchmarks/cloud.py`` compares every route.
 
 Credentials follow each ecosystem's conventions and are read from the environment in the
 process that needs them, so they are never pickled, cached, logged or shown:
@@ -24,6 +25,7 @@ with one setting (:func:`configure`), holds for both.
 
 from __future__ import annotations
 
+import http.client
 import os
 import random
 import re
@@ -175,8 +177,6 @@ def _classify(e: BaseException) -> tuple[str, str]:
                                    "ConnectTimeoutError", "ProxyConnectionError", "HTTPClientError",
                                    "IncompleteRead", "ServiceRequestError", "ServiceResponseError",
                                    "NewConnectionError", "MaxRetryError", "RemoteDisconnected"))
-    import http.client
-
     if isinstance(e, (OSError, TimeoutError, http.client.HTTPException)) or (connection_like and mod.startswith(
             ("botocore", "urllib3", "requests", "azure.core", "http", "socket", "ssl"))):
         first = scrub(str(e)).splitlines()[0][:200] if str(e) else ""
@@ -350,8 +350,6 @@ def _http_get(url: str, error_code: Callable[[Any, bytes], str]) -> bytes:
     costs about half the CPU of urllib3's (which re-parses and re-encodes the long signed URL
     each time), and the CPU a blob is what bounds a scan (``benchmarks/cloud.py``).  A kept-alive
     connection the server has closed is reopened once without counting as a fault."""
-    import http.client
-
     scheme, _, rest = url.partition("://")
     netloc, slash, path = rest.partition("/")
     pool: _Kept | None = getattr(_conns, "pool", None)
@@ -421,6 +419,10 @@ def _azure_sas(u: BlobURL) -> str | None:
     return str(state["sas"])
 
 
+def _azure_code(headers: Any, _body: bytes) -> str:
+    return str(headers.get("x-ms-error-code", ""))
+
+
 _signing: dict[tuple[object, ...], tuple[str, str | None, float]] = {}
 
 
@@ -442,8 +444,6 @@ def read_blob(url: str) -> bytes:
 
     Reads are plain GETs of a locally signed URL (a read-and-list SAS, a presigned S3 URL); with an
     Azure identity and no key, the SDK's download."""
-    from urllib.parse import quote
-
     u = parse_url(url)
     if u.is_azure:
         base, sas = _azure_signing(u)
@@ -451,7 +451,7 @@ def read_blob(url: str) -> bytes:
             cc = _azure_container(u)
             return _retrying(lambda: cc.download_blob(u.key, max_concurrency=1).readall(), "cannot read")
         signed = f"{base}/{quote(u.key, safe='/~')}?{sas}"
-        return _retrying(lambda: _http_get(signed, lambda h, _b: h.get("x-ms-error-code", "")), "cannot read")
+        return _retrying(lambda: _http_get(signed, _azure_code), "cannot read")
     client = _s3()
 
     def s3_code(_h: Any, body: bytes) -> str:
@@ -519,8 +519,8 @@ def _azure_list_page(body: bytes) -> tuple[list[tuple[str, int, int, str]], str 
     """(name, size, mtime ns, etag) of each blob in a List Blobs answer, and the next marker.
 
     The REST answer parsed by ElementTree, not the SDK's model objects: listing through the SDK
-    costs 220-310 µs of CPU a blob, a third of a small image's whole extraction, on the cores
-    that decode (``benchmarks/cloud.py``).  Gives exactly what the SDK gives (a test compares)."""
+    costs ~230 µs of CPU a blob (this parse ~26), a fifth of a small image's whole extraction,
+    on the cores that decode (``benchmarks/cloud.py``).  Gives exactly what the SDK gives (a test compares)."""
     import xml.etree.ElementTree as ET
     from email.utils import parsedate_to_datetime
     from urllib.parse import unquote
@@ -617,8 +617,8 @@ class CloudSource:
     def _pages(self, u: BlobURL, prefix: str) -> Iterator[tuple[str, int, int, str]]:
         token: str | None = None
         what = "listing"
-        if u.is_azure and _azure_signing(u)[1] is not None:
-            base, sas = _azure_signing(u)
+        base, sas = _azure_signing(u) if u.is_azure else ("", None)
+        if sas is not None:
 
             def page() -> tuple[list[tuple[str, int, int, str]], str | None]:
                 q = {"restype": "container", "comp": "list",
@@ -627,8 +627,7 @@ class CloudSource:
                     q["prefix"] = prefix
                 if token:
                     q["marker"] = token
-                body = _http_get(f"{base}?{urlencode(q, quote_via=quote)}&{sas}",
-                                 lambda h, _b: h.get("x-ms-error-code", ""))
+                body = _http_get(f"{base}?{urlencode(q, quote_via=quote)}&{sas}", _azure_code)
                 return _azure_list_page(body)
         elif u.is_azure:
             cc = _azure_container(u)
