@@ -26,6 +26,8 @@ def main(out: str) -> None:
             im.resize((im.width // 2, im.height // 2)).save(dst / f"{p.stem}_small.jpg", quality=70)
             ImageOps.mirror(im).save(dst / f"{p.stem}_mirror.jpg", quality=85)
             ImageEnhance.Brightness(im).enhance(1.2).save(dst / f"{p.stem}_bright.webp", quality=80)
+            if p.suffix == ".jpg" and p.stem == "quokka":  # a lossless re-save of a JPEG: not better than it
+                ImageOps.mirror(im).save(dst / f"{p.stem}_mirror.png")
     shutil.copy(next(DATA.glob("*.jpg")), dst / "exact_copy.jpg")
     print(f"sample written to {dst}")
 

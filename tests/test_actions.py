@@ -177,7 +177,8 @@ def test_not_a_duplicate_is_remembered_by_later_scans(tmp_path):
 
 
 def test_plan_refuses_to_remove_every_copy():
-    res = {"groups": [{"keep": "/x/a", "members": ["/x/a", "/x/b"], "digests": {"/x/a": "00", "/x/b": "00"}}]}
+    res = {"groups": [{"keep": "/x/a", "members": ["/x/a", "/x/b"], "digests": {"/x/a": "00", "/x/b": "00"}}],
+           "stats": {}}
     pl = actions.plan(res, {"remove": ["/x/a", "/x/b"]})
     assert [s.path for s in pl.steps] == ["/x/b"] and pl.refused and pl.refused[0][0] == "/x/a"
     with pytest.raises(neardup.errors.UsageError, match="needs --to"):

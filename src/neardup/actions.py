@@ -28,12 +28,16 @@ from typing import Any
 
 from .errors import NeardupError, UsageError
 from .features.extract import DIGEST, LEGACY_DIGEST, digest_bytes, new_digest
+from .pipeline.result import ScanResult
 from .sources import is_remote
 
-__all__ = ["ACTIONS", "Step", "Plan", "Report", "plan", "apply", "undo", "load_decisions", "file_digest"]
+__all__ = ["ACTIONS", "Step", "Plan", "Report", "plan", "apply", "undo", "load_decisions", "file_digest", "is_gone"]
 
 ACTIONS = ("quarantine", "delete", "hardlink", "symlink")
-MANIFEST_FORMAT = "neardup-manifest/1"
+#: /2: every path is absolute (resolved when apply ran); /1 (before) recorded paths as the
+#: results gave them, relative to the folder apply ran in
+MANIFEST_FORMAT = "neardup-manifest/2"
+OLD_MANIFEST_FORMATS = ("neardup-manifest/1",)
 PART = ".neardup-part"  # a copy across file systems in progress
 DECISIONS_FORMAT = "neardup-decisions/1"
 
@@ -122,9 +126,16 @@ def load_decisions(path: str | os.PathLike[str]) -> dict[str, Any]:
     return d
 
 
-def plan(results: dict[str, Any], decisions: dict[str, Any] | None = None) -> Plan:
+def plan(results: ScanResult | dict[str, Any], decisions: dict[str, Any] | None = None) -> Plan:
     """What to act on: in each group every member but the keeper, unless a decision says
-    otherwise; never every member of a group."""
+    otherwise; never every member of a group.
+
+    Decisions name members as the results do; the steps name absolute paths, resolved against
+    the folder the scan ran in (recorded in the results), so ``apply`` acts on the same files
+    from any working folder.
+    """
+    if not isinstance(results, ScanResult):
+        results = ScanResult.from_dict(results)
     decisions = decisions or {}
     keep_set = set(decisions.get("keep", []))
     remove_set = set(decisions.get("remove", []))
@@ -135,10 +146,10 @@ def plan(results: dict[str, Any], decisions: dict[str, Any] | None = None) -> Pl
     steps: list[Step] = []
     refused: list[tuple[str, str]] = []
     apart: list[tuple[str, str, str, str]] = []
-    algo = (results.get("stats") or {}).get("settings", {}).get("digest", LEGACY_DIGEST)
-    for g in results.get("groups", []):
-        members: list[str] = list(g["members"])
-        digests: dict[str, str] = g.get("digests") or {}
+    algo = results.stats.get("settings", {}).get("digest", LEGACY_DIGEST)
+    for g in results.groups:
+        members = list(g.members)
+        digests = g.digests
         if len(members) < 2:
             continue
         if any(m not in digests for m in members):
@@ -147,8 +158,8 @@ def plan(results: dict[str, Any], decisions: dict[str, Any] | None = None) -> Pl
         for a in members:
             for b in doubted.get(a, ()):
                 if b in member_set and a < b:
-                    apart.append((a, b, digests[a], digests[b]))
-        keeper = g["keep"]
+                    apart.append((results.resolve(a), results.resolve(b), digests[a], digests[b]))
+        keeper = g.keep
         act = {m for m in members if m != keeper}
         act -= keep_set
         act |= {m for m in members if m in remove_set and m not in keep_set}
@@ -160,12 +171,13 @@ def plan(results: dict[str, Any], decisions: dict[str, Any] | None = None) -> Pl
                 keeper = stays[0]
             else:
                 act.discard(keeper)
-                refused.append((keeper, "every member of its group was marked for removal; the keeper stays"))
+                refused.append((results.resolve(keeper), "every member of its group was marked for removal; "
+                                                         "the keeper stays"))
         if not (set(members) - act):  # pragma: no cover - guarded above
             raise AssertionError("a plan would remove every copy")
         for m in members:
             if m in act:
-                steps.append(Step(m, digests[m], keeper, digests[keeper], algo))
+                steps.append(Step(results.resolve(m), digests[m], results.resolve(keeper), digests[keeper], algo))
     return Plan(steps, refused, apart, algo)
 
 
@@ -244,6 +256,18 @@ def _with_suffix(dest: str, k: int) -> str:
     return f"{stem}.{k}.{ext}" if dot and "/" not in ext else f"{dest}.{k}"
 
 
+GONE = "gone since the scan"
+
+
+def _gone(role: str, path: str) -> str:
+    return f"the keeper {path} is {GONE}" if role == "keeper" else GONE
+
+
+def is_gone(why: str) -> bool:
+    """Whether a skip reason says a file (or its keeper) was not found."""
+    return why.endswith(GONE)
+
+
 def _check(step: Step, keepers: dict[str, str | None]) -> tuple[str | None, bytes | None]:
     """(why ``step`` must not happen now, or None; the blob's bytes, when it is a blob).
 
@@ -261,12 +285,12 @@ def _check(step: Step, keepers: dict[str, str | None]) -> tuple[str | None, byte
             why = None if got == want else (f"the keeper {p} changed since the scan" if role == "keeper"
                                             else "changed since the scan")
         except FileNotFoundError:
-            why = f"the keeper {p} is gone" if role == "keeper" else "gone since the scan"
+            why = _gone(role, p)
         except OSError as e:
             why = f"cannot read the {role}: {e.strerror}"
         except NeardupError as e:  # a blob that is gone or cannot be read now
             gone = getattr(e, "reason", "") == "vanished"
-            why = (f"the keeper {p} is gone" if role == "keeper" else "gone since the scan") if gone \
+            why = _gone(role, p) if gone \
                 else f"cannot read the {role}: {e}"
         if role == "keeper":
             keepers[p] = why
@@ -334,10 +358,10 @@ def apply(
     if isinstance(to_dir, Path):
         to_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("neardup-manifest-%Y%m%dT%H%M%S") + f"-{os.getpid()}-{os.urandom(3).hex()}.jsonl"
-    mpath = Path(manifest) if manifest else (to_dir if isinstance(to_dir, Path) else Path.cwd()) / stamp
+    mpath = (Path(manifest) if manifest else (to_dir if isinstance(to_dir, Path) else Path.cwd()) / stamp).absolute()
     rep.manifest = str(mpath)
     m = _Manifest(mpath, {"kind": "header", "format": MANIFEST_FORMAT, "action": action,
-                          "to": str(to_dir) if to_dir else None, "created": time.time()})
+                          "to": str(to_dir) if to_dir else None, "cwd": os.getcwd(), "created": time.time()})
     try:
         for i, s in enumerate(steps):
             why, data = _check(s, keepers)
@@ -394,16 +418,19 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def undo(manifest: str | os.PathLike[str]) -> Report:
-    """Put back everything ``manifest`` records, newest first; safe to run again after a crash
-    (it appends what it restored).  Files a later change made ambiguous are skipped and reported."""
-    mpath = Path(manifest)
+    """Put back everything ``manifest`` records, newest first, each file exactly where it was
+    (from any working folder); safe to run again after a crash (it appends what it restored).
+    Files a later change made ambiguous are skipped and reported."""
+    mpath = Path(manifest).absolute()
     if not mpath.is_file():
         raise UsageError(f"no manifest at {mpath}; pass the file `neardup apply` printed")
     recs = list(_records(mpath))
-    if not recs or recs[0].get("format") != MANIFEST_FORMAT:
+    if not recs or recs[0].get("format") not in (MANIFEST_FORMAT, *OLD_MANIFEST_FORMATS):
         raise UsageError(f"{mpath} is not a neardup manifest")
     action = recs[0]["action"]
     intents = {r["i"]: r for r in recs if r.get("kind") == "intent"}
+    if recs[0]["format"] in OLD_MANIFEST_FORMATS:
+        intents = {i: _absolute_intent(r, recs[0], mpath) for i, r in intents.items()}
     undone = {r["i"] for r in recs if r.get("kind") == "undone"}
     rep = Report(manifest=str(mpath))
     m = _Manifest(mpath, None)
@@ -414,6 +441,8 @@ def undo(manifest: str | os.PathLike[str]) -> Report:
             r = intents[i]
             path, dest = r["path"], r["dest"]
             why = _restore(action, path, dest, r)
+            if why is None and action != "delete" and not _back_in_place(path, r):
+                why = f"not back at {path} with its content after the move; the original stays at {dest}"
             if why is None:
                 rep.done.append(path)
                 m.write({"kind": "undone", "i": i})
@@ -422,6 +451,43 @@ def undo(manifest: str | os.PathLike[str]) -> Report:
     finally:
         m.close()
     return rep
+
+
+def _absolute_intent(r: dict[str, Any], header: dict[str, Any], mpath: Path) -> dict[str, Any]:
+    """An intent of a manifest written before paths were absolute: its relative paths were
+    relative to the folder apply ran in.  The moved copy's place under ``--to`` spells the
+    original's absolute path (``_dest``), which tells that folder; a manifest whose paths cannot
+    be placed so is refused rather than restored somewhere else."""
+    path = r["path"]
+    if is_remote(path) or os.path.isabs(path):
+        return r
+    dest, to = r.get("dest"), header.get("to")
+    base = None
+    if dest and to and not is_remote(str(to)):
+        was = "/" + os.path.relpath(dest, to)  # _dest re-roots the absolute path under --to
+        for cand in (was, os.path.splitext(os.path.splitext(was)[0])[0] + os.path.splitext(was)[1]):
+            if cand.endswith("/" + os.path.normpath(path)):  # also when a name clash added ".k"
+                base = cand[: -len(os.path.normpath(path)) - 1] or "/"
+                break
+    if base is None:
+        raise UsageError(f"{mpath} was written by an older neardup and records {path!r} relative to the folder "
+                         "`neardup apply` ran in, which it does not name; cd to that folder and run `neardup undo` "
+                         "there (files are never restored to a guessed place)")
+    fixed = dict(r)
+    fixed["path"] = os.path.join(base, path)
+    keeper = r.get("keeper")
+    if keeper and not is_remote(keeper) and not os.path.isabs(keeper):
+        fixed["keeper"] = os.path.join(base, keeper)
+    return fixed
+
+
+def _back_in_place(path: str, r: dict[str, Any]) -> bool:
+    """Whether the file at its original path holds the content it had (what 'restored' means)."""
+    try:
+        return _exists(path) and not (not is_remote(path) and os.path.islink(path)) and \
+            file_digest(path, r.get("algo", LEGACY_DIGEST)) == r["digest"]
+    except (OSError, NeardupError):
+        return False
 
 
 def _restore(action: str, path: str, dest: str | None, r: dict[str, Any]) -> str | None:

@@ -22,7 +22,7 @@ from ..errors import CacheError
 from ..features.extract import DIGEST, FEATURE_VERSION, SIG_SIDE, FeatureBatch
 from ..features.quality import QUALITY_FIELDS
 
-__all__ = ["FeatureCache", "FileRecord", "default_cache_dir", "SCHEMA_VERSION"]
+__all__ = ["FeatureCache", "FileRecord", "RunFile", "default_cache_dir", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 5
 
@@ -83,6 +83,14 @@ CREATE TABLE IF NOT EXISTS detail (
     softness REAL NOT NULL,
     PRIMARY KEY (digest, version, scale)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lineage (
+    a BLOB NOT NULL,
+    b BLOB NOT NULL,
+    version TEXT NOT NULL,
+    made_from REAL NOT NULL,
+    kind INTEGER NOT NULL,
+    PRIMARY KEY (a, b, version)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS run_contents (
     key TEXT NOT NULL,
     digest BLOB NOT NULL,
@@ -126,6 +134,16 @@ class FileRecord:
     error_stage: str | None = None
     error_reason: str | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFile:
+    """One file of this run with a given content: what the keeper's tie-breaks and the review
+    page need about it (the bytes' size; the modification time, as listed)."""
+
+    path: str
+    size: int
+    mtime_ns: int
 
 
 #: how each feature blob decodes: dtype and shape of one row (scalars are stored as numbers)
@@ -255,7 +273,7 @@ class FeatureCache:
                         | tuple[str, int, int, bytes | None, str | None, str | None, str | None, str | None]],
         features: FeatureBatch,
         embeddings: Sequence[tuple[bytes, str, bytes]] = (),
-        run: Sequence[tuple[str, bytes]] = (),
+        run: Sequence[tuple[str, bytes, int, int]] = (),
     ) -> None:
         """Store a batch of file records, features and ``(digest, model, vec)`` in one transaction,
         and add ``run`` rows (:meth:`add_run`) in the same one.
@@ -265,7 +283,7 @@ class FeatureCache:
         with self._db:
             self._db.execute("BEGIN")
             if run:
-                self._db.executemany("INSERT INTO temp.run VALUES (?, ?)", run)
+                self._db.executemany("INSERT INTO temp.run VALUES (?, ?, ?, ?)", run)
             if embeddings:
                 self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?,?,?)", embeddings)
             if len(features):
@@ -278,16 +296,17 @@ class FeatureCache:
 
     # -- this run's files: paths live here, not in Python lists, so memory stays flat ------
     def start_run(self) -> None:
-        """Start an empty list of this run's ``(path, digest)`` (a private TEMP table)."""
-        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS run (path TEXT NOT NULL, digest BLOB NOT NULL)")
-        self._db.execute("DROP INDEX IF EXISTS temp.run_digest")
-        self._db.execute("DELETE FROM temp.run")
+        """Start an empty list of this run's ``(path, digest, size, mtime_ns)`` (a private TEMP table)."""
+        self._db.execute("DROP TABLE IF EXISTS temp.run")
+        self._db.execute("CREATE TEMP TABLE run (path TEXT NOT NULL, digest BLOB NOT NULL, size INTEGER NOT NULL, "
+                         "mtime_ns INTEGER NOT NULL)")
 
-    def add_run(self, rows: Sequence[tuple[str, bytes]]) -> None:
+    def add_run(self, rows: Sequence[tuple[str, bytes, int, int]]) -> None:
+        """Add ``(path, digest, size, mtime_ns)`` rows to this run."""
         if rows:
             with self._db:
                 self._db.execute("BEGIN")
-                self._db.executemany("INSERT INTO temp.run VALUES (?, ?)", rows)
+                self._db.executemany("INSERT INTO temp.run VALUES (?, ?, ?, ?)", rows)
 
     def run_contents(self) -> tuple[np.ndarray, np.ndarray]:
         """This run's distinct digests in sorted order, (n, 16) uint8, and how many paths each has.
@@ -310,15 +329,16 @@ class FeatureCache:
         digests = np.frombuffer(b"".join(blobs), np.uint8).reshape(n, width).copy()
         return digests, np.asarray(counts, dtype=np.int32)
 
-    def run_paths(self, digests: Sequence[bytes]) -> dict[bytes, list[str]]:
-        """Sorted paths of this run for each of ``digests``."""
-        out: dict[bytes, list[str]] = {}
+    def run_files(self, digests: Sequence[bytes]) -> dict[bytes, list[RunFile]]:
+        """This run's files, in path order, for each of ``digests``."""
+        out: dict[bytes, list[RunFile]] = {}
         keys = sorted(set(digests))
         for s in range(0, len(keys), 900):
             chunk = keys[s : s + 900]
-            q = f"SELECT digest, path FROM temp.run WHERE digest IN ({','.join('?' * len(chunk))}) ORDER BY digest, path"
-            for d, path in self._db.execute(q, chunk):
-                out.setdefault(bytes(d), []).append(path)
+            q = ("SELECT digest, path, size, mtime_ns FROM temp.run "
+                 f"WHERE digest IN ({','.join('?' * len(chunk))}) ORDER BY digest, path")
+            for d, path, size, mtime in self._db.execute(q, chunk):
+                out.setdefault(bytes(d), []).append(RunFile(path, int(size), int(mtime)))
         return out
 
     # -- features ----------------------------------------------------------------------
@@ -420,6 +440,28 @@ class FeatureCache:
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.executemany("INSERT OR REPLACE INTO detail VALUES (?,?,?,?)", rows)
+
+    def get_lineage(self, pairs: Sequence[tuple[bytes, bytes]], version: str
+                    ) -> dict[tuple[bytes, bytes], tuple[float, int]]:
+        """The keeper's lineage verdicts, by (member, rival) digest pair: ``(made_from, kind)``,
+        made_from < 0 where nothing was found."""
+        out: dict[tuple[bytes, bytes], tuple[float, int]] = {}
+        for s in range(0, len(pairs), 400):
+            chunk = pairs[s : s + 400]
+            q = ("SELECT a, b, made_from, kind FROM lineage WHERE version=? AND (a, b) IN (VALUES "
+                 + ",".join("(?,?)" for _ in chunk) + ")")
+            args: list[object] = [version]
+            for x, y in chunk:
+                args += [x, y]
+            for x, y, v, k in self._db.execute(q, args):
+                out[(bytes(x), bytes(y))] = (float(v), int(k))
+        return out
+
+    def put_lineage(self, rows: Sequence[tuple[bytes, bytes, str, float, int]]) -> None:
+        if rows:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO lineage VALUES (?,?,?,?,?)", rows)
 
     def get_local(self, digests: Sequence[bytes], version: str) -> dict[bytes, bytes]:
         out: dict[bytes, bytes] = {}

@@ -205,11 +205,12 @@ def apply(results: str, decisions: str | None, action: str, to: str | None, mani
     from .. import actions
     from ..cache.sqlite import FeatureCache, default_cache_dir
     from ..features.extract import DIGEST
+    from ..pipeline.result import load_results
 
     try:
-        data = json.loads(Path(results).read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise _fatal(UsageError(f"{results} is not a results.json file: {e}")) from None
+        data = load_results(results)
+    except NeardupError as e:
+        raise _fatal(e) from None
     try:
         dec = actions.load_decisions(decisions) if decisions else None
         pl = actions.plan(data, dec)
@@ -238,6 +239,13 @@ def apply(results: str, decisions: str | None, action: str, to: str | None, mani
     click.echo(f"{len(rep.done)} file(s) {'acted on' if yes else 'to act on'}, {len(rep.skipped)} skipped{tail}")
     if rep.manifest:
         click.echo(f"manifest: {rep.manifest}  (undo: neardup undo {rep.manifest})")
+    if pl.steps and not rep.done and all(actions.is_gone(why) for _, why in rep.skipped):
+        where = (f"the folder the scan ran in, {data.cwd}" if data.cwd is not None else
+                 "the folder the scan ran in (these results, written by an older neardup, do not say which: "
+                 "run apply from there)")
+        raise _fatal(NeardupError(f"nothing to act on: none of the {len(pl.steps)} file(s) or their keepers were "
+                                  f"found; relative paths in {results} are relative to {where}; were the files moved "
+                                  "since the scan?"))
 
 
 @main.command()

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["JpegHeader", "read_header", "decode_scaled", "quality_from_table", "SOI"]
+__all__ = ["JpegHeader", "read_header", "decode_scaled", "quality_from_table", "ijg_table", "SOI", "ZIGZAG"]
 
 SOI = b"\xff\xd8\xff"
 
-# natural (row-major) index -> position in the zigzag order the file stores tables in
-_ZIGZAG = np.array(
+#: natural (row-major) index -> position in the zigzag order the file stores tables in
+ZIGZAG = np.array(
     [0, 1, 5, 6, 14, 15, 27, 28, 2, 4, 7, 13, 16, 26, 29, 42, 3, 8, 12, 17, 25, 30, 41, 43, 9, 11, 18, 24,
      31, 40, 44, 53, 10, 19, 23, 32, 39, 45, 52, 54, 20, 22, 33, 38, 46, 51, 55, 60, 21, 34, 37, 47, 50, 56,
      59, 61, 35, 36, 48, 49, 57, 58, 62, 63], dtype=np.intp)
@@ -38,10 +38,20 @@ _IJG_SCALED = np.clip(np.floor((_IJG_LUMA[None, :] * _SCALE[:, None] + 50.0) / 1
 _quality_memo: dict[bytes, int] = {}
 
 
-def quality_from_table(table: np.ndarray) -> int:
+def ijg_table(quality: int) -> np.ndarray:
+    """The luminance table libjpeg writes at ``quality`` (1-100), natural order."""
+    return _IJG_SCALED[int(quality) - 1].copy()
+
+
+def quality_from_table(table: np.ndarray, *, positions: np.ndarray | None = None) -> int:
     """The IJG quality factor (1-100) whose scaled luminance table best matches ``table``
-    (64 values, natural order).  Files from encoders that do not scale the IJG table still get
-    the nearest factor, which is all the keeper's score needs."""
+    (64 values, natural order), over all 64 ``positions`` unless told which are known.  Files
+    from encoders that do not scale the IJG table still get the nearest factor, which is all the
+    keeper's score needs."""
+    if positions is not None:
+        pos = np.asarray(positions, dtype=np.intp)
+        err = np.abs(_IJG_SCALED[:, pos] - np.asarray(table, dtype=np.float64)[None, pos]).mean(axis=1)
+        return int(np.argmin(err)) + 1
     key = np.asarray(table, dtype=np.uint16).tobytes()
     q = _quality_memo.get(key)
     if q is None:
@@ -59,6 +69,7 @@ class JpegHeader:
     components: int
     precision: int
     quality: int  # 0 when the file has no luminance table
+    table: np.ndarray | None  # the luminance quantisation table, natural order (64 int64)
     orientation: int  # EXIF orientation, 1 when absent or invalid
     mpo: bool  # a multi-picture file (Pillow calls it MPO); its first picture is the image
     adobe_transform: int  # -1 without an Adobe marker; 2 means YCCK
@@ -124,7 +135,7 @@ def read_header(data: bytes) -> JpegHeader | None:
                     return None
                 if tq == 0:
                     vals = np.frombuffer(raw, dtype=">u2" if pq else np.uint8)
-                    table = vals[_ZIGZAG]
+                    table = vals[ZIGZAG].astype(np.int64)
                 i += 1 + size
         elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
             if len(seg) < 6:
@@ -142,7 +153,7 @@ def read_header(data: bytes) -> JpegHeader | None:
     if width <= 0 or height <= 0 or components not in (1, 3, 4):
         return None
     q = quality_from_table(table) if table is not None else 0
-    return JpegHeader(width, height, components, precision, q, orientation, mpo, adobe)
+    return JpegHeader(width, height, components, precision, q, table, orientation, mpo, adobe)
 
 
 def decode_scaled(data: bytes, header: JpegHeader, scale: int, *, grey: bool = False) -> np.ndarray | None:

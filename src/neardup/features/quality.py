@@ -15,11 +15,23 @@ from dataclasses import asdict, astuple, dataclass, fields
 
 import numpy as np
 
-__all__ = ["QualityFacts", "quality_score", "QUALITY_FIELDS"]
+__all__ = ["QualityFacts", "quality_score", "encoding_value", "QUALITY_FIELDS", "UNKNOWN_LOSSY_QUALITY"]
 
 
 #: Softness of a typical sharp photo; detail falls off linearly from there to 2 (all smooth).
 SHARP_SOFTNESS = 1.15
+
+
+#: what a lossy format whose quality cannot be read (WebP, HEIC, AVIF) counts as: a typical
+#: web setting
+UNKNOWN_LOSSY_QUALITY = 75.0
+
+
+def encoding_value(jpeg_quality, lossless):  # type: ignore[no-untyped-def]
+    """How faithful an encoding is, on the JPEG quality scale: 100 for a lossless format, the
+    estimated quality for a JPEG, :data:`UNKNOWN_LOSSY_QUALITY` for other lossy formats."""
+    jq = np.asarray(jpeg_quality, dtype=np.float64)
+    return np.where(np.asarray(lossless, dtype=bool), 100.0, np.where(jq > 0, jq, UNKNOWN_LOSSY_QUALITY))
 
 
 def quality_score(pixels, jpeg_quality, lossless, softness, colourfulness, border, clipped,  # type: ignore[no-untyped-def]
@@ -32,8 +44,7 @@ def quality_score(pixels, jpeg_quality, lossless, softness, colourfulness, borde
     Lossy formats other than JPEG carry no readable quality, so they count as a typical web
     setting (75).
     """
-    jq = np.asarray(jpeg_quality, dtype=np.float64)
-    enc = np.where(np.asarray(lossless, dtype=bool), 100.0, np.where(jq > 0, jq, 75.0))
+    enc = encoding_value(jpeg_quality, lossless)
     s = np.log2(np.maximum(np.asarray(pixels, dtype=np.float64), 1.0))
     s = s + 0.04 * enc  # q95 vs q30: +2.6, about 6x the pixels
     # effective linear resolution shrinks as softness rises past a sharp photo's

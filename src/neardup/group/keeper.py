@@ -12,6 +12,12 @@ is taken for an upscale of the smaller when it is softer by more than half of wh
 by their size ratio would cost; then its extra pixels count for nothing.  A genuine larger
 original is about as sharp as its downscaled copies, and keeps them.  Each measurement is one
 decode, only for the two members a choice turns on, and is cached by content.
+
+The same holds for encoding.  A member that would win by its format or its JPEG quality alone
+must prove that encoding is its own: a lossless file, or a JPEG saved at a higher quality than
+its rival, may just be the rival decoded and saved again (``features.lineage`` reads the
+rival's quantisation, or any JPEG's, in its pixels).  If it is, its encoding counts as one
+generation below what it was made from, never above: a re-save is not better than its source.
 """
 
 from __future__ import annotations
@@ -22,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from ..features.quality import QUALITY_FIELDS, quality_score
+from ..features.quality import QUALITY_FIELDS, encoding_value, quality_score
 
-__all__ = ["DETAIL_SIDE", "PIXEL_MARGIN", "UPSCALE_EXPONENT", "Contest", "plan_measurements",
-           "provisional_scores", "is_upscale", "settle"]
+__all__ = ["DETAIL_SIDE", "PIXEL_MARGIN", "UPSCALE_EXPONENT", "Contest", "plan_measurements", "plan_lineage",
+           "provisional_scores", "encodings", "is_upscale", "settle", "Lineage"]
 
 #: the smaller member of a contest is measured at most at this long side
 DETAIL_SIDE = 1024
@@ -41,6 +47,19 @@ SOFT_TOLERANCE = 0.1
 
 _SOFT = QUALITY_FIELDS.index("softness")
 _PIXELS = QUALITY_FIELDS.index("pixels")
+_JPEG_Q = QUALITY_FIELDS.index("jpeg_quality")
+_LOSSLESS = QUALITY_FIELDS.index("lossless")
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """What the lineage check found for a member that claimed a better encoding than ``rival``:
+    ``made_from`` is the encoding value its pixels were made from (None: nothing found, the
+    claim stands), ``how`` says what was found."""
+
+    rival: int  # index in the contest
+    made_from: float | None
+    how: str = ""
 
 
 def is_upscale(soft_big: float, soft_small: float, resolution_ratio: float) -> bool:
@@ -65,6 +84,8 @@ class Contest:
     proofs: dict[int, tuple[int, bool]] = field(default_factory=dict)  # member -> (rival, passed)
     pending: tuple[int, int] | None = None  # (member, rival) being measured
     settled: bool = False  # nothing left to measure
+    encoding: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,) encoding values (a re-save's demoted)
+    lineage: dict[int, Lineage] = field(default_factory=dict)  # member -> what its encoding claim met
 
     def __post_init__(self) -> None:
         k = len(self.rows)
@@ -72,6 +93,13 @@ class Contest:
             self.scale = np.ones(k)
         if len(self.proved) != k:
             self.proved = self.quality[:, _PIXELS].astype(np.float64).copy()
+        if len(self.encoding) != k:
+            self.encoding = encoding_value(self.quality[:, _JPEG_Q], self.quality[:, _LOSSLESS]).astype(np.float64)
+
+
+def encodings(c: Contest) -> np.ndarray:
+    """Each member's encoding value, a re-save's demoted to below what it was made from."""
+    return c.encoding
 
 
 def provisional_scores(c: Contest) -> np.ndarray:
@@ -79,6 +107,9 @@ def provisional_scores(c: Contest) -> np.ndarray:
     q = c.quality.copy()
     q[:, _PIXELS] = c.proved
     q[:, _SOFT] = 1.0
+    # the encoding as proved: quality_score reads it back from these two columns
+    q[:, _LOSSLESS] = 0.0
+    q[:, _JPEG_Q] = c.encoding
     return quality_score(**{f: q[:, i] for i, f in enumerate(QUALITY_FIELDS)}, reference_softness=1.0)
 
 
@@ -136,35 +167,85 @@ def _judge(c: Contest, top: int, rival: int) -> None:
         c.proved[top] = min(c.proved[top], c.proved[rival])
 
 
+def _winner(c: Contest, order_key: Callable[[int], Any]) -> int:
+    s = provisional_scores(c)
+    return min(range(len(c.rows)), key=lambda j: (-round(float(s[j]), 6), order_key(c.rows[j])))
+
+
+def plan_lineage(c: Contest, order_key: Callable[[int], Any]) -> tuple[int, int] | None:
+    """``(member, rival)`` whose lineage must be read next, or None once settled: the would-be
+    keeper, if it beats a member on encoding and would not win with an encoding no better than
+    the best-ranked such member's, must show it was not made from that member's encoding."""
+    if len(c.rows) < 2:
+        return None
+    top = _winner(c, order_key)
+    if top in c.lineage:
+        return None
+    s = provisional_scores(c)
+    enc = c.encoding
+    below = sorted((j for j in range(len(c.rows)) if enc[j] < enc[top]),
+                   key=lambda j: (-round(float(s[j]), 6), order_key(c.rows[j])))
+    if not below:
+        return None
+    rival = below[0]
+    claimed = enc[top]
+    enc[top] = enc[rival]
+    decides = _winner(c, order_key) != top
+    enc[top] = claimed
+    if not decides:
+        c.lineage[top] = Lineage(rival, None)
+        return None
+    return top, rival
+
+
 def settle(contests: Sequence[Contest],
            measure: Callable[[Iterable[tuple[int, int]]], dict[int, tuple[float, int] | None]],
-           order_key: Callable[[int], Any]) -> int:
+           order_key: Callable[[int], Any],
+           lineage: Callable[[Iterable[tuple[int, int]]], dict[tuple[int, int], tuple[float | None, str]]]
+           | None = None) -> int:
     """Measure, in rounds over all groups at once, until every group's choice is settled.
 
     ``measure`` takes ``(row, min_side)`` pairs and returns each row's ``(softness, scale)``
-    (``None`` when the file could not be read or decoded).  Returns how many members were
+    (``None`` when the file could not be read or decoded).  ``lineage`` takes ``(row, rival
+    row)`` pairs and returns for each the encoding value the row was made from (None: its
+    encoding is its own) and a note saying what was found.  Returns how many members were
     measured.
     """
     total = 0
     while True:
         asks: list[tuple[Contest, int, int]] = []
+        claims: list[tuple[Contest, int, int]] = []
         for c in contests:
             if c.settled:
                 continue
             need = plan_measurements(c, order_key)
-            c.settled = not need
             for j, side in need.items():
                 asks.append((c, j, side))
-        if not asks:
+            if not need:
+                claim = plan_lineage(c, order_key) if lineage is not None else None
+                if claim is not None:
+                    claims.append((c, *claim))
+                c.settled = claim is None
+        if not asks and not claims:
             return total
-        got = measure((c.rows[j], side) for c, j, side in asks)
-        for c, j, _ in asks:
-            c.tried[j] = True
-            v = got.get(c.rows[j])
-            if v is not None:
-                c.quality[j, _SOFT], c.scale[j] = v
-        for c in {id(c): c for c, _, _ in asks}.values():
-            if c.pending is not None:
-                _judge(c, *c.pending)
-                c.pending = None
-        total += len(asks)
+        if asks:
+            got = measure((c.rows[j], side) for c, j, side in asks)
+            for c, j, _ in asks:
+                c.tried[j] = True
+                v = got.get(c.rows[j])
+                if v is not None:
+                    c.quality[j, _SOFT], c.scale[j] = v
+            for c in {id(c): c for c, _, _ in asks}.values():
+                if c.pending is not None:
+                    _judge(c, *c.pending)
+                    c.pending = None
+            total += len(asks)
+        if claims:
+            assert lineage is not None
+            found = lineage((c.rows[top], c.rows[rival]) for c, top, rival in claims)
+            for c, top, rival in claims:
+                made_from, how = found.get((c.rows[top], c.rows[rival]), (None, ""))
+                c.lineage[top] = Lineage(rival, made_from, how)
+                if made_from is not None:  # a re-save: one generation below its source, never above
+                    c.encoding[top] = min(c.encoding[top], made_from - 1.0)
+            total += len(claims)

@@ -1,21 +1,29 @@
-"""The result of a scan, and its ``results.json`` / CSV forms (a contract: extend, never rename)."""
+"""The result of a scan, and its ``results.json`` / CSV forms (a contract: extend, never rename).
+
+``results.json`` is also read back (by ``report``, ``apply`` and ``eval``): :func:`load_results`
+is the one place that checks a file is one, so every command refuses a foreign file alike.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["Pair", "Group", "Failure", "ScanResult"]
+from ..errors import UsageError
+
+__all__ = ["Pair", "Group", "Failure", "Root", "ScanResult", "load_results", "resolve_member"]
 
 
 @dataclass(frozen=True, slots=True)
 class Pair:
     a: str
     b: str
-    stage: str  # "exact" | "hash" | "crop"
+    stage: str  # "exact" | "hash" | "crop" | "embedding" | "local" | "similar"
     distance: int | None = None  # bits of the 256-bit hash, where that decided
     score: float | None = None  # layout correlation, where a crop test decided
     evidence: dict[str, Any] = field(default_factory=dict)
@@ -30,6 +38,11 @@ class Pair:
             d["evidence"] = self.evidence
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Pair:
+        return cls(str(d["a"]), str(d["b"]), str(d.get("stage", "")), d.get("distance"), d.get("score"),
+                   dict(d.get("evidence") or {}))
+
 
 @dataclass(frozen=True, slots=True)
 class Group:
@@ -38,13 +51,23 @@ class Group:
     reason: str
     pairs: list[Pair]
     digests: dict[str, str] = field(default_factory=dict)  # member -> content digest (hex) at scan time
+    #: member -> what a person checks a keeper choice by: width, height, bytes, format
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"keep": self.keep, "members": self.members, "reason": self.reason,
                              "pairs": [p.to_dict() for p in self.pairs]}
         if self.digests:
             d["digests"] = self.digests
+        if self.files:
+            d["files"] = self.files
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Group:
+        return cls(str(d["keep"]), [str(m) for m in d["members"]], str(d.get("reason", "")),
+                   [Pair.from_dict(p) for p in d.get("pairs") or []], dict(d.get("digests") or {}),
+                   dict(d.get("files") or {}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +80,38 @@ class Failure:
     def to_dict(self) -> dict[str, str]:
         return {"path": self.path, "stage": self.stage, "error": self.error, "reason": self.reason}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Failure:
+        return cls(str(d["path"]), str(d.get("stage", "")), str(d.get("error", "")), str(d.get("reason", "")))
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    """A folder, file or URL as the user gave it, and where it was at scan time: relative
+    paths in the results are relative to the scan's working folder, wherever they are read."""
+
+    path: str
+    resolved: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "resolved": self.resolved}
+
 
 @dataclass(frozen=True, slots=True)
 class ScanResult:
     groups: list[Group]
     failures: list[Failure]
     stats: dict[str, Any]
+    roots: list[Root] = field(default_factory=list)
+    cwd: str | None = None  # the working folder of the scan: what relative member paths are relative to
 
     def to_dict(self) -> dict[str, Any]:
-        return {"groups": [g.to_dict() for g in self.groups],
-                "failures": [f.to_dict() for f in self.failures],
-                "stats": self.stats}
+        d: dict[str, Any] = {"groups": [g.to_dict() for g in self.groups],
+                             "failures": [f.to_dict() for f in self.failures],
+                             "stats": self.stats}
+        if self.roots or self.cwd is not None:
+            d["scan"] = {"cwd": self.cwd, "roots": [r.to_dict() for r in self.roots]}
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
@@ -82,3 +126,48 @@ class ScanResult:
                 w.writerow([p.a, p.b, p.stage, "" if p.distance is None else p.distance,
                             "" if p.score is None else p.score, g.keep])
         return buf.getvalue()
+
+    def resolve(self, path: str) -> str:
+        """The absolute path of a member as given in these results (see :func:`resolve_member`)."""
+        return resolve_member(path, self.cwd)
+
+    @classmethod
+    def from_dict(cls, d: object, *, source: str = "the results") -> ScanResult:
+        """Read a ``results.json`` object back; a :class:`UsageError` naming what is wrong if it
+        is not one (``source`` names the file in the message)."""
+        what = f"{source} is not a neardup results.json"
+        if not isinstance(d, dict) or not isinstance(d.get("groups"), list) or not isinstance(d.get("stats"), dict):
+            raise UsageError(f"{what} (it needs 'groups' and 'stats'); pass the file `neardup scan -o` wrote")
+        try:
+            groups = [Group.from_dict(g) for g in d["groups"]]
+            failures = [Failure.from_dict(f) for f in d.get("failures") or []]
+        except (KeyError, TypeError, AttributeError) as e:
+            raise UsageError(f"{what}: a group or failure lacks {e}; pass the file `neardup scan -o` wrote") from None
+        for g in groups:
+            if g.keep not in g.members:
+                raise UsageError(f"{what}: the keeper {g.keep!r} is not among its group's members")
+        scan = d.get("scan") or {}
+        roots = [Root(str(r["path"]), str(r["resolved"])) for r in scan.get("roots") or [] if isinstance(r, dict)]
+        cwd = scan.get("cwd")
+        return cls(groups, failures, dict(d["stats"]), roots, str(cwd) if cwd is not None else None)
+
+
+def resolve_member(path: str, cwd: str | None) -> str:
+    """A member path as the scan reported it, made absolute: URLs and absolute paths as they
+    are, a relative path against the scan's working folder ``cwd`` (the current folder for
+    results that do not record one)."""
+    if "://" in path or os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(cwd if cwd is not None else os.getcwd(), path))
+
+
+def load_results(path: str | os.PathLike[str]) -> ScanResult:
+    """Read and check a ``results.json`` file (every command that takes one uses this)."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}; pass the results.json of `neardup scan`") from None
+    except ValueError as e:
+        raise UsageError(f"{path} is not a neardup results.json (not JSON: {e}); pass the file `neardup scan -o` "
+                         "wrote") from None
+    return ScanResult.from_dict(raw, source=str(path))

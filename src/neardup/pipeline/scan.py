@@ -18,12 +18,13 @@ from ..candidates.mih import MultiIndex, PairBatch
 from ..errors import CacheError, SourceError, UsageError
 from ..features.extract import DIGEST, FEATURE_VERSION, is_low_info
 from ..features.quality import QUALITY_FIELDS, QualityFacts
+from ..group.files import FileFacts, file_preference, root_index, why_preferred
 from ..group.keeper import Contest, provisional_scores, settle
 from ..group.unionfind import UnionFind, guarded_groups
-from ..sources import FileEntry, ScanProblem, configure, open_source, scrub
+from ..sources import FileEntry, ScanProblem, configure, is_remote, open_source, scrub
 from ..verify.rules import STAGE_NAMES, CropQueue, SeenPairs, Verified, VerifyParams, verify_batch
 from .extract import Limits, batched, extract_many
-from .result import Failure, Group, Pair, ScanResult
+from .result import Failure, Group, Pair, Root, ScanResult
 from .stats import StageClock
 
 if TYPE_CHECKING:
@@ -270,7 +271,7 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
         for batch in batched(_entries(paths, failures), opts.batch):
             n_listed += len(batch)
             known = fc.lookup_files([(e.path, e.size, e.mtime_ns, e.etag) for e in batch], model=model_id)
-            found: list[tuple[str, bytes]] = []
+            found: list[tuple[str, bytes, int, int]] = []
             for e in batch:
                 rec = known.get(e.path)
                 if rec is None:
@@ -278,7 +279,7 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
                     continue
                 n_cached += 1
                 if rec.digest is not None:
-                    found.append((e.path, rec.digest))
+                    found.append((e.path, rec.digest, e.size, e.mtime_ns))
                 else:
                     failures.append(Failure(e.path, rec.error_stage or "decode", rec.error or "", rec.error_reason or ""))
             fc.add_run(found)
@@ -307,7 +308,7 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
                 ch.features,
                 [(d.tobytes(), model_id, emb[k].astype("<f2").tobytes()) for k, d in enumerate(ch.features.digest)]
                 if emb is not None and model_id is not None and len(emb) else [],
-                run=[(o.path, o.digest) for o in outs if o.digest is not None],
+                run=[(o.path, o.digest, o.size, o.mtime_ns) for o in outs if o.digest is not None],
             )
             n_read += sum(o.error_stage != "read" for o in outs)
             for o in outs:
@@ -470,16 +471,24 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
         member_rows = sorted({r for c in comps for r in c})
         dup_rows = np.flatnonzero(cols.counts > 1).tolist()
         need_paths = sorted(set(member_rows) | set(dup_rows))
-        by_digest = fc.run_paths([cols.digest(r) for r in need_paths])
-        paths_of_row = {r: by_digest[cols.digest(r)] for r in need_paths}
+        by_digest = fc.run_files([cols.digest(r) for r in need_paths])
+        # the files of one content, best first: the one a group keeps, when its image wins
+        files_of_row = {r: sorted((FileFacts(f.path, f.size, f.mtime_ns, root_index(f.path, paths))
+                                   for f in by_digest[cols.digest(r)]), key=file_preference) for r in need_paths}
+        paths_of_row = {r: [f.path for f in fs] for r, fs in files_of_row.items()}
         del by_digest
-        facts = fc.fetch([cols.digest(r) for r in member_rows], ("quality", "width", "height", "format"))
-        quality = dict(zip(member_rows, facts["quality"].copy()))
+        facts = fc.fetch([cols.digest(r) for r in need_paths], ("quality", "width", "height", "format"))
+        quality = dict(zip(need_paths, facts["quality"].copy()))
+        image_of_row = {r: (int(w), int(h), str(f)) for r, w, h, f in
+                        zip(need_paths, facts["width"].tolist(), facts["height"].tolist(), facts["format"].tolist())}
         scores: dict[int, float] = {}
-        n_measured = _settle_keepers(comps, quality, scores, dict(zip(member_rows, facts["width"].tolist())),
-                                     dict(zip(member_rows, facts["height"].tolist())),
-                                     dict(zip(member_rows, facts["format"].tolist())), paths_of_row, fc, cols,
-                                     threads=threads, max_pixels=opts.max_pixels)
+        resaved: dict[int, str] = {}  # members found to be re-saves of another: what was found
+        encoding: dict[int, float] = {}  # each member's encoding value, as the lineage check left it
+        n_measured = _settle_keepers(comps, quality, scores, dict(zip(need_paths, facts["width"].tolist())),
+                                     dict(zip(need_paths, facts["height"].tolist())),
+                                     dict(zip(need_paths, facts["format"].tolist())), paths_of_row, fc, cols,
+                                     threads=threads, max_pixels=opts.max_pixels,
+                                     order_key=lambda r: file_preference(files_of_row[r][0]), notes=resaved, encoding=encoding)
         del facts
         # an edge's evidence is its index in the pair columns until a group reports it
         edges: dict[int, dict[int, tuple[bool, object]]] = {}
@@ -494,7 +503,7 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
             return ev  # type: ignore[return-value]
 
         def rank(r: int) -> tuple:
-            return (-round(scores[r], 6), paths_of_row[r][0])
+            return (-round(scores[r], 6), file_preference(files_of_row[r][0]))
 
         def verify_pair(k: int, r: int) -> object | None:
             a, b = min(k, r), max(k, r)
@@ -515,11 +524,12 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
         groups: list[Group] = []
         for comp in comps:
             for keeper, rows_in, attach in guarded_groups(comp, edges, rank, verify_pair, apart_rows):
-                groups.append(_make_group(keeper, rows_in, attach, paths_of_row, quality, cols, evidence))
+                groups.append(_make_group(keeper, rows_in, attach, files_of_row, image_of_row, quality, cols, evidence,
+                                          paths, resaved, encoding))
         in_comp = set(member_rows)
         for r in dup_rows:
             if r not in in_comp:
-                groups.append(_make_group(r, [r], {}, paths_of_row, quality, cols, evidence))
+                groups.append(_make_group(r, [r], {}, files_of_row, image_of_row, quality, cols, evidence, paths, {}, {}))
         groups.sort(key=lambda g: (-len(g.members), g.keep))
         if thorough is not None:
             thorough.close()
@@ -546,7 +556,8 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
                         if spec else {})},
         "stages": clock.stages,
     }
-    return ScanResult(groups, failures, stats)
+    roots = [Root(p, p if is_remote(p) else os.path.abspath(p)) for p in paths]
+    return ScanResult(groups, failures, stats, roots, os.getcwd())
 
 
 def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads: int = 1
@@ -606,17 +617,24 @@ def _member(digests: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 #: version of the keeper check's measurement (features.decode.native_softness)
 DETAIL_VERSION = "detail-1"
+#: how a cached lineage verdict was found: the rival's own table in the member's pixels, or
+#: some JPEG's in a lossless member's
+LINEAGE_RIVAL, LINEAGE_JPEG = 1, 2
 
 
 def _settle_keepers(comps: list[list[int]], quality: dict[int, np.ndarray], scores: dict[int, float],
                     width: dict[int, int],
                     height: dict[int, int], fmt: dict[int, str], paths_of_row: dict[int, list[str]], fc: FeatureCache,
-                    cols: SearchColumns, *, threads: ThreadPoolExecutor, max_pixels: int) -> int:
-    """Measure the detail the keeper choice turns on (group/keeper.py), in threads, cached by
-    content; fills in ``quality``'s softness and every member's keeper score.  Returns the
-    number of members measured."""
+                    cols: SearchColumns, *, threads: ThreadPoolExecutor, max_pixels: int,
+                    order_key: Callable[[int], Any], notes: dict[int, str], encoding: dict[int, float]) -> int:
+    """Measure the detail and read the lineage the keeper choice turns on (group/keeper.py), in
+    threads, cached by content; fills in ``quality``'s softness, every member's keeper score and,
+    for members found to be re-saves, ``notes`` saying so.  Returns the number of members
+    measured."""
     from ..features.decode import jpeg_scale, native_softness
-    from ..sources import read_bytes
+    from ..features.jpeg import read_header
+    from ..features.lineage import LINEAGE_VERSION, block_coefficients, carries_table, primary_quality
+    from ..sources import ReadError, read_bytes
 
     contests = [Contest(c, np.stack([quality[r] for r in c]),
                         np.array([max(width[r], height[r]) for r in c]), np.zeros(len(c), bool))
@@ -652,11 +670,60 @@ def _settle_keepers(comps: list[list[int]], quality: dict[int, np.ndarray], scor
             fc.put_detail(rows)
         return out
 
-    n = settle(contests, measure, lambda r: paths_of_row[r][0])
+    def first_bytes(r: int) -> tuple[str, bytes] | None:
+        for path in paths_of_row.get(r, []):
+            try:
+                return path, read_bytes(path)
+            except ReadError:  # changed or gone since the scan: try another copy
+                continue
+        return None
+
+    def read_lineage(r: int, rival: int) -> tuple[float, int]:
+        """(the encoding value ``r`` was made from, or -1; LINEAGE_RIVAL / LINEAGE_JPEG)."""
+        got = first_bytes(r)
+        coeffs = block_coefficients(got[1], max_pixels=max_pixels) if got else []
+        if not coeffs:
+            return -1.0, 0
+        if fmt[rival] in ("JPEG", "MPO"):
+            theirs = first_bytes(rival)
+            hdr = read_header(theirs[1]) if theirs else None
+            if hdr is not None and hdr.table is not None and carries_table(coeffs, hdr.table):
+                return float(hdr.quality), LINEAGE_RIVAL
+        if quality[r][QUALITY_FIELDS.index("lossless")]:
+            q = primary_quality(coeffs)
+            if q:
+                return float(q), LINEAGE_JPEG
+        return -1.0, 0
+
+    def lineage(asks: Iterable[tuple[int, int]]) -> dict[tuple[int, int], tuple[float | None, str]]:
+        asks = list(asks)
+        keys = [(cols.digest(r), cols.digest(rival)) for r, rival in asks]
+        known = fc.get_lineage(keys, LINEAGE_VERSION)
+        todo = [a for a, k in zip(asks, keys) if k not in known]
+        fresh = dict(zip(todo, threads.map(lambda a: read_lineage(*a), todo)))
+        fc.put_lineage([(cols.digest(r), cols.digest(rival), LINEAGE_VERSION, *fresh[(r, rival)]) for r, rival in todo])
+        out: dict[tuple[int, int], tuple[float | None, str]] = {}
+        for a, k in zip(asks, keys):
+            made_from, kind = known[k] if k in known else fresh[a]
+            if made_from < 0:
+                out[a] = (None, "")
+            elif kind == LINEAGE_RIVAL:
+                out[a] = (made_from, f"its pixels hold the JPEG quantisation of {paths_of_row[a[1]][0]!r} (q~"
+                                     f"{made_from:.0f}): re-saved from it")
+            else:
+                out[a] = (made_from, f"a lossless file whose pixels hold JPEG blocks of quality ~{made_from:.0f}: "
+                                     "re-saved from a JPEG")
+        return out
+
+    n = settle(contests, measure, order_key, lineage)
     for c in contests:
         scores.update(zip(c.rows, provisional_scores(c).tolist()))
         for j, r in enumerate(c.rows):
             quality[r] = c.quality[j]
+        encoding.update(zip(c.rows, c.encoding.tolist()))
+        for j, found in c.lineage.items():
+            if found.made_from is not None:
+                notes[c.rows[j]] = found.how
     return n
 
 
@@ -695,15 +762,15 @@ def _evidence(stage: int, d256: int, p64: int, colour: float, ncc: float,
     return ev
 
 
-def _reason(keep: QualityFacts, others: list[QualityFacts]) -> str:
-    if not others:
-        return "identical bytes; kept the first path in sort order"
+def _reason(keep: QualityFacts, others: list[QualityFacts], keep_encoding: float, other_encodings: list[float]) -> str:
+    """Which facts put the keeper first; encodings as the lineage check left them (a re-save's
+    format or quality does not count)."""
     bits = []
     if all(keep.pixels > o.pixels for o in others):
         bits.append("most pixels")
-    if keep.lossless and not all(o.lossless for o in others):
+    if keep.lossless and keep_encoding >= 100 and any(e < 100 for e in other_encodings):
         bits.append("lossless")
-    elif keep.jpeg_quality and all(keep.jpeg_quality > o.jpeg_quality for o in others if o.jpeg_quality):
+    elif keep.jpeg_quality and all(keep_encoding > e for e in other_encodings):
         bits.append(f"highest JPEG quality (~{keep.jpeg_quality})")
     if keep.softness < 1.5 and any(o.softness >= keep.softness + 0.15 for o in others):
         bits.append("more real detail (others upscaled or blurred)")
@@ -715,33 +782,46 @@ def _reason(keep: QualityFacts, others: list[QualityFacts]) -> str:
 
 
 def _make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, object]],
-                paths_of_row: dict[int, list[str]], quality: dict[int, np.ndarray], cols: SearchColumns,
-                evidence: Callable[[object], dict[str, object]]) -> Group:
-    keep = paths_of_row[keeper][0]
+                files_of_row: dict[int, list[FileFacts]], image_of_row: dict[int, tuple[int, int, str]],
+                quality: dict[int, np.ndarray], cols: SearchColumns,
+                evidence: Callable[[object], dict[str, object]], roots: Sequence[str],
+                resaved: dict[int, str], encoding: dict[int, float]) -> Group:
+    kept_file = files_of_row[keeper][0]
+    keep = kept_file.path
     members: list[str] = []
     pairs: list[Pair] = []
     digests: dict[str, str] = {}
+    files: dict[str, dict[str, Any]] = {}
     for r in rows:
-        ps = paths_of_row[r]
-        members.extend(ps)
-        digests.update(dict.fromkeys(ps, cols.digest(r).hex()))
-        for extra in ps[1:]:
-            pairs.append(Pair(ps[0], extra, "exact", distance=0))
+        fs = files_of_row[r]
+        width, height, fmt = image_of_row[r]
+        for f in fs:
+            members.append(f.path)
+            digests[f.path] = cols.digest(r).hex()
+            files[f.path] = {"width": width, "height": height, "bytes": f.size, "format": fmt}
+        for extra in fs[1:]:
+            pairs.append(Pair(fs[0].path, extra.path, "exact", distance=0))
         if r in attach:
             via, ev = attach[r]
             e: dict[str, Any] = dict(evidence(ev))
             stage = str(e["stage"])
             score = {"crop": e.get("crop_ncc"), "local": e.get("aligned_ncc"), "embedding": e.get("cosine"),
                      "similar": e.get("cosine")}.get(stage)
-            pairs.append(Pair(paths_of_row[via][0], ps[0], stage,
+            pairs.append(Pair(files_of_row[via][0].path, fs[0].path, stage,
                               distance=int(e["hash256"]) if stage == "hash" else None,
                               score=float(score) if score is not None else None, evidence=e))
-    others = [QualityFacts.from_row(quality[r]) for r in rows if r != keeper]
+    copies = files_of_row[keeper][1:]
+    among = (f"kept {keep!r}: {why_preferred(kept_file, copies[0], roots)}" if copies else "")
     if len(rows) == 1:
-        reason = "identical bytes; kept the first path in sort order"
+        reason = f"identical bytes; {among}"
     else:
-        reason = _reason(QualityFacts.from_row(quality[keeper]), others)
+        others = [QualityFacts.from_row(quality[r]) for r in rows if r != keeper]
+        reason = _reason(QualityFacts.from_row(quality[keeper]), others, encoding[keeper],
+                         [encoding[r] for r in rows if r != keeper])
+        for r in rows:
+            if r != keeper and r in resaved:
+                reason += f"; not {files_of_row[r][0].path!r}: {resaved[r]}"
+        if copies:
+            reason += f"; of {len(copies) + 1} byte-identical files, {among}"
     members = [keep] + sorted(m for m in members if m != keep)
-    return Group(keep, members, reason, pairs, {m: digests[m] for m in members})
-
-
+    return Group(keep, members, reason, pairs, {m: digests[m] for m in members}, {m: files[m] for m in members})

@@ -191,16 +191,17 @@ def write_report(results: str | os.PathLike[str], output: str | os.PathLike[str]
 
     Returns counts: groups, images, thumbnails made, thumbnails that failed.
     """
-    try:
-        res = json.loads(Path(results).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read {results}: {e}; pass the results.json of `neardup scan`") from None
-    if not isinstance(res, dict) or "groups" not in res:
-        raise UsageError(f"{results} is not a neardup results.json (no 'groups')")
+    from ..pipeline.result import load_results
+
+    loaded = load_results(results)
+    res = loaded.to_dict()
     out = Path(output)
     folder = out.with_name(out.stem + "_files")
-    folder.mkdir(parents=True, exist_ok=True)
-    jobs = list(_jobs(res["groups"], folder))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create {folder} for the thumbnails: {e.strerror}; choose another -o") from None
+    jobs = [(loaded.resolve(src), dst) for src, dst in _jobs(res["groups"], folder)]
     failed = 0
     if jobs:
         n = workers or (os.cpu_count() or 1)

@@ -1,0 +1,363 @@
+"""Whether a file's pixels were decoded from a JPEG before they were saved as they are.
+
+A JPEG stores each 8x8 block's DCT coefficients as multiples of its quantisation table.  Once
+decoded, those multiples survive in the pixels: the block DCT of the decoded image sits on
+that lattice, give or take the pixels' rounding (about 0.3 in coefficient units).  So
+
+* a lossless file (PNG, TIFF, ...) saved from a decoded JPEG still holds that JPEG's lattice
+  (Fan and de Queiroz, *Identification of bitmap compression history*, 2003);
+* a JPEG saved again from a decoded JPEG at a finer table holds the coarser first lattice in
+  its own coefficients: its histograms have empty bins where no multiple of the first step can
+  land (Lukas and Fridrich, *Estimation of primary quantization matrix in double compressed
+  JPEG images*, 2003; Popescu and Farid, 2004).
+
+Neither is better than the file it was made from, so the keeper must not prefer it for its
+"lossless" format or its higher quality number (:mod:`neardup.group.keeper`).
+
+Both tests read the same thing, a histogram per low-frequency position of the luma
+coefficients divided by the file's own steps (1 for a lossless file), and ask one question:
+is the mass that a first quantisation with steps ``Q1`` would leave empty really missing?  The
+*gap ratio* is the observed count in those bins over what their neighbours predict: about 1
+for an image quantised once, near 0 for one that carries ``Q1``'s lattice.  Nothing here is
+fitted to a data set: the bins counted as gaps are those at least :data:`GAP_MARGIN` (about
+1.5 rounding deviations) from any multiple of ``Q1``, and a ratio under :data:`GAP_RATIO` is
+evidence (``eval/lineage.py`` shows the two populations on generated re-saves).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from . import jpeg
+
+__all__ = ["BlockCoefficients", "block_coefficients", "gap_ratio", "carries_table", "estimate_primary_steps",
+           "primary_quality", "LINEAGE_VERSION", "GAP_RATIO"]
+
+#: part of the cache key of every verdict made here
+LINEAGE_VERSION = "lineage-1"
+#: the central region analysed, at most this many pixels a side (16,384 blocks: enough counts
+#: in every low-frequency bin, a few milliseconds of NumPy)
+REGION = 1024
+#: low-frequency positions used, in zigzag order (1..20: the AC coefficients every photo fills)
+ZIGZAG_USED = range(1, 21)
+#: histogram bins kept per position (|k| above this is rare and carries little)
+BINS = 48
+#: a bin is a gap when its edge is at least this far (coefficient units) from any multiple of
+#: the first step: rounding spreads a coefficient by ~0.3 (pixels) to ~0.4 (pixels and colour
+#: conversion), so ~1.3-1.7 deviations
+GAP_MARGIN = 0.5
+#: the spread rounding a decoded JPEG's pixels to integers adds to its coefficients: uniform
+#: rounding of 64 pixels (variance 1/12 each) under an orthonormal transform, plus the colour
+#: conversion's own rounding
+ROUNDING_SD = 0.35
+#: the gap ratio below which a lattice counts as present: a once-quantised image fills its gaps
+#: as its neighbours predict (ratio ~1), a re-saved one leaves them near empty; 0.4 leaves room
+#: for leakage at the margin and for sparse bins either way
+GAP_RATIO = 0.4
+#: the periodicity at which a lossless file's coefficients count as sitting on a lattice
+PERIODIC = 0.5
+#: a lossless file carries a table when its estimated first steps are that table's at this share
+#: of the positions where one was found (exactly: the estimate reads whole steps), and at no
+#: fewer than MIN_POSITIONS of them
+AGREEMENT = 0.75
+MIN_POSITIONS = 5
+#: a JPEG carries a rival's table when that table fits within this share of the best-fitting
+#: IJG table: neighbouring qualities' tables differ in a few steps, and their fits by a few per
+#: cent; a JPEG made from another fits that one's table clearly better
+FIT_TOLERANCE = 0.05
+#: steps whose periodicity is within this of the best are read as the same lattice (the
+#: divisors of the true step, which score as high up to noise); a step one off the true one
+#: scores at least ~0.1 lower for steps up to ~20
+STEP_TOLERANCE = 0.05
+#: the predicted gap mass needed before a ratio means anything (Poisson noise of the count)
+MIN_EXPECTED = 40.0
+
+# zigzag position -> natural (row-major) index
+_NATURAL = np.argsort(jpeg.ZIGZAG)
+_USED = np.array([_NATURAL[z] for z in ZIGZAG_USED], dtype=np.intp)
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+@lru_cache(maxsize=1)
+def _dct8() -> np.ndarray:
+    """The orthonormal 8-point DCT-II, which is JPEG's FDCT (ITU-T T.81, A.3.3)."""
+    u = np.arange(8)[:, None]
+    x = np.arange(8)[None, :]
+    d = np.cos((2 * x + 1) * u * np.pi / 16) * np.sqrt(2 / 8)
+    d[0] /= np.sqrt(2)
+    return d
+
+
+@dataclass(frozen=True, slots=True)
+class BlockCoefficients:
+    """One file's block-DCT luma coefficients at the used positions.
+
+    ``aligned`` (n, P) are taken on the file's block grid (a JPEG's own, or a likely origin of
+    an earlier JPEG's in a lossless file); for a JPEG, ``calibrated`` (m, P) are taken on a grid
+    shifted by 4 pixels each way, where its own quantisation is not aligned: an estimate of the
+    distribution before the file was quantised (Fridrich's calibration).  ``table`` is a JPEG's
+    own luma table (natural order), None for a lossless file.
+    """
+
+    aligned: np.ndarray
+    calibrated: np.ndarray | None
+    table: np.ndarray | None
+
+    @property
+    def own(self) -> np.ndarray:
+        """The file's own step at each used position (1 for a lossless file)."""
+        if self.table is None:
+            return np.ones(len(_USED))
+        return np.maximum(self.table[_USED].astype(np.float64), 1.0)
+
+    @property
+    def hist(self) -> np.ndarray:
+        """(P, BINS + 1): blocks whose coefficient at a position is ``j`` own steps from zero."""
+        return _histograms(self.aligned, self.own)
+
+
+def _luma(data: bytes, max_pixels: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Full-resolution luma in stored orientation, and the JPEG's own luma table (natural
+    order) or None for other formats; None where this cannot be read."""
+    if data[:3] == jpeg.SOI:
+        hdr = jpeg.read_header(data)
+        if hdr is None or hdr.table is None or hdr.width * hdr.height > max_pixels:
+            return None
+        y = jpeg.decode_scaled(data, hdr, 1, grey=True)  # the decoder's Y plane itself
+        return (None if y is None else y.astype(np.float64)), hdr.table  # type: ignore[return-value]
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > max_pixels or im.format in ("GIF",) or im.mode not in ("RGB", "RGBA", "L"):
+                return None  # a palette or 16-bit image holds no JPEG lattice worth reading
+            a = np.asarray(im.convert("RGB") if im.mode != "L" else im, dtype=np.float64)
+    except Exception:  # noqa: BLE001 - unreadable here means "no evidence", never a failure
+        return None
+    return (a if a.ndim == 2 else a @ _LUMA), None
+
+
+def _blocks(y: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """DCT coefficients (n, P) at the used positions of the 8x8 blocks of a central region of
+    ``y`` whose grid starts at row ``dy``, column ``dx`` (mod 8)."""
+    h, w = y.shape
+    side_y, side_x = min(REGION, h - dy) // 8 * 8, min(REGION, w - dx) // 8 * 8
+    if side_y < 8 or side_x < 8:
+        return np.zeros((0, len(_USED)))
+    y0 = dy + ((h - dy - side_y) // 2) // 8 * 8
+    x0 = dx + ((w - dx - side_x) // 2) // 8 * 8
+    region = y[y0 : y0 + side_y, x0 : x0 + side_x] - 128.0
+    b = region.reshape(side_y // 8, 8, side_x // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
+    d = _dct8()
+    return (d @ b @ d.T).reshape(-1, 64)[:, _USED]
+
+
+def _grid_offsets(y: np.ndarray) -> list[tuple[int, int]]:
+    """Likely block-grid origins of a lossless image: the two row and column phases with the
+    strongest steps across them (JPEG blocks leave edges on their boundaries)."""
+    def phases(axis: int) -> list[int]:
+        diff = np.abs(np.diff(y, axis=axis))
+        prof = diff.mean(axis=1 - axis)  # mean step between index i and i+1 along axis
+        score = np.array([prof[(k - 1) % 8 :: 8].mean() if len(prof[(k - 1) % 8 :: 8]) else 0.0 for k in range(8)])
+        return [int(k) for k in np.argsort(-score)[:2]]
+
+    return [(r, c) for r in phases(0) for c in phases(1)]
+
+
+def _histograms(coef: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """Histograms (P, BINS + 1) of ``|coef| / own`` rounded, per used position."""
+    k = np.rint(np.abs(coef) / own[None, :]).astype(np.int64)
+    k = np.minimum(k, BINS + 1)
+    out = np.zeros((k.shape[1], BINS + 2))
+    for p in range(k.shape[1]):
+        out[p] = np.bincount(k[:, p], minlength=BINS + 2)
+    return out[:, : BINS + 1]
+
+
+def block_coefficients(data: bytes, *, max_pixels: int = 200_000_000) -> list[BlockCoefficients]:
+    """The coefficient histograms of a file: one for a JPEG (its own grid), one per likely grid
+    origin for a lossless file (whose grid, after a flip or crop, need not start at 0).  Empty
+    where the file cannot be analysed."""
+    got = _luma(data, max_pixels)
+    if got is None:
+        return []
+    y, table = got
+    if table is not None:
+        coef = _blocks(y, 0, 0)
+        return [BlockCoefficients(coef, _blocks(y, 4, 4), table)] if len(coef) else []
+    return [BlockCoefficients(coef, None, None) for dy, dx in _grid_offsets(y) if len(coef := _blocks(y, dy, dx))]
+
+
+def _bin_classes(own: float, first: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which bins 0..BINS (of width ``own``) a first step ``first`` leaves empty, and which it
+    fills for sure.
+
+    A *gap* bin's interval ``[(j - 1/2) own, (j + 1/2) own]`` stays at least GAP_MARGIN from
+    every multiple ``m * first``; a *peak* bin holds a multiple at least GAP_MARGIN inside its
+    edges.  Bins between (a multiple near an edge, split by rounding) are read as neither.
+    """
+    j = np.arange(BINS + 1, dtype=np.float64)
+    lo, hi = (j - 0.5) * own, (j + 0.5) * own
+    below = np.floor((lo - GAP_MARGIN) / first) * first  # the last multiple below the bin
+    gap = (below < lo - GAP_MARGIN) & (below + first > hi + GAP_MARGIN)
+    gap[0] = False
+    nearest = np.round(j * own / first) * first
+    peak = (nearest >= lo + GAP_MARGIN) & (nearest <= hi - GAP_MARGIN)
+    peak[0] = True
+    return gap, peak
+
+
+def _position_gap(h: np.ndarray, own: float, first: float) -> tuple[float, float]:
+    """(observed, expected) counts in the gaps of one position's histogram ``h``.
+
+    A gap bin's expected count is interpolated log-linearly between the nearest peak bins on
+    either side: coefficient histograms fall off exponentially (Laplacian), where a straight
+    chord would over-predict the bins between and read a steep histogram as empty gaps.
+    """
+    if first <= own:
+        return 0.0, 0.0  # a first step no coarser than the own one leaves no gaps to read
+    gap, peak = _bin_classes(own, first)
+    idx = np.flatnonzero(gap)
+    full = np.flatnonzero(peak)
+    right_pos = np.searchsorted(full, idx)
+    ok = (right_pos > 0) & (right_pos < len(full))  # a gap needs a peak on either side
+    idx, right_pos = idx[ok], right_pos[ok]
+    if not len(idx):
+        return 0.0, 0.0
+    left, right = full[right_pos - 1], full[right_pos]
+    t = (idx - left) / (right - left)
+    logh = np.log(h + 0.5)
+    pred = np.exp(logh[left] * (1 - t) + logh[right] * t) - 0.5
+    return float(h[idx].sum()), float(np.maximum(pred, 0.0).sum())
+
+
+def gap_ratio(hist: np.ndarray, own: np.ndarray, first: np.ndarray) -> tuple[float, float]:
+    """(observed, expected) counts in the gaps that first steps ``first`` (per position) leave
+    in histograms ``hist`` of own step ``own``.  Expected is interpolated from the nearest
+    non-gap bins on either side, per gap."""
+    observed = expected = 0.0
+    for p in range(hist.shape[0]):
+        obs, exp = _position_gap(hist[p], float(own[p]), float(first[p]))
+        observed += obs
+        expected += exp
+    return observed, expected
+
+
+def _requantised_fit(c: BlockCoefficients, first: np.ndarray) -> tuple[float, float, float]:
+    """How a JPEG's histograms fit "quantised once, with its own table" (d0) against "first with
+    ``first``, then with its own" (d1), both simulated on its calibrated coefficients; and how
+    far apart the two predictions are (what the comparison can tell at most)."""
+    assert c.calibrated is not None and c.table is not None
+    own = c.own
+    use = first > own  # a first step no coarser than the own one leaves no trace to read
+    if not use.any():
+        return 0.0, 0.0, 0.0
+    cal = c.calibrated[:, use]
+    observed = _histograms(c.aligned[:, use], own[use])[:, 1:]
+    once = _histograms(cal, own[use])[:, 1:]
+    # decoding the first JPEG rounds its pixels: the requantised coefficients carry that noise
+    noise = np.random.default_rng(0).normal(0.0, ROUNDING_SD, cal.shape)
+    twice = _histograms(np.rint(cal / first[use]) * first[use] + noise, own[use])[:, 1:]
+    scale = len(c.aligned) / max(len(c.calibrated), 1)
+    once, twice = once * scale, twice * scale
+    return (float(np.abs(observed - once).sum()), float(np.abs(observed - twice).sum()),
+            float(np.abs(twice - once).sum()))
+
+
+def periodicity(coef: np.ndarray, step: float) -> tuple[float, int]:
+    """How well coefficients ``coef`` (one position, continuous) sit on multiples of ``step``:
+    the mean of ``cos(2 pi c / step)`` over those at least half a step from zero (zero is on
+    every lattice), and how many that is.  About ``exp(-2 pi^2 s^2 / step^2)`` (0.55 at step 2,
+    0.86 at 4, for rounding spread s = 0.35) on the lattice, about 0 off it, negative on a
+    multiple of the true step (its odd multiples sit half a period off)."""
+    c = coef[np.abs(coef) >= step / 2]
+    if not len(c):
+        return 0.0, 0
+    return float(np.cos(2 * np.pi * c / step).mean()), int(len(c))
+
+
+def _fits(c: BlockCoefficients, first: np.ndarray) -> float | None:
+    """The misfit d1 of "first quantised with ``first``" to a JPEG's histograms, relative to
+    "quantised once" (d1 / d0, under 1 when the first fits better); None when the two
+    simulations hardly differ (the comparison cannot tell)."""
+    d0, d1, sep = _requantised_fit(c, first)
+    return d1 / d0 if sep >= MIN_EXPECTED and d0 > 0 else None
+
+
+def carries_table(coeffs: list[BlockCoefficients], table: np.ndarray) -> bool | None:
+    """Whether the file's pixels were made from a JPEG quantised with ``table`` (64 values,
+    natural order; also tried transposed, for a copy turned a quarter); None when the counts
+    cannot tell.
+
+    A lossless file: its first steps, estimated position by position
+    (:func:`estimate_primary_steps`), must be ``table``'s at :data:`AGREEMENT` of the positions
+    where one was found.  A JPEG: "first quantised with ``table``, then with its own" must fit
+    its histograms better than "quantised once" (:func:`_requantised_fit`) and no worse than
+    first quantised with any IJG table of another quality (within :data:`FIT_TOLERANCE`): a
+    JPEG made from some other JPEG fits that one's table best, not the rival's.
+    """
+    t = np.asarray(table, dtype=np.float64)
+    candidates = (t[_USED], t.reshape(8, 8).T.reshape(64)[_USED])
+    verdict: bool | None = None
+    for c in coeffs:
+        if c.calibrated is None:
+            steps = estimate_primary_steps([c])
+            known = steps > 0
+            if known.sum() < MIN_POSITIONS:
+                continue
+            agree = max(float((steps[known] == first[known]).mean()) for first in candidates)
+            got = agree >= AGREEMENT
+        else:
+            fits = [f for f in (_fits(c, first) for first in candidates) if f is not None]
+            if not fits:
+                continue
+            own_q = jpeg.quality_from_table(c.table)  # type: ignore[arg-type]
+            others = [f for q in range(1, own_q) if (f := _fits(c, jpeg.ijg_table(q)[_USED])) is not None]
+            got = min(fits) < 1.0 and min(fits) <= min(others, default=np.inf) * (1 + FIT_TOLERANCE)
+        if got:
+            return True
+        verdict = False
+    return verdict
+
+
+def estimate_primary_steps(coeffs: list[BlockCoefficients], *, max_step: int = 64) -> np.ndarray:
+    """For each used position of a lossless file, the first step whose lattice it carries (0
+    where none is found).
+
+    Every divisor of the true step scores as high a periodicity as the step itself, its
+    multiples score low (their odd multiples sit half a period off), and a step just off it
+    scores a little lower (``cos(2 pi Q / s)`` for the commonest coefficient, one step from
+    zero): so the estimate is the largest step within :data:`STEP_TOLERANCE` of the best score,
+    if that reaches :data:`PERIODIC` over enough coefficients.
+    """
+    best = np.zeros(len(_USED))
+    for c in coeffs:
+        if c.calibrated is not None:
+            continue  # a JPEG's earlier steps are read against a rival's table (carries_table)
+        for p in range(len(_USED)):
+            scores = np.full(max_step + 1, -np.inf)
+            for step in range(2, max_step + 1):
+                score, n = periodicity(c.aligned[:, p], float(step))
+                if n >= MIN_EXPECTED:
+                    scores[step] = score
+            top = scores.max()
+            if top >= PERIODIC:
+                best[p] = max(best[p], float(np.flatnonzero(scores >= top - STEP_TOLERANCE).max()))
+    return best
+
+
+def primary_quality(coeffs: list[BlockCoefficients]) -> int:
+    """The IJG quality of an earlier JPEG compression a lossless file's pixels went through, 0
+    if none is found: the quality whose table best matches the first steps estimated at half or
+    more of the used positions."""
+    steps = estimate_primary_steps(coeffs)
+    known = steps > 0
+    if known.sum() < len(steps) // 2:
+        return 0
+    table = np.zeros(64)
+    table[_USED] = steps
+    return jpeg.quality_from_table(table, positions=_USED[known])
