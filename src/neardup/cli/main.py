@@ -103,6 +103,10 @@ def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: s
     from ..pipeline import scan as run_scan
     from .progress import ProgressUI
 
+    # an hour of scanning must not be lost to a typo in -o: check every output before the first image
+    _check_writable(output, "-o")
+    if csv_path:
+        _check_writable(csv_path, "--csv")
     kwargs: dict[str, object] = {}
     if no_cache:
         kwargs["cache"] = None
@@ -111,7 +115,7 @@ def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: s
     ui = ProgressUI(enabled=not quiet)
     try:
         with ui:
-            result = run_scan(list(paths), progress=ui.update, workers=workers, radius=radius,
+            result = run_scan(list(paths), progress=None if quiet else ui.update, workers=workers, radius=radius,
                               hash_threshold=threshold, max_pixels=max_pixels, mode=mode, model=model,
                               model_size=model_size, model_mean=tuple(model_mean), model_std=tuple(model_std),
                               knn_threshold=knn_threshold, similar=similar, retries=retries, executor=executor,
@@ -123,7 +127,24 @@ def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: s
         _write(csv_path, result.pairs_csv())
     if not quiet:
         ui.summary(result, output)
+    if not result.stats["read"]:
+        click.echo(_no_image(paths, result), err=True)
     sys.exit(EXIT_FAILURES if result.failures else EXIT_OK)
+
+
+def _no_image(paths: tuple[str, ...], result: object) -> str:
+    """What to tell a user whose scan found no image to compare."""
+    s = result.stats  # type: ignore[attr-defined]
+    where = ", ".join(paths)
+    bits = []
+    if s.get("skipped_not_images"):
+        bits.append(f"{s['skipped_not_images']:,} file(s) skipped as not images by their extension")
+    failed = [f for f in result.failures if f.stage != "scan"]  # type: ignore[attr-defined]
+    if failed:
+        bits.append(f"{len(failed):,} file(s) could not be read as images (see \"failures\")")
+    if not s.get("images") and not bits:
+        return f"no image found under {where}: it holds no files; check the path"
+    return f"no image found under {where}" + (f": {'; '.join(bits)}" if bits else "")
 
 
 @main.group()
@@ -173,6 +194,7 @@ def report(results: str, output: str, workers: int) -> None:
     """
     from ..report import write_report
 
+    _check_writable(output, "-o")
     try:
         n = write_report(results, output, workers=workers)
     except NeardupError as e:
@@ -273,6 +295,29 @@ def _fatal(e: NeardupError) -> click.ClickException:
     err = click.ClickException(str(e))
     err.exit_code = EXIT_ERROR
     return err
+
+
+def _check_writable(path: str, flag: str) -> None:
+    """Fail now, before any work, if ``path`` cannot be written (a missing folder, a read-only
+    place, a folder of that name): by creating and removing a file beside it."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    why = None
+    if p.is_dir():
+        why = "it is a folder"
+    elif not parent.is_dir():
+        why = f"the folder {parent} does not exist"
+    else:
+        probe = parent / f".{p.name}.neardup-probe-{os.getpid()}"
+        try:
+            probe.open("x").close()
+            probe.unlink()
+            if p.exists() and not os.access(p, os.W_OK):
+                why = "the file is not writable"
+        except OSError as e:
+            why = e.strerror or str(e)
+    if why:
+        raise click.UsageError(f"cannot write {flag} {path}: {why}; choose another {flag} path")
 
 
 def _write(path: str, text: str) -> None:

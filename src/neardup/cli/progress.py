@@ -5,9 +5,32 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
+#: what each stage counts, for its rate
+UNITS = {"list": "files", "extract": "img", "search": "rows", "verify": "pairs", "embedding": "pairs",
+         "local": "pairs"}
+#: the label each stage's bar shows
+LABELS = {"list": "listing", "extract": "extracting", "search": "searching", "verify": "verifying",
+          "embedding": "embedding", "local": "local checks"}
+
+
+def _rate_column() -> Any:
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):  # type: ignore[misc]
+        """Items a second in the stage's own unit (rich's speed is bytes-minded)."""
+
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            unit = task.fields.get("unit", "")
+            return Text(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s", style="progress.data.speed")
+
+    return RateColumn()
+
 
 class ProgressUI:
-    """Progress bars on stderr; rich is imported only when they are drawn."""
+    """Progress bars on stderr: a count while listing, then for each stage a total (once
+    known), a rate and the time left; rich is imported only when they are drawn."""
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
@@ -22,11 +45,20 @@ class ProgressUI:
 
     def __enter__(self) -> ProgressUI:
         if self.enabled:
-            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description:<11}"), BarColumn(),
-                                      TextColumn("{task.completed:,} done"), TimeElapsedColumn(),
-                                      console=self.console, transient=False)
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description:<12}"), BarColumn(),
+                                      MofNCompleteColumn(), _rate_column(), TimeElapsedColumn(),
+                                      TextColumn("eta"), TimeRemainingColumn(), console=self.console,
+                                      transient=False, speed_estimate_period=10.0)
             self._progress.__enter__()
         return self
 
@@ -35,10 +67,12 @@ class ProgressUI:
             self._progress.__exit__(None, None, None)
 
     def update(self, stage: str, advance: int, total: int | None) -> None:
+        """The library's ``progress(stage, advance, total)``; a total of None keeps the last known."""
         if self._progress is None:
             return
         if stage not in self._tasks:
-            self._tasks[stage] = self._progress.add_task(stage, total=total)
+            self._tasks[stage] = self._progress.add_task(LABELS.get(stage, stage), total=total,
+                                                         unit=UNITS.get(stage, ""))
         self._progress.update(self._tasks[stage], advance=advance, total=total)
 
     def summary(self, result: Any, output: str) -> None:
@@ -54,6 +88,7 @@ class ProgressUI:
         self.console.print(
             f"images {s['images']:,} | decoded {s['decoded']:,} | from cache {s['from_cache']:,} | "
             f"failed {s['failed']:,} | candidate pairs {s['candidate_pairs']:,} | verified {s['verified_pairs']:,}"
+            + (f" | exact copies {s['exact_copies']:,}" if s.get("exact_copies") else "")
             + (f" | embedding pairs {s['embedding_pairs']:,} | local checks {s['local_checks']:,}"
                if "embedding_pairs" in s else "")
         )

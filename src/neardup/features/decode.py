@@ -22,7 +22,7 @@ from ..errors import DecodeError
 from . import jpeg
 from .hashes import to_gray
 
-__all__ = ["Decoded", "decode", "native_softness", "softness_of", "gradient_ratios", "SUPPORTED_FORMATS", "WORK_SIDE",
+__all__ = ["Decoded", "decode", "is_lossless", "LOSSLESS_FORMATS", "native_softness", "softness_of", "gradient_ratios", "SUPPORTED_FORMATS", "WORK_SIDE",
            "FEATURE_MIN"]
 
 #: Formats recognised by their content (magic bytes), whatever the file is called.
@@ -99,6 +99,15 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         bg = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
         return Image.alpha_composite(bg, rgba).convert("RGB")
     return im.convert("RGB")
+
+
+#: formats that store pixels as they are (WebP too, when its lossless flag is set)
+LOSSLESS_FORMATS = frozenset({"PNG", "BMP", "TIFF", "PPM", "GIF", "DIB"})
+
+
+def is_lossless(im: Image.Image) -> bool:
+    """Whether an opened image's format keeps its pixels exactly."""
+    return im.format in LOSSLESS_FORMATS or (im.format == "WEBP" and bool(getattr(im, "info", {}).get("lossless")))
 
 
 def _bomb(e: Exception) -> DecodeError:
@@ -274,9 +283,7 @@ def _decode_opened(im: Image.Image, data: bytes, *, max_pixels: int, view_side: 
         q = getattr(im, "quantization", None)
         if q and 0 in q and len(q[0]) == 64:
             jpeg_q = jpeg.quality_from_table(np.asarray(q[0]))
-    lossless = fmt in ("PNG", "BMP", "TIFF", "PPM", "GIF", "DIB") or (
-        fmt == "WEBP" and bool(getattr(im, "info", {}).get("lossless"))
-    )
+    lossless = is_lossless(im)
     orientation = 1
     try:
         orientation = int(im.getexif().get(0x0112, 1) or 1)

@@ -21,9 +21,10 @@ from ..features.quality import QUALITY_FIELDS, QualityFacts
 from ..group.files import FileFacts, file_preference, root_index, why_preferred
 from ..group.keeper import Contest, provisional_scores, settle
 from ..group.unionfind import UnionFind, guarded_groups
-from ..sources import FileEntry, ScanProblem, configure, is_remote, open_source, scrub
+from ..sources import configure, is_remote, open_source, scrub
 from ..verify.rules import STAGE_NAMES, CropQueue, SeenPairs, Verified, VerifyParams, verify_batch
 from .extract import Limits, batched, extract_many
+from .listing import ListingCounter, ListingTally, list_entries
 from .result import Failure, Group, Pair, Root, ScanResult
 from .stats import StageClock
 
@@ -44,6 +45,8 @@ _NO_CACHE = object()
 
 #: candidate pairs verified at a time: bounds the rows read from the cache (~370 bytes each)
 VERIFY_BATCH = 16_384
+#: query rows searched at a time (the progress bar's step; the index splits them further)
+SEARCH_BLOCK = 16_384
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,32 +105,6 @@ class ScanOptions:
 UNREACHABLE_STREAK = 16
 
 
-def _overlap(paths: Sequence[str]) -> bool:
-    """Whether one root lies inside (or is) another, so a file could be listed twice."""
-    keys = []
-    for p in paths:
-        k = p.rstrip("/") if "://" in p else os.path.realpath(p)
-        keys.append(k.rstrip("/") + "/")
-    return any(i != j and b.startswith(a) for i, a in enumerate(keys) for j, b in enumerate(keys))
-
-
-def _entries(paths: Sequence[str], failures: list[Failure]) -> Iterator[FileEntry]:
-    # roots that overlap would list some files twice: then, and only then, remember what was
-    # listed (a set of paths costs memory a million-file scan of separate roots should not pay)
-    seen: set[str] | None = set() if _overlap(paths) else None
-    for root in paths:
-        for item in open_source(str(root)).entries():
-            if seen is not None:
-                key = item.path if "://" in item.path else os.path.realpath(item.path)
-                if key in seen:
-                    continue
-                seen.add(key)
-            if isinstance(item, ScanProblem):
-                failures.append(Failure(item.path, "scan", item.error, item.reason))
-            else:
-                yield item
-
-
 def scan(
     paths: Sequence[str | os.PathLike[str]],
     *,
@@ -183,7 +160,7 @@ def scan(
 
         Embedder(spec)
     with FeatureCache(cache_dir) as fc:  # type: ignore[arg-type]
-        return _run([os.fspath(p) for p in paths], fc, opts, progress or (lambda *a: None), spec)
+        return _run([os.fspath(p) for p in paths], fc, opts, progress, spec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,22 +221,31 @@ def _load_search_columns(fc: FeatureCache) -> SearchColumns:
                          cat("ap", np.uint64), cat("ac", np.uint64), cat("low", bool), cat("col", bool))
 
 
-def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progress,
+def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progress | None,
          spec: ModelSpec | None = None) -> ScanResult:
     workers = opts.workers or (os.cpu_count() or 1)
     # threads for the dear parts of verification and the keeper check (NumPy and the JPEG
     # decoder release the GIL)
     threads = ThreadPoolExecutor(workers, thread_name_prefix="neardup-verify")
+    # someone watching gets a count of the files ahead of the listing, so the bars have an end
+    counter = ListingCounter(paths, progress) if progress is not None else None
     try:
-        return _stages(paths, fc, opts, progress, spec, threads)
+        return _stages(paths, fc, opts, progress or (lambda *a: None), spec, threads, counter)
     finally:
+        if counter is not None:
+            counter.close()
         threads.shutdown(wait=True, cancel_futures=True)
 
 
 def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progress, spec: ModelSpec | None,
-            threads: ThreadPoolExecutor) -> ScanResult:
+            threads: ThreadPoolExecutor, counter: ListingCounter | None) -> ScanResult:
     clock = StageClock()
     failures: list[Failure] = []
+    tally = ListingTally()
+
+    def listed_total() -> int | None:
+        return counter.total if counter is not None else None
+
     n_decoded = n_cached = n_listed = n_read = 0
     workers = opts.workers or (os.cpu_count() or 1)
     model_id = spec.model_id if spec is not None else None
@@ -268,7 +254,7 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
     # -- scan + extract, streamed: cache hits are recorded as the pool pulls the misses ------
     def misses() -> Iterator[tuple[str, int, int, str | None]]:
         nonlocal n_listed, n_cached
-        for batch in batched(_entries(paths, failures), opts.batch):
+        for batch in batched(list_entries(paths, failures, tally), opts.batch):
             n_listed += len(batch)
             known = fc.lookup_files([(e.path, e.size, e.mtime_ns, e.etag) for e in batch], model=model_id)
             found: list[tuple[str, bytes, int, int]] = []
@@ -283,7 +269,7 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
                 else:
                     failures.append(Failure(e.path, rec.error_stage or "decode", rec.error or "", rec.error_reason or ""))
             fc.add_run(found)
-            progress("extract", len(known), None)
+            progress("extract", len(known), listed_total())
 
     streak = 0
     pool_stats: dict[str, int] = {}
@@ -322,7 +308,7 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
                 else:
                     n_decoded += o.fresh
                     n_cached += not o.fresh
-            progress("extract", len(outs), None)
+            progress("extract", len(outs), listed_total())
     clock.workers_peak("extract")
 
     # -- load the search columns of the distinct contents ------------------------------
@@ -350,9 +336,12 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
     vc: list[np.ndarray] = []
     vn: list[np.ndarray] = []
     vx: list[np.ndarray] = []  # thorough evidence: (k, 3) cosine, inliers, aligned ncc
-    n_cand = 0
+    n_cand = n_hits = 0
     t_verify = 0.0
-    cropped = SeenPairs()  # pairs already given the (dear) crop test
+    # the search can find a pair several times (from both ends, by several orientations and the
+    # centre window): each distinct pair is verified, and counted, once
+    candidates = SeenPairs()
+    has_candidate = np.zeros(n, dtype=bool)
     queue = CropQueue(load_sigs=load_sigs, params=params, crop_cache=crops, pool=threads)
 
     def keep(ver: Verified, extra: np.ndarray | None = None) -> None:
@@ -376,7 +365,8 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
             for s2 in range(0, len(a), VERIFY_BATCH):
                 sel = slice(s2, s2 + VERIFY_BATCH)
                 keep(verify_batch(a[sel], b[sel], dist[sel], fetch=fetch, flags=flags, params=params,
-                                  load_sigs=load_sigs, crop_done=cropped, n_rows=n, crop_queue=queue))
+                                  load_sigs=load_sigs, crop_queue=queue))
+                progress("verify", len(a[sel]), n_cand)
         return time.perf_counter() - t0
 
     # an earlier run over the same roots and settings left its contents and verified pairs:
@@ -395,12 +385,22 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
 
     with clock.stage("candidates"):
         if n > 1 and len(new_rows):
-            for pb in candidate_batches(cols, fresh, radius=opts.radius, threads=workers):
-                _, firsts = np.unique(pb.a * n + pb.b, return_index=True)
-                n_cand += len(firsts)
-                progress("candidates", len(firsts), None)
-                pend.append((pb.a[firsts], pb.b[firsts], pb.distance[firsts]))
-                n_pend += len(firsts)
+            n_queries = int(len(new_rows)) + (int(n - len(new_rows)) if len(new_rows) < n else 0)
+
+            def searched(rows: int) -> None:
+                progress("search", rows, n_queries)
+
+            for pb in candidate_batches(cols, fresh, radius=opts.radius, threads=workers, searched=searched):
+                n_hits += len(pb)
+                new = candidates.fresh(pb.a * n + pb.b)
+                k = int(new.sum())
+                if not k:
+                    continue
+                n_cand += k
+                has_candidate[pb.a[new]] = True
+                has_candidate[pb.b[new]] = True
+                pend.append((pb.a[new], pb.b[new], pb.distance[new]))
+                n_pend += k
                 if n_pend >= VERIFY_BATCH:
                     t_verify += verify_pending()
             t_verify += verify_pending()
@@ -417,10 +417,10 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
                             workers=workers, max_pixels=opts.max_pixels, similar=opts.similar)
         with clock.stage("embedding"):
             done = np.unique(np.concatenate(va) * n + np.concatenate(vb)) if va else np.zeros(0, np.int64)
-            for ver, extra in thorough.pairs(done, cropped, progress):
+            for ver, extra in thorough.pairs(done, progress):
                 keep(ver, extra)
         clock.split("embedding", "local", thorough.t_local)
-    cropped = SeenPairs()  # free it: the pairs it held are decided
+    candidates = SeenPairs()  # free it: the pairs it held are decided
 
     # -- group ------------------------------------------------------------------------
     with clock.stage("group"):
@@ -462,6 +462,10 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
             keep_pair = np.array([y not in apart_rows.get(x, ()) for x, y in zip(A.tolist(), B.tolist())], dtype=bool)
             A, B, S, D, P, C, N, X = (v[keep_pair] for v in (A, B, S, D, P, C, N, X))
         n_verified = int(len(A))
+        verified = cols.counts > 1  # byte copies are verified by their digest
+        verified[A] = True
+        verified[B] = True
+        has_candidate |= verified
         # union-find over the rows that have a verified pair, not over every row
         nodes = np.unique(np.concatenate([A, B]))
         uf = UnionFind(len(nodes))
@@ -542,7 +546,8 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
         "from_cache": n_cached,
         "failed": len(failures),
         "unique_contents": n,
-        "candidate_pairs": n_cand,
+        "candidate_pairs": n_cand,  # distinct pairs of contents the search put forward
+        "candidate_hits": n_hits,  # what it found, counting a pair once per code that found it
         "searched_contents": int(len(new_rows)) if n > 1 else 0,
         "reused_pairs": n_reused,
         **({"embedding_pairs": thorough.n_candidates, "local_checks": thorough.n_local} if thorough else {}),
@@ -550,6 +555,14 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
         "detail_checks": n_measured,
         "groups": len(groups),
         "duplicates": sum(len(g.members) - 1 for g in groups),
+        "exact_copies": int(cols.counts.sum()) - n,  # files whose bytes another listed file has
+        "skipped_not_images": tally.skipped,  # passed over by name (a known non-image extension)
+        # images at each step, each a subset of the one before: what the review page draws
+        "funnel": {"images": n_listed + sum(1 for f in failures if f.stage == "scan"),
+                   "read": int(cols.counts.sum()),
+                   "with_candidates": int(cols.counts[has_candidate].sum()) if n else 0,
+                   "verified": int(cols.counts[verified].sum()) if n else 0,
+                   "in_groups": sum(len(g.members) for g in groups), "groups": len(groups)},
         "settings": {"mode": opts.mode, "digest": DIGEST, "radius": opts.radius, "hash_threshold": opts.hash_threshold,
                      "crop_ncc": opts.crop_ncc,
                      **({"model": spec.model_id, "knn_threshold": opts.knn_threshold, "similar": opts.similar}
@@ -560,8 +573,8 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
     return ScanResult(groups, failures, stats, roots, os.getcwd())
 
 
-def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads: int = 1
-                      ) -> Iterator[PairBatch]:
+def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads: int = 1,
+                      searched: Callable[[int], None] | None = None) -> Iterator[PairBatch]:
     """Every pair within ``radius`` that involves a ``fresh`` row, exactly (pairs of two rows
     that are not fresh were found by an earlier run and are not searched again).
 
@@ -569,9 +582,11 @@ def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, th
     take; it queries with its full frame, its centre window and the centre window in every
     alternative orientation.  The fresh rows query everything; the others query, with their
     centre windows, an index of the fresh rows only (a window finds a frame, not the reverse).
+    A pair may come more than once (from both ends, or by several codes).  ``searched(k)`` is
+    told as each block of ``k`` query rows is done.
     """
     n = len(cols.p64)
-    step = 1 << 16
+    step = SEARCH_BLOCK
 
     def queries(index: MultiIndex, rows: np.ndarray, *, full_frame: bool) -> Iterator[PairBatch]:
         alt_of = np.isin(cols.alt_rows, rows)
@@ -581,6 +596,8 @@ def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, th
             qc = np.concatenate([*([cols.p64[blk]] if full_frame else []), cols.c64[blk], cols.alt_c64[sel]])
             qi = np.concatenate([*([blk] if full_frame else []), blk, cols.alt_rows[sel]])
             yield from index.query(qc, qi, threads=threads)
+            if searched is not None:
+                searched(len(blk))
 
     new_rows = np.flatnonzero(fresh)
     if n < 2 or not len(new_rows):

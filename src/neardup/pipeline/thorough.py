@@ -109,7 +109,8 @@ class Thorough:
                 if digests[r] in blobs:
                     out[r] = LocalFeatures.from_bytes(blobs[digests[r]])
             if todo:
-                paths = self.fc.run_paths([digests[r] for r in todo])
+                files = self.fc.run_files([digests[r] for r in todo])
+                paths = {d: [f.path for f in fs] for d, fs in files.items()}
                 for r, lf in zip(todo, self._threads().map(lambda r: self._compute(paths.get(digests[r], [])), todo)):
                     out[r] = lf
                     if lf is not None:
@@ -173,7 +174,7 @@ class Thorough:
         return ok, inl, ncc
 
     # -- the stage -----------------------------------------------------------------------
-    def pairs(self, done: np.ndarray, cropped: SeenPairs, progress: Progress) -> Iterator[tuple[Verified, np.ndarray]]:
+    def pairs(self, done: np.ndarray, progress: Progress) -> Iterator[tuple[Verified, np.ndarray]]:
         """Yield accepted pairs with (k, 3) extra evidence: cosine, inliers, aligned ncc."""
         n = len(self.cols.digests)
         tested = SeenPairs()
@@ -187,13 +188,12 @@ class Thorough:
                                                        self.knn, threads=self.workers):
                 # sub-batches bound the embeddings read back for the exact cosine (~2.5 kB a row)
                 for s in range(0, len(a_all), 4096):
-                    yield from self._batch(a_all[s : s + 4096], b_all[s : s + 4096], floor, done, tested, cropped,
-                                           progress)
+                    yield from self._batch(a_all[s : s + 4096], b_all[s : s + 4096], floor, done, tested, progress)
         finally:
             self.close()
 
     def _batch(self, a: np.ndarray, b: np.ndarray, floor: float, done: np.ndarray, tested: SeenPairs,
-               cropped: SeenPairs, progress: Progress) -> Iterator[tuple[Verified, np.ndarray]]:
+               progress: Progress) -> Iterator[tuple[Verified, np.ndarray]]:
         n = len(self.cols.digests)
         key = a * n + b
         keep = ~np.isin(key, done) & tested.fresh(key)

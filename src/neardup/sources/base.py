@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,7 +72,8 @@ class Source(Protocol):
         """What the user gave: a folder, a file or a URL prefix."""
         ...
 
-    def entries(self) -> Iterator[FileEntry | ScanProblem]:
+    def entries(self, *, on_skip: Callable[[str], None] | None = None) -> Iterator[FileEntry | ScanProblem]:
         """Yield entries lazily, in a deterministic order; raise SourceError if the source as a
-        whole cannot be listed."""
+        whole cannot be listed.  Files passed over by their name (known non-image extensions)
+        are told to ``on_skip``."""
         ...

@@ -593,7 +593,7 @@ class CloudSource:
     root: str
     all_files: bool = False
 
-    def entries(self) -> Iterator[FileEntry | ScanProblem]:
+    def entries(self, *, on_skip: Callable[[str], None] | None = None) -> Iterator[FileEntry | ScanProblem]:
         u = parse_url(self.root)
         key = u.key
         folder = key if not key or key.endswith("/") else key + "/"
@@ -604,6 +604,8 @@ class CloudSource:
                 if name.endswith("/"):
                     continue  # a folder marker
                 if not self.all_files and skipped_name(name.rsplit('/', 1)[-1]):
+                    if on_skip is not None:
+                        on_skip(u.child(name))
                     continue
                 yield FileEntry(u.child(name), size, mtime, etag)
             if n == 0 and key and not key.endswith("/"):

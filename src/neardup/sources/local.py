@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..errors import SourceError
@@ -25,8 +25,8 @@ class LocalSource:
     root: str
     all_files: bool = False
 
-    def entries(self) -> Iterator[FileEntry | ScanProblem]:
-        return walk(self.root, all_files=self.all_files)
+    def entries(self, *, on_skip: Callable[[str], None] | None = None) -> Iterator[FileEntry | ScanProblem]:
+        return walk(self.root, all_files=self.all_files, on_skip=on_skip)
 
 
 def read_local(path: str) -> bytes:
@@ -41,11 +41,13 @@ def read_local(path: str) -> bytes:
         raise ReadError("unreadable", f"cannot read: {e.strerror}") from None
 
 
-def walk(root: str, *, all_files: bool = False) -> Iterator[FileEntry | ScanProblem]:
+def walk(root: str, *, all_files: bool = False,
+         on_skip: Callable[[str], None] | None = None) -> Iterator[FileEntry | ScanProblem]:
     """Yield files under ``root`` in a deterministic (sorted) order.
 
     Directory symlinks are followed once; a loop back to a directory already being walked
-    is reported as a :class:`ScanProblem`, as is any entry that cannot be read.
+    is reported as a :class:`ScanProblem`, as is any entry that cannot be read.  A file passed
+    over by its name (:data:`SKIP_EXT`) is told to ``on_skip``.
     """
     try:
         st = os.stat(root)
@@ -56,10 +58,11 @@ def walk(root: str, *, all_files: bool = False) -> Iterator[FileEntry | ScanProb
         return
     if not stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{root!r} is neither a file nor a folder")
-    yield from _walk_dir(root, {(st.st_dev, st.st_ino)}, all_files)
+    yield from _walk_dir(root, {(st.st_dev, st.st_ino)}, all_files, on_skip)
 
 
-def _walk_dir(path: str, ancestors: set[tuple[int, int]], all_files: bool) -> Iterator[FileEntry | ScanProblem]:
+def _walk_dir(path: str, ancestors: set[tuple[int, int]], all_files: bool,
+              on_skip: Callable[[str], None] | None) -> Iterator[FileEntry | ScanProblem]:
     try:
         with os.scandir(path) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -79,8 +82,10 @@ def _walk_dir(path: str, ancestors: set[tuple[int, int]], all_files: bool) -> It
             if key in ancestors:
                 yield ScanProblem(p, "symlink-loop", "symbolic link loops back to a folder being scanned")
                 continue
-            yield from _walk_dir(p, ancestors | {key}, all_files)
+            yield from _walk_dir(p, ancestors | {key}, all_files, on_skip)
         elif stat.S_ISREG(st.st_mode):
             if not all_files and skipped_name(e.name):
+                if on_skip is not None:
+                    on_skip(p)
                 continue
             yield FileEntry(p, st.st_size, st.st_mtime_ns)

@@ -68,19 +68,31 @@ class CropCache(Protocol):
 
 
 class SeenPairs:
-    """A set of pair keys as one sorted int64 array: 8 bytes a pair, not ~90 for a Python set."""
+    """A set of pair keys: 8 bytes a pair, as sorted int64 runs merged like a binary counter
+    (runs of decreasing size, O(log n) of them), so adding k keys to n costs O(k log n)
+    amortised, not the O(n) of merging into one sorted array each time."""
 
     def __init__(self) -> None:
-        self.keys = np.zeros(0, dtype=np.int64)
+        self.runs: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.runs)
 
     def fresh(self, keys: np.ndarray) -> np.ndarray:
         """Mask of ``keys`` not seen before (duplicates within ``keys`` count once); adds them."""
         keys = np.asarray(keys, dtype=np.int64)
         uniq, first = np.unique(keys, return_index=True)
-        seen = np.isin(uniq, self.keys, assume_unique=True)
+        seen = np.zeros(len(uniq), dtype=bool)
+        for run in self.runs:
+            pos = np.minimum(np.searchsorted(run, uniq), len(run) - 1)
+            seen |= run[pos] == uniq
         mask = np.zeros(len(keys), dtype=bool)
         mask[first[~seen]] = True
-        self.keys = np.union1d(self.keys, uniq[~seen])
+        new = uniq[~seen]
+        if len(new):
+            while self.runs and len(self.runs[-1]) <= len(new):
+                new = np.sort(np.concatenate([self.runs.pop(), new]))  # disjoint: a merge, no dedup
+            self.runs.append(new)
         return mask
 
 
@@ -211,8 +223,6 @@ def verify_batch(
     flags: dict[str, np.ndarray],
     params: VerifyParams,
     load_sigs: Callable[[np.ndarray], np.ndarray],
-    crop_done: SeenPairs | None = None,
-    n_rows: int = 0,
     crop: bool = True,
     crop_cache: CropCache | None = None,
     pool: Executor | None = None,
@@ -224,10 +234,8 @@ def verify_batch(
     sorted distinct ``rows``: only the rows of this batch are read, so memory does not grow
     with the collection.  ``flags`` holds the ``low_info`` and ``colourful`` columns of every row.
 
-    The search can report a pair more than once (from both ends, from the centre window);
-    the hash test is a few popcounts and simply runs again, but a pair whose key
-    ``a * n_rows + b`` is in ``crop_done`` skips the crop test, which costs milliseconds.
-    Accepted crop pairs are kept anyway by the first verdict.  With a ``crop_queue``, the pairs
+    Each pair is verified as given: the candidate search hands out each pair once.
+    With a ``crop_queue``, the pairs
     that need the crop test are queued there instead (its verdicts come from ``flush``), so the
     test runs on large batches whatever the search's batch sizes.
     """
@@ -247,8 +255,6 @@ def verify_batch(
     stage = np.where(hash_ok, 1, 0).astype(np.uint8)
     ncc = np.full(len(a), np.nan, dtype=np.float32)
     need = np.flatnonzero(~hash_ok & ~low & colour_ok) if crop else np.zeros(0, np.int64)
-    if crop_done is not None and need.size:
-        need = need[crop_done.fresh(a[need] * n_rows + b[need])]
     if need.size and crop_queue is not None:
         pa, pb = cols["p64"][ia[need]], cols["p64"][ib[need]]
         crop_queue.add(a[need], b[need], np.bitwise_count(pa[:, :1] ^ pb).argmin(axis=1), d[need],
