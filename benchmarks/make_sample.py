@@ -1,6 +1,9 @@
 """Make a small sample folder for a first scan: CC0 test photos plus edited copies of them.
 
     python3 benchmarks/make_sample.py /tmp/neardup-sample
+
+The images go to ``OUT/photos``, so that the scan's own outputs (``results.json``, ``report.html``)
+can sit beside them under ``OUT`` without being scanned themselves.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 
 def main(out: str) -> None:
-    dst = Path(out)
+    dst = Path(out) / "photos"
     dst.mkdir(parents=True, exist_ok=True)
     for p in sorted(DATA.glob("*.*")):
         if p.suffix not in (".jpg", ".png"):

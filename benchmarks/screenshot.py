@@ -26,7 +26,7 @@ def main() -> None:
         t = Path(tmp)
         subprocess.run([sys.executable, str(Path(__file__).with_name("make_sample.py")), str(t / "sample")], check=True,
                        capture_output=True)
-        subprocess.run([sys.executable, "-m", "neardup", "scan", str(t / "sample"), "-o", str(t / "results.json"),
+        subprocess.run([sys.executable, "-m", "neardup", "scan", str(t / "sample" / "photos"), "-o", str(t / "results.json"),
                         "--no-cache", "-q"], check=False)
         subprocess.run([sys.executable, "-m", "neardup", "report", str(t / "results.json"), "-o", str(t / "report.html")],
                        check=True)

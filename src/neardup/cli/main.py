@@ -288,13 +288,17 @@ def undo(manifest: str) -> None:
     sys.exit(EXIT_FAILURES if rep.skipped else EXIT_OK)
 
 
+class _FatalError(click.ClickException):
+    """A library error as the CLI reports it: its message, exit status 2."""
+
+    exit_code = EXIT_ERROR
+
+
 def _fatal(e: NeardupError) -> click.ClickException:
     """Exit status 2 for every error, as documented; bad usage also prints the usage line."""
     if isinstance(e, UsageError):
         return click.UsageError(str(e))
-    err = click.ClickException(str(e))
-    err.exit_code = EXIT_ERROR
-    return err
+    return _FatalError(str(e))
 
 
 def _check_writable(path: str, flag: str) -> None:

@@ -38,7 +38,7 @@ __all__ = ["BlockCoefficients", "block_coefficients", "gap_ratio", "carries_tabl
            "primary_quality", "LINEAGE_VERSION", "GAP_RATIO"]
 
 #: part of the cache key of every verdict made here
-LINEAGE_VERSION = "lineage-1"
+LINEAGE_VERSION = "lineage-2"
 #: the central region analysed, at most this many pixels a side (4,096 blocks: hundreds of counts
 #: in every low-frequency bin; a 481x321 photo has 2,400 blocks in all)
 REGION = 512
@@ -142,17 +142,20 @@ def _central(a: np.ndarray, side: int) -> np.ndarray:
     return a[y0 : y0 + side, x0 : x0 + side]
 
 
-def _luma(data: bytes, max_pixels: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+def _luma(data: bytes, max_pixels: int) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]] | None:
     """The luma of a central region (REGION plus a block, in stored orientation, at full
-    resolution), and the JPEG's own luma table (natural order) or None for other formats; None
-    where this cannot be read."""
+    resolution), the JPEG's own luma table (natural order) or None for other formats, and where
+    the region sits, ``(top, left, height, width)`` of the whole image; None where this cannot
+    be read."""
     side = REGION + 16
     if data[:3] == jpeg.SOI:
         hdr = jpeg.read_header(data)
         if hdr is None or hdr.table is None or hdr.width * hdr.height > max_pixels:
             return None
         y = jpeg.decode_scaled(data, hdr, 1, grey=True)  # the decoder's Y plane itself
-        return (None if y is None else _central(y, side).astype(np.float64)), hdr.table  # type: ignore[return-value]
+        if y is None:
+            return None
+        return _central(y, side).astype(np.float64), hdr.table, (0, 0, 0, 0)
     from PIL import Image
 
     from .decode import is_lossless
@@ -165,9 +168,10 @@ def _luma(data: bytes, max_pixels: int) -> tuple[np.ndarray, np.ndarray | None] 
             x0, y0 = max(0, (im.width - side) // 2), max(0, (im.height - side) // 2)
             region = im.crop((x0, y0, min(im.width, x0 + side), min(im.height, y0 + side)))
             a = np.asarray(region.convert("RGB") if region.mode != "L" else region, dtype=np.float64)
+            where = (y0, x0, im.height, im.width)
     except Exception:  # noqa: BLE001 - unreadable here means "no evidence", never a failure
         return None
-    return (a if a.ndim == 2 else a @ _LUMA), None
+    return (a if a.ndim == 2 else a @ _LUMA), None, where
 
 
 def _blocks(y: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -184,9 +188,20 @@ def _blocks(y: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return b @ _dct_used().T  # one product for all blocks: (n, 64) @ (64, P)
 
 
-def _grid_offsets(y: np.ndarray) -> list[tuple[int, int]]:
-    """Likely block-grid origins of a lossless image: the two row and column phases with the
-    strongest steps across them (JPEG blocks leave edges on their boundaries)."""
+def _grid_offsets(y: np.ndarray, where: tuple[int, ...]) -> list[tuple[int, int]]:
+    """Likely block-grid origins (in ``y``) of a lossless image cut from a whole one at
+    ``where``: those of the whole image turned or flipped any way (its grid starts at 0 or at
+    the size mod 8 on each axis), then the two row and column phases with the strongest steps
+    across them (JPEG blocks leave edges on their boundaries, wherever a crop put them; at high
+    qualities the edges are too faint to find, hence the geometric origins first)."""
+    top, left, height, width = where
+    geometric = [((r - top) % 8, (c - left) % 8) for r in sorted({0, height % 8}) for c in sorted({0, width % 8})]
+    edges = [g for g in _edge_offsets(y) if g not in geometric]
+    return geometric + edges
+
+
+def _edge_offsets(y: np.ndarray) -> list[tuple[int, int]]:
+    """The two row and column phases of ``y`` with the strongest steps across them."""
     def phases(axis: int) -> list[int]:
         diff = np.abs(np.diff(y, axis=axis))
         prof = diff.mean(axis=1 - axis)  # mean step between index i and i+1 along axis
@@ -214,16 +229,18 @@ def block_coefficients(data: bytes, *, max_pixels: int = 200_000_000) -> list[Bl
     got = _luma(data, max_pixels)
     if got is None:
         return []
-    y, table = got
+    y, table, where = got
     if table is not None:
         coef = _blocks(y, 0, 0)
         return [BlockCoefficients(coef, _blocks(y, 4, 4), table)] if len(coef) else []
     out = []
-    for dy, dx in _grid_offsets(y):
+    for dy, dx in _grid_offsets(y, where):
         coef = _blocks(y, dy, dx)
-        # a grid whose QUICK positions show no lattice holds none: the rest is not read
+        # a grid whose QUICK positions show no lattice holds none: the rest is not read; an
+        # earlier JPEG left its lattice on one grid only, so the first that holds one is it
         if len(coef) and (_primary_steps(coef[:, QUICK]) > 0).sum() >= 2:
             out.append(BlockCoefficients(coef, None, None, _primary_steps(coef)))
+            break
     return out
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from ..features.quality import QUALITY_FIELDS, encoding_value, quality_score
 
 __all__ = ["DETAIL_SIDE", "PIXEL_MARGIN", "UPSCALE_EXPONENT", "Contest", "plan_measurements", "plan_lineage",
-           "provisional_scores", "encodings", "is_upscale", "settle", "Lineage"]
+           "provisional_scores", "encodings", "is_upscale", "demoted", "settle", "Lineage"]
 
 #: the smaller member of a contest is measured at most at this long side
 DETAIL_SIDE = 1024
@@ -44,6 +44,11 @@ UPSCALE_EXPONENT = 1.3
 #: softness differences below this are measurement noise (re-encodes of one image measure
 #: within about +-0.05 of each other)
 SOFT_TOLERANCE = 0.1
+#: keeper scores closer than this are a tie as far as the lineage check goes: decoding a
+#: re-save moves its clipped share by a thousandth or two (0.003-0.006 in score) and its
+#: colourfulness by up to half a unit (0.01), while one JPEG quality step is worth 0.04; so a
+#: member that would win by less than that noise without its encoding claim must prove it
+TIE_MARGIN = 0.03
 
 _SOFT = QUALITY_FIELDS.index("softness")
 _PIXELS = QUALITY_FIELDS.index("pixels")
@@ -60,6 +65,13 @@ class Lineage:
     rival: int  # index in the contest
     made_from: float | None
     how: str = ""
+
+
+def demoted(made_from: float, claimed: float) -> float:
+    """The encoding value of a re-save made from ``made_from`` that claimed ``claimed``: below
+    its source, and re-saves of one source keep their own order (a lossless copy of a q89 JPEG
+    holds its pixels exactly, a q95 re-save of it does not)."""
+    return made_from - 1.0 + 0.5 * min(max(claimed, 0.0), 100.0) / 101.0
 
 
 def is_upscale(soft_big: float, soft_small: float, resolution_ratio: float) -> bool:
@@ -190,7 +202,9 @@ def plan_lineage(c: Contest, order_key: Callable[[int], Any]) -> tuple[int, int]
     rival = below[0]
     claimed = enc[top]
     enc[top] = enc[rival]
-    decides = _winner(c, order_key) != top
+    level = provisional_scores(c)
+    decides = _winner(c, order_key) != top or \
+        level[top] - max(float(level[j]) for j in range(len(c.rows)) if j != top) < TIE_MARGIN
     enc[top] = claimed
     if not decides:
         c.lineage[top] = Lineage(rival, None)
@@ -247,5 +261,5 @@ def settle(contests: Sequence[Contest],
                 made_from, how = found.get((c.rows[top], c.rows[rival]), (None, ""))
                 c.lineage[top] = Lineage(rival, made_from, how)
                 if made_from is not None:  # a re-save: one generation below its source, never above
-                    c.encoding[top] = min(c.encoding[top], made_from - 1.0)
+                    c.encoding[top] = min(c.encoding[top], demoted(made_from, c.encoding[top]))
             total += len(claims)

@@ -635,8 +635,8 @@ def _member(digests: np.ndarray, known: np.ndarray) -> np.ndarray:
 #: version of the keeper check's measurement (features.decode.native_softness)
 DETAIL_VERSION = "detail-1"
 #: how a cached lineage verdict was found: the rival's own table in the member's pixels, or
-#: some JPEG's in a lossless member's
-LINEAGE_RIVAL, LINEAGE_JPEG = 1, 2
+#: some JPEG's in a lossless member's, or the JPEG a lossless rival's pixels came from
+LINEAGE_RIVAL, LINEAGE_JPEG, LINEAGE_SIBLING = 1, 2, 3
 
 
 def _settle_keepers(comps: list[list[int]], quality: dict[int, np.ndarray], scores: dict[int, float],
@@ -649,7 +649,7 @@ def _settle_keepers(comps: list[list[int]], quality: dict[int, np.ndarray], scor
     for members found to be re-saves, ``notes`` saying so.  Returns the number of members
     measured."""
     from ..features.decode import jpeg_scale, native_softness
-    from ..features.jpeg import read_header
+    from ..features.jpeg import ijg_table, read_header
     from ..features.lineage import LINEAGE_VERSION, block_coefficients, carries_table, primary_quality
     from ..sources import ReadError, read_bytes
 
@@ -706,10 +706,18 @@ def _settle_keepers(comps: list[list[int]], quality: dict[int, np.ndarray], scor
             hdr = read_header(theirs[1]) if theirs else None
             if hdr is not None and hdr.table is not None and carries_table(coeffs, hdr.table):
                 return float(hdr.quality), LINEAGE_RIVAL
-        if quality[r][QUALITY_FIELDS.index("lossless")]:
+        lossless = QUALITY_FIELDS.index("lossless")
+        if quality[r][lossless]:
             q = primary_quality(coeffs)
             if q:
                 return float(q), LINEAGE_JPEG
+        elif quality[rival][lossless]:
+            # a lossless rival made from some JPEG: a JPEG member holding that JPEG's table
+            # is its sibling, re-saved from the same source, not the better copy
+            theirs = first_bytes(rival)
+            q = primary_quality(block_coefficients(theirs[1], max_pixels=max_pixels)) if theirs else 0
+            if q and carries_table(coeffs, ijg_table(q)):
+                return float(q), LINEAGE_SIBLING
         return -1.0, 0
 
     def lineage(asks: Iterable[tuple[int, int]]) -> dict[tuple[int, int], tuple[float | None, str]]:
@@ -727,6 +735,9 @@ def _settle_keepers(comps: list[list[int]], quality: dict[int, np.ndarray], scor
             elif kind == LINEAGE_RIVAL:
                 out[a] = (made_from, f"its pixels hold the JPEG quantisation of {paths_of_row[a[1]][0]!r} (q~"
                                      f"{made_from:.0f}): re-saved from it")
+            elif kind == LINEAGE_SIBLING:
+                out[a] = (made_from, f"its pixels hold the JPEG blocks (q~{made_from:.0f}) that "
+                                     f"{paths_of_row[a[1]][0]!r} holds: both re-saved from one JPEG")
             else:
                 out[a] = (made_from, f"a lossless file whose pixels hold JPEG blocks of quality ~{made_from:.0f}: "
                                      "re-saved from a JPEG")

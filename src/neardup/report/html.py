@@ -24,6 +24,10 @@ from ..errors import UsageError
 __all__ = ["write_report", "THUMB_SIDE"]
 
 THUMB_SIDE = 192
+#: the most a pair that is not byte-identical is shown as sure
+NEAR_CERTAIN = 0.99
+#: room the funnel leaves for its labels, in pixels
+LABEL_WIDTH = 330
 
 
 def _thumb(job: tuple[str, str]) -> str | None:
@@ -77,40 +81,68 @@ def _thumb_name(g: dict[str, Any], path: str) -> str:
 
 
 # -- evidence and scores -------------------------------------------------------------------
-def _confidence(p: dict[str, Any], threshold: int) -> float:
+def _confidence(p: dict[str, Any], threshold: int, crop_ncc: float) -> float:
+    """How sure the pair is, 1 for identical bytes, about 0.5 at each test's acceptance bound:
+    the 256-bit distance over twice the threshold, a crop's or local check's correlation
+    between its bound and 1; an embedding or 'similar' pair's cosine as it is; never above
+    :data:`NEAR_CERTAIN` unless the bytes are the same."""
     st = p.get("stage")
     if st == "exact":
         return 1.0
     if st == "hash" and p.get("distance") is not None:
-        return max(0.0, 1.0 - p["distance"] / (2.0 * max(threshold, 1)))
-    return float(p.get("score") or 0.0)
+        conf = 1.0 - p["distance"] / (2.0 * max(threshold, 1))
+    else:
+        conf = float(p.get("score") or 0.0)
+        bound = {"crop": crop_ncc, "local": 0.85}.get(str(st))
+        if bound is not None and bound < 1.0:
+            conf = 0.5 + 0.5 * (conf - bound) / (1.0 - bound)
+    return max(0.0, min(NEAR_CERTAIN, conf))  # only identical bytes are certain
+
+
+def _size(n: object) -> str:
+    if not isinstance(n, int):
+        return ""
+    for unit, div in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= div:
+            return f"{n / div:.1f} {unit}"
+    return f"{n} B"
 
 
 def _page_data(res: dict[str, Any], folder_name: str) -> dict[str, Any]:
     stats = res.get("stats", {})
-    threshold = int(stats.get("settings", {}).get("hash_threshold", 40))
+    settings = stats.get("settings", {})
+    threshold = int(settings.get("hash_threshold", 40))
+    crop_ncc = float(settings.get("crop_ncc", 0.955))
     groups = []
     for g in res.get("groups", []):
         via: dict[str, dict[str, Any]] = {}
         for p in g.get("pairs", []):
             via.setdefault(p["b"], p)
             via.setdefault(p["a"], p) if p["a"] != g["keep"] else None
-        conf = min((_confidence(p, threshold) for p in g.get("pairs", [])), default=1.0)
+        files = g.get("files") or {}
         members = []
         for m in g["members"]:
             p = via.get(m, {})
             ev = p.get("evidence", {})
+            f = files.get(m, {})
             members.append({
                 "path": m, "thumb": f"{quote(folder_name)}/{_thumb_name(g, m)}",
                 "stage": p.get("stage", "keeper" if m == g["keep"] else ""),
                 "distance": p.get("distance"), "score": p.get("score"),
                 "cosine": ev.get("cosine"), "colour": ev.get("colour"),
+                "confidence": None if m == g["keep"] else round(_confidence(p, threshold, crop_ncc), 4),
+                "pixels": f"{f['width']}\u00d7{f['height']}" if "width" in f and "height" in f else "",
+                "bytes": _size(f.get("bytes")), "format": f.get("format", ""),
             })
+        # the group is as sure as its least sure member
+        rated = [mm for mm in members if mm["confidence"] is not None]
+        weakest = min(rated, key=lambda mm: mm["confidence"], default=None)
         stages = sorted({mm["stage"] for mm in members if mm["stage"] and mm["stage"] != "keeper"})
-        groups.append({"keep": g["keep"], "reason": g.get("reason", ""), "members": members, "confidence": round(conf, 4),
-                       "stages": stages})
+        groups.append({"keep": g["keep"], "reason": g.get("reason", ""), "members": members,
+                       "confidence": weakest["confidence"] if weakest else 1.0,
+                       "weakest": weakest["path"] if weakest else "", "stages": stages})
     groups.sort(key=lambda g: (-len(g["members"]), -g["confidence"], g["keep"]))
-    return {"groups": groups, "failures": res.get("failures", []), "threshold": threshold}
+    return {"groups": groups, "failures": res.get("failures", []), "threshold": threshold, "crop_ncc": crop_ncc}
 
 
 # -- charts (inline SVG) ---------------------------------------------------------------------
@@ -138,20 +170,32 @@ def _bars(title: str, labels: list[str], values: list[int], *, marker: int | Non
     return "".join(out)
 
 
-def _funnel(stats: dict[str, Any], width: int = 420) -> str:
-    steps = [("images", stats.get("images", 0)), ("distinct contents", stats.get("unique_contents", 0)),
-             ("candidate pairs", stats.get("candidate_pairs", 0) + stats.get("embedding_pairs", 0)),
-             ("verified pairs", stats.get("verified_pairs", 0)), ("groups", stats.get("groups", 0))]
-    top = max(v for _, v in steps) or 1
+def _funnel(stats: dict[str, Any], width: int = 600) -> str:
+    """Images at each step, each a subset of the one before, with the pair counts beside them."""
+    f = stats.get("funnel")
+    pairs = stats.get("candidate_pairs", 0) + stats.get("embedding_pairs", 0)
+    exact = stats.get("exact_copies", 0)
+    if f:
+        steps = [("images", f["images"], ""), ("read", f["read"], f"{stats.get('unique_contents', 0):,} distinct"),
+                 ("with a candidate", f["with_candidates"], f"{pairs:,} candidate pairs"),
+                 ("verified", f["verified"], f"{stats.get('verified_pairs', 0):,} pairs, {exact:,} byte copies"),
+                 ("in groups", f["in_groups"], f"{f['groups']:,} groups")]
+    else:  # results of an older neardup: its counts as they are
+        steps = [("images", stats.get("images", 0), ""), ("distinct contents", stats.get("unique_contents", 0), ""),
+                 ("groups", stats.get("groups", 0), "")]
+    top = max(v for _, v, _ in steps) or 1
     out = [f'<svg viewBox="0 0 {width} 190" width="{width}" height="190" role="img" aria-label="funnel">'
            '<title>images to groups</title><text x="4" y="14" class="ct">From images to groups</text>']
-    for i, (name, v) in enumerate(steps):
-        import math
+    import math
 
-        w = max(4.0, (width - 150) * math.log1p(v) / math.log1p(top))
+    for i, (name, v, note) in enumerate(steps):
+        bar = width - LABEL_WIDTH
+        w = max(4.0, (bar - 10) * math.log1p(v) / math.log1p(top))
         y = 26 + i * 32
-        out.append(f'<rect x="{(width - 150 - w) / 2:.1f}" y="{y}" width="{w:.1f}" height="24" rx="3" fill="#51cf66" '
-                   f'opacity="{1 - i * 0.12:.2f}"/><text x="{width - 144}" y="{y + 16}" class="fl">{v:,} {name}</text>')
+        label = f"{v:,} {name}" + (f" ({note})" if note else "")
+        out.append(f'<rect x="{(bar - w) / 2:.1f}" y="{y}" width="{w:.1f}" height="24" rx="3" fill="#51cf66" '
+                   f'opacity="{1 - i * 0.12:.2f}"/><text x="{bar + 4}" y="{y + 16}" class="fl">'
+                   f'{html.escape(label)}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -256,7 +300,8 @@ svg .ct{fill:var(--text);font-size:12px;font-weight:600}svg .ax{fill:var(--dim);
 .badge{position:absolute;top:12px;left:12px;font-size:11px;font-weight:700;padding:2px 7px;border-radius:10px;letter-spacing:.4px}
 .keep .badge{background:var(--keep);color:#0c2410}.remove .badge{background:var(--rm);color:#2b0b0b}.notdup .badge{background:#ffd43b;color:#2b2205}
 .path{font:12px/1.3 ui-monospace,SFMono-Regular,Menlo,monospace;word-break:break-all;margin:6px 0 4px;max-height:48px;overflow:hidden}
-.ev{font-size:12px;color:var(--dim)}.acts{display:flex;gap:6px;margin-top:6px}.acts button{font-size:12px;padding:3px 7px}
+.ev{font-size:12px;color:var(--dim)}.facts{font-size:12px;color:var(--text);margin-bottom:2px}
+.legend{color:var(--dim);font-size:12px;margin:-6px 0 10px}.acts{display:flex;gap:6px;margin-top:6px}.acts button{font-size:12px;padding:3px 7px}
 .reason{font-size:12px;color:var(--dim);margin-top:6px}
 .pager{display:flex;gap:10px;align-items:center;margin:10px 0}
 .help{color:var(--dim);font-size:12px}kbd{background:var(--card);border:1px solid var(--line);border-radius:4px;padding:0 4px;font-size:11px}
@@ -277,6 +322,7 @@ details{margin-top:16px;color:var(--dim)}
 </header>
 <main>
  <div class="charts">{{CHARTS}}</div>
+ <div class="legend" id="legend"></div>
  <div class="pager"><button id="prev">&larr; prev</button><span id="pageinfo"></span><button id="next">next &rarr;</button>
   <span class="help"><kbd>j</kbd>/<kbd>k</kbd> group, <kbd>h</kbd>/<kbd>l</kbd> picture, <kbd>space</kbd> keep/remove, <kbd>d</kbd> not a duplicate, <kbd>n</kbd>/<kbd>p</kbd> page, <kbd>e</kbd> export</span></div>
  <div id="groups"></div>
@@ -315,13 +361,28 @@ function setState(g, m, s) {
   if (g.members.every(x => state(g, x) === "remove")) flips.delete(g.keep);
   render(); updateExport();
 }
+const STAGE_TEXT = {exact: "byte-identical", hash: "hash match", crop: "crop of the keeper",
+  embedding: "CNN embedding + hashes", local: "local features", similar: "similar shot"};
 function evidence(m) {
   const bits = [];
-  if (m.stage && m.stage !== "keeper") bits.push(m.stage);
+  if (m.stage && m.stage !== "keeper") bits.push(STAGE_TEXT[m.stage] || m.stage);
   if (m.distance !== null && m.distance !== undefined) bits.push("d=" + m.distance);
   if (m.score !== null && m.score !== undefined) bits.push("score " + Number(m.score).toFixed(3));
   if (m.cosine !== null && m.cosine !== undefined && m.stage !== "embedding") bits.push("cos " + Number(m.cosine).toFixed(3));
+  if (m.confidence !== null && m.confidence !== undefined) bits.push("conf " + Number(m.confidence).toFixed(2));
   return bits.join(" \u00b7 ");
+}
+function evidenceTitle(m) {
+  const t = [];
+  if (m.distance !== null && m.distance !== undefined) t.push(`d=${m.distance}: 256-bit hash distance to the keeper, accepted up to ${DATA.threshold} (0 = same picture)`);
+  if (m.stage === "crop") t.push(`score: layout correlation as a crop of the keeper, accepted from ${DATA.crop_ncc}`);
+  if (m.stage === "local") t.push("score: worst tile correlation after aligning local features, accepted from 0.85");
+  if (m.cosine !== null && m.cosine !== undefined) t.push("cos: cosine of the CNN embeddings");
+  if (m.confidence !== null && m.confidence !== undefined) t.push("conf: 1 for identical bytes, about 0.5 at the acceptance bound");
+  return t.join("\n");
+}
+function facts(m) {
+  return [m.pixels, m.bytes, m.format].filter(x => x).join(" \u00b7 ");
 }
 function applyFilters() {
   const stg = $("f-stage").value, conf = parseFloat($("f-conf").value) || 0, t = $("f-text").value.toLowerCase();
@@ -338,8 +399,11 @@ function render() {
   const slice = view.slice(page * PAGE, page * PAGE + PAGE);
   slice.forEach((g, gi) => {
     const box = el("section", {class: "group" + (gi === focusG ? " focus" : ""), "data-group": String(page * PAGE + gi)});
+    const weakest = g.weakest ? g.weakest.split("/").pop() : "";
     box.appendChild(el("div", {class: "ghead"}, el("b", {text: `${g.members.length} copies`}),
-      el("span", {text: `confidence ${g.confidence.toFixed(2)}`}), el("span", {text: g.stages.join(", ") || "exact"})));
+      el("span", {text: `confidence ${g.confidence.toFixed(2)}` + (weakest ? ` (lowest: ${weakest})` : ""),
+                  title: "the group's least sure member; each card shows its own"}),
+      el("span", {text: g.stages.map(x => STAGE_TEXT[x] || x).join(", ")})));
     const row = el("div", {class: "members"});
     g.members.forEach(m => {
       const s = state(g, m);
@@ -351,7 +415,8 @@ function render() {
       th.appendChild(img);
       card.appendChild(th);
       card.appendChild(el("div", {class: "path", text: m.path, title: m.path}));
-      card.appendChild(el("div", {class: "ev", text: evidence(m)}));
+      card.appendChild(el("div", {class: "facts", text: facts(m), title: "pixels \u00b7 file size \u00b7 format"}));
+      card.appendChild(el("div", {class: "ev", text: evidence(m), title: evidenceTitle(m)}));
       const acts = el("div", {class: "acts"});
       const flip = el("button", {text: s === "keep" ? "remove" : "keep", "data-act": "flip"});
       flip.addEventListener("click", () => setState(g, m, state(g, m) === "keep" ? "remove" : "keep"));
@@ -425,6 +490,9 @@ $("export").addEventListener("click", exportDecisions);
 for (const [id, d] of [["prev", -1], ["next", 1], ["prev2", -1], ["next2", 1]]) $(id).addEventListener("click", () => go(page + d));
 $("failures").querySelector("summary").textContent = `${DATA.failures.length} file(s) could not be read or decoded`;
 for (const f of DATA.failures.slice(0, 1000)) $("faillist").appendChild(el("li", {text: `${f.path}: ${f.reason} (${f.error})`}));
+$("legend").textContent = `d = 256-bit hash distance to the keeper (accepted up to ${DATA.threshold}; 0 = same picture) \u00b7 ` +
+  `score = layout correlation of a crop (from ${DATA.crop_ncc}) or of aligned local features (from 0.85) \u00b7 ` +
+  "cos = CNN embedding cosine \u00b7 conf = 1 for identical bytes, about 0.5 at a test's bound \u00b7 each card: pixels \u00b7 file size \u00b7 format";
 render(); updateExport();
 </script>
 </body></html>
