@@ -92,10 +92,15 @@ def test_crop_verdicts_are_cached_so_a_rerun_pays_no_crop_test(tmp_path, monkeyp
     first = neardup.scan([str(src)], cache=str(cache), workers=1)
     assert any(p.stage == "crop" for g in first.groups for p in g.pairs)
 
-    def no_crop_test(*args, **kwargs):
-        raise AssertionError("the crop test ran again although its verdict is cached")
+    def no_crop_test(sig_a, *args, **kwargs):
+        if len(sig_a):
+            raise AssertionError("the crop test ran again although its verdict is cached")
+        return np.zeros(0, np.float32)
 
-    monkeypatch.setattr(rules, "crop_ncc", no_crop_test)
-    again = neardup.scan([str(src)], cache=str(cache), workers=1)
+    # the function the crop queue really calls; and another radius, so the rerun cannot simply
+    # reuse the first run's pairs (its run key differs) and must verify them again
+    monkeypatch.setattr(rules, "crop_ncc_batch", no_crop_test)
+    again = neardup.scan([str(src)], cache=str(cache), workers=1, radius=9)
+    assert again.stats["reused_pairs"] == 0 and again.stats["verified_pairs"] >= first.stats["verified_pairs"]
     assert [g.members for g in again.groups] == [g.members for g in first.groups]
     assert [[p.to_dict() for p in g.pairs] for g in again.groups] == [[p.to_dict() for p in g.pairs] for g in first.groups]

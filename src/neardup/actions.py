@@ -313,7 +313,7 @@ def _check(step: Step, keepers: dict[str, str | None]) -> tuple[str | None, byte
     return None, data
 
 
-def apply(
+def apply(  # noqa: C901 - one loop over the steps with the manifest's crash points; splits with actions/ (issue 17)
     steps: Iterable[Step],
     *,
     action: str,

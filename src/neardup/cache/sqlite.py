@@ -22,7 +22,7 @@ from ..errors import CacheError
 from ..features.extract import DIGEST, FEATURE_VERSION, SIG_SIDE, FeatureBatch
 from ..features.quality import QUALITY_FIELDS
 
-__all__ = ["FeatureCache", "FileRecord", "RunFile", "default_cache_dir", "SCHEMA_VERSION"]
+__all__ = ["FeatureCache", "FeatureReader", "FileRecord", "RunFile", "default_cache_dir", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 5
 
@@ -180,6 +180,30 @@ def _feature_rows(f: FeatureBatch) -> list[tuple[object, ...]]:
         f.width.tolist(), f.height.tolist(), f.format, f.whash.astype(np.uint64).view(np.int64).tolist(),
         _blobs(f.colour, "u1"), _blobs(f.d256, "<u8"), _blobs(f.sig, "u1"),
     ))
+
+
+class FeatureReader:
+    """A read-only view of a cache file for worker processes: which contents it already holds,
+    so a worker skips decoding them.  Any error reading it means "not known" (the driver's own
+    lookup decides what is cached; this only saves work)."""
+
+    def __init__(self, cache_file: str) -> None:
+        self._db = sqlite3.connect(f"file:{cache_file}?mode=ro", uri=True, check_same_thread=False)
+
+    def has(self, digest: bytes, model_id: str | None = None) -> bool:
+        """Whether the features of ``digest`` (and its embedding by ``model_id``, if given) are stored."""
+        try:
+            row = self._db.execute("SELECT 1 FROM features WHERE digest=? AND version=?",
+                                   (digest, FEATURE_VERSION)).fetchone()
+            if row is not None and model_id is not None:
+                row = self._db.execute("SELECT 1 FROM embeddings WHERE digest=? AND model=?",
+                                       (digest, model_id)).fetchone()
+        except sqlite3.Error:
+            return False
+        return row is not None
+
+    def close(self) -> None:
+        self._db.close()
 
 
 class FeatureCache:

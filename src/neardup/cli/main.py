@@ -9,10 +9,12 @@ from pathlib import Path
 
 import click
 
+from ..config import ScanOptions
 from ..errors import NeardupError, UsageError
 
 EXIT_OK = 0
 EXIT_FAILURES = 3  # finished, but some files could not be read or decoded
+DEFAULTS = ScanOptions()  # every flag's default comes from the one place they are set
 EXIT_ERROR = 2  # bad usage or a fatal error; click uses 2 for usage errors as well
 
 
@@ -49,30 +51,30 @@ class _SourceArg(click.ParamType):
 @click.option("--no-cache", is_flag=True, help="Keep features in memory only.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Decoding processes; 0 means one per core.")
-@click.option("--radius", type=click.IntRange(0, 16), default=8, show_default=True,
+@click.option("--radius", type=click.IntRange(0, 16), default=DEFAULTS.radius, show_default=True,
               help="Hamming radius of the exact 64-bit candidate search.")
-@click.option("--threshold", type=click.IntRange(0, 96), default=40, show_default=True,
+@click.option("--threshold", type=click.IntRange(0, 96), default=DEFAULTS.hash_threshold, show_default=True,
               help="Largest 256-bit hash distance accepted as a duplicate (lower = stricter).")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=200_000_000, show_default=True,
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULTS.max_pixels, show_default=True,
               help="Images declaring more pixels are refused as decompression bombs.")
 @click.option("--mode", type=click.Choice(["fast", "thorough"]), default="fast", show_default=True,
               help="thorough adds CNN embeddings and local features (heavy crops, insets, tilts); "
                    "needs pip install 'neardup[cnn]', and 'neardup[export]' once to export the default model.")
 @click.option("--model", "model", type=click.Path(exists=True, dir_okay=False), default=None,
               help="thorough: an ONNX image model instead of EfficientNet-Lite0.")
-@click.option("--model-size", type=click.IntRange(32, 1024), default=224, show_default=True,
+@click.option("--model-size", type=click.IntRange(32, 1024), default=DEFAULTS.model_size, show_default=True,
               help="Input side of --model in pixels.")
-@click.option("--model-mean", type=(float, float, float), default=(0.485, 0.456, 0.406), show_default=True,
+@click.option("--model-mean", type=(float, float, float), default=DEFAULTS.model_mean, show_default=True,
               help="Per-channel mean of --model's input normalisation (0..1 scale).")
-@click.option("--model-std", type=(float, float, float), default=(0.229, 0.224, 0.225), show_default=True,
+@click.option("--model-std", type=(float, float, float), default=DEFAULTS.model_std, show_default=True,
               help="Per-channel std of --model's input normalisation.")
 @click.option("--embedding-threshold", "knn_threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-              default=0.70, show_default=True, help="thorough: cosine at which an embedding pair is verified.")
+              default=DEFAULTS.knn_threshold, show_default=True, help="thorough: cosine at which an embedding pair is verified.")
 @click.option("--similar", is_flag=True,
               help="thorough: also group other shots of the same scene or object (not only copies).")
-@click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True,
+@click.option("--retries", type=click.IntRange(min=0), default=DEFAULTS.retries, show_default=True,
               help="Cloud sources: retries of a transient fault (timeout, reset, 5xx) per read or listing page.")
-@click.option("--time-budget", type=click.FloatRange(min=0), default=120.0, show_default=True,
+@click.option("--time-budget", type=click.FloatRange(min=0), default=DEFAULTS.time_budget, show_default=True,
               help="Seconds one image may take in a worker process before it is stopped and recorded as a failure "
                    "(0: no limit).")
 @click.option("--worker-memory", type=click.IntRange(min=0), default=0, show_default=True,

@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..config import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import UsageError
 
 __all__ = ["ModelSpec", "Embedder", "default_model_spec", "IMAGENET_MEAN", "IMAGENET_STD"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_NAME = "efficientnet-lite0"
 #: what the model is shown: the working image, borders trimmed, upright, squashed to a square
 EMBED_VIEW = "upright-trim-1"
@@ -96,7 +95,7 @@ class Embedder:
         so.enable_cpu_mem_arena = False  # the arena keeps the peak of every batch shape
         try:
             self.session = ort.InferenceSession(spec.path, so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own types for bad files
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for bad files
             raise UsageError(f"--model {spec.path} does not load in ONNX Runtime ({e}); pass an ONNX image model") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name

@@ -36,16 +36,18 @@ def _run_batch(items: list[Item], max_pixels: int, spec: ModelSpec | None, retri
     """
     import signal
 
-    from ..pipeline import extract as ex
-    from ..sources import configure
+    from ..pipeline.extract import current_worker, start_worker
 
-    configure(retries=retries)
-    ex._budget = time_budget if signal.getsignal(signal.SIGALRM) == signal.SIG_DFL else 0.0
     want = spec.model_id if spec is not None else None
-    have = ex._embedder.spec.model_id if ex._embedder is not None else None
-    if want != have:
-        ex._init_worker(None, spec, retries)
-    return ex._extract_chunk(items, max_pixels)
+    worker = current_worker()
+    if worker is None or worker.model_id != want:
+        worker = start_worker(None, spec, retries)
+    else:
+        from ..sources import configure
+
+        configure(retries=retries)
+    worker.time_budget = time_budget if signal.getsignal(signal.SIGALRM) == signal.SIG_DFL else 0.0
+    return worker.extract_chunk(items, max_pixels)
 
 
 def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
@@ -98,7 +100,7 @@ def dask_extract_many(
             c = batches.pop(fut.key)
             try:
                 out: Chunk = fut.result()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - a task's error (KilledWorker, a worker's bug): rerun its images alone
                 fut.release()
                 if len(c) > 1:
                     # the batch keeps killing workers (KilledWorker) or failing: run its images one

@@ -11,6 +11,7 @@ CNN of thorough mode).
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..config import MAX_PIXELS
 from ..errors import DecodeError
 from . import jpeg
 from .hashes import to_gray
@@ -42,19 +44,15 @@ SOFT_PATCH = 256
 #: dark subjects, and is the same for every copy so copies still match.
 ALPHA_BACKGROUND = (128, 128, 128)
 
-_heif_registered = False
-
-
+@functools.cache
 def _register_heif() -> None:
-    global _heif_registered
-    if not _heif_registered:
-        _heif_registered = True
-        try:
-            import pillow_heif
+    """Teach Pillow HEIC/HEIF once per process, if pillow-heif is installed."""
+    try:
+        import pillow_heif
 
-            pillow_heif.register_heif_opener()
-        except ImportError:  # pragma: no cover - optional dependency
-            pass
+        pillow_heif.register_heif_opener()
+    except ImportError:  # pragma: no cover - optional dependency
+        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +131,7 @@ def jpeg_scale(width: int, height: int, min_side: int) -> int:
     return 1
 
 
-def decode(data: bytes, *, max_pixels: int = 200_000_000, view_side: int = 0) -> Decoded:
+def decode(data: bytes, *, max_pixels: int = MAX_PIXELS, view_side: int = 0) -> Decoded:
     """Decode ``data`` (the whole file) into a small upright RGB feature image.
 
     ``view_side`` > 0 also returns a view of that long side (thorough mode's CNN input); the
@@ -229,7 +227,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise _bomb(e) from None
     except Image.UnidentifiedImageError:
         raise DecodeError("not-an-image", "not a recognised image format: the bytes match no supported format") from None
-    except Exception as e:  # Pillow raises many types for unknown data
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types for unknown data
         raise DecodeError("not-an-image", f"not a recognised image format ({type(e).__name__}: {e})") from None
 
 
@@ -287,7 +285,7 @@ def _decode_opened(im: Image.Image, data: bytes, *, max_pixels: int, view_side: 
     orientation = 1
     try:
         orientation = int(im.getexif().get(0x0112, 1) or 1)
-    except Exception:  # a broken EXIF block is not worth failing the image for
+    except Exception:  # noqa: BLE001 - a broken EXIF block is not worth failing the image for
         orientation = 1
     if orientation not in range(1, 9):
         orientation = 1
@@ -353,7 +351,7 @@ def _gradient_ratio(g: np.ndarray) -> float:
     return float(gradient_ratios(g[None])[0])
 
 
-def native_softness(data: bytes, *, min_side: int, max_pixels: int = 200_000_000) -> tuple[float, int]:
+def native_softness(data: bytes, *, min_side: int, max_pixels: int = MAX_PIXELS) -> tuple[float, int]:
     """Softness of a file measured where it has the most pixels that matter: decoded at the
     smallest DCT scale whose long side is still >= ``min_side`` (native for other formats).
 
@@ -377,7 +375,7 @@ def native_softness(data: bytes, *, min_side: int, max_pixels: int = 200_000_000
         return softness_of(im), scale
     except DecodeError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a decoder's error of any type is this image's failure
         raise DecodeError("corrupt", f"cannot decode: {type(e).__name__}: {e}") from None
     finally:
         im.close()

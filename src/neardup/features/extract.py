@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import MAX_PIXELS
 from .decode import Decoded, decode
 from .hashes import (
     REF_SIDE,
@@ -365,7 +366,7 @@ def canonical_rgb(d: Decoded, canon: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, canon % 4))
 
 
-def extract(data: bytes, *, max_pixels: int = 200_000_000) -> ImageFeatures:
+def extract(data: bytes, *, max_pixels: int = MAX_PIXELS) -> ImageFeatures:
     """Decode ``data`` once and compute all features.
 
     Raises

@@ -102,7 +102,7 @@ def _orientation(seg: bytes) -> int:
     return 1
 
 
-def read_header(data: bytes) -> JpegHeader | None:
+def read_header(data: bytes) -> JpegHeader | None:  # noqa: C901 - a marker walk: one branch per JPEG marker kind
     """Walk the markers up to the first scan; ``None`` if anything looks unusual."""
     n = len(data)
     pos = 2

@@ -32,6 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..config import MAX_PIXELS
 from . import jpeg
 
 __all__ = ["BlockCoefficients", "block_coefficients", "gap_ratio", "carries_table", "estimate_primary_steps",
@@ -222,7 +223,7 @@ def _histograms(coef: np.ndarray, own: np.ndarray) -> np.ndarray:
     return flat.reshape(k.shape[1], width)[:, : BINS + 1].astype(np.float64)
 
 
-def block_coefficients(data: bytes, *, max_pixels: int = 200_000_000) -> list[BlockCoefficients]:
+def block_coefficients(data: bytes, *, max_pixels: int = MAX_PIXELS) -> list[BlockCoefficients]:
     """The coefficient histograms of a file: one for a JPEG (its own grid), one per likely grid
     origin for a lossless file (whose grid, after a flip or crop, need not start at 0).  Empty
     where the file cannot be analysed."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["canonical_variant", "canonical_variants", "AMBIGUITY"]
+__all__ = ["canonical_variants", "AMBIGUITY"]
 
 #: A decision whose margin is below this share of the AC energy is treated as ambiguous.
 AMBIGUITY = 0.12
@@ -47,38 +47,6 @@ def _variant_table() -> dict[tuple[bool, bool, bool], int]:
 _TABLE = _variant_table()
 
 
-def canonical_variant(coef: np.ndarray) -> tuple[int, int]:
-    """Return ``(canon, alt_mask)`` for an image's low-frequency DCT block ``coef``.
-
-    ``canon`` is the dihedral variant index that brings the image to canonical orientation;
-    bit ``v`` of ``alt_mask`` is set for every other variant that a slightly different copy
-    might choose, which the index must then hold as well.
-    """
-    c = np.asarray(coef, dtype=np.float64)
-    ac = c.copy()
-    ac[0, 0] = 0.0
-    e = float(np.sqrt((ac**2).sum())) + 1e-9
-    sh = c[0, 1] + 0.5 * c[0, 3] + 0.5 * c[2, 1]
-    sv = c[1, 0] + 0.5 * c[3, 0] + 0.5 * c[1, 2]
-    # transpose first: afterwards |sh| >= |sv|
-    t_choice = abs(sv) > abs(sh)
-    t_amb = abs(abs(sh) - abs(sv)) / e < AMBIGUITY
-    options = []
-    for t in ((False, True) if t_amb else (t_choice,)):
-        h, v = (sv, sh) if t else (sh, sv)
-        fl_opts = (False, True) if abs(h) / e < AMBIGUITY else (h < 0,)
-        ft_opts = (False, True) if abs(v) / e < AMBIGUITY else (v < 0,)
-        for fl in fl_opts:
-            for ft in ft_opts:
-                options.append((t, fl, ft))
-    h, v = (sv, sh) if t_choice else (sh, sv)
-    canon = _TABLE[(t_choice, bool(h < 0), bool(v < 0))]
-    mask = 0
-    for o in options:
-        mask |= 1 << _TABLE[o]
-    return canon, mask & ~(1 << canon)
-
-
 # _TABLE as an array indexed [transpose, flip_lr, flip_tb]
 _TAB = np.zeros((2, 2, 2), dtype=np.int64)
 for (_t, _fl, _ft), _v in _TABLE.items():
@@ -86,8 +54,11 @@ for (_t, _fl, _ft), _v in _TABLE.items():
 
 
 def canonical_variants(coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`canonical_variant` for a stack of DCT blocks (N, k, k), k >= 4: ``(canon, alt_mask)``
-    as uint8 columns."""
+    """For a stack of low-frequency DCT blocks (N, k, k), k >= 4: ``(canon, alt_mask)`` as uint8
+    columns.  ``canon`` is the dihedral variant that brings each image to canonical orientation;
+    bit ``v`` of ``alt_mask`` is set for every other variant a slightly different copy might
+    choose (its deciding coefficient within :data:`AMBIGUITY` of zero), which the index must
+    then hold as well."""
     c = np.asarray(coef, dtype=np.float64)
     n = len(c)
     e = np.sqrt((c**2).sum(axis=(1, 2)) - c[:, 0, 0] ** 2) + 1e-9

@@ -11,7 +11,7 @@ undone by the DCT scaling, so an upscaled JPEG copy of a smaller original can wi
 
 from __future__ import annotations
 
-from dataclasses import asdict, astuple, dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -68,10 +68,6 @@ class QualityFacts:
 
     def to_dict(self) -> dict[str, float | int | bool]:
         return asdict(self)
-
-    def to_row(self) -> np.ndarray:
-        """The facts as one float64 row, in QUALITY_FIELDS order (how the cache stores them)."""
-        return np.asarray(astuple(self), dtype=np.float64)
 
     @classmethod
     def from_row(cls, row: np.ndarray) -> QualityFacts:

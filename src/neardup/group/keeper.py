@@ -212,7 +212,7 @@ def plan_lineage(c: Contest, order_key: Callable[[int], Any]) -> tuple[int, int]
     return top, rival
 
 
-def settle(contests: Sequence[Contest],
+def settle(contests: Sequence[Contest],  # noqa: C901 - rounds over all contests at once (measure, then read lineage)
            measure: Callable[[Iterable[tuple[int, int]]], dict[int, tuple[float, int] | None]],
            order_key: Callable[[int], Any],
            lineage: Callable[[Iterable[tuple[int, int]]], dict[tuple[int, int], tuple[float | None, str]]]

@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from itertools import islice
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from ..cache.sqlite import FeatureReader
 from ..errors import DecodeError
 from ..features.decode import WORK_SIDE, Decoded, decode
-from ..features.extract import FEATURE_VERSION, FeatureBatch, canonical_rgb, digest_bytes, features_batch
+from ..features.extract import FeatureBatch, canonical_rgb, digest_bytes, features_batch
 from ..sources import ReadError, configure, is_remote, read_bytes
 
 if TYPE_CHECKING:
     from ..embed.model import Embedder, ModelSpec
 
-__all__ = ["Limits", "Outcome", "Chunk", "batched", "extract_many", "extract_one"]
+__all__ = ["Limits", "Outcome", "Chunk", "Item", "Worker", "batched", "current_worker", "extract_many", "extract_one",
+           "run_chunk", "start_worker"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +74,9 @@ Item = tuple[str, int, int, "str | None"]
 #: blobs downloaded ahead of the decoder in each worker: hides latency, bounds bytes in flight
 PREFETCH = 8
 
-_known: sqlite3.Connection | None = None
-_embedder: Embedder | None = None
-_budget = 0.0  # seconds per image, enforced by the kernel (SIGALRM) in worker processes only
+_worker: Worker | None = None
+"""This process's worker, made by :func:`start_worker` (a pool's initializer, or the driver
+itself with one worker); the only state a process keeps between chunks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +94,10 @@ class Limits:
 
 
 def _apply_limits(limits: Limits) -> None:
-    global _budget
-    _budget = limits.time_budget
-    if _budget:
-        # the default action, whatever handler the parent had (a fork inherits it): the kernel
-        # ends the process, even inside C code
+    """Make this process's limits real: the alarm's default action (whatever handler the parent
+    had: a fork inherits it) so the kernel ends the process even inside C code, and the
+    address-space cap."""
+    if limits.time_budget:
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
     if limits.memory_mb:
         import resource
@@ -117,24 +118,39 @@ def _vm_size() -> int:
     return 0
 
 
-def _init_worker(cache_file: str | None, spec: ModelSpec | None = None, retries: int = 5,
-                 limits: Limits | None = None) -> None:
-    global _known, _embedder
+def start_worker(cache_file: str | None, spec: ModelSpec | None = None, retries: int = 5,
+                 limits: Limits | None = None) -> Worker:
+    """Set up this process to extract: retries, one BLAS thread, its limits, and a
+    :class:`Worker` with the cache's reader and the embedding model; returns it."""
+    global _worker  # noqa: PLW0603 - the process's one worker, owned here (see _worker)
     configure(retries=retries)
     _one_blas_thread()
     _keep_freed_memory()
     if limits is not None:
         _apply_limits(limits)
-    if _known is not None:
-        _known.close()
-        _known = None
+    if _worker is not None:
+        _worker.close()
+    reader = None
     if cache_file and cache_file != ":memory:" and os.path.exists(cache_file):
-        _known = sqlite3.connect(f"file:{cache_file}?mode=ro", uri=True, check_same_thread=False)
-    _embedder = None
+        reader = FeatureReader(cache_file)
+    embedder = None
     if spec is not None:
         from ..embed.model import Embedder
 
-        _embedder = Embedder(spec, threads=1)
+        embedder = Embedder(spec, threads=1)
+    _worker = Worker(reader, embedder, limits.time_budget if limits is not None else 0.0)
+    return _worker
+
+
+def current_worker() -> Worker | None:
+    """This process's worker, if :func:`start_worker` ran in it."""
+    return _worker
+
+
+def run_chunk(items: list[Item], max_pixels: int) -> Chunk:
+    """Extract a chunk with this process's worker (what a pool submits: a picklable function)."""
+    assert _worker is not None, "start_worker runs first (the pool's initializer)"
+    return _worker.extract_chunk(items, max_pixels)
 
 
 def _keep_freed_memory() -> None:
@@ -160,29 +176,13 @@ def _one_blas_thread() -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)
-    except Exception:  # pragma: no cover - an unknown BLAS costs speed, not results
+    except Exception:  # noqa: BLE001  # pragma: no cover - an unknown BLAS costs speed, not results
         pass
-
-
-def _cached(digest: bytes) -> bool:
-    if _known is None:
-        return False
-    try:
-        row = _known.execute(
-            "SELECT 1 FROM features WHERE digest=? AND version=?", (digest, FEATURE_VERSION)
-        ).fetchone()
-        if row is not None and _embedder is not None:
-            row = _known.execute(
-                "SELECT 1 FROM embeddings WHERE digest=? AND model=?", (digest, _embedder.spec.model_id)
-            ).fetchone()
-    except sqlite3.Error:
-        return False
-    return row is not None
 
 
 def extract_one(path: str, size: int, mtime_ns: int, max_pixels: int, etag: str | None = None) -> Chunk:
     """Read, digest and decode one file in this process (a chunk of one)."""
-    return _extract_chunk([(path, size, mtime_ns, etag)], max_pixels)
+    return (_worker or Worker(None, None)).extract_chunk([(path, size, mtime_ns, etag)], max_pixels)
 
 
 def _read(path: str) -> bytes | ReadError:
@@ -190,52 +190,24 @@ def _read(path: str) -> bytes | ReadError:
         return read_bytes(path)
     except ReadError as e:
         return e
-    except Exception as e:  # a client library's bug must cost one file, not the run
+    except Exception as e:  # noqa: BLE001 - a client library's bug must cost one file, not the run
         return ReadError("unreadable", f"cannot read: {type(e).__name__}")
 
 
-def _extract_one(item: Item, max_pixels: int, data: bytes | ReadError | None = None) -> tuple[Outcome, Decoded | None]:
-    """Read (unless ``data`` is given), digest and (unless the digest is cached) decode one
-    file; never raises."""
-    path, size, mtime_ns, etag = item
-    if data is None:
-        data = _read(path)
-    if isinstance(data, ReadError):
-        return Outcome(path, size, mtime_ns, None, False, "read", data.reason, str(data), etag=etag), None
-    digest = digest_bytes(data)
-    if _cached(digest):
-        return Outcome(path, size, mtime_ns, digest, False, etag=etag), None
-    try:
-        if _budget:
-            signal.setitimer(signal.ITIMER_REAL, _budget)  # default action: the kernel ends this process
-        dec = decode(data, max_pixels=max_pixels, view_side=WORK_SIDE if _embedder is not None else 0)
-        del data  # the pixels' source is not kept a moment longer than the decode
-    except DecodeError as e:
-        return Outcome(path, size, mtime_ns, None, False, "decode", e.reason, str(e), etag=etag), None
-    except MemoryError:
-        return Outcome(path, size, mtime_ns, None, False, "decode", "out-of-memory", "ran out of memory", etag=etag), None
-    except Exception as e:  # a decoder bug must cost one file, not the run
-        return (Outcome(path, size, mtime_ns, None, False, "decode", "internal-error", f"{type(e).__name__}: {e}",
-                        etag=etag), None)
-    finally:
-        if _budget:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    return Outcome(path, size, mtime_ns, digest, True, etag=etag), dec
-
-
-_io: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked child must not inherit a pool
+@lru_cache(maxsize=1)
+def _read_pool(pid: int) -> ThreadPoolExecutor:
+    """This process's reading threads, keyed by its pid: a forked child has the parent's pool
+    object but not its threads, so it makes its own."""
+    return ThreadPoolExecutor(PREFETCH, thread_name_prefix="neardup-read")
 
 
 def _prefetched(items: list[Item]) -> Iterator[bytes | ReadError | None]:
     """The bytes of remote items, read in threads up to :data:`PREFETCH` ahead of the caller,
     in order; ``None`` for local files (read by the caller: a thread would only add cost)."""
-    global _io
     if not any(is_remote(it[0]) for it in items):
         yield from (None for _ in items)
         return
-    if _io is None or _io[0] != os.getpid():  # a forked child has the pool object but not its threads
-        _io = (os.getpid(), ThreadPoolExecutor(PREFETCH, thread_name_prefix="neardup-read"))
-    pool = _io[1]
+    pool = _read_pool(os.getpid())
     ahead: deque[Future[bytes | ReadError] | None] = deque()
     nxt = 0
 
@@ -253,57 +225,106 @@ def _prefetched(items: list[Item]) -> Iterator[bytes | ReadError | None]:
         yield None if f is None else f.result()
 
 
-def _extract_chunk(items: list[Item], max_pixels: int) -> Chunk:
-    """Extract a chunk of files; never raises.  The features of the decoded ones are computed
-    together (a few matrix products for the lot), and their pixels dropped."""
-    outs: list[Outcome] = []
-    decs: list[Decoded] = []
-    for it, data in zip(items, _prefetched(items)):
-        o, d = _extract_one(it, max_pixels, data)
-        outs.append(o)
-        if d is not None:
-            decs.append(d)
-    fresh = [o for o in outs if o.fresh]
-    try:
-        feats = features_batch(decs, [o.digest for o in fresh])  # type: ignore[misc]
-    except Exception:
-        # a bug in the batch must cost the images that cause it, not the chunk: one at a time
-        return _one_by_one(outs, decs)
-    emb = _embed(decs) if _embedder is not None else None
-    return Chunk(outs, feats, emb)
+class Worker:
+    """What one process needs to extract files: the cache's reader (contents it need not
+    decode), the embedding model (thorough mode) and the per-image time budget (seconds, 0 =
+    none), enforced by the kernel's alarm in worker processes only."""
 
+    def __init__(self, reader: FeatureReader | None, embedder: Embedder | None, time_budget: float = 0.0) -> None:
+        self.reader = reader
+        self.embedder = embedder
+        self.time_budget = time_budget
 
-def _one_by_one(outs: list[Outcome], decs: list[Decoded]) -> Chunk:
-    it = iter(decs)
-    keep: list[Outcome] = []
-    parts: list[FeatureBatch] = []
-    good: list[Decoded] = []
-    for o in outs:
-        if not o.fresh:
-            keep.append(o)
-            continue
-        d = next(it)
+    @property
+    def model_id(self) -> str | None:
+        return self.embedder.spec.model_id if self.embedder is not None else None
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+    def extract_chunk(self, items: list[Item], max_pixels: int) -> Chunk:
+        """Extract a chunk of files; never raises.  The features of the decoded ones are computed
+        together (a few matrix products for the lot), and their pixels dropped."""
+        outs: list[Outcome] = []
+        decs: list[Decoded] = []
+        for it, data in zip(items, _prefetched(items)):
+            o, d = self._one(it, max_pixels, data)
+            outs.append(o)
+            if d is not None:
+                decs.append(d)
+        fresh = [o for o in outs if o.fresh]
         try:
-            parts.append(features_batch([d], [o.digest]))  # type: ignore[list-item]
-        except Exception as e:
-            keep.append(replace(o, digest=None, fresh=False, error_stage="decode", error_reason="internal-error",
-                                error=f"{type(e).__name__}: {e}"))
-            continue
-        keep.append(o)
-        good.append(d)
-    emb = _embed(good) if _embedder is not None else None
-    return Chunk(keep, FeatureBatch.concat(parts), emb)
+            feats = features_batch(decs, [o.digest for o in fresh])  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - a bug in the batch must cost the images that cause it: one at a time
+            return self._one_by_one(outs, decs)
+        emb = self._embed(decs) if self.embedder is not None else None
+        return Chunk(outs, feats, emb)
 
+    def _cached(self, digest: bytes) -> bool:
+        return self.reader is not None and self.reader.has(digest, self.model_id)
 
-def _embed(decs: list[Decoded]) -> np.ndarray:
-    """Embeddings of the views, small inference batches (the runtime's peak memory grows with the
-    batch, the speed hardly); the views are dropped right after."""
-    assert _embedder is not None
-    views = [canonical_rgb(d, 0) for d in decs]
-    vecs = [e for s in range(0, len(views), 8) for e in _embedder.embed(views[s : s + 8])]
-    if not vecs:
-        return np.zeros((0, 0), np.float16)
-    return np.stack(vecs).astype(np.float16)
+    def _one(self, item: Item, max_pixels: int, data: bytes | ReadError | None = None) -> tuple[Outcome, Decoded | None]:
+        """Read (unless ``data`` is given), digest and (unless the digest is cached) decode one
+        file; never raises."""
+        path, size, mtime_ns, etag = item
+        if data is None:
+            data = _read(path)
+        if isinstance(data, ReadError):
+            return Outcome(path, size, mtime_ns, None, False, "read", data.reason, str(data), etag=etag), None
+        digest = digest_bytes(data)
+        if self._cached(digest):
+            return Outcome(path, size, mtime_ns, digest, False, etag=etag), None
+        budget = self.time_budget
+        try:
+            if budget:
+                signal.setitimer(signal.ITIMER_REAL, budget)  # default action: the kernel ends this process
+            dec = decode(data, max_pixels=max_pixels, view_side=WORK_SIDE if self.embedder is not None else 0)
+            del data  # the pixels' source is not kept a moment longer than the decode
+        except DecodeError as e:
+            return Outcome(path, size, mtime_ns, None, False, "decode", e.reason, str(e), etag=etag), None
+        except MemoryError:
+            return (Outcome(path, size, mtime_ns, None, False, "decode", "out-of-memory", "ran out of memory",
+                            etag=etag), None)
+        except Exception as e:  # noqa: BLE001 - a decoder bug must cost one file, not the run
+            return (Outcome(path, size, mtime_ns, None, False, "decode", "internal-error", f"{type(e).__name__}: {e}",
+                            etag=etag), None)
+        finally:
+            if budget:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        return Outcome(path, size, mtime_ns, digest, True, etag=etag), dec
+
+    def _one_by_one(self, outs: list[Outcome], decs: list[Decoded]) -> Chunk:
+        it = iter(decs)
+        keep: list[Outcome] = []
+        parts: list[FeatureBatch] = []
+        good: list[Decoded] = []
+        for o in outs:
+            if not o.fresh:
+                keep.append(o)
+                continue
+            d = next(it)
+            try:
+                parts.append(features_batch([d], [o.digest]))  # type: ignore[list-item]
+            except Exception as e:  # noqa: BLE001 - recorded as this image's failure row
+                keep.append(replace(o, digest=None, fresh=False, error_stage="decode", error_reason="internal-error",
+                                    error=f"{type(e).__name__}: {e}"))
+                continue
+            keep.append(o)
+            good.append(d)
+        emb = self._embed(good) if self.embedder is not None else None
+        return Chunk(keep, FeatureBatch.concat(parts), emb)
+
+    def _embed(self, decs: list[Decoded]) -> np.ndarray:
+        """Embeddings of the views, small inference batches (the runtime's peak memory grows with
+        the batch, the speed hardly); the views are dropped right after."""
+        assert self.embedder is not None
+        views = [canonical_rgb(d, 0) for d in decs]
+        vecs = [e for s in range(0, len(views), 8) for e in self.embedder.embed(views[s : s + 8])]
+        if not vecs:
+            return np.zeros((0, 0), np.float16)
+        return np.stack(vecs).astype(np.float16)
 
 
 T = TypeVar("T")
@@ -346,9 +367,9 @@ def extract_many(
     """
     limits = limits or Limits()
     if workers <= 1:
-        _init_worker(cache_file, model, retries)  # in this process: no alarm, no address-space cap
+        worker = start_worker(cache_file, model, retries)  # in this process: no alarm, no address-space cap
         for c in batched(items, chunk):
-            yield _extract_chunk(c, max_pixels)
+            yield worker.extract_chunk(c, max_pixels)
         return
     pool = _Pool(workers, max_pixels, (cache_file, model, retries, limits))
     try:
@@ -386,12 +407,12 @@ class _Pool:
 
     def _new(self) -> ProcessPoolExecutor:
         # workers start on demand: a run whose files are all cached starts none
-        return ProcessPoolExecutor(max_workers=self.workers, initializer=_init_worker, initargs=self.init)
+        return ProcessPoolExecutor(max_workers=self.workers, initializer=start_worker, initargs=self.init)
 
     def submit(self, c: list[Item]) -> Iterator[Chunk]:
         """Queue a chunk, then hand back what is done (waiting for one when the pool is full)."""
         try:
-            self.pending[self.pool.submit(_extract_chunk, c, self.max_pixels)] = c
+            self.pending[self.pool.submit(run_chunk, c, self.max_pixels)] = c
         except BrokenProcessPool:  # it broke since the last look
             yield from self._recover(c)
             return
@@ -490,7 +511,6 @@ def _merge(chunks: list[Chunk]) -> Chunk:
 
 
 def _isolated_one(item: Item, max_pixels: int, init: tuple, send: object) -> None:
-    _init_worker(*init)
-    res = _extract_chunk([item], max_pixels)
+    res = start_worker(*init).extract_chunk([item], max_pixels)
     send.send(res)  # type: ignore[attr-defined]
     send.close()  # type: ignore[attr-defined]

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..cache.sqlite import FeatureCache, default_cache_dir
 from ..candidates.mih import MultiIndex, PairBatch
-from ..errors import CacheError, SourceError, UsageError
+from ..config import Progress, ScanOptions
+from ..errors import CacheError, DecodeError, SourceError, UsageError
 from ..features.extract import DIGEST, FEATURE_VERSION, is_low_info
 from ..features.quality import QUALITY_FIELDS, QualityFacts
 from ..group.files import FileFacts, file_preference, root_index, why_preferred
 from ..group.keeper import Contest, provisional_scores, settle
 from ..group.unionfind import UnionFind, guarded_groups
+from ..records import SearchColumns
 from ..sources import configure, is_remote, open_source, scrub
 from ..verify.rules import STAGE_NAMES, CropQueue, SeenPairs, Verified, VerifyParams, verify_batch
 from .extract import Limits, batched, extract_many
@@ -31,15 +33,9 @@ from .stats import StageClock
 if TYPE_CHECKING:
     from ..embed.model import ModelSpec
 
-#: ImageNet normalisation, the default for --model (embed.model has the same; kept here so a
-#: fast scan does not import the embedding code)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 __all__ = ["scan", "ScanOptions", "Progress", "candidate_batches"]
 
-Progress = Callable[[str, int, "int | None"], None]
-"""``progress(stage, advance, total)``: called as work completes; the CLI draws bars with it."""
+logger = logging.getLogger(__name__)
 
 _NO_CACHE = object()
 
@@ -47,58 +43,6 @@ _NO_CACHE = object()
 VERIFY_BATCH = 16_384
 #: query rows searched at a time (the progress bar's step; the index splits them further)
 SEARCH_BLOCK = 16_384
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScanOptions:
-    radius: int = 8
-    hash_threshold: int = 40
-    crop_ncc: float = 0.955
-    workers: int = 0  # 0: one per core
-    max_pixels: int = 200_000_000
-    batch: int = 512
-    mode: str = "fast"  # "fast": hashes only; "thorough": + CNN embeddings and local features
-    model: str | None = None  # thorough: an ONNX model file instead of EfficientNet-Lite0
-    model_size: int = 224
-    model_mean: tuple[float, float, float] = IMAGENET_MEAN
-    model_std: tuple[float, float, float] = IMAGENET_STD
-    knn_threshold: float = 0.70  # thorough: cosine at which an embedding pair gets verified
-    similar: bool = False  # thorough: also group other shots of the same scene or object
-    retries: int = 5  # cloud sources: retries of a transient fault, per read or listing page
-    time_budget: float = 120.0  # seconds one image may take in a worker process (0: no limit)
-    worker_memory: int = 0  # MB of address space per worker process (0: no limit)
-    executor: str = "local"  # "local": a process pool here; "dask": tasks on a Dask cluster
-    scheduler: str | None = None  # dask: tcp://HOST:8786; None starts a local cluster of processes
-
-    def check(self) -> None:
-        if self.mode not in ("fast", "thorough"):
-            raise UsageError(f"--mode must be 'fast' or 'thorough', got {self.mode!r}")
-        if self.model is not None and self.mode != "thorough":
-            raise UsageError("--model only applies with --mode thorough; add --mode thorough")
-        if self.similar and self.mode != "thorough":
-            raise UsageError("--similar needs the embeddings of --mode thorough; add --mode thorough")
-        if not 0.0 < self.knn_threshold < 1.0:
-            raise UsageError(f"the embedding threshold must be in (0, 1), got {self.knn_threshold}")
-        if not 0 <= self.radius <= 16:
-            raise UsageError(f"--radius must be between 0 and 16 bits of 64, got {self.radius}")
-        if not 0 <= self.hash_threshold <= 96:
-            raise UsageError(f"--threshold must be between 0 and 96 bits of 256, got {self.hash_threshold}")
-        if not 0.0 < self.crop_ncc <= 1.0:
-            raise UsageError(f"crop correlation must be in (0, 1], got {self.crop_ncc}")
-        if self.workers < 0:
-            raise UsageError(f"--workers must be 0 (one per core) or more, got {self.workers}")
-        if self.executor not in ("local", "dask"):
-            raise UsageError(f"--executor must be 'local' or 'dask', got {self.executor!r}")
-        if self.scheduler is not None and self.executor != "dask":
-            raise UsageError("--scheduler only applies with --executor dask; add --executor dask")
-        if self.time_budget < 0:
-            raise UsageError(f"--time-budget must be 0 (none) or a number of seconds, got {self.time_budget}")
-        if self.worker_memory < 0 or 0 < self.worker_memory < 256:
-            raise UsageError(f"--worker-memory must be 0 (none) or at least 256 MB, got {self.worker_memory}")
-        if self.retries < 0:
-            raise UsageError(f"--retries must be 0 or more, got {self.retries}")
-        if self.max_pixels < 1:
-            raise UsageError(f"--max-pixels must be positive, got {self.max_pixels}")
 
 
 #: this many reads in a row failing as "unreachable" means the source is down: stop cleanly
@@ -163,28 +107,6 @@ def scan(
         return _run([os.fspath(p) for p in paths], fc, opts, progress, spec)
 
 
-@dataclass(frozen=True, slots=True)
-class SearchColumns:
-    """What stays in memory for each distinct content: its search codes and two flags.
-
-    About 40 bytes a row plus the orientation alternatives; everything else (the 256-bit
-    hashes, colour, quality, paths) stays in SQLite and is read a batch at a time.
-    """
-
-    digests: np.ndarray  # (n, 16) uint8, sorted: row i is the i-th digest
-    counts: np.ndarray  # int32: paths in this run with that content
-    p64: np.ndarray  # uint64: full-frame code in canonical orientation
-    c64: np.ndarray  # uint64: centre-window code in canonical orientation
-    alt_rows: np.ndarray  # int64, ascending: rows with an alternative orientation ...
-    alt_p64: np.ndarray  # ... and its codes
-    alt_c64: np.ndarray
-    low_info: np.ndarray  # bool
-    colourful: np.ndarray  # bool
-
-    def digest(self, row: int) -> bytes:
-        return self.digests[row].tobytes()
-
-
 _SEARCH_FIELDS = ("p64", "c64", "canon", "alt_mask", "energy", "content_side", "quality")
 
 
@@ -237,7 +159,7 @@ def _run(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progre
         threads.shutdown(wait=True, cancel_futures=True)
 
 
-def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progress, spec: ModelSpec | None,
+def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progress, spec: ModelSpec | None,  # noqa: C901 - every stage in one function: being split into stage functions (issue 17, open)
             threads: ThreadPoolExecutor, counter: ListingCounter | None) -> ScanResult:
     clock = StageClock()
     failures: list[Failure] = []
@@ -639,7 +561,7 @@ DETAIL_VERSION = "detail-1"
 LINEAGE_RIVAL, LINEAGE_JPEG, LINEAGE_SIBLING = 1, 2, 3
 
 
-def _settle_keepers(comps: list[list[int]], quality: dict[int, np.ndarray], scores: dict[int, float],
+def _settle_keepers(comps: list[list[int]], quality: dict[int, np.ndarray], scores: dict[int, float],  # noqa: C901 - the keeper's readers as closures over the run's columns; moves to group/ (issue 17)
                     width: dict[int, int],
                     height: dict[int, int], fmt: dict[int, str], paths_of_row: dict[int, list[str]], fc: FeatureCache,
                     cols: SearchColumns, *, threads: ThreadPoolExecutor, max_pixels: int,
@@ -663,7 +585,8 @@ def _settle_keepers(comps: list[list[int]], quality: dict[int, np.ndarray], scor
         for path in paths_of_row.get(r, []):
             try:
                 return native_softness(read_bytes(path), min_side=side, max_pixels=max_pixels)
-            except Exception:  # changed or gone since the scan: try another copy, else no proof
+            except (ReadError, DecodeError) as e:  # changed or gone since the scan: try another copy, else no proof
+                logger.info("keeper detail check: %s: %s; trying another copy", path, e)
                 continue
         return None
 

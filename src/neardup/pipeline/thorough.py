@@ -36,8 +36,9 @@ from ..verify.rules import SeenPairs, Verified, VerifyParams, hash_colour, verif
 
 if TYPE_CHECKING:
     from ..cache.sqlite import FeatureCache
+    from ..config import Progress, ScanOptions
     from ..embed.model import ModelSpec
-    from .scan import Progress, ScanOptions, SearchColumns
+    from ..records import SearchColumns
 
 __all__ = ["Thorough", "SIMILAR_COSINE"]
 

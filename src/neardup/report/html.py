@@ -52,7 +52,7 @@ def _thumb(job: tuple[str, str]) -> str | None:
             im.save(tmp, "JPEG", quality=82)
             os.replace(tmp, dst)
         return None
-    except Exception as e:  # a missing or broken file shows as a placeholder, never stops the page
+    except Exception as e:  # noqa: BLE001 - a missing or broken file shows as a placeholder, never stops the page
         return f"{type(e).__name__}"
 
 

@@ -193,7 +193,7 @@ def _retrying(fn: Callable[[], T], what: str) -> T:
     for i in range(attempts):
         try:
             return fn()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - every SDK error is classified here, then re-raised as ReadError
             kind, msg = _classify(e)
             if kind != "transient":
                 raise ReadError(kind, f"{what}: {msg}") from None
@@ -303,7 +303,7 @@ def _endpoint(u: BlobURL) -> str:
         url = _azure_container(u).url if u.is_azure else _s3().meta.endpoint_url
     except UsageError:
         raise
-    except Exception:  # an endpoint we cannot even name: show the URL alone
+    except Exception:  # noqa: BLE001 - an endpoint we cannot even name: show the URL alone
         return u.base
     p = urlsplit(url)
     return f"{p.scheme}://{p.netloc}"
@@ -568,7 +568,7 @@ def _ahead(items: Iterator[T], maxsize: int) -> Iterator[T]:
                 if not put(("item", it)):
                     return
             put(("end", None))
-        except BaseException as e:  # handed to the consumer
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
             put(("error", e))
 
     t = threading.Thread(target=produce, name="neardup-list", daemon=True)

@@ -1,0 +1,76 @@
+"""Every option of a scan, its default, and its valid range, checked once (:meth:`ScanOptions.check`).
+
+The CLI's flags carry these defaults; the library's stages read them from the options they are
+given, never from constants of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+__all__ = ["ScanOptions", "Progress", "MAX_PIXELS", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+#: images above this many pixels are refused before decoding (a decompression bomb guard)
+MAX_PIXELS = 200_000_000
+#: ImageNet normalisation, the default for --model (embed.model uses the same; kept here so a
+#: fast scan does not import the embedding code)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Progress = Callable[[str, int, "int | None"], None]
+"""``progress(stage, advance, total)``: called as work completes; the CLI draws bars with it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanOptions:
+    radius: int = 8
+    hash_threshold: int = 40
+    crop_ncc: float = 0.955
+    workers: int = 0  # 0: one per core
+    max_pixels: int = MAX_PIXELS
+    batch: int = 512
+    mode: str = "fast"  # "fast": hashes only; "thorough": + CNN embeddings and local features
+    model: str | None = None  # thorough: an ONNX model file instead of EfficientNet-Lite0
+    model_size: int = 224
+    model_mean: tuple[float, float, float] = IMAGENET_MEAN
+    model_std: tuple[float, float, float] = IMAGENET_STD
+    knn_threshold: float = 0.70  # thorough: cosine at which an embedding pair gets verified
+    similar: bool = False  # thorough: also group other shots of the same scene or object
+    retries: int = 5  # cloud sources: retries of a transient fault, per read or listing page
+    time_budget: float = 120.0  # seconds one image may take in a worker process (0: no limit)
+    worker_memory: int = 0  # MB of address space per worker process (0: no limit)
+    executor: str = "local"  # "local": a process pool here; "dask": tasks on a Dask cluster
+    scheduler: str | None = None  # dask: tcp://HOST:8786; None starts a local cluster of processes
+
+    def check(self) -> None:
+        if self.mode not in ("fast", "thorough"):
+            raise UsageError(f"--mode must be 'fast' or 'thorough', got {self.mode!r}")
+        if self.model is not None and self.mode != "thorough":
+            raise UsageError("--model only applies with --mode thorough; add --mode thorough")
+        if self.similar and self.mode != "thorough":
+            raise UsageError("--similar needs the embeddings of --mode thorough; add --mode thorough")
+        if not 0.0 < self.knn_threshold < 1.0:
+            raise UsageError(f"the embedding threshold must be in (0, 1), got {self.knn_threshold}")
+        if not 0 <= self.radius <= 16:
+            raise UsageError(f"--radius must be between 0 and 16 bits of 64, got {self.radius}")
+        if not 0 <= self.hash_threshold <= 96:
+            raise UsageError(f"--threshold must be between 0 and 96 bits of 256, got {self.hash_threshold}")
+        if not 0.0 < self.crop_ncc <= 1.0:
+            raise UsageError(f"crop correlation must be in (0, 1], got {self.crop_ncc}")
+        if self.workers < 0:
+            raise UsageError(f"--workers must be 0 (one per core) or more, got {self.workers}")
+        if self.executor not in ("local", "dask"):
+            raise UsageError(f"--executor must be 'local' or 'dask', got {self.executor!r}")
+        if self.scheduler is not None and self.executor != "dask":
+            raise UsageError("--scheduler only applies with --executor dask; add --executor dask")
+        if self.time_budget < 0:
+            raise UsageError(f"--time-budget must be 0 (none) or a number of seconds, got {self.time_budget}")
+        if self.worker_memory < 0 or 0 < self.worker_memory < 256:
+            raise UsageError(f"--worker-memory must be 0 (none) or at least 256 MB, got {self.worker_memory}")
+        if self.retries < 0:
+            raise UsageError(f"--retries must be 0 or more, got {self.retries}")
+        if self.max_pixels < 1:
+            raise UsageError(f"--max-pixels must be positive, got {self.max_pixels}")

@@ -1,0 +1,31 @@
+"""Typed hand-offs between stages that more than one stage reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["SearchColumns"]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchColumns:
+    """What stays in memory for each distinct content: its search codes and two flags.
+
+    About 40 bytes a row plus the orientation alternatives; everything else (the 256-bit
+    hashes, colour, quality, paths) stays in SQLite and is read a batch at a time.
+    """
+
+    digests: np.ndarray  # (n, 16) uint8, sorted: row i is the i-th digest
+    counts: np.ndarray  # int32: paths in this run with that content
+    p64: np.ndarray  # uint64: full-frame code in canonical orientation
+    c64: np.ndarray  # uint64: centre-window code in canonical orientation
+    alt_rows: np.ndarray  # int64, ascending: rows with an alternative orientation ...
+    alt_p64: np.ndarray  # ... and its codes
+    alt_c64: np.ndarray
+    low_info: np.ndarray  # bool
+    colourful: np.ndarray  # bool
+
+    def digest(self, row: int) -> bytes:
+        return self.digests[row].tobytes()
