@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 
-__all__ = ["SearchColumns"]
+__all__ = ["SearchColumns", "Stage"]
+
+
+class Stage(IntEnum):
+    """Which test accepted a pair: stored as uint8 in ``Verified.stage`` and the cache, written
+    as its ``label`` in results.json (``Pair.stage``)."""
+
+    EXACT = 0  # identical bytes (in a verdict column, 0 before acceptance means "not accepted")
+    HASH = 1  # 256-bit hash and colour
+    CROP = 2  # layout correlation as a crop
+    EMBEDDING = 3  # CNN embedding with the hashes
+    LOCAL = 4  # local features aligned (ORB + RANSAC)
+    SIMILAR = 5  # another shot of the same scene (thorough --similar)
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
 
 
 @dataclass(frozen=True, slots=True)

@@ -353,6 +353,7 @@ def extract_many(
     retries: int = 5,
     limits: Limits | None = None,
     stats: dict[str, int] | None = None,
+    remote: bool = False,
 ) -> Generator[Chunk, None, None]:
     """Yield chunks as they finish, as they finish, from one pool that lives for the run.
 
@@ -364,6 +365,11 @@ def extract_many(
     the pool: the chunks it held are then run again one image per process, so the image that
     kills its process is found and becomes a failure row, and the run goes on with a new pool.
     ``stats["pool_restarts"]`` counts those recoveries.
+
+    ``remote``: the items are blob URLs.  Their listing runs in threads of this process (the
+    cloud SDKs hold locks there) while the pool starts, so its workers are spawned afresh, not
+    forked: a forked child can inherit a lock a listing thread held at that instant and wait on
+    it forever.  Local folders keep the faster fork.
     """
     limits = limits or Limits()
     if workers <= 1:
@@ -371,7 +377,7 @@ def extract_many(
         for c in batched(items, chunk):
             yield worker.extract_chunk(c, max_pixels)
         return
-    pool = _Pool(workers, max_pixels, (cache_file, model, retries, limits))
+    pool = _Pool(workers, max_pixels, (cache_file, model, retries, limits), start="spawn" if remote else None)
     try:
         for c in _ramped(items, chunk, workers):
             yield from pool.submit(c)
@@ -399,15 +405,20 @@ class _Pool:
     a worker dies, every chunk the pool held runs again one image per process (the culprit
     becomes a failure row) and a fresh pool carries on."""
 
-    def __init__(self, workers: int, max_pixels: int, init: tuple) -> None:
+    def __init__(self, workers: int, max_pixels: int, init: tuple, start: str | None = None) -> None:
         self.workers, self.max_pixels, self.init = workers, max_pixels, init
+        self.start = start  # the multiprocessing start method; None: the platform's default
         self.pending: dict[Future[Chunk], list[Item]] = {}
         self.restarts = 0
         self.pool = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
         # workers start on demand: a run whose files are all cached starts none
-        return ProcessPoolExecutor(max_workers=self.workers, initializer=start_worker, initargs=self.init)
+        import multiprocessing as mp
+
+        ctx = mp.get_context(self.start) if self.start else None
+        return ProcessPoolExecutor(max_workers=self.workers, initializer=start_worker, initargs=self.init,
+                                   mp_context=ctx)
 
     def submit(self, c: list[Item]) -> Iterator[Chunk]:
         """Queue a chunk, then hand back what is done (waiting for one when the pool is full)."""

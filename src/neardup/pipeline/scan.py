@@ -22,7 +22,7 @@ from ..features.quality import QUALITY_FIELDS, QualityFacts
 from ..group.files import FileFacts, file_preference, root_index, why_preferred
 from ..group.keeper import Contest, provisional_scores, settle
 from ..group.unionfind import UnionFind, guarded_groups
-from ..records import SearchColumns
+from ..records import SearchColumns, Stage
 from ..sources import configure, is_remote, open_source, scrub
 from ..verify.rules import STAGE_NAMES, CropQueue, SeenPairs, Verified, VerifyParams, verify_batch
 from .extract import Limits, batched, extract_many
@@ -205,7 +205,7 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
         outcomes = extract_many(misses(), workers=workers, max_pixels=opts.max_pixels, cache_file=fc.path,
                                 model=spec, retries=opts.retries, chunk=max(1, min(32, opts.batch)),
                                 limits=Limits(time_budget=opts.time_budget, memory_mb=opts.worker_memory),
-                                stats=pool_stats)
+                                stats=pool_stats, remote=any(is_remote(p) for p in paths))
     with clock.stage("extract"), closing(outcomes):  # an error below still shuts the workers down
         for ch in outcomes:
             outs = ch.outcomes
@@ -418,7 +418,7 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Pro
         del facts
         # an edge's evidence is its index in the pair columns until a group reports it
         edges: dict[int, dict[int, tuple[bool, object]]] = {}
-        strong_edge = ((S == 1) & (D <= params.strong_threshold)).tolist()
+        strong_edge = ((S == Stage.HASH) & (D <= params.strong_threshold)).tolist()
         for k, (x, y) in enumerate(zip(A.tolist(), B.tolist())):
             edges.setdefault(x, {})[y] = (strong_edge[k], k)
             edges.setdefault(y, {})[x] = (strong_edge[k], k)

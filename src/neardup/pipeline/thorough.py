@@ -22,6 +22,7 @@ from ..errors import DecodeError
 from ..features.decode import decode
 from ..features.extract import canonical_rgb
 from ..group.unionfind import UnionFind
+from ..records import Stage
 from ..sources import ReadError, read_bytes
 from ..verify.local import (
     LOCAL_SIDE,
@@ -166,10 +167,10 @@ class Thorough:
                     continue
                 inl[i], ncc[i] = ev.inliers, ev.ncc
                 if ev.accepted(self.local):
-                    ok[i] = 4
+                    ok[i] = Stage.LOCAL
                 elif self.similar and (cos[i] >= SIMILAR_COSINE or (ev.inliers >= self.local.min_inliers
                                                                   and ev.cover >= self.local.min_cover)):
-                    ok[i] = 5
+                    ok[i] = Stage.SIMILAR
         self.n_local += len(a)
         self.t_local += time.perf_counter() - t0
         return ok, inl, ncc

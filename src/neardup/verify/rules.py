@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from ..features.colour import GRID, colour_distance
+from ..records import Stage
 
 __all__ = ["VerifyParams", "Verified", "SeenPairs", "CropQueue", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
            "d256_distance"]
@@ -46,7 +47,7 @@ class Verified:
 
     a: np.ndarray
     b: np.ndarray
-    stage: np.ndarray  # uint8: 1 hash, 2 crop
+    stage: np.ndarray  # uint8 Stage values
     d256: np.ndarray  # int16
     p64: np.ndarray  # int16
     colour: np.ndarray  # float32
@@ -56,7 +57,7 @@ class Verified:
         return int(self.a.shape[0])
 
 
-STAGE_NAMES = {0: "exact", 1: "hash", 2: "crop", 3: "embedding", 4: "local", 5: "similar"}
+STAGE_NAMES = {int(s): s.label for s in Stage}
 
 
 class CropCache(Protocol):
@@ -252,7 +253,7 @@ def verify_batch(
     colour_ok = ~colourful | (cdist <= params.colour_max)
     thr = np.where(low, params.strict_hash_threshold, params.hash_threshold)
     hash_ok = (d <= thr) & colour_ok & (~low | (cdist <= params.low_info_colour_max))
-    stage = np.where(hash_ok, 1, 0).astype(np.uint8)
+    stage = np.where(hash_ok, Stage.HASH, 0).astype(np.uint8)  # 0: not accepted (yet)
     ncc = np.full(len(a), np.nan, dtype=np.float32)
     need = np.flatnonzero(~hash_ok & ~low & colour_ok) if crop else np.zeros(0, np.int64)
     if need.size and crop_queue is not None:
@@ -273,7 +274,7 @@ def verify_batch(
         ncc[need] = crop_ncc_batch(sa, sb, pv, pool=pool)
         if crop_cache is not None:
             crop_cache.put(a[need], b[need], ncc[need])
-    stage[(stage == 0) & (ncc >= params.crop_ncc)] = 2
+    stage[(stage == 0) & (ncc >= params.crop_ncc)] = Stage.CROP
     keep = stage > 0
     return Verified(a[keep], b[keep], stage[keep], d[keep], p64_dist[keep].astype(np.int16), cdist[keep], ncc[keep])
 
@@ -320,7 +321,7 @@ class CropQueue:
             if self.crop_cache is not None:
                 self.crop_cache.put(a[todo], b[todo], ncc[todo])
         keep = ncc >= self.params.crop_ncc
-        return Verified(a[keep], b[keep], np.full(int(keep.sum()), 2, np.uint8), d[keep], p[keep].astype(np.int16),
+        return Verified(a[keep], b[keep], np.full(int(keep.sum()), Stage.CROP, np.uint8), d[keep], p[keep].astype(np.int16),
                         c[keep], ncc[keep])
 
 
