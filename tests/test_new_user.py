@@ -342,3 +342,13 @@ def test_review_cards_show_size_format_and_a_legend(tmp_path, browser):
         assert not log["errors"], log
     finally:
         ctx.close()
+
+
+def test_load_results_is_public_and_reads_back_what_scan_wrote(tmp_path):
+    res = neardup.scan([str(_folder(tmp_path))], cache=None)
+    out = tmp_path / "results.json"
+    out.write_text(res.to_json())
+    assert neardup.load_results(out).to_dict() == json.loads(out.read_text())
+    (tmp_path / "bogus.json").write_text("[1, 2]")
+    with pytest.raises(neardup.UsageError, match="results"):
+        neardup.load_results(tmp_path / "bogus.json")

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 from .errors import CacheError, DecodeError, NeardupError, SourceError, UsageError
 
 if TYPE_CHECKING:
-    from .pipeline import Failure, Group, Pair, ScanOptions, ScanResult, scan
+    from .pipeline import Failure, Group, Pair, ScanOptions, ScanResult, load_results, scan
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "scan", "ScanOptions", "ScanResult", "Group", "Pair", "Failure",
+    "scan", "load_results", "ScanOptions", "ScanResult", "Group", "Pair", "Failure",
     "NeardupError", "UsageError", "SourceError", "DecodeError", "CacheError", "__version__",
 ]
 
-_LAZY = {"scan", "ScanOptions", "ScanResult", "Group", "Pair", "Failure"}
+_LAZY = {"scan", "load_results", "ScanOptions", "ScanResult", "Group", "Pair", "Failure"}
 
 
 def __getattr__(name: str) -> Any:
