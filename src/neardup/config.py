@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from .errors import UsageError
 
-__all__ = ["ScanOptions", "Progress", "MAX_PIXELS", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["ScanOptions", "Progress", "MAX_PIXELS", "HASH_THRESHOLD", "CROP_NCC", "KNN_THRESHOLD", "IMAGENET_MEAN",
+           "IMAGENET_STD"]
 
 #: images above this many pixels are refused before decoding (a decompression bomb guard)
 MAX_PIXELS = 200_000_000
@@ -20,6 +21,13 @@ MAX_PIXELS = 200_000_000
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: largest 256-bit hash distance accepted as a duplicate (docs/benchmarks.md: how it was chosen)
+HASH_THRESHOLD = 40
+#: crop test: layout correlation from which a pair is a crop of the other
+CROP_NCC = 0.955
+#: thorough mode: embedding cosine at which a pair is worth verifying
+KNN_THRESHOLD = 0.70
+
 Progress = Callable[[str, int, "int | None"], None]
 """``progress(stage, advance, total)``: called as work completes; the CLI draws bars with it."""
 
@@ -27,8 +35,8 @@ Progress = Callable[[str, int, "int | None"], None]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScanOptions:
     radius: int = 8
-    hash_threshold: int = 40
-    crop_ncc: float = 0.955
+    hash_threshold: int = HASH_THRESHOLD
+    crop_ncc: float = CROP_NCC
     workers: int = 0  # 0: one per core
     max_pixels: int = MAX_PIXELS
     batch: int = 512
@@ -37,7 +45,7 @@ class ScanOptions:
     model_size: int = 224
     model_mean: tuple[float, float, float] = IMAGENET_MEAN
     model_std: tuple[float, float, float] = IMAGENET_STD
-    knn_threshold: float = 0.70  # thorough: cosine at which an embedding pair gets verified
+    knn_threshold: float = KNN_THRESHOLD  # thorough: cosine at which an embedding pair gets verified
     similar: bool = False  # thorough: also group other shots of the same scene or object
     retries: int = 5  # cloud sources: retries of a transient fault, per read or listing page
     time_budget: float = 120.0  # seconds one image may take in a worker process (0: no limit)

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import KNN_THRESHOLD
+
 __all__ = ["KnnParams", "embedding_pairs"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KnnParams:
-    threshold: float = 0.70  # cosine at which a pair is worth verifying
+    threshold: float = KNN_THRESHOLD  # cosine at which a pair is worth verifying
     exact_max: int = 10_000  # up to this many images: exact search, every pair above threshold
     k: int = 24  # IVF-PQ: neighbours asked per image
     nprobe: int = 0  # IVF lists probed per query; 0: a sixteenth of them (at least 32)

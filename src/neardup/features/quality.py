@@ -27,6 +27,11 @@ SHARP_SOFTNESS = 1.15
 UNKNOWN_LOSSY_QUALITY = 75.0
 
 
+#: colourfulness (Hasler and Suesstrunk) above which an image counts as colourful: below it
+#: chroma differences are noise, so colour tests and "kept for its colour" say nothing
+COLOURFUL = 12.0
+
+
 def encoding_value(jpeg_quality, lossless):  # type: ignore[no-untyped-def]
     """How faithful an encoding is, on the JPEG quality scale: 100 for a lossless format, the
     estimated quality for a JPEG, :data:`UNKNOWN_LOSSY_QUALITY` for other lossy formats."""

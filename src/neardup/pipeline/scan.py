@@ -18,7 +18,7 @@ from ..candidates.mih import MultiIndex, PairBatch
 from ..config import Progress, ScanOptions
 from ..errors import CacheError, DecodeError, SourceError, UsageError
 from ..features.extract import DIGEST, FEATURE_VERSION, is_low_info
-from ..features.quality import QUALITY_FIELDS, QualityFacts
+from ..features.quality import COLOURFUL, QUALITY_FIELDS, QualityFacts
 from ..group.files import FileFacts, file_preference, root_index, why_preferred
 from ..group.keeper import Contest, provisional_scores, settle
 from ..group.unionfind import UnionFind, guarded_groups
@@ -131,7 +131,7 @@ def _load_search_columns(fc: FeatureCache) -> SearchColumns:
         parts["ap"].append(p64[ar, av])
         parts["ac"].append(c64[ar, av])
         parts["low"].append(np.asarray(is_low_info(energy, side), dtype=bool))
-        parts["col"].append(quality[:, colourfulness] > 12.0)
+        parts["col"].append(quality[:, colourfulness] > COLOURFUL)
         done += k
     if done != n:
         raise CacheError("features vanished from the cache during the run; run the scan again")
@@ -725,7 +725,7 @@ def _reason(keep: QualityFacts, others: list[QualityFacts], keep_encoding: float
         bits.append(f"highest JPEG quality (~{keep.jpeg_quality})")
     if keep.softness < 1.5 and any(o.softness >= keep.softness + 0.15 for o in others):
         bits.append("more real detail (others upscaled or blurred)")
-    if keep.colourfulness > 12 and any(o.colourfulness <= 12 for o in others):
+    if keep.colourfulness > COLOURFUL and any(o.colourfulness <= COLOURFUL for o in others):
         bits.append("in colour")
     if keep.border < 0.01 and any(o.border >= 0.01 for o in others):
         bits.append("no added border")

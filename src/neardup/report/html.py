@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ..config import CROP_NCC, HASH_THRESHOLD
 from ..errors import UsageError
 
 __all__ = ["write_report", "THUMB_SIDE"]
@@ -111,8 +112,9 @@ def _size(n: object) -> str:
 def _page_data(res: dict[str, Any], folder_name: str) -> dict[str, Any]:
     stats = res.get("stats", {})
     settings = stats.get("settings", {})
-    threshold = int(settings.get("hash_threshold", 40))
-    crop_ncc = float(settings.get("crop_ncc", 0.955))
+    # results of an older neardup may not say: the defaults then
+    threshold = int(settings.get("hash_threshold", HASH_THRESHOLD))
+    crop_ncc = float(settings.get("crop_ncc", CROP_NCC))
     groups = []
     for g in res.get("groups", []):
         via: dict[str, dict[str, Any]] = {}

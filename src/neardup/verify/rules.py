@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..config import CROP_NCC, HASH_THRESHOLD
 from ..features.colour import GRID, colour_distance
 from ..records import Stage
 
@@ -33,10 +34,10 @@ __all__ = ["VerifyParams", "Verified", "SeenPairs", "CropQueue", "verify_batch",
 
 @dataclass(frozen=True, slots=True)
 class VerifyParams:
-    hash_threshold: int = 40
+    hash_threshold: int = HASH_THRESHOLD
     strict_hash_threshold: int = 20
     strong_threshold: int = 24  # a "strong" edge may link a member to the group via a neighbour
-    crop_ncc: float = 0.955
+    crop_ncc: float = CROP_NCC
     colour_max: float = 40.0  # chroma units; only rejects when both images are colourful
     low_info_colour_max: float = 10.0  # a low-information pair must also match in colour
 
