@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -86,3 +88,28 @@ def shape_of(result: neardup.ScanResult, base: str) -> tuple[list[tuple[str, lis
     groups = sorted((rel(g.keep), sorted(rel(m) for m in g.members)) for g in result.groups)
     failures = sorted((rel(f.path), f.reason) for f in result.failures)
     return groups, failures
+
+
+# -- a real browser for the review page ------------------------------------------------
+def _chromium() -> str:
+    found = os.environ.get("NEARDUP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        found = None
+    if found is None:
+        if os.environ.get("NEARDUP_REQUIRE_SERVICES") == "1":
+            pytest.fail("chromium and playwright are required here (NEARDUP_REQUIRE_SERVICES=1)")
+        pytest.skip("needs Debian's chromium and pip's playwright (run .ci/run)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser():
+    exe = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        yield b
+        b.close()

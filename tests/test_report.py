@@ -4,8 +4,6 @@ injected script, makes no network request."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,19 +14,6 @@ from PIL import ImageOps
 from .conftest import PHOTOS, encode, load_rgb
 
 HOSTILE = ["<img src=x onerror=window.__pwned=1>.jpg", "<", "script><script>window.__pwned=2<", "script>.jpg"]
-
-
-def _chromium() -> str:
-    found = os.environ.get("NEARDUP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        found = None
-    if found is None:
-        if os.environ.get("NEARDUP_REQUIRE_SERVICES") == "1":
-            pytest.fail("chromium and playwright are required here (NEARDUP_REQUIRE_SERVICES=1)")
-        pytest.skip("needs Debian's chromium and pip's playwright (run .ci/run)")
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +41,6 @@ def page_files(tmp_path_factory):
                          text=True)
     assert rep.returncode == 0, rep.stderr
     return root, res, html
-
-
-@pytest.fixture(scope="module")
-def browser():
-    exe = _chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def _open(browser, html: Path):

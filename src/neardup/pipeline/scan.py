@@ -631,17 +631,28 @@ def _settle_keepers(comps: list[list[int]], quality: dict[int, np.ndarray], scor
                 return float(hdr.quality), LINEAGE_RIVAL
         lossless = QUALITY_FIELDS.index("lossless")
         if quality[r][lossless]:
-            q = primary_quality(coeffs)
+            q = primary_of(r, coeffs)
             if q:
                 return float(q), LINEAGE_JPEG
         elif quality[rival][lossless]:
             # a lossless rival made from some JPEG: a JPEG member holding that JPEG's table
             # is its sibling, re-saved from the same source, not the better copy
-            theirs = first_bytes(rival)
-            q = primary_quality(block_coefficients(theirs[1], max_pixels=max_pixels)) if theirs else 0
+            q = primary_of(rival)
             if q and carries_table(coeffs, ijg_table(q)):
                 return float(q), LINEAGE_SIBLING
         return -1.0, 0
+
+    primary: dict[int, int] = {}  # lossless row -> the JPEG quality its pixels came from (0: none)
+
+    def primary_of(r: int, coeffs: list[Any] | None = None) -> int:
+        """A lossless member's earlier JPEG quality, read once per run: a sibling check asks for
+        the rival that was itself just found to be a re-save."""
+        if r not in primary:
+            if coeffs is None:
+                got = first_bytes(r)
+                coeffs = block_coefficients(got[1], max_pixels=max_pixels) if got else []
+            primary[r] = primary_quality(coeffs) if coeffs else 0
+        return primary[r]
 
     def lineage(asks: Iterable[tuple[int, int]]) -> dict[tuple[int, int], tuple[float | None, str]]:
         asks = list(asks)
