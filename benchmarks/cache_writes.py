@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from neardup.cache.sqlite import FeatureCache
-from neardup.pipeline.extract import Item, _extract_chunk, _init_worker
+from neardup.pipeline.extract import Item, Worker
+from neardup.sources import FileEntry
+from neardup.store import FeatureCache, FileRow
 
 
 def main() -> None:
@@ -29,9 +30,9 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=20)
     a = ap.parse_args()
     files = sorted(p for p in a.folder.rglob("*") if p.is_file())
-    items: list[Item] = [(str(p), p.stat().st_size, p.stat().st_mtime_ns, None) for p in files]
-    _init_worker(None)
-    chunks = [_extract_chunk(items[s : s + 128], 200_000_000) for s in range(0, len(items), 128)]
+    items: list[Item] = [FileEntry(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    worker = Worker(None, None)
+    chunks = [worker.extract_chunk(items[s : s + 128], 200_000_000) for s in range(0, len(items), 128)]
     n_fresh = sum(len(ch.features) for ch in chunks)
     per = sum(len(pickle.dumps(ch, protocol=pickle.HIGHEST_PROTOCOL)) for ch in chunks) / max(1, n_fresh)
     with tempfile.TemporaryDirectory() as tmp, FeatureCache(tmp) as fc:
@@ -43,7 +44,7 @@ def main() -> None:
                 digests = np.array([list(c.to_bytes(2, "big") + (k * 128 + i).to_bytes(4, "big") + bytes(10))
                                     for i in range(len(fresh))], dtype=np.uint8).reshape(len(fresh), 16)
                 feats = dataclasses.replace(ch.features, digest=digests)
-                fc.put_batch([(f"{o.path}#{c}", o.size, o.mtime_ns, d.tobytes(), None, None, None, None)
+                fc.put_batch([FileRow(f"{o.path}#{c}", o.size, o.mtime_ns, d.tobytes())
                               for o, d in zip(fresh, digests)], feats)
                 n += len(fresh)
         dt = time.perf_counter() - t

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 import neardup
-from neardup.cache import FeatureCache
 from neardup.embed.model import default_model_spec
 from neardup.evaluate import load_truth
+from neardup.store import FeatureCache
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "bench"
 

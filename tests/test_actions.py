@@ -229,7 +229,7 @@ def test_results_and_manifests_of_an_older_digest_are_still_checked_with_it(tmp_
 def test_not_a_duplicate_decisions_survive_the_digest_change(tmp_path):
     import sqlite3
 
-    from neardup.cache.sqlite import FeatureCache
+    from neardup.store import FeatureCache
 
     root, res = _scanned(tmp_path)
     g = json.loads(res.read_text())["groups"][0]

@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 
 import neardup
-from neardup.cache import FeatureCache
 from neardup.features import decode
 from neardup.features.extract import FeatureBatch, digest_bytes, features_batch
+from neardup.store import FeatureCache, FileRow
 
 from .conftest import PHOTOS
 
@@ -22,7 +22,7 @@ def test_features_round_trip(tmp_path):
     batch = batch.take(order)  # fetch wants sorted digests
     digests = [d.tobytes() for d in batch.digest]
     with FeatureCache(tmp_path) as c:
-        c.put_batch([(f"x{i}.jpg", 1, 2, d, None, None, None) for i, d in enumerate(digests)], batch)
+        c.put_batch([FileRow(f"x{i}.jpg", 1, 2, d) for i, d in enumerate(digests)], batch)
         cols = c.fetch(digests, ("p64", "d256", "colour", "canon", "quality", "width", "format", "whash", "sig"))
         assert (cols["p64"] == batch.p64).all() and (cols["d256"] == batch.d256).all()
         assert (cols["colour"] == batch.colour).all() and (cols["canon"] == batch.canon).all()
@@ -63,7 +63,7 @@ def test_older_cache_layout_is_rebuilt_not_fatal(tmp_path):
     import sqlite3
 
     with FeatureCache(tmp_path) as c:
-        c.put_batch([("x.jpg", 1, 2, None, "decode", "corrupt", "bad")], FeatureBatch.empty())
+        c.put_batch([FileRow("x.jpg", 1, 2, None, "decode", "corrupt", "bad")], FeatureBatch.empty())
     db = sqlite3.connect(tmp_path / "features.sqlite")
     db.execute("UPDATE meta SET value='0' WHERE key='schema'")
     db.commit()

@@ -67,7 +67,8 @@ def test_incremental_candidates_complete_a_full_search(seed, n, radius, fresh_sh
     # the pairs of an incremental search plus the pairs among the old rows (found before) are
     # exactly the pairs of a full search: frames against frames and windows, windows of old rows
     # against frames of new ones, alternative orientations included
-    from neardup.pipeline.scan import SearchColumns, candidate_batches
+    from neardup.candidates.search import candidate_batches
+    from neardup.records import SearchColumns
 
     rng = np.random.default_rng(seed)
     p64, c64 = _codes(rng, n, 2), _codes(rng, n, 3)

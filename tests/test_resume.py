@@ -12,7 +12,7 @@ import time
 import pytest
 
 import neardup
-from neardup.cache import FeatureCache
+from neardup.store import FeatureCache
 
 from .conftest import need_shared
 

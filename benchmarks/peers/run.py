@@ -92,7 +92,7 @@ def main() -> None:
     # as any installed package, neardup runs from cached bytecode: allow writing it (this
     # sandbox sets PYTHONDONTWRITEBYTECODE) and compile it once before anything is timed
     nd_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([str(nd_py), "-c", "import neardup.pipeline.scan, neardup.cli.main"], env=nd_env, check=True)
+    subprocess.run([str(nd_py), "-c", "import neardup.pipeline.run, neardup.cli.main"], env=nd_env, check=True)
     tools = a.tools.split(",")
     n_images = sum(1 for p in a.folder.rglob("*") if p.is_file())
     env = dict(os.environ, SENTRY_OPT_OUT="1", PYTHONWARNINGS="ignore")

@@ -29,7 +29,6 @@ _LAZY = {"scan", "load_results", "ScanOptions", "ScanResult", "Group", "Pair", "
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import pipeline
-
+        from . import pipeline  # noqa: PLC0415 - import neardup stays cheap: the scan machinery loads on first use
         return getattr(pipeline, name)
     raise AttributeError(f"module 'neardup' has no attribute {name!r}")

@@ -28,8 +28,9 @@ from typing import Any
 
 from .errors import NeardupError, UsageError
 from .features.extract import DIGEST, LEGACY_DIGEST, digest_bytes, new_digest
-from .pipeline.result import ScanResult
-from .sources import is_remote
+from .results import ScanResult
+from .sources import ReadError, is_remote
+from .sources.cloud import blob_exists, delete_blob, parse_url, read_blob, write_blob
 
 __all__ = ["ACTIONS", "Step", "Plan", "Report", "plan", "apply", "undo", "load_decisions", "file_digest", "is_gone"]
 
@@ -52,7 +53,6 @@ def _content(path: str, algo: str = DIGEST) -> tuple[str, bytes | None]:
     """(digest, the blob's bytes) for a blob, so a move need not download it again;
     (digest, None) for a file, hashed as a stream.  Same digest as the scan's ``digest_bytes``."""
     if is_remote(path):
-        from .sources.cloud import read_blob
 
         data = read_blob(path)
         return digest_bytes(data, algo).hex(), data
@@ -66,7 +66,6 @@ def _content(path: str, algo: str = DIGEST) -> tuple[str, bytes | None]:
 # -- the few operations an action needs, on files or blobs ----------------------------------
 def _exists(p: str | Path) -> bool:
     if is_remote(str(p)):
-        from .sources.cloud import blob_exists
 
         return blob_exists(str(p))
     return os.path.lexists(p)
@@ -74,7 +73,6 @@ def _exists(p: str | Path) -> bool:
 
 def _unlink(p: str | Path) -> None:
     if is_remote(str(p)):
-        from .sources.cloud import delete_blob
 
         delete_blob(str(p))
     else:
@@ -207,7 +205,6 @@ def _dest(to: Path | str, path: str) -> str:
     """Where ``path`` goes under ``to``: its absolute path (or container and key) re-rooted, so
     names never collide."""
     if is_remote(path):
-        from .sources.cloud import parse_url
 
         u = parse_url(path)
         return f"{str(to).rstrip('/')}/{u.container}/{u.key}"
@@ -220,8 +217,6 @@ def _move(src: str | Path, dst: str | Path, data: bytes | None = None) -> None:
     if is_remote(str(src)):
         # a blob: write the copy, then delete the original; a crash between leaves both,
         # which undo resolves (the original is intact, the copy goes)
-        from .sources import ReadError
-        from .sources.cloud import read_blob, write_blob
 
         if data is None:
             data = read_blob(str(src))
@@ -301,7 +296,6 @@ def _check(step: Step, keepers: dict[str, str | None]) -> tuple[str | None, byte
     if step.path == step.keeper:
         return "it is the keeper itself", None
     if is_remote(step.path) and is_remote(step.keeper):
-        from .sources.cloud import parse_url
 
         a, b = parse_url(step.path), parse_url(step.keeper)
         if (a.container, a.key) == (b.container, b.key):

@@ -6,8 +6,9 @@ given, never from constants of their own.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import UsageError
 
@@ -52,6 +53,21 @@ class ScanOptions:
     worker_memory: int = 0  # MB of address space per worker process (0: no limit)
     executor: str = "local"  # "local": a process pool here; "dask": tasks on a Dask cluster
     scheduler: str | None = None  # dask: tcp://HOST:8786; None starts a local cluster of processes
+
+    @property
+    def worker_count(self) -> int:
+        """Worker processes (and verification threads) to use: ``workers``, or one per core."""
+        return self.workers or (os.cpu_count() or 1)
+
+    def with_overrides(self, **overrides: object) -> ScanOptions:
+        """These options with single fields replaced; an unknown name is a usage error."""
+        if not overrides:
+            return self
+        unknown = set(overrides) - set(self.__dataclass_fields__)
+        if unknown:
+            raise UsageError(f"unknown scan option(s): {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(self.__dataclass_fields__)}")
+        return replace(self, **overrides)  # type: ignore[arg-type]
 
     def check(self) -> None:
         if self.mode not in ("fast", "thorough"):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
 
-__all__ = ["SearchColumns", "Stage"]
+__all__ = ["SearchColumns", "Stage", "Verified", "PairEvidence"]
+
+#: the thorough checks' evidence columns of :attr:`PairEvidence.extra`, in order
+EXTRA_FIELDS = ("cosine", "inliers", "aligned_ncc")
 
 
 class Stage(IntEnum):
@@ -46,3 +50,67 @@ class SearchColumns:
 
     def digest(self, row: int) -> bytes:
         return self.digests[row].tobytes()
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """Columns of accepted pairs of rows with the evidence of the test that accepted them."""
+
+    a: np.ndarray  # int64 row of the lower content
+    b: np.ndarray  # int64 row of the higher content
+    stage: np.ndarray  # uint8 Stage values
+    d256: np.ndarray  # int16
+    p64: np.ndarray  # int16 (-1 when not measured)
+    colour: np.ndarray  # float32
+    ncc: np.ndarray  # float32 (nan when not computed)
+
+    def __len__(self) -> int:
+        return int(self.a.shape[0])
+
+    @classmethod
+    def empty(cls) -> Verified:
+        z = np.zeros(0, np.int64)
+        return cls(z, z, z.astype(np.uint8), z.astype(np.int16), z.astype(np.int16), z.astype(np.float32),
+                   z.astype(np.float32))
+
+    @classmethod
+    def concat(cls, parts: Sequence[Verified]) -> Verified:
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(v, f) for v in parts]) for f in cls.__dataclass_fields__))
+
+
+@dataclass(frozen=True, slots=True)
+class PairEvidence:
+    """Every verified pair of a run, one row each, with what the thorough checks measured
+    (``extra``: (k, 3) float32 of :data:`EXTRA_FIELDS`, nan where not measured): the hand-off
+    from verification to grouping."""
+
+    pairs: Verified
+    extra: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @classmethod
+    def of(cls, parts: Sequence[tuple[Verified, np.ndarray | None]]) -> PairEvidence:
+        """One table of ``(verified, extra or None)`` parts."""
+        kept = [(v, x) for v, x in parts if len(v)]
+        extra = [np.full((len(v), 3), np.nan, np.float32) if x is None else x for v, x in kept]
+        return cls(Verified.concat([v for v, _ in kept]),
+                   np.concatenate(extra) if extra else np.zeros((0, 3), np.float32))
+
+    def select(self, rows: np.ndarray) -> PairEvidence:
+        """The pairs at ``rows`` (indices or a mask), in that order."""
+        p = self.pairs
+        return PairEvidence(Verified(*(getattr(p, f)[rows] for f in Verified.__dataclass_fields__)), self.extra[rows])
+
+    def best_per_pair(self, n: int) -> PairEvidence:
+        """One row per pair of contents: a pair found several times (from both ends, by the
+        centre window) keeps its best evidence, whatever order threads and batches found it in
+        (lowest stage, then 256-bit distance, then 64-bit distance, then highest correlation)."""
+        p = self.pairs
+        key = p.a * max(n, 1) + p.b
+        order = np.lexsort((np.nan_to_num(-p.ncc, nan=1.0), p.p64, p.d256, p.stage, key))
+        _, first = np.unique(key[order], return_index=True)
+        return self.select(order[first])

@@ -162,7 +162,8 @@ class MultiIndex:
                         continue
                     yield from self._expand(qc, qi, lo[s:e], cnt[s:e], qrow[s:e], sorted_ids, sorted_codes)
 
-    def _expand(self, qc, qi, lo, cnt, qrow, sorted_ids, sorted_codes) -> Iterator[PairBatch]:
+    def _expand(self, qc: np.ndarray, qi: np.ndarray, lo: np.ndarray, cnt: np.ndarray, qrow: np.ndarray,
+                sorted_ids: np.ndarray, sorted_codes: np.ndarray) -> Iterator[PairBatch]:
         total = int(cnt.sum())
         if total == 0:
             return

@@ -24,7 +24,7 @@ def main() -> None:
     """Find exact and near-duplicate images and say which copy to keep."""
 
 
-class _SourceArg(click.ParamType):
+class _SourceArg(click.ParamType):  # type: ignore[type-arg]
     """A local folder or file that must exist, or a cloud URL (checked when listed)."""
 
     name = "PATH|URL"
@@ -227,9 +227,9 @@ def apply(results: str, decisions: str | None, action: str, to: str | None, mani
     skipped. A manifest is written as it goes: `neardup undo MANIFEST` puts everything back.
     """
     from .. import actions
-    from ..cache.sqlite import FeatureCache, default_cache_dir
     from ..features.extract import DIGEST
-    from ..pipeline.result import load_results
+    from ..results import load_results
+    from ..store import FeatureCache, default_cache_dir
 
     try:
         data = load_results(results)

@@ -17,7 +17,7 @@ def _rate_column() -> Any:
     from rich.progress import ProgressColumn
     from rich.text import Text
 
-    class RateColumn(ProgressColumn):  # type: ignore[misc]
+    class RateColumn(ProgressColumn):
         """Items a second in the stage's own unit (rich's speed is bytes-minded)."""
 
         def render(self, task: Any) -> Text:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..config import KNN_THRESHOLD
+from ..errors import UsageError
 
 __all__ = ["KnnParams", "embedding_pairs"]
 
@@ -32,11 +34,10 @@ class KnnParams:
     seed: int = 0
 
 
-def _faiss():  # type: ignore[no-untyped-def]
+def _faiss() -> Any:
     try:
-        import faiss
+        import faiss  # noqa: PLC0415 - FAISS is the [cnn] extra, loaded by thorough scans only
     except ImportError:
-        from ..errors import UsageError
 
         raise UsageError("thorough mode needs FAISS: pip install 'neardup[cnn]'") from None
     return faiss

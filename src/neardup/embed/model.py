@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..config import IMAGENET_MEAN, IMAGENET_STD
+from ..config import IMAGENET_MEAN, IMAGENET_STD, ScanOptions
 from ..errors import UsageError
+from ..store import default_cache_dir
 
-__all__ = ["ModelSpec", "Embedder", "default_model_spec", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["ModelSpec", "Embedder", "default_model_spec", "scan_model", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 DEFAULT_NAME = "efficientnet-lite0"
 #: what the model is shown: the working image, borders trimmed, upright, squashed to a square
@@ -64,13 +65,11 @@ class ModelSpec:
 
 def default_model_spec(cache_dir: str | os.PathLike[str] | None) -> ModelSpec:
     """EfficientNet-Lite0 from ``cache_dir/models``, exported there on first use."""
-    from ..cache.sqlite import default_cache_dir
 
     folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / "models"
     target = folder / f"{DEFAULT_NAME}-gem3.onnx"
     if not target.is_file():
-        from .export import export_lite0
-
+        from .export import export_lite0  # noqa: PLC0415 - PyTorch (the [export] extra) only to export the default model once
         export_lite0(target)
     return ModelSpec.from_file(target, name=DEFAULT_NAME)
 
@@ -85,7 +84,7 @@ class Embedder:
 
     def __init__(self, spec: ModelSpec, *, threads: int = 1) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # noqa: PLC0415 - ONNX Runtime is the [cnn] extra
         except ImportError:
             raise UsageError("thorough mode needs ONNX Runtime: pip install 'neardup[cnn]'") from None
         so = ort.SessionOptions()
@@ -118,3 +117,21 @@ class Embedder:
         out = out.reshape(len(images), -1).astype(np.float32)
         out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-12
         return out.astype(np.float16)
+
+
+def scan_model(opts: ScanOptions, cache_dir: str | os.PathLike[str] | None) -> ModelSpec:
+    """The model of a thorough scan (``opts.model``, else the default exported into
+    ``cache_dir``), loaded once here: a model that does not load is a clear error now, not a
+    broken worker pool later."""
+    import importlib.util  # noqa: PLC0415 - only a thorough scan asks
+
+    missing = [m for m in ("onnxruntime", "faiss", "cv2") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"--mode thorough needs {', '.join(missing)}: pip install 'neardup[cnn]' "
+                         "(and 'neardup[export]' once, to export the default model)")
+    if opts.model is not None:
+        spec = ModelSpec.from_file(opts.model, input_size=opts.model_size, mean=opts.model_mean, std=opts.model_std)
+    else:
+        spec = default_model_spec(cache_dir)
+    Embedder(spec)
+    return spec

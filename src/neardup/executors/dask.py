@@ -108,7 +108,7 @@ def dask_extract_many(
                     for it in c:
                         submit([it], True)
                     return None
-                path, size, mtime_ns, etag = c[0]
+                path, size, mtime_ns, etag = c[0].path, c[0].size, c[0].mtime_ns, c[0].etag
                 from ..pipeline.extract import Chunk, Outcome
 
                 reason = "worker-killed" if type(e).__name__ == "KilledWorker" else "worker-crashed"

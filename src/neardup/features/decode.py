@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ..config import MAX_PIXELS
 from ..errors import DecodeError
@@ -48,8 +48,7 @@ ALPHA_BACKGROUND = (128, 128, 128)
 def _register_heif() -> None:
     """Teach Pillow HEIC/HEIF once per process, if pillow-heif is installed."""
     try:
-        import pillow_heif
-
+        import pillow_heif  # noqa: PLC0415 - registers HEIF with Pillow only where it is installed
         pillow_heif.register_heif_opener()
     except ImportError:  # pragma: no cover - optional dependency
         pass
@@ -225,7 +224,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             return Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise _bomb(e) from None
-    except Image.UnidentifiedImageError:
+    except UnidentifiedImageError:
         raise DecodeError("not-an-image", "not a recognised image format: the bytes match no supported format") from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for unknown data
         raise DecodeError("not-an-image", f"not a recognised image format ({type(e).__name__}: {e})") from None

@@ -162,7 +162,7 @@ def decode_scaled(data: bytes, header: JpegHeader, scale: int, *, grey: bool = F
     if header.components == 4 or header.precision != 8:
         return None  # CMYK / YCCK and 12-bit: Pillow's path
     try:
-        import simplejpeg
+        import simplejpeg  # noqa: PLC0415 - the fast path where simplejpeg is installed; Pillow otherwise
     except ImportError:  # pragma: no cover - a dependency, but the Pillow path still works
         return None
     h = -(-header.height // scale)

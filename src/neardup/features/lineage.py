@@ -31,9 +31,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from PIL import Image
 
 from ..config import MAX_PIXELS
 from . import jpeg
+from .decode import is_lossless
 
 __all__ = ["BlockCoefficients", "block_coefficients", "gap_ratio", "carries_table", "estimate_primary_steps",
            "primary_quality", "LINEAGE_VERSION", "GAP_RATIO"]
@@ -157,9 +159,7 @@ def _luma(data: bytes, max_pixels: int) -> tuple[np.ndarray, np.ndarray | None, 
         if y is None:
             return None
         return _central(y, side).astype(np.float64), hdr.table, (0, 0, 0, 0)
-    from PIL import Image
 
-    from .decode import is_lossless
 
     try:
         with Image.open(io.BytesIO(data)) as im:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["QualityFacts", "quality_score", "encoding_value", "QUALITY_FIELDS", "UNKNOWN_LOSSY_QUALITY"]
 
@@ -32,15 +33,16 @@ UNKNOWN_LOSSY_QUALITY = 75.0
 COLOURFUL = 12.0
 
 
-def encoding_value(jpeg_quality, lossless):  # type: ignore[no-untyped-def]
+def encoding_value(jpeg_quality: ArrayLike, lossless: ArrayLike) -> np.ndarray:
     """How faithful an encoding is, on the JPEG quality scale: 100 for a lossless format, the
     estimated quality for a JPEG, :data:`UNKNOWN_LOSSY_QUALITY` for other lossy formats."""
     jq = np.asarray(jpeg_quality, dtype=np.float64)
     return np.where(np.asarray(lossless, dtype=bool), 100.0, np.where(jq > 0, jq, UNKNOWN_LOSSY_QUALITY))
 
 
-def quality_score(pixels, jpeg_quality, lossless, softness, colourfulness, border, clipped,  # type: ignore[no-untyped-def]
-                  *, reference_softness=SHARP_SOFTNESS):
+def quality_score(pixels: ArrayLike, jpeg_quality: ArrayLike, lossless: ArrayLike, softness: ArrayLike,
+                  colourfulness: ArrayLike, border: ArrayLike, clipped: ArrayLike, *,
+                  reference_softness: ArrayLike = SHARP_SOFTNESS) -> np.ndarray:
     """The keeper score from the facts: scalars or columns; higher is better.
 
     Comparable only between copies of one image, whose typical softness should be passed as

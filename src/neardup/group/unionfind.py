@@ -11,6 +11,7 @@ and the quality order (ties broken by path), never on input order or batch size.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ Edge = tuple[int, str, float]  # (neighbour, stage, evidence)
 def guarded_groups(
     members: list[int],
     edges: dict[int, dict[int, tuple[bool, object]]],
-    rank: Callable[[int], tuple],
+    rank: Callable[[int], tuple[Any, ...]],
     verify_pair: Callable[[int, int], object | None],
     apart: dict[int, set[int]] | None = None,
 ) -> list[tuple[int, list[int], dict[int, tuple[int, object]]]]:
@@ -106,7 +107,7 @@ def guarded_groups(
 def _keeper_group(
     ordered: list[int],
     edges: dict[int, dict[int, tuple[bool, object]]],
-    rank: Callable[[int], tuple],
+    rank: Callable[[int], tuple[Any, ...]],
     verify_pair: Callable[[int, int], object | None],
     apart: dict[int, set[int]],
 ) -> tuple[int, set[int], dict[int, tuple[int, object]]]:

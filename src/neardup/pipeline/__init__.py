@@ -1,6 +1,7 @@
-"""The scan pipeline and its result types."""
+"""The scan pipeline: ``run.scan`` runs the stages in order (docs/architecture.md)."""
 
-from .result import Failure, Group, Pair, ScanResult, load_results
-from .scan import ScanOptions, scan
+from ..config import ScanOptions
+from ..results import Failure, Group, Pair, ScanResult, load_results
+from .run import scan
 
 __all__ = ["Failure", "Group", "Pair", "ScanOptions", "ScanResult", "load_results", "scan"]

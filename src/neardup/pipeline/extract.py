@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing as mp
 import os
+import resource
 import signal
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator
@@ -15,11 +18,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from ..cache.sqlite import FeatureReader
+from ..embed.model import Embedder
 from ..errors import DecodeError
 from ..features.decode import WORK_SIDE, Decoded, decode
 from ..features.extract import FeatureBatch, canonical_rgb, digest_bytes, features_batch
-from ..sources import ReadError, configure, is_remote, read_bytes
+from ..sources import FileEntry, ReadError, configure, is_remote, read_bytes
+from ..store import FeatureReader
 
 if TYPE_CHECKING:
     from ..embed.model import Embedder, ModelSpec
@@ -68,8 +72,8 @@ class Chunk:
 #: failure reasons that say more about the run than about the file
 RUN_FAILURES = frozenset({"time-budget", "worker-killed", "worker-crashed", "decoder-crashed", "out-of-memory"})
 
-Item = tuple[str, int, int, "str | None"]
-"""What a worker is given for one file: ``(path, size, mtime_ns, etag)``."""
+Item = FileEntry
+"""What a worker is given for one file: the listing's entry (path, size, mtime, ETag)."""
 
 #: blobs downloaded ahead of the decoder in each worker: hides latency, bounds bytes in flight
 PREFETCH = 8
@@ -100,7 +104,6 @@ def _apply_limits(limits: Limits) -> None:
     if limits.time_budget:
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
     if limits.memory_mb:
-        import resource
 
         # on top of what the worker already maps (a forked child inherits the parent's mappings)
         cap = _vm_size() + limits.memory_mb * 1024 * 1024
@@ -116,6 +119,10 @@ def _vm_size() -> int:
     except OSError:
         pass
     return 0
+
+
+#: what a pool initialiser passes to :func:`start_worker`: cache file, model, retries, limits
+WorkerInit = tuple["str | None", "ModelSpec | None", int, "Limits | None"]
 
 
 def start_worker(cache_file: str | None, spec: ModelSpec | None = None, retries: int = 5,
@@ -135,7 +142,6 @@ def start_worker(cache_file: str | None, spec: ModelSpec | None = None, retries:
         reader = FeatureReader(cache_file)
     embedder = None
     if spec is not None:
-        from ..embed.model import Embedder
 
         embedder = Embedder(spec, threads=1)
     _worker = Worker(reader, embedder, limits.time_budget if limits is not None else 0.0)
@@ -159,7 +165,6 @@ def _keep_freed_memory() -> None:
     faults of fresh mappings cost more than the decode's own work on small images (measured:
     ~13% of a worker's CPU on the dev set).  Bounded: at most 64 MB stays cached."""
     try:
-        import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD: blocks this big come from the heap
@@ -173,8 +178,7 @@ def _one_blas_thread() -> None:
     """A worker is one of as many as there are cores: its matrix products run on one thread (a
     BLAS pool per worker would put several threads on every core)."""
     try:
-        from threadpoolctl import threadpool_limits
-
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415 - only where threadpoolctl is installed
         threadpool_limits(1)
     except Exception:  # noqa: BLE001  # pragma: no cover - an unknown BLAS costs speed, not results
         pass
@@ -182,7 +186,7 @@ def _one_blas_thread() -> None:
 
 def extract_one(path: str, size: int, mtime_ns: int, max_pixels: int, etag: str | None = None) -> Chunk:
     """Read, digest and decode one file in this process (a chunk of one)."""
-    return (_worker or Worker(None, None)).extract_chunk([(path, size, mtime_ns, etag)], max_pixels)
+    return (_worker or Worker(None, None)).extract_chunk([FileEntry(path, size, mtime_ns, etag)], max_pixels)
 
 
 def _read(path: str) -> bytes | ReadError:
@@ -204,7 +208,7 @@ def _read_pool(pid: int) -> ThreadPoolExecutor:
 def _prefetched(items: list[Item]) -> Iterator[bytes | ReadError | None]:
     """The bytes of remote items, read in threads up to :data:`PREFETCH` ahead of the caller,
     in order; ``None`` for local files (read by the caller: a thread would only add cost)."""
-    if not any(is_remote(it[0]) for it in items):
+    if not any(is_remote(it.path) for it in items):
         yield from (None for _ in items)
         return
     pool = _read_pool(os.getpid())
@@ -214,7 +218,7 @@ def _prefetched(items: list[Item]) -> Iterator[bytes | ReadError | None]:
     def top_up() -> None:
         nonlocal nxt
         while nxt < len(items) and len(ahead) < PREFETCH:
-            p = items[nxt][0]
+            p = items[nxt].path
             ahead.append(pool.submit(_read, p) if is_remote(p) else None)
             nxt += 1
 
@@ -268,7 +272,7 @@ class Worker:
     def _one(self, item: Item, max_pixels: int, data: bytes | ReadError | None = None) -> tuple[Outcome, Decoded | None]:
         """Read (unless ``data`` is given), digest and (unless the digest is cached) decode one
         file; never raises."""
-        path, size, mtime_ns, etag = item
+        path, size, mtime_ns, etag = item.path, item.size, item.mtime_ns, item.etag
         if data is None:
             data = _read(path)
         if isinstance(data, ReadError):
@@ -405,7 +409,7 @@ class _Pool:
     a worker dies, every chunk the pool held runs again one image per process (the culprit
     becomes a failure row) and a fresh pool carries on."""
 
-    def __init__(self, workers: int, max_pixels: int, init: tuple, start: str | None = None) -> None:
+    def __init__(self, workers: int, max_pixels: int, init: WorkerInit, start: str | None = None) -> None:
         self.workers, self.max_pixels, self.init = workers, max_pixels, init
         self.start = start  # the multiprocessing start method; None: the platform's default
         self.pending: dict[Future[Chunk], list[Item]] = {}
@@ -414,7 +418,6 @@ class _Pool:
 
     def _new(self) -> ProcessPoolExecutor:
         # workers start on demand: a run whose files are all cached starts none
-        import multiprocessing as mp
 
         ctx = mp.get_context(self.start) if self.start else None
         return ProcessPoolExecutor(max_workers=self.workers, initializer=start_worker, initargs=self.init,
@@ -471,10 +474,9 @@ _DEATHS = {
 }
 
 
-def _isolated(items: list[Item], max_pixels: int, init: tuple) -> Iterator[Chunk]:
+def _isolated(items: list[Item], max_pixels: int, init: WorkerInit) -> Iterator[Chunk]:
     """Each item in a process of its own (forked, limits applied): one that dies is a failure
     row saying how it died; the others give their normal outcome."""
-    import multiprocessing as mp
 
     # forkserver: a clean process to fork from, never this one with its threads and locks
     ctx = mp.get_context("forkserver")
@@ -508,7 +510,7 @@ def _isolated(items: list[Item], max_pixels: int, init: tuple) -> Iterator[Chunk
             reason, msg = _DEATHS.get(sig, ("worker-crashed", f"its worker process died of signal {-code}"))  # type: ignore[arg-type]
         else:
             reason, msg = "worker-crashed", f"its worker process exited with status {code}"
-        path, size, mtime_ns, etag = it
+        path, size, mtime_ns, etag = it.path, it.size, it.mtime_ns, it.etag
         out.append(Chunk.of([Outcome(path, size, mtime_ns, None, False, "decode", reason, msg, etag=etag)]))
     if out:
         yield _merge(out)
@@ -521,7 +523,7 @@ def _merge(chunks: list[Chunk]) -> Chunk:
                  np.concatenate(embs) if embs else None)
 
 
-def _isolated_one(item: Item, max_pixels: int, init: tuple, send: object) -> None:
+def _isolated_one(item: Item, max_pixels: int, init: WorkerInit, send: object) -> None:
     res = start_worker(*init).extract_chunk([item], max_pixels)
     send.send(res)  # type: ignore[attr-defined]
     send.close()  # type: ignore[attr-defined]

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..errors import NeardupError
+from ..results import Failure
 from ..sources import FileEntry, ScanProblem, open_source
-from .result import Failure
 
 __all__ = ["ListingTally", "list_entries", "ListingCounter"]
 

@@ -1,4 +1,5 @@
-"""Per-stage wall time and peak memory, measured the same way in every run."""
+"""Per-stage wall time and peak memory, measured the same way in every run, and the stats a
+scan reports."""
 
 from __future__ import annotations
 
@@ -6,8 +7,19 @@ import resource
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["StageClock"]
+from ..features.extract import DIGEST
+
+if TYPE_CHECKING:
+    from ..config import ScanOptions
+    from ..records import SearchColumns
+    from .grouping import Grouped
+    from .ingest import Ingested
+    from .search import Found
+    from .thorough import Thorough
+
+__all__ = ["StageClock", "scan_stats"]
 
 
 def _reset_peak() -> bool:
@@ -63,3 +75,42 @@ class StageClock:
             self.stages[name]["worker_peak_rss_mb"] = round(mb, 1)
 
 
+
+
+def scan_stats(ingested: Ingested, cols: SearchColumns, found: Found, grouped: Grouped, thorough: Thorough | None,
+               opts: ScanOptions, model_id: str | None, clock: StageClock) -> dict[str, Any]:
+    """The result's ``stats``: what each stage counted, the funnel the review page draws, the
+    settings that decide the result, and per-stage seconds and peak memory."""
+    n = len(cols.digests)
+    groups = grouped.groups
+    return {
+        "images": ingested.images,
+        "read": ingested.read,
+        "worker_restarts": ingested.restarts,
+        "decoded": ingested.decoded,
+        "from_cache": ingested.cached,
+        "failed": len(ingested.failures),
+        "unique_contents": n,
+        "candidate_pairs": found.candidates,  # distinct pairs of contents the search put forward
+        "candidate_hits": found.hits,  # what it found, counting a pair once per code that found it
+        "searched_contents": found.searched,
+        "reused_pairs": found.reused,
+        **({"embedding_pairs": thorough.n_candidates, "local_checks": thorough.n_local} if thorough else {}),
+        "verified_pairs": grouped.verified_pairs,
+        "detail_checks": grouped.measured,
+        "groups": len(groups),
+        "duplicates": sum(len(g.members) - 1 for g in groups),
+        "exact_copies": int(cols.counts.sum()) - n,  # files whose bytes another listed file has
+        "skipped_not_images": ingested.tally.skipped,  # passed over by name (a known non-image extension)
+        # images at each step, each a subset of the one before: what the review page draws
+        "funnel": {"images": ingested.images,
+                   "read": int(cols.counts.sum()),
+                   "with_candidates": int(cols.counts[found.has_candidate | grouped.verified].sum()) if n else 0,
+                   "verified": int(cols.counts[grouped.verified].sum()) if n else 0,
+                   "in_groups": sum(len(g.members) for g in groups), "groups": len(groups)},
+        "settings": {"mode": opts.mode, "digest": DIGEST, "radius": opts.radius, "hash_threshold": opts.hash_threshold,
+                     "crop_ncc": opts.crop_ncc,
+                     **({"model": model_id, "knn_threshold": opts.knn_threshold, "similar": opts.similar}
+                        if model_id else {})},
+        "stages": clock.stages,
+    }

@@ -24,6 +24,7 @@ from ..features.extract import canonical_rgb
 from ..group.unionfind import UnionFind
 from ..records import Stage
 from ..sources import ReadError, read_bytes
+from ..store import LocalRow
 from ..verify.local import (
     LOCAL_SIDE,
     LOCAL_VERSION,
@@ -36,10 +37,10 @@ from ..verify.local import (
 from ..verify.rules import SeenPairs, Verified, VerifyParams, hash_colour, verify_batch
 
 if TYPE_CHECKING:
-    from ..cache.sqlite import FeatureCache
     from ..config import Progress, ScanOptions
     from ..embed.model import ModelSpec
     from ..records import SearchColumns
+    from ..store import FeatureCache
 
 __all__ = ["Thorough", "SIMILAR_COSINE"]
 
@@ -72,7 +73,7 @@ class Thorough:
         self.n_local = 0
         self._lru: OrderedDict[int, LocalFeatures | None] = OrderedDict()
         self._lru_size = lru
-        self._pending: list[tuple[bytes, str, bytes]] = []
+        self._pending: list[LocalRow] = []
         self._pool: ThreadPoolExecutor | None = None
         self._uf = UnionFind(0)
 
@@ -116,7 +117,7 @@ class Thorough:
                 for r, lf in zip(todo, self._threads().map(lambda r: self._compute(paths.get(digests[r], [])), todo)):
                     out[r] = lf
                     if lf is not None:
-                        self._pending.append((digests[r], LOCAL_VERSION, lf.to_bytes()))
+                        self._pending.append(LocalRow(digests[r], LOCAL_VERSION, lf.to_bytes()))
                 if len(self._pending) >= 64:
                     self.flush()
             for r in missing:

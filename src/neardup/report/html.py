@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import html
+import io
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -19,8 +21,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from PIL import Image, ImageOps
+
 from ..config import CROP_NCC, HASH_THRESHOLD
 from ..errors import UsageError
+from ..results import load_results
+from ..sources import read_bytes
 
 __all__ = ["write_report", "THUMB_SIDE"]
 
@@ -34,12 +40,9 @@ LABEL_WIDTH = 330
 def _thumb(job: tuple[str, str]) -> str | None:
     """Write a JPEG thumbnail of ``src`` to ``dst`` (reduced-size decode); None or the error."""
     src, dst = job
-    from PIL import Image, ImageOps
 
-    from ..sources import read_bytes
 
     try:
-        import io
 
         with Image.open(io.BytesIO(read_bytes(src))) as src_im:
             src_im.draft("RGB", (THUMB_SIDE * 2, THUMB_SIDE * 2))
@@ -188,7 +191,6 @@ def _funnel(stats: dict[str, Any], width: int = 600) -> str:
     top = max(v for _, v, _ in steps) or 1
     out = [f'<svg viewBox="0 0 {width} 190" width="{width}" height="190" role="img" aria-label="funnel">'
            '<title>images to groups</title><text x="4" y="14" class="ct">From images to groups</text>']
-    import math
 
     for i, (name, v, note) in enumerate(steps):
         bar = width - LABEL_WIDTH
@@ -237,7 +239,6 @@ def write_report(results: str | os.PathLike[str], output: str | os.PathLike[str]
 
     Returns counts: groups, images, thumbnails made, thumbnails that failed.
     """
-    from ..pipeline.result import load_results
 
     loaded = load_results(results)
     res = loaded.to_dict()

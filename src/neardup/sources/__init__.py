@@ -7,7 +7,7 @@ one function of the path, :func:`read_bytes`, so whichever process holds a path 
 from __future__ import annotations
 
 from .base import FileEntry, ReadError, ScanProblem, Source
-from .cloud import CloudSource, configure, is_remote, read_blob, scrub
+from .cloud import CloudSource, configure, is_remote, parse_url, read_blob, scrub
 from .local import LocalSource, read_local, walk
 
 __all__ = ["FileEntry", "ReadError", "ScanProblem", "Source", "configure", "is_remote", "open_source",
@@ -17,7 +17,6 @@ __all__ = ["FileEntry", "ReadError", "ScanProblem", "Source", "configure", "is_r
 def open_source(root: str, *, all_files: bool = False) -> Source:
     """The source for ``root``: ``az://``, ``abfs[s]://`` and ``s3://`` URLs, else a local path."""
     if is_remote(root):
-        from .cloud import parse_url
 
         parse_url(root)  # a malformed URL is a usage error before anything starts
         return CloudSource(root, all_files)

@@ -26,16 +26,20 @@ with one setting (:func:`configure`), holds for both.
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import os
+import queue
 import random
 import re
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from ..errors import SourceError, UsageError
 from .base import FileEntry, ReadError, ScanProblem, skipped_name
@@ -231,7 +235,6 @@ def _client(key: tuple[object, ...], make: Callable[[], Any]) -> Any:
 
 
 def _need(module: str, extra: str) -> None:
-    import importlib.util
 
     try:
         found = importlib.util.find_spec(module) is not None
@@ -402,7 +405,6 @@ def _azure_sas(u: BlobURL) -> str | None:
     now = time.time()
     if state["sas"] is None or now - state["at"] > SAS_RENEW_S:
         if account_key:
-            from datetime import timedelta, timezone
 
             from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
@@ -521,9 +523,6 @@ def _azure_list_page(body: bytes) -> tuple[list[tuple[str, int, int, str]], str 
     The REST answer parsed by ElementTree, not the SDK's model objects: listing through the SDK
     costs ~230 µs of CPU a blob (this parse ~26), a fifth of a small image's whole extraction,
     on the cores that decode (``benchmarks/cloud.py``).  Gives exactly what the SDK gives (a test compares)."""
-    import xml.etree.ElementTree as ET
-    from email.utils import parsedate_to_datetime
-    from urllib.parse import unquote
 
     root = ET.fromstring(body)
     items = []
@@ -547,8 +546,6 @@ def _ahead(items: Iterator[T], maxsize: int) -> Iterator[T]:
     extraction workers while it lists, and they idle.  Bounded, so memory stays flat; an
     exception in the producer is raised here; closing the generator stops the producer.
     """
-    import queue
-    import threading
 
     q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize)
     stop = threading.Event()

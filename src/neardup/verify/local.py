@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from ..errors import UsageError
 
 __all__ = ["LOCAL_VERSION", "LOCAL_SIDE", "LocalFeatures", "LocalParams", "local_features", "match_pair"]
 
@@ -32,11 +35,10 @@ LOCAL_SIDE = 512
 THUMB_SIDE = 256
 
 
-def _cv2():  # type: ignore[no-untyped-def]
+def _cv2() -> Any:
     try:
-        import cv2
+        import cv2  # noqa: PLC0415 - OpenCV is the [cnn] extra, loaded by thorough scans only
     except ImportError:
-        from ..errors import UsageError
 
         raise UsageError("thorough mode needs OpenCV: pip install 'neardup[cnn]'") from None
     cv2.setNumThreads(1)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..config import CROP_NCC, HASH_THRESHOLD
 from ..features.colour import GRID, colour_distance
-from ..records import Stage
+from ..records import Stage, Verified
 
 __all__ = ["VerifyParams", "Verified", "SeenPairs", "CropQueue", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
            "d256_distance"]
@@ -40,22 +40,6 @@ class VerifyParams:
     crop_ncc: float = CROP_NCC
     colour_max: float = 40.0  # chroma units; only rejects when both images are colourful
     low_info_colour_max: float = 10.0  # a low-information pair must also match in colour
-
-
-@dataclass(frozen=True, slots=True)
-class Verified:
-    """Columns of accepted pairs with their evidence."""
-
-    a: np.ndarray
-    b: np.ndarray
-    stage: np.ndarray  # uint8 Stage values
-    d256: np.ndarray  # int16
-    p64: np.ndarray  # int16
-    colour: np.ndarray  # float32
-    ncc: np.ndarray  # float32 (nan when not computed)
-
-    def __len__(self) -> int:
-        return int(self.a.shape[0])
 
 
 STAGE_NAMES = {int(s): s.label for s in Stage}
@@ -303,11 +287,7 @@ class CropQueue:
         if self._n:
             self._done.append(self._run())
         done, self._done = self._done, []
-        if not done:
-            z = np.zeros(0, np.int64)
-            return Verified(z, z, z.astype(np.uint8), z.astype(np.int16), z.astype(np.int16),
-                            z.astype(np.float32), z.astype(np.float32))
-        return Verified(*(np.concatenate([getattr(v, f) for v in done]) for f in Verified.__dataclass_fields__))
+        return Verified.concat(done)
 
     def _run(self) -> Verified:
         a, b, v, d, p, c = (np.concatenate(x) for x in zip(*self._parts))

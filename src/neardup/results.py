@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from .errors import UsageError
 
 __all__ = ["Pair", "Group", "Failure", "Root", "ScanResult", "load_results", "resolve_member"]
 

@@ -1,0 +1,165 @@
+"""Stages 6-8, group: verified pairs -> guarded groups -> each group's keeper and its reasons.
+
+People's "not a duplicate" decisions drop their pairs first; union-find joins what is left;
+the keeper's contest is settled (detail and lineage read where it turns on them); the guard
+then splits each component into chain-free groups around its keeper (group/unionfind.py)."""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..group.explain import GroupFacts, evidence_dict, make_group
+from ..group.files import FileFacts, file_preference, root_index
+from ..group.settle import MemberFacts, settle_keepers
+from ..group.unionfind import UnionFind, guarded_groups
+from ..records import PairEvidence, SearchColumns, Stage
+from ..results import Group
+from ..sources import read_bytes
+from ..store import FeatureCache
+from ..verify.rules import VerifyParams, verify_batch
+from .rows import RowAccess
+
+if TYPE_CHECKING:
+    from .thorough import Thorough
+
+__all__ = ["Grouped", "group_pairs", "apart_rows"]
+
+
+@dataclass
+class Grouped:
+    groups: list[Group] = field(default_factory=list)
+    verified: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # rows with a verified pair or a byte copy
+    verified_pairs: int = 0
+    measured: int = 0  # members the keeper's detail check measured
+
+
+def apart_rows(fc: FeatureCache, cols: SearchColumns) -> dict[int, set[int]]:
+    """Rows a person marked "not a duplicate" of each other (neardup apply --decisions)."""
+    out: dict[int, set[int]] = {}
+    fc.translate_decisions()
+    apart = fc.not_duplicates()
+    n = len(cols.digests)
+    if not apart or not n:
+        return out
+    flat = cols.digests.view(f"V{cols.digests.shape[1]}").ravel()
+
+    def row_of(d: bytes) -> int:
+        r = int(np.searchsorted(flat, np.frombuffer(d, dtype=flat.dtype))[0])
+        return r if r < n and cols.digest(r) == d else -1
+
+    for da, db in apart:
+        ra, rb = row_of(da), row_of(db)
+        if ra >= 0 and rb >= 0:
+            out.setdefault(ra, set()).add(rb)
+            out.setdefault(rb, set()).add(ra)
+    return out
+
+
+def _components(pairs: PairEvidence) -> list[list[int]]:
+    """Connected components over the rows that have a verified pair, not over every row."""
+    a, b = pairs.pairs.a, pairs.pairs.b
+    nodes = np.unique(np.concatenate([a, b]))
+    uf = UnionFind(len(nodes))
+    for x, y in zip(np.searchsorted(nodes, a).tolist(), np.searchsorted(nodes, b).tolist()):
+        uf.union(x, y)
+    return [[int(nodes[i]) for i in c] for c in uf.components().values()]
+
+
+def _group_facts(rows: list[int], fc: FeatureCache, cols: SearchColumns, paths: list[str]
+                 ) -> tuple[MemberFacts, GroupFacts]:
+    by_digest = fc.run_files([cols.digest(r) for r in rows])
+    # the files of one content, best first: the one a group keeps, when its image wins
+    files = {r: sorted((FileFacts(f.path, f.size, f.mtime_ns, root_index(f.path, paths))
+                        for f in by_digest[cols.digest(r)]), key=file_preference) for r in rows}
+    del by_digest
+    got = fc.fetch([cols.digest(r) for r in rows], ("quality", "width", "height", "format"))
+    width = dict(zip(rows, got["width"].tolist()))
+    height = dict(zip(rows, got["height"].tolist()))
+    fmt = dict(zip(rows, got["format"].tolist()))
+    quality = dict(zip(rows, got["quality"].copy()))
+    member = MemberFacts(cols.digest, quality, width, height, fmt, {r: [f.path for f in fs] for r, fs in files.items()})
+    group = GroupFacts(files, {r: (int(width[r]), int(height[r]), str(fmt[r])) for r in rows}, quality, cols.digest,
+                       paths)
+    return member, group
+
+
+def group_pairs(pairs: PairEvidence, cols: SearchColumns, fc: FeatureCache, access: RowAccess, paths: list[str],
+                params: VerifyParams, *, apart: dict[int, set[int]], thorough: Thorough | None, threads: Executor,
+                max_pixels: int) -> Grouped:
+    """The groups of one run's verified ``pairs`` (one row per pair), keepers first."""
+    if apart and len(pairs):
+        p = pairs.pairs
+        pairs = pairs.select(np.array([y not in apart.get(x, ()) for x, y in zip(p.a.tolist(), p.b.tolist())],
+                                      dtype=bool))
+    out = Grouped(verified_pairs=len(pairs))
+    out.verified = cols.counts > 1  # byte copies are verified by their digest
+    out.verified[pairs.pairs.a] = True
+    out.verified[pairs.pairs.b] = True
+    comps = _components(pairs)
+    member_rows = sorted({r for c in comps for r in c})
+    dup_rows = np.flatnonzero(cols.counts > 1).tolist()
+    member, facts = _group_facts(sorted(set(member_rows) | set(dup_rows)), fc, cols, paths)
+    settled = settle_keepers(comps, member, memo=fc, read=read_bytes, threads=threads, max_pixels=max_pixels,
+                             order_key=lambda r: file_preference(facts.files[r][0]))
+    out.measured = settled.measured
+    facts = GroupFacts(facts.files, facts.images, settled.quality, facts.digest, facts.roots, settled.encoding,
+                       settled.resaved)
+    guard = _Guard(pairs, access, params, apart, thorough, settled.scores, facts, strong=params.strong_threshold)
+    for comp in comps:
+        for keeper, rows_in, attach in guarded_groups(comp, guard.edges, guard.rank, guard.verify_pair, apart):
+            out.groups.append(make_group(keeper, rows_in, attach, facts, guard.evidence))
+    in_comp = set(member_rows)
+    no_copies = GroupFacts(facts.files, facts.images, facts.quality, facts.digest, facts.roots)
+    for r in dup_rows:
+        if r not in in_comp:
+            out.groups.append(make_group(r, [r], {}, no_copies, guard.evidence))
+    out.groups.sort(key=lambda g: (-len(g.members), g.keep))
+    return out
+
+
+class _Guard:
+    """The grouping guard's view of the pairs: edges, keeper rank, evidence, and the check of
+    a member against a keeper it has no verified pair with."""
+
+    def __init__(self, pairs: PairEvidence, access: RowAccess, params: VerifyParams, apart: dict[int, set[int]],
+                 thorough: Thorough | None, scores: dict[int, float], facts: GroupFacts, *, strong: int) -> None:
+        self.pairs, self.access, self.params, self.apart, self.thorough = pairs, access, params, apart, thorough
+        self.scores, self.facts = scores, facts
+        p = pairs.pairs
+        # an edge's evidence is its index in the pair columns until a group reports it
+        self.edges: dict[int, dict[int, tuple[bool, object]]] = {}
+        strong_edge = ((p.stage == Stage.HASH) & (p.d256 <= strong)).tolist()
+        for k, (x, y) in enumerate(zip(p.a.tolist(), p.b.tolist())):
+            self.edges.setdefault(x, {})[y] = (strong_edge[k], k)
+            self.edges.setdefault(y, {})[x] = (strong_edge[k], k)
+
+    def evidence(self, ev: object) -> dict[str, object]:
+        if isinstance(ev, int):
+            p = self.pairs.pairs
+            return evidence_dict(int(p.stage[ev]), int(p.d256[ev]), int(p.p64[ev]), float(p.colour[ev]),
+                                 float(p.ncc[ev]), self.pairs.extra[ev])
+        return ev  # type: ignore[return-value]
+
+    def rank(self, r: int) -> tuple[float, tuple[int, int, int, int, str]]:
+        return (-round(self.scores[r], 6), file_preference(self.facts.files[r][0]))
+
+    def verify_pair(self, k: int, r: int) -> object | None:
+        a, b = min(k, r), max(k, r)
+        if b in self.apart.get(a, ()):
+            return None
+        ver = verify_batch(np.array([a]), np.array([b]), np.array([-1]), fetch=self.access.fetch,
+                           flags=self.access.flags, params=self.params, load_sigs=self.access.load_sigs,
+                           crop_cache=self.access.crops)
+        extra = np.full(3, np.nan, np.float32)
+        if not len(ver) and self.thorough is not None:
+            got = self.thorough.verify_one(a, b)
+            if got is None:
+                return None
+            ver, extra = got
+        if not len(ver):
+            return None
+        return evidence_dict(int(ver.stage[0]), int(ver.d256[0]), -1, float(ver.colour[0]), float(ver.ncc[0]), extra)

@@ -1,0 +1,119 @@
+"""Stages 1-2, list and extract, streamed: each listing batch is looked up in the store, the
+misses go to the workers, and their chunks are written back a transaction at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..config import Progress, ScanOptions
+from ..errors import SourceError
+from ..results import Failure
+from ..sources import FileEntry, is_remote, scrub
+from ..store import EmbeddingRow, FeatureCache, FileRow, RunRow
+from .extract import Chunk, Limits, batched, extract_many
+from .listing import ListingTally, list_entries
+
+if TYPE_CHECKING:
+    from ..embed.model import ModelSpec
+
+__all__ = ["Ingested", "ingest", "UNREACHABLE_STREAK"]
+
+#: this many reads in a row failing as "unreachable" means the source is down: stop cleanly
+UNREACHABLE_STREAK = 16
+
+
+@dataclass
+class Ingested:
+    """What listing and extraction left besides the store's run table: counts and failures."""
+
+    failures: list[Failure] = field(default_factory=list)
+    tally: ListingTally = field(default_factory=ListingTally)
+    listed: int = 0
+    cached: int = 0
+    decoded: int = 0
+    read: int = 0
+    restarts: int = 0
+
+    @property
+    def images(self) -> int:
+        """Files listed as images, counting those the listing itself failed on."""
+        return self.listed + sum(1 for f in self.failures if f.stage == "scan")
+
+
+def ingest(paths: list[str], fc: FeatureCache, opts: ScanOptions, spec: ModelSpec | None, progress: Progress,
+           listed_total: Callable[[], int | None]) -> Ingested:
+    """List ``paths``, extract what the store does not hold, and fill this run's table."""
+    got = Ingested()
+    model_id = spec.model_id if spec is not None else None
+    fc.start_run()
+    pool_stats: dict[str, int] = {}
+    misses = _misses(paths, fc, opts, model_id, got, progress, listed_total)
+    if opts.executor == "dask":
+        from ..executors.dask import DASK_BATCH, dask_extract_many  # noqa: PLC0415 - Dask is an optional extra
+
+        outcomes = dask_extract_many(misses, scheduler=opts.scheduler, workers=opts.worker_count,
+                                     max_pixels=opts.max_pixels, model=spec, retries=opts.retries,
+                                     chunk=max(1, min(DASK_BATCH, opts.batch)), time_budget=opts.time_budget)
+    else:
+        outcomes = extract_many(misses, workers=opts.worker_count, max_pixels=opts.max_pixels, cache_file=fc.path,
+                                model=spec, retries=opts.retries, chunk=max(1, min(32, opts.batch)),
+                                limits=Limits(time_budget=opts.time_budget, memory_mb=opts.worker_memory),
+                                stats=pool_stats, remote=any(is_remote(p) for p in paths))
+    streak = 0
+    with closing(outcomes):  # an error below still shuts the workers down
+        for chunk in outcomes:
+            _store(fc, chunk, model_id)
+            got.read += sum(o.error_stage != "read" for o in chunk.outcomes)
+            for o in chunk.outcomes:
+                streak = streak + 1 if o.error_reason == "unreachable" else 0
+                if streak >= UNREACHABLE_STREAK:
+                    raise SourceError(f"{streak} reads in a row failed, the last with: {scrub(o.error or '')} "
+                                      f"({scrub(o.path)}); the source looks unreachable. Finished work is "
+                                      "cached: run the same scan again to resume")
+                if o.digest is None:
+                    got.failures.append(Failure(o.path, o.error_stage or "decode", o.error or "", o.error_reason or ""))
+                else:
+                    got.decoded += o.fresh
+                    got.cached += not o.fresh
+            progress("extract", len(chunk.outcomes), listed_total())
+    got.restarts = pool_stats.get("pool_restarts", 0)
+    return got
+
+
+def _misses(paths: list[str], fc: FeatureCache, opts: ScanOptions, model_id: str | None, got: Ingested,
+            progress: Progress, listed_total: Callable[[], int | None]) -> Iterator[FileEntry]:
+    """The listed files the store knows nothing current about; the known ones join the run
+    (or its failures) as the pool pulls the misses."""
+    for batch in batched(list_entries(paths, got.failures, got.tally), opts.batch):
+        got.listed += len(batch)
+        known = fc.lookup_files([(e.path, e.size, e.mtime_ns, e.etag) for e in batch], model=model_id)
+        found: list[RunRow] = []
+        for e in batch:
+            rec = known.get(e.path)
+            if rec is None:
+                yield e
+                continue
+            got.cached += 1
+            if rec.digest is not None:
+                found.append(RunRow(e.path, rec.digest, e.size, e.mtime_ns))
+            else:
+                got.failures.append(Failure(e.path, rec.error_stage or "decode", rec.error or "", rec.error_reason or ""))
+        fc.add_run(found)
+        progress("extract", len(known), listed_total())
+
+
+def _store(fc: FeatureCache, chunk: Chunk, model_id: str | None) -> None:
+    """One chunk's file records, features, embeddings and run rows, in one transaction."""
+    outs, emb = chunk.outcomes, chunk.embeddings
+    embeddings = ([EmbeddingRow(d.tobytes(), model_id, emb[k].astype("<f2").tobytes())
+                   for k, d in enumerate(chunk.features.digest)]
+                  if emb is not None and model_id is not None and len(emb) else [])
+    fc.put_batch(
+        [FileRow(o.path, o.size, o.mtime_ns, o.digest, o.error_stage, o.error_reason, o.error, o.etag)
+         for o in outs if o.cacheable],
+        chunk.features, embeddings,
+        run=[RunRow(o.path, o.digest, o.size, o.mtime_ns) for o in outs if o.digest is not None],
+    )

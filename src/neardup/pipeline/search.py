@@ -1,0 +1,124 @@
+"""Stages 4-5, candidates streamed into verification: the exact multi-index search puts pairs
+forward, each distinct pair is verified once, VERIFY_BATCH at a time (a bounded read of the
+store), and an earlier run over the same roots lends its verified pairs."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..candidates.search import candidate_batches
+from ..config import Progress, ScanOptions
+from ..features.extract import FEATURE_VERSION
+from ..records import SearchColumns, Verified
+from ..store import FeatureCache
+from ..verify.rules import CropQueue, SeenPairs, VerifyParams, verify_batch
+from .rows import RowAccess, member
+
+__all__ = ["Found", "find_pairs", "run_key", "VERIFY_BATCH"]
+
+#: candidate pairs verified at a time: bounds the rows read from the cache (~370 bytes each)
+VERIFY_BATCH = 16_384
+
+
+@dataclass
+class Found:
+    """The verified pairs of the fast search (and the last run's), with the counts the funnel shows."""
+
+    verified: list[Verified] = field(default_factory=list)
+    has_candidate: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    candidates: int = 0  # distinct pairs of contents put forward
+    hits: int = 0  # what the search found, counting a pair once per code that found it
+    searched: int = 0  # contents searched (the new ones, on an incremental run)
+    reused: int = 0  # pairs lent by the last run
+    verify_seconds: float = 0.0  # of the candidate stage's time, spent verifying
+    key: str | None = None  # the incremental run's key (fast mode)
+    before: np.ndarray | None = None  # the contents of the last run under ``key``
+
+
+def run_key(paths: list[str], opts: ScanOptions) -> str:
+    """What makes an earlier run's verified pairs reusable: the same roots, features and
+    verification settings (fast mode; thorough mode's k-NN neighbours change with every image)."""
+    parts = [FEATURE_VERSION, f"r{opts.radius}", f"t{opts.hash_threshold}", f"c{opts.crop_ncc}", *sorted(paths)]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+class _Verifier:
+    """Candidate pairs gathered and verified a batch at a time, into ``found``."""
+
+    def __init__(self, access: RowAccess, params: VerifyParams, threads: Executor, progress: Progress,
+                 found: Found) -> None:
+        self.access, self.params, self.progress, self.found = access, params, progress, found
+        self.queue = CropQueue(load_sigs=access.load_sigs, params=params, crop_cache=access.crops, pool=threads)
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.n_pending = 0
+
+    def add(self, a: np.ndarray, b: np.ndarray, distance: np.ndarray) -> None:
+        self.pending.append((a, b, distance))
+        self.n_pending += len(a)
+        if self.n_pending >= VERIFY_BATCH:
+            self.run()
+
+    def run(self) -> None:
+        t0 = time.perf_counter()
+        if self.pending:
+            a, b, dist = (np.concatenate(x) for x in zip(*self.pending))
+            self.pending, self.n_pending = [], 0
+            for start in range(0, len(a), VERIFY_BATCH):
+                sel = slice(start, start + VERIFY_BATCH)
+                self.found.verified.append(verify_batch(
+                    a[sel], b[sel], dist[sel], fetch=self.access.fetch, flags=self.access.flags, params=self.params,
+                    load_sigs=self.access.load_sigs, crop_queue=self.queue))
+                self.progress("verify", len(a[sel]), self.found.candidates)
+        self.found.verify_seconds += time.perf_counter() - t0
+
+    def finish(self) -> None:
+        self.run()
+        t0 = time.perf_counter()
+        self.found.verified.append(self.queue.flush())
+        self.found.verify_seconds += time.perf_counter() - t0
+
+
+def find_pairs(cols: SearchColumns, fc: FeatureCache, access: RowAccess, paths: list[str], opts: ScanOptions,
+               params: VerifyParams, *, incremental: bool, threads: Executor, progress: Progress) -> Found:
+    """Every verified pair within the radius; on an incremental run only the contents new since
+    the last run are searched (against all), and its pairs are reused."""
+    n = len(cols.digests)
+    found = Found(has_candidate=np.zeros(n, dtype=bool))
+    found.key = run_key(paths, opts) if incremental else None
+    found.before = fc.previous_run(found.key) if found.key is not None and n else None
+    fresh = np.ones(n, dtype=bool)
+    if found.before is not None and found.key is not None:
+        fresh = ~member(cols.digests, found.before)
+        got = fc.previous_pairs(found.key, cols.digests)
+        found.reused = len(got)
+        found.verified.append(got)
+    new_rows = np.flatnonzero(fresh)
+    found.searched = int(len(new_rows)) if n > 1 else 0
+    if n < 2 or not len(new_rows):
+        return found
+    n_queries = int(len(new_rows)) + (int(n - len(new_rows)) if len(new_rows) < n else 0)
+
+    def searched(rows: int) -> None:
+        progress("search", rows, n_queries)
+
+    # the search can find a pair several times (from both ends, by several orientations and the
+    # centre window): each distinct pair is verified, and counted, once
+    seen = SeenPairs()
+    verifier = _Verifier(access, params, threads, progress, found)
+    for pb in candidate_batches(cols, fresh, radius=opts.radius, threads=opts.worker_count, searched=searched):
+        found.hits += len(pb)
+        new = seen.fresh(pb.a * n + pb.b)
+        k = int(new.sum())
+        if not k:
+            continue
+        found.candidates += k
+        found.has_candidate[pb.a[new]] = True
+        found.has_candidate[pb.b[new]] = True
+        verifier.add(pb.a[new], pb.b[new], pb.distance[new])
+    verifier.finish()
+    return found

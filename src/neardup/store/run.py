@@ -1,0 +1,178 @@
+"""This run's files and the memory of the last run over the same roots.
+
+The run's paths live in a private TEMP table, not in Python lists, so memory stays flat in N;
+an incremental run reads the contents and verified pairs the last run saved under its key.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import CacheError
+from ..features.extract import FEATURE_VERSION
+from ..records import Verified
+from .blobs import decode_column
+
+__all__ = ["RunTables", "RunFile", "RunRow"]
+
+
+class RunRow(NamedTuple):
+    """One file of this run with its content."""
+
+    path: str
+    digest: bytes
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunFile:
+    """One file of this run with a given content: what the keeper's tie-breaks and the review
+    page need about it (the bytes' size; the modification time, as listed)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+class RunTables:
+    """The run's TEMP table and the ``run_contents``/``run_pairs`` tables (a part of
+    :class:`~neardup.store.FeatureCache`)."""
+
+    db: sqlite3.Connection
+
+    # -- this run's files: paths live here, not in Python lists, so memory stays flat ------
+    def start_run(self) -> None:
+        """Start an empty list of this run's ``(path, digest, size, mtime_ns)`` (a private TEMP table)."""
+        self.db.execute("DROP TABLE IF EXISTS temp.run")
+        self.db.execute("CREATE TEMP TABLE run (path TEXT NOT NULL, digest BLOB NOT NULL, size INTEGER NOT NULL, "
+                         "mtime_ns INTEGER NOT NULL)")
+
+    def add_run(self, rows: Sequence[RunRow]) -> None:
+        """Add ``(path, digest, size, mtime_ns)`` rows to this run."""
+        if rows:
+            with self.db:
+                self.db.execute("BEGIN")
+                self.db.executemany("INSERT INTO temp.run VALUES (?, ?, ?, ?)", rows)
+
+    def run_contents(self) -> tuple[np.ndarray, np.ndarray]:
+        """This run's distinct digests in sorted order, (n, 16) uint8, and how many paths each has.
+
+        Row ``i`` of every later column is the ``i``-th digest: ids that depend on the content
+        only, never on which worker finished first.
+        """
+        self.db.execute("CREATE INDEX IF NOT EXISTS temp.run_digest ON run (digest, path)")
+        blobs: list[bytes] = []
+        counts: list[int] = []
+        cur = self.db.execute("SELECT digest, count(*) FROM temp.run GROUP BY digest ORDER BY digest")
+        while rows := cur.fetchmany(65536):
+            for d, c in rows:
+                blobs.append(d)
+                counts.append(c)
+        n = len(blobs)
+        width = len(blobs[0]) if n else 16
+        if any(len(b) != width for b in blobs):
+            raise CacheError("digests of mixed length in the cache; delete it or pass another --cache DIR")
+        digests = np.frombuffer(b"".join(blobs), np.uint8).reshape(n, width).copy()
+        return digests, np.asarray(counts, dtype=np.int32)
+
+    def run_files(self, digests: Sequence[bytes]) -> dict[bytes, list[RunFile]]:
+        """This run's files, in path order, for each of ``digests``."""
+        out: dict[bytes, list[RunFile]] = {}
+        keys = sorted(set(digests))
+        for s in range(0, len(keys), 900):
+            chunk = keys[s : s + 900]
+            q = ("SELECT digest, path, size, mtime_ns FROM temp.run "
+                 f"WHERE digest IN ({','.join('?' * len(chunk))}) ORDER BY digest, path")
+            for d, path, size, mtime in self.db.execute(q, chunk):
+                out.setdefault(bytes(d), []).append(RunFile(path, int(size), int(mtime)))
+        return out
+
+    # -- features ----------------------------------------------------------------------
+    def iter_run_features(self, fields: Sequence[str], *, chunk: int = 8192) -> Iterator[dict[str, np.ndarray]]:
+        """Stream NumPy columns of ``fields`` (and ``digest``, (k, 16) uint8) for this run's
+        distinct digests, in digest order, ``chunk`` rows at a time."""
+        cols = ", ".join(f"f.{c}" for c in ("digest", *fields))
+        cur = self.db.execute(
+            f"SELECT {cols} FROM (SELECT DISTINCT digest FROM temp.run) r "
+            "JOIN features f ON f.digest = r.digest AND f.version = ? ORDER BY f.digest",
+            (FEATURE_VERSION,),
+        )
+        names = ("digest", *fields)
+        while rows := cur.fetchmany(chunk):
+            out = {f: decode_column(f, [r[i] for r in rows]) for i, f in enumerate(names) if f != "digest"}
+            out["digest"] = np.frombuffer(b"".join(r[0] for r in rows), np.uint8).reshape(len(rows), -1)
+            yield out
+
+    def iter_run_embeddings(self, model: str, *, chunk: int = 8192) -> Iterator[np.ndarray]:
+        """This run's embeddings in digest (= row) order, a chunk at a time."""
+        cur = self.db.execute(
+            "SELECT e.vec FROM (SELECT DISTINCT digest FROM temp.run) r "
+            "JOIN embeddings e ON e.digest = r.digest AND e.model = ? ORDER BY r.digest", (model,))
+        while rows := cur.fetchmany(chunk):
+            yield np.frombuffer(b"".join(r[0] for r in rows), "<f2").reshape(len(rows), -1)
+
+    # -- the last finished run over the same roots: an incremental run searches only what is new
+    def previous_run(self, key: str) -> np.ndarray | None:
+        """The sorted contents (k, 16) of the last run saved under ``key``, or None."""
+        rows = self.db.execute("SELECT digest FROM run_contents WHERE key=? ORDER BY digest", (key,)).fetchall()
+        if not rows:
+            return None
+        return np.frombuffer(b"".join(r[0] for r in rows), np.uint8).reshape(len(rows), -1).copy()
+
+    def previous_pairs(self, key: str, digests: np.ndarray) -> Verified:
+        """The verified pairs saved under ``key`` whose two contents are both in ``digests``
+        (sorted (n, 16), row i is digest i), as row ids."""
+        flat = np.ascontiguousarray(digests).view(f"V{digests.shape[1]}").ravel()
+        found: list[Verified] = []
+        cur = self.db.execute("SELECT a, b, stage, d256, p64, colour, ncc FROM run_pairs WHERE key=?", (key,))
+        while rows := cur.fetchmany(65536):
+            a = np.frombuffer(b"".join(r[0] for r in rows), np.uint8).reshape(len(rows), -1).view(flat.dtype).ravel()
+            b = np.frombuffer(b"".join(r[1] for r in rows), np.uint8).reshape(len(rows), -1).view(flat.dtype).ravel()
+            ia = np.searchsorted(flat, a)
+            ib = np.searchsorted(flat, b)
+            ok = (ia < len(flat)) & (ib < len(flat))
+            ok[ok] &= (flat[ia[ok]] == a[ok]) & (flat[ib[ok]] == b[ok])
+            sel = np.flatnonzero(ok).tolist()
+
+            def column(i: int, dtype: type, sel: list[int] = sel, rows: list[Any] = rows) -> np.ndarray:
+                return np.array([rows[j][i] if rows[j][i] is not None else np.nan for j in sel]).astype(dtype)
+
+            found.append(Verified(ia[sel].astype(np.int64), ib[sel].astype(np.int64), column(2, np.uint8),
+                                  column(3, np.int16), column(4, np.int16), column(5, np.float32),
+                                  column(6, np.float32)))
+        return Verified.concat(found)
+
+    def save_run(self, key: str, digests: np.ndarray, pairs: Verified, before: np.ndarray | None = None) -> None:
+        """Remember this run's contents and verified ``pairs`` (row ids into ``digests``) under ``key``.
+
+        ``before`` (what :meth:`previous_run` returned) lets only the difference be written: an
+        unchanged rerun of a million images writes nothing."""
+        def d(i: int) -> bytes:
+            return digests[i].tobytes()
+
+        with self.db:
+            self.db.execute("BEGIN")
+            if before is None:
+                self.db.execute("DELETE FROM run_contents WHERE key=?", (key,))
+                self.db.executemany("INSERT INTO run_contents VALUES (?, ?)", ((key, x.tobytes()) for x in digests))
+            else:
+                cur = np.ascontiguousarray(digests).view(f"V{digests.shape[1]}").ravel()
+                old = np.ascontiguousarray(before).view(f"V{before.shape[1]}").ravel()
+                gone = np.setdiff1d(old, cur, assume_unique=True)
+                new = np.setdiff1d(cur, old, assume_unique=True)
+                self.db.executemany("DELETE FROM run_contents WHERE key=? AND digest=?",
+                                    ((key, x.tobytes()) for x in gone))
+                self.db.executemany("INSERT INTO run_contents VALUES (?, ?)", ((key, x.tobytes()) for x in new))
+            self.db.execute("DELETE FROM run_pairs WHERE key=?", (key,))
+            p = pairs
+            self.db.executemany(
+                "INSERT OR REPLACE INTO run_pairs VALUES (?,?,?,?,?,?,?,?)",
+                ((key, d(x), d(y), st, dd, pp, cc, None if nc != nc else nc)
+                 for x, y, st, dd, pp, cc, nc in zip(p.a.tolist(), p.b.tolist(), p.stage.tolist(), p.d256.tolist(),
+                                                     p.p64.tolist(), p.colour.tolist(), p.ncc.tolist())))
