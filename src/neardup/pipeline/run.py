@@ -9,15 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..config import Progress, ScanOptions
+from ..embed.model import ModelSpec, scan_model
 from ..errors import UsageError
 from ..records import PairEvidence, Verified
 from ..results import Root, ScanResult
-from ..sources import configure, is_remote, open_source
+from ..sources import check_root, configure, is_remote
 from ..store import FeatureCache, default_cache_dir
 from ..verify.rules import VerifyParams
 from .grouping import apart_rows, group_pairs
@@ -26,9 +26,7 @@ from .listing import ListingCounter
 from .rows import RowAccess, load_search_columns
 from .search import find_pairs
 from .stats import StageClock, scan_stats
-
-if TYPE_CHECKING:
-    from ..embed.model import ModelSpec
+from .thorough import Thorough
 
 __all__ = ["scan"]
 
@@ -53,10 +51,10 @@ def scan(paths: Sequence[str | os.PathLike[str]], *, cache: str | os.PathLike[st
     opts = (options or ScanOptions()).with_overrides(**overrides)
     opts.check()
     for p in roots:
-        open_source(p)  # a malformed URL is a usage error before anything starts
+        check_root(p)  # a malformed URL is a usage error before anything starts
     configure(retries=opts.retries)
     cache_dir = default_cache_dir() if cache is _DEFAULT_CACHE else cache
-    spec = _model(opts, cache_dir) if opts.mode == "thorough" else None
+    spec = scan_model(opts, cache_dir) if opts.mode == "thorough" else None  # type: ignore[arg-type]
     # threads for the dear parts of verification and the keeper check (NumPy and the JPEG
     # decoder release the GIL); someone watching gets a count of the files ahead of the listing
     counter = ListingCounter(roots, progress) if progress is not None else None
@@ -67,12 +65,6 @@ def scan(paths: Sequence[str | os.PathLike[str]], *, cache: str | os.PathLike[st
             if counter is not None:
                 counter.close()
             threads.shutdown(wait=True, cancel_futures=True)
-
-
-def _model(opts: ScanOptions, cache_dir: object) -> ModelSpec:
-    from ..embed.model import scan_model  # noqa: PLC0415 - ONNX Runtime only for thorough scans
-
-    return scan_model(opts, cache_dir)  # type: ignore[arg-type]
 
 
 def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, spec: ModelSpec | None, progress: Progress,
@@ -92,8 +84,6 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, spec: ModelSp
     parts: list[tuple[Verified, np.ndarray | None]] = [(v, None) for v in found.verified]
     thorough = None
     if spec is not None:
-        from .thorough import Thorough  # noqa: PLC0415 - FAISS and OpenCV only for thorough scans
-
         thorough = Thorough(fc, cols, spec, params, opts, fetch=access.fetch, flags=access.flags,
                             load_sigs=access.load_sigs, workers=opts.worker_count, max_pixels=opts.max_pixels,
                             similar=opts.similar)

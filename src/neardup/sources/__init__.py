@@ -10,15 +10,20 @@ from .base import FileEntry, ReadError, ScanProblem, Source
 from .cloud import CloudSource, configure, is_remote, parse_url, read_blob, scrub
 from .local import LocalSource, read_local, walk
 
-__all__ = ["FileEntry", "ReadError", "ScanProblem", "Source", "configure", "is_remote", "open_source",
+__all__ = ["FileEntry", "ReadError", "ScanProblem", "Source", "check_root", "configure", "is_remote", "open_source",
            "read_bytes", "scrub", "walk"]
+
+
+def check_root(root: str) -> None:
+    """Raise a usage error for a malformed blob URL, before anything starts (nothing is opened)."""
+    if is_remote(root):
+        parse_url(root)
 
 
 def open_source(root: str, *, all_files: bool = False) -> Source:
     """The source for ``root``: ``az://``, ``abfs[s]://`` and ``s3://`` URLs, else a local path."""
     if is_remote(root):
-
-        parse_url(root)  # a malformed URL is a usage error before anything starts
+        parse_url(root)
         return CloudSource(root, all_files)
     return LocalSource(root, all_files)
 
