@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
+from .template import overlap_framed
 
 __all__ = ["LOCAL_VERSION", "LOCAL_SIDE", "LocalFeatures", "LocalParams", "local_features", "match_pair"]
 
@@ -107,10 +108,11 @@ class LocalEvidence:
     ncc: float  # worst tile correlation of the aligned views (nan when no homography)
     cover: float
     detail: float = float("nan")  # median tile correlation of their fine detail (high-pass)
+    framed: bool = False  # the aligned views disagree where the pictures are (verify/template.py)
 
     def accepted(self, p: LocalParams) -> bool:
         return (self.inliers >= p.min_inliers and self.ncc >= p.aligned_ncc and self.cover >= p.min_cover
-                and self.detail >= p.detail_ncc)
+                and self.detail >= p.detail_ncc and not self.framed)
 
 
 def match_pair(fa: LocalFeatures, fb: LocalFeatures, params: LocalParams, *, mirror: bool = True) -> LocalEvidence:
@@ -186,7 +188,8 @@ def _match(fa: LocalFeatures, bpoints: np.ndarray, bdesc: np.ndarray, bthumb: np
     worst, _ = _tile_ncc(d32, warped, m, flat=4.0)
     # fine detail: the same pixels share their texture and noise, another shot does not
     _, detail = _tile_ncc(_band(cv2, d32), _band(cv2, warped), m, flat=1.0)
-    return LocalEvidence(len(good), inl, worst, min(cover, 1.0), detail)
+    framed = overlap_framed(cv2.GaussianBlur(d32, (0, 0), 2.0), cv2.GaussianBlur(warped, (0, 0), 2.0), m)
+    return LocalEvidence(len(good), inl, worst, min(cover, 1.0), detail, framed)
 
 
 def _band(cv2, x: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]

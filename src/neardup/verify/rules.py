@@ -27,6 +27,7 @@ import numpy as np
 from ..config import CROP_NCC, HASH_THRESHOLD
 from ..features.colour import GRID, colour_distance
 from ..records import Stage, Verified
+from .template import aligned_frame, shared_frame
 
 __all__ = ["VerifyParams", "Verified", "SeenPairs", "CropQueue", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
            "d256_distance"]
@@ -40,6 +41,7 @@ class VerifyParams:
     crop_ncc: float = CROP_NCC
     colour_max: float = 40.0  # chroma units; only rejects when both images are colourful
     low_info_colour_max: float = 10.0  # a low-information pair must also match in colour
+    frame_guard: bool = True  # refuse hash matches that differ where the pictures are (verify/template.py)
 
 
 STAGE_NAMES = {int(s): s.label for s in Stage}
@@ -141,10 +143,12 @@ def _sizes(side: int, scales: tuple[float, ...]) -> list[tuple[int, int]]:
     return [(int(round(side * fy)), int(round(side * fx))) for fy in scales for fx in scales]
 
 
-def _best_inside_batch(big: np.ndarray, small: np.ndarray, scales: tuple[float, ...]) -> np.ndarray:
+def _best_inside_batch(big: np.ndarray, small: np.ndarray, scales: tuple[float, ...],
+                       where: np.ndarray | None = None) -> np.ndarray:
     """For stacks (P, s, s): the best normalised cross-correlation of ``small`` resized to every
     scale pair, at every offset inside ``big``.  One FFT per layout and template: for templates
-    no larger than the layout, the circular correlation is exact at every valid offset."""
+    no larger than the layout, the circular correlation is exact at every valid offset.  With
+    ``where``, the best placement of each pair is written there."""
     p, side, _ = big.shape
     sizes = _sizes(side, scales)
     b64 = big.astype(np.float64)
@@ -167,8 +171,45 @@ def _best_inside_batch(big: np.ndarray, small: np.ndarray, scales: tuple[float, 
         den = np.sqrt(np.maximum(ws2 - ws * ws / (th * tw), 0.0)) * tn[:, None, None] + 1e-6
         ncc = num[:, :ny, :nx] / den
         ncc[tn < 1e-3] = -1.0
-        best = np.maximum(best, ncc.reshape(p, -1).max(axis=1))
+        flat = ncc.reshape(p, -1)
+        top = flat.argmax(axis=1)
+        here = flat[np.arange(p), top]
+        if where is not None:  # (P, 4): th, tw, y, x of the best placement so far
+            better = here > best
+            where[better] = np.stack([np.full(p, th), np.full(p, tw), top // nx, top % nx], axis=1)[better]
+        best = np.maximum(best, here)
     return best
+
+
+def crop_aligned(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
+                 scales: tuple[float, ...] = CROP_SCALES) -> tuple[np.ndarray, np.ndarray]:
+    """The two layouts of each pair (b in a's orientation) brought to one frame by the crop
+    test's best placement: the part of the larger view that the other one shows, resampled to
+    the layout's side, and the other layout as it is."""
+    a = np.asarray(sig_a, dtype=np.float32)
+    b = _orient_layouts(np.asarray(sig_b, dtype=np.float32), np.asarray(variant, dtype=np.int64))
+    p = len(a)
+    if not p:
+        return a, b
+    side = a.shape[1]
+    where_ab, where_ba = np.zeros((p, 4), np.int64), np.zeros((p, 4), np.int64)
+    b_in_a = _best_inside_batch(a, b, scales, where_ab)
+    a_in_b = _best_inside_batch(b, a, scales, where_ba)
+    out_a, out_b = a.copy(), b.copy()
+    for i in range(p):
+        big, small, (th, tw, y, x) = (a[i], b[i], where_ab[i]) if b_in_a[i] >= a_in_b[i] else (b[i], a[i], where_ba[i])
+        window = _bilinear(th, side) @ big[y : y + th, x : x + tw].astype(np.float64) @ _bilinear(tw, side).T
+        if b_in_a[i] >= a_in_b[i]:
+            out_a[i], out_b[i] = window, small
+        else:
+            out_a[i], out_b[i] = small, window
+    return out_a, out_b
+
+
+def _orient_layouts(b: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(P, s, s) layouts turned to dihedral variants ``v`` (flip left-right, then quarter turns)."""
+    b = np.where((v >= 4)[:, None, None], b[:, :, ::-1], b)
+    return np.stack([np.rot90(b[i], int(v[i]) % 4) for i in range(len(b))]) if len(b) else b
 
 
 def crop_ncc_batch(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
@@ -179,9 +220,7 @@ def crop_ncc_batch(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
     the GIL)."""
     a = np.asarray(sig_a, dtype=np.float32)
     b = np.asarray(sig_b, dtype=np.float32)
-    v = np.asarray(variant, dtype=np.int64)
-    b = np.where((v >= 4)[:, None, None], b[:, :, ::-1], b)
-    b = np.stack([np.rot90(b[i], int(v[i]) % 4) for i in range(len(b))]) if len(b) else b
+    b = _orient_layouts(b, np.asarray(variant, dtype=np.int64))
     def one(s: int) -> np.ndarray:
         x, y = a[s : s + CROP_BATCH], b[s : s + CROP_BATCH]
         return np.maximum(_best_inside_batch(x, y, scales), _best_inside_batch(y, x, scales))
@@ -238,9 +277,16 @@ def verify_batch(
     colour_ok = ~colourful | (cdist <= params.colour_max)
     thr = np.where(low, params.strict_hash_threshold, params.hash_threshold)
     hash_ok = (d <= thr) & colour_ok & (~low | (cdist <= params.low_info_colour_max))
+    # a hash match that disagrees where the pictures are is two pictures in one frame (or two
+    # patches on one background): refused, and not given the crop test either
+    framed = np.zeros(len(a), dtype=bool)
+    if params.frame_guard and hash_ok.any():
+        rows_ok = np.flatnonzero(hash_ok)
+        framed[rows_ok] = shared_frame(load_sigs(a[rows_ok]), load_sigs(b[rows_ok]), v[rows_ok])
+        hash_ok &= ~framed
     stage = np.where(hash_ok, Stage.HASH, 0).astype(np.uint8)  # 0: not accepted (yet)
     ncc = np.full(len(a), np.nan, dtype=np.float32)
-    need = np.flatnonzero(~hash_ok & ~low & colour_ok) if crop else np.zeros(0, np.int64)
+    need = np.flatnonzero(~hash_ok & ~low & colour_ok & ~framed) if crop else np.zeros(0, np.int64)
     if need.size and crop_queue is not None:
         pa, pb = cols["p64"][ia[need]], cols["p64"][ib[need]]
         crop_queue.add(a[need], b[need], np.bitwise_count(pa[:, :1] ^ pb).argmin(axis=1), d[need],
@@ -259,7 +305,12 @@ def verify_batch(
         ncc[need] = crop_ncc_batch(sa, sb, pv, pool=pool)
         if crop_cache is not None:
             crop_cache.put(a[need], b[need], ncc[need])
-    stage[(stage == 0) & (ncc >= params.crop_ncc)] = Stage.CROP
+    crop_ok = (stage == 0) & (ncc >= params.crop_ncc)
+    if params.frame_guard and crop_ok.any():
+        rows = np.flatnonzero(crop_ok)
+        pv = np.bitwise_count(cols["p64"][ia[rows]][:, :1] ^ cols["p64"][ib[rows]]).argmin(axis=1)
+        crop_ok[rows] = ~framed_crop(load_sigs(a[rows]), load_sigs(b[rows]), pv)
+    stage[crop_ok] = Stage.CROP
     keep = stage > 0
     return Verified(a[keep], b[keep], stage[keep], d[keep], p64_dist[keep].astype(np.int16), cdist[keep], ncc[keep])
 
@@ -302,8 +353,17 @@ class CropQueue:
             if self.crop_cache is not None:
                 self.crop_cache.put(a[todo], b[todo], ncc[todo])
         keep = ncc >= self.params.crop_ncc
+        if self.params.frame_guard and keep.any():
+            rows = np.flatnonzero(keep)
+            keep[rows] = ~framed_crop(self.load_sigs(a[rows]), self.load_sigs(b[rows]), v[rows])
         return Verified(a[keep], b[keep], np.full(int(keep.sum()), Stage.CROP, np.uint8), d[keep], p[keep].astype(np.int16),
                         c[keep], ncc[keep])
+
+
+def framed_crop(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray) -> np.ndarray:
+    """Mask of crop matches that are two pictures in one frame: the frame guard
+    (verify/template.py) on the two layouts as the crop test placed them."""
+    return aligned_frame(*crop_aligned(sig_a, sig_b, variant))
 
 
 def hash_colour(a: np.ndarray, b: np.ndarray, fetch: Callable[[np.ndarray], dict[str, np.ndarray]]
