@@ -27,6 +27,8 @@ class GroupFacts:
     roots: Sequence[str]
     encoding: dict[int, float] = field(default_factory=dict)
     resaved: dict[int, str] = field(default_factory=dict)
+    consensus: dict[int, int] = field(default_factory=dict)  # agreed member -> its group's size
+    older: dict[int, int] = field(default_factory=dict)  # keeper by age -> the younger rival
 
 
 def evidence_dict(stage: int, d256: int, p64: int, colour: float, ncc: float,
@@ -98,8 +100,18 @@ def make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, object
         reason = f"identical bytes; {among}"
     else:
         others = [QualityFacts.from_row(quality[r]) for r in rows if r != keeper]
-        reason = keeper_reason(QualityFacts.from_row(quality[keeper]), others, encoding[keeper],
-                         [encoding[r] for r in rows if r != keeper])
+        tied = [r for r in rows if r != keeper and (r in facts.consensus or keeper not in facts.consensus)]
+        edited = len(rows) - 1 - len(tied)
+        reason = keeper_reason(QualityFacts.from_row(quality[keeper]),
+                               [QualityFacts.from_row(quality[r]) for r in tied] or others, encoding[keeper],
+                               [encoding[r] for r in tied] or [encoding[r] for r in rows if r != keeper])
+        if keeper in facts.older:
+            rival = files_of_row[facts.older[keeper]][0].path
+            reason = (f"the oldest file: {rival!r}, saved later, wins only by its encoding or its pixel "
+                      "count, which a re-save or an enlargement gives (a copy is never better than its source); " + reason.replace("best quality score: ", "", 1))
+        if edited:
+            reason = (f"the copy the others agree on: {edited} of the {len(rows) - 1} others each differ from it by "
+                      f"an edit of their own (group/consensus.py); " + reason)
         for r in rows:
             if r != keeper and r in resaved:
                 reason += f"; not {files_of_row[r][0].path!r}: {resaved[r]}"

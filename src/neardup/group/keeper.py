@@ -31,7 +31,8 @@ import numpy as np
 from ..features.quality import QUALITY_FIELDS, encoding_value, quality_score
 
 __all__ = ["DETAIL_SIDE", "PIXEL_MARGIN", "UPSCALE_EXPONENT", "Contest", "plan_measurements", "plan_lineage",
-           "provisional_scores", "encodings", "is_upscale", "demoted", "settle", "Lineage"]
+           "provisional_scores", "encodings", "is_upscale", "demoted", "settle", "Lineage", "age_decides",
+           "AGE_MARGIN_NS"]
 
 #: the smaller member of a contest is measured at most at this long side
 DETAIL_SIDE = 1024
@@ -263,3 +264,30 @@ def settle(contests: Sequence[Contest],  # noqa: C901 - rounds over all contests
                 if made_from is not None:  # a re-save: one generation below its source, never above
                     c.encoding[top] = min(c.encoding[top], demoted(made_from, c.encoding[top]))
             total += len(claims)
+
+
+#: a file younger than its rival by at least this much was saved after it (one save stamps
+#: one instant; a millisecond is above the resolution of the filesystems that matter here)
+AGE_MARGIN_NS = 1_000_000
+
+
+def age_decides(c: Contest, mtime_ns: np.ndarray) -> tuple[int, int] | None:
+    """``(oldest, top)`` where the would-be keeper ``top`` is younger than the oldest member
+    and wins by its encoding or its pixel count alone: a copy saved later at a higher JPEG
+    quality, as PNG, or enlarged, is a re-save of what it shows, not a better original (the
+    lineage and detail checks prove this where the source's traces survived; an edit in
+    between, or the source's own JPEG softness, erases the proof, not the fact)."""
+    if len(c.rows) < 2:
+        return None
+    scores = provisional_scores(c)
+    top = int(np.argmax(scores))
+    oldest = int(np.argmin(mtime_ns))
+    others = np.delete(mtime_ns, oldest)
+    if oldest == top or others.min() - mtime_ns[oldest] < AGE_MARGIN_NS:
+        return None
+    saved_encoding, saved_pixels = c.encoding.copy(), c.proved.copy()
+    c.encoding[oldest] = max(c.encoding[oldest], c.encoding[top])
+    c.proved[oldest] = max(c.proved[oldest], c.proved[top])
+    alt = float(provisional_scores(c)[oldest])
+    c.encoding, c.proved = saved_encoding, saved_pixels
+    return (oldest, top) if alt >= scores[top] - TIE_MARGIN else None

@@ -18,7 +18,8 @@ from ..features.lineage import LINEAGE_VERSION, block_coefficients, carries_tabl
 from ..features.quality import QUALITY_FIELDS
 from ..sources import ReadError
 from ..store import DetailRow, LineageRow
-from .keeper import Contest, provisional_scores, settle
+from .consensus import agreed_members
+from .keeper import Contest, age_decides, provisional_scores, settle
 
 __all__ = ["KeeperMemo", "MemberFacts", "Settled", "settle_keepers", "DETAIL_VERSION"]
 
@@ -55,6 +56,10 @@ class MemberFacts:
     height: dict[int, int]
     fmt: dict[int, str]
     paths: dict[int, list[str]]  # its files, best first: any one holds its bytes
+    layout: dict[int, np.ndarray] = field(default_factory=dict)  # 32x32 luminance (the consensus)
+    colour: dict[int, np.ndarray] = field(default_factory=dict)  # 4x4 colour grid
+    d256: dict[int, np.ndarray] = field(default_factory=dict)  # hashes (orientation)
+    mtime_ns: dict[int, int] = field(default_factory=dict)  # its oldest file's modification time
 
 
 @dataclass
@@ -66,6 +71,8 @@ class Settled:
     encoding: dict[int, float] = field(default_factory=dict)  # as the lineage check left it
     resaved: dict[int, str] = field(default_factory=dict)  # members found to be re-saves: what was found
     measured: int = 0
+    consensus: dict[int, int] = field(default_factory=dict)  # agreed member -> its group's size, where others were not
+    older: dict[int, int] = field(default_factory=dict)  # keeper by age -> the younger member it was preferred to
 
 
 class _Readers:
@@ -175,22 +182,49 @@ class _Readers:
                            "re-saved from a JPEG")
 
 
+#: how far an edited copy's score is put below the agreed members' (scores span a few units)
+EDITED = 1000.0
+
+
+def _contest(rows: list[int], facts: MemberFacts) -> Contest:
+    return Contest(rows, np.stack([facts.quality[r] for r in rows]),
+                   np.array([max(facts.width[r], facts.height[r]) for r in rows]), np.zeros(len(rows), bool))
+
+
 def settle_keepers(comps: list[list[int]], facts: MemberFacts, *, memo: KeeperMemo, read: Callable[[str], bytes],
                    threads: Executor, max_pixels: int, order_key: Callable[[int], Any]) -> Settled:
     """Measure the detail and read the lineage each group's keeper choice turns on
-    (group/keeper.py), in threads, memoised by content."""
-    contests = [Contest(c, np.stack([facts.quality[r] for r in c]),
-                        np.array([max(facts.width[r], facts.height[r]) for r in c]), np.zeros(len(c), bool))
-                for c in comps]
+    (group/keeper.py), in threads, memoised by content; in groups of three and more, only
+    among the members the others agree on (group/consensus.py)."""
+    agreed, apart = [], []
+    consensus: dict[int, int] = {}
+    for comp in comps:
+        mask = (agreed_members(np.stack([facts.layout[r] for r in comp]), np.stack([facts.colour[r] for r in comp]),
+                               np.stack([facts.d256[r] for r in comp]))
+                if facts.layout else np.ones(len(comp), dtype=bool))
+        agreed.append([r for r, m in zip(comp, mask.tolist()) if m])
+        if not mask.all():
+            apart.append([r for r, m in zip(comp, mask.tolist()) if not m])
+            consensus.update((r, len(comp)) for r in agreed[-1])
+    contests = [_contest(c, facts) for c in agreed]
     readers = _Readers(facts, memo, read, threads, max_pixels)
-    out = Settled(quality=dict(facts.quality))
+    out = Settled(quality=dict(facts.quality), consensus=consensus)
     out.measured = settle(contests, readers.measure, order_key, readers.lineage)
     for c in contests:
         out.scores.update(zip(c.rows, provisional_scores(c).tolist()))
+        by_age = age_decides(c, np.array([facts.mtime_ns.get(r, 0) for r in c.rows])) if facts.mtime_ns else None
+        if by_age is not None:
+            oldest, top = c.rows[by_age[0]], c.rows[by_age[1]]
+            out.scores[oldest] = out.scores[top] + 0.001
+            out.older[oldest] = top
         for j, r in enumerate(c.rows):
             out.quality[r] = c.quality[j]
         out.encoding.update(zip(c.rows, c.encoding.tolist()))
         for j, found in c.lineage.items():
             if found.made_from is not None:
                 out.resaved[c.rows[j]] = found.how
+    for rows in apart:  # edited copies: ranked among themselves, below every agreed member
+        c = _contest(rows, facts)
+        out.scores.update(zip(c.rows, (provisional_scores(c) - EDITED).tolist()))
+        out.encoding.update(zip(c.rows, c.encoding.tolist()))
     return out

@@ -76,12 +76,14 @@ def _group_facts(rows: list[int], fc: FeatureCache, cols: SearchColumns, paths: 
     files = {r: sorted((FileFacts(f.path, f.size, f.mtime_ns, root_index(f.path, paths))
                         for f in by_digest[cols.digest(r)]), key=file_preference) for r in rows}
     del by_digest
-    got = fc.fetch([cols.digest(r) for r in rows], ("quality", "width", "height", "format"))
+    got = fc.fetch([cols.digest(r) for r in rows], ("quality", "width", "height", "format", "sig", "colour", "d256"))
     width = dict(zip(rows, got["width"].tolist()))
     height = dict(zip(rows, got["height"].tolist()))
     fmt = dict(zip(rows, got["format"].tolist()))
     quality = dict(zip(rows, got["quality"].copy()))
-    member = MemberFacts(cols.digest, quality, width, height, fmt, {r: [f.path for f in fs] for r, fs in files.items()})
+    member = MemberFacts(cols.digest, quality, width, height, fmt, {r: [f.path for f in fs] for r, fs in files.items()},
+                         dict(zip(rows, got["sig"])), dict(zip(rows, got["colour"])), dict(zip(rows, got["d256"])),
+                         {r: min(f.mtime_ns for f in fs) for r, fs in files.items()})
     group = GroupFacts(files, {r: (int(width[r]), int(height[r]), str(fmt[r])) for r in rows}, quality, cols.digest,
                        paths)
     return member, group
@@ -107,7 +109,7 @@ def group_pairs(pairs: PairEvidence, cols: SearchColumns, fc: FeatureCache, acce
                              order_key=lambda r: file_preference(facts.files[r][0]))
     out.measured = settled.measured
     facts = GroupFacts(facts.files, facts.images, settled.quality, facts.digest, facts.roots, settled.encoding,
-                       settled.resaved)
+                       settled.resaved, settled.consensus, settled.older)
     guard = _Guard(pairs, access, params, apart, thorough, settled.scores, facts, strong=params.strong_threshold)
     for comp in comps:
         for keeper, rows_in, attach in guarded_groups(comp, guard.edges, guard.rank, guard.verify_pair, apart):

@@ -30,6 +30,7 @@ from ..records import Stage, Verified
 from .template import aligned_frame, shared_frame
 
 __all__ = ["VerifyParams", "Verified", "SeenPairs", "CropQueue", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
+           "orient_layouts", "crop_aligned", "framed_crop",
            "d256_distance"]
 
 
@@ -187,7 +188,7 @@ def crop_aligned(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
     test's best placement: the part of the larger view that the other one shows, resampled to
     the layout's side, and the other layout as it is."""
     a = np.asarray(sig_a, dtype=np.float32)
-    b = _orient_layouts(np.asarray(sig_b, dtype=np.float32), np.asarray(variant, dtype=np.int64))
+    b = orient_layouts(np.asarray(sig_b, dtype=np.float32), np.asarray(variant, dtype=np.int64))
     p = len(a)
     if not p:
         return a, b
@@ -206,7 +207,7 @@ def crop_aligned(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
     return out_a, out_b
 
 
-def _orient_layouts(b: np.ndarray, v: np.ndarray) -> np.ndarray:
+def orient_layouts(b: np.ndarray, v: np.ndarray) -> np.ndarray:
     """(P, s, s) layouts turned to dihedral variants ``v`` (flip left-right, then quarter turns)."""
     b = np.where((v >= 4)[:, None, None], b[:, :, ::-1], b)
     return np.stack([np.rot90(b[i], int(v[i]) % 4) for i in range(len(b))]) if len(b) else b
@@ -220,7 +221,7 @@ def crop_ncc_batch(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
     the GIL)."""
     a = np.asarray(sig_a, dtype=np.float32)
     b = np.asarray(sig_b, dtype=np.float32)
-    b = _orient_layouts(b, np.asarray(variant, dtype=np.int64))
+    b = orient_layouts(b, np.asarray(variant, dtype=np.int64))
     def one(s: int) -> np.ndarray:
         x, y = a[s : s + CROP_BATCH], b[s : s + CROP_BATCH]
         return np.maximum(_best_inside_batch(x, y, scales), _best_inside_batch(y, x, scales))
