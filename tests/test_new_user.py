@@ -226,10 +226,11 @@ def _decoded(data: bytes) -> Image.Image:
         return im.convert("RGB")
 
 
-def _keeper(tmp: Path, files: dict[str, bytes]) -> neardup.Group:
+def _keeper(tmp: Path, files: dict[str, bytes], *, same_age: bool = False) -> neardup.Group:
+    """The one group of ``files``, written a second apart in order (or all at one instant)."""
     for i, (name, data) in enumerate(files.items()):
         (tmp / name).write_bytes(data)
-        os.utime(tmp / name, ns=((1_600_000_000 + i) * 10**9,) * 2)
+        os.utime(tmp / name, ns=((1_600_000_000 + (0 if same_age else i)) * 10**9,) * 2)
     groups = neardup.scan([str(tmp)], cache=None).groups
     assert len(groups) == 1 and len(groups[0].members) == len(files), groups
     return groups[0]
@@ -259,11 +260,36 @@ def test_a_png_of_a_jpeg_does_not_beat_the_jpeg(tmp_path, photo, mirror):
 def test_two_jpegs_of_one_lossless_source_keep_the_higher_quality(tmp_path, photo):
     """The null case: neither JPEG was made from the other, so no lineage claim may fire."""
     im = load_rgb(photo)
-    g = _keeper(tmp_path, {"a80.jpg": encode(im, quality=80), "b88.jpg": encode(im, quality=88)})
+    # saved at one instant, age says nothing: the higher quality is kept
+    g = _keeper(tmp_path, {"a80.jpg": encode(im, quality=80), "b88.jpg": encode(im, quality=88)}, same_age=True)
     assert g.keep.endswith("b88.jpg") and "re-saved" not in g.reason, g.reason
-    (tmp_path / "c.png").write_bytes(encode(im, "PNG"))  # and the lossless source beats both
+    (tmp_path / "c.png").write_bytes(encode(im, "PNG"))  # and the lossless source beats both, though younger
     g = neardup.scan([str(tmp_path)], cache=None).groups[0]
     assert g.keep.endswith("c.png") and len(g.members) == 3, g.reason
+
+
+@pytest.mark.parametrize("photo", LOSSLESS_SOURCES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("edit", ["gamma", "saturation", "blur", "caption"])
+def test_a_younger_edited_copy_at_a_higher_quality_is_not_kept(tmp_path, photo, edit):
+    """A copy made later from the original, edited, and saved at a higher JPEG quality carries
+    no trace of the original's quantisation; the original is older, and is kept for it."""
+    from PIL import ImageDraw, ImageEnhance, ImageFilter
+
+    src = encode(load_rgb(photo), quality=70)
+    im = _decoded(src)
+    if edit == "gamma":
+        im = im.point(lambda v: int(255 * (v / 255) ** 0.8))
+    elif edit == "saturation":
+        im = ImageEnhance.Color(im).enhance(1.4)
+    elif edit == "blur":
+        im = im.filter(ImageFilter.GaussianBlur(0.8))
+    else:
+        ImageDraw.Draw(im).text((10, 10), "so true", fill=(255, 0, 0))
+    g = _keeper(tmp_path, {"original.jpg": src, "edited.jpg": encode(im, quality=92)})
+    assert g.keep.endswith("original.jpg") and ("oldest" in g.reason or "re-saved from it" in g.reason), g.reason
+    if "re-saved from it" not in g.reason:  # the age was the evidence: without it, the encoding decides
+        g = _keeper(tmp_path, {"original.jpg": src, "edited.jpg": encode(im, quality=92)}, same_age=True)
+        assert g.keep.endswith("edited.jpg"), g.reason
 
 
 def test_a_lossless_copy_and_a_jpeg_resave_of_one_jpeg_keep_the_lossless(tmp_path):

@@ -58,7 +58,8 @@ def quality_score(pixels: ArrayLike, jpeg_quality: ArrayLike, lossless: ArrayLik
     ref = np.minimum(np.asarray(reference_softness, dtype=np.float64), 1.9)
     detail = np.clip((2.0 - np.asarray(softness, dtype=np.float64)) / (2.0 - ref), 0.05, 1.0)
     s = s + 2.0 * np.log2(detail)
-    s = s + 0.8 * np.minimum(colourfulness, 40.0) / 40.0
+    # in colour or not, not how much: a saturation boost is an edit, not quality
+    s = s + 0.8 * np.minimum(np.asarray(colourfulness, dtype=np.float64), COLOURFUL) / COLOURFUL
     s = s - 4.0 * np.asarray(border, dtype=np.float64) - 3.0 * np.asarray(clipped, dtype=np.float64)
     return s
 

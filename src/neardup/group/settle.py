@@ -212,7 +212,16 @@ def settle_keepers(comps: list[list[int]], facts: MemberFacts, *, memo: KeeperMe
     out.measured = settle(contests, readers.measure, order_key, readers.lineage)
     for c in contests:
         out.scores.update(zip(c.rows, provisional_scores(c).tolist()))
-        by_age = age_decides(c, np.array([facts.mtime_ns.get(r, 0) for r in c.rows])) if facts.mtime_ns else None
+        by_age = (age_decides(c, np.array([facts.mtime_ns[r] for r in c.rows]))
+                  if all(r in facts.mtime_ns for r in c.rows) else None)
+        # a lossless file whose pixels hold no JPEG blocks was never a JPEG: its encoding is
+        # its own whatever its age (a decoded JPEG keeps its block grid through most edits)
+        if by_age is not None and c.quality[by_age[1], _LOSSLESS] and not readers.primary_of(c.rows[by_age[1]]):
+            by_age = None
+        # and where the lineage check found how the two are related, that is the evidence
+        if by_age is not None and any(found.made_from is not None and {j, found.rival} == set(by_age)
+                                      for j, found in c.lineage.items()):
+            by_age = None
         if by_age is not None:
             oldest, top = c.rows[by_age[0]], c.rows[by_age[1]]
             out.scores[oldest] = out.scores[top] + 0.001

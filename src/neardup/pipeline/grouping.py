@@ -18,7 +18,7 @@ from ..group.settle import MemberFacts, settle_keepers
 from ..group.unionfind import UnionFind, guarded_groups
 from ..records import PairEvidence, SearchColumns, Stage
 from ..results import Group
-from ..sources import read_bytes
+from ..sources import is_remote, read_bytes
 from ..store import FeatureCache
 from ..verify.rules import VerifyParams, verify_batch
 from .rows import RowAccess
@@ -83,7 +83,9 @@ def _group_facts(rows: list[int], fc: FeatureCache, cols: SearchColumns, paths: 
     quality = dict(zip(rows, got["quality"].copy()))
     member = MemberFacts(cols.digest, quality, width, height, fmt, {r: [f.path for f in fs] for r, fs in files.items()},
                          dict(zip(rows, got["sig"])), dict(zip(rows, got["colour"])), dict(zip(rows, got["d256"])),
-                         {r: min(f.mtime_ns for f in fs) for r, fs in files.items()})
+                         # a blob's time is its upload's, not its making's: age is read for local files only
+                         {r: min(f.mtime_ns for f in fs) for r, fs in files.items()
+                          if not any(is_remote(f.path) for f in fs)})
     group = GroupFacts(files, {r: (int(width[r]), int(height[r]), str(fmt[r])) for r in rows}, quality, cols.digest,
                        paths)
     return member, group

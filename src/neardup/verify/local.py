@@ -188,6 +188,9 @@ def _match(fa: LocalFeatures, bpoints: np.ndarray, bdesc: np.ndarray, bthumb: np
     worst, _ = _tile_ncc(d32, warped, m, flat=4.0)
     # fine detail: the same pixels share their texture and noise, another shot does not
     _, detail = _tile_ncc(_band(cv2, d32), _band(cv2, warped), m, flat=1.0)
+    found = LocalEvidence(len(good), inl, worst, min(cover, 1.0), detail)
+    if not found.accepted(params):  # the guard is asked only of a match that would stand
+        return found
     framed = overlap_framed(cv2.GaussianBlur(d32, (0, 0), 2.0), cv2.GaussianBlur(warped, (0, 0), 2.0), m)
     return LocalEvidence(len(good), inl, worst, min(cover, 1.0), detail, framed)
 

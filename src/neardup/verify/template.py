@@ -108,8 +108,9 @@ def _compare_one(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frame_disagreement(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per pair: the share of blocks that disagree, and the share of the content blocks they are,
-    at the best of the alignments tried (as they are, then centre crops of either side).
+    """Per pair: the share of blocks that disagree at the best of the alignments tried (as they
+    are, then centre crops of either side), and, where the disagreeing blocks are half or more
+    of those with content as the layouts are, that share (else 0).
 
     ``sig_a``, ``sig_b``: (P, s, s) uint8 layouts; ``variant``: (P,) orientation of b matching a.
     """
@@ -118,21 +119,24 @@ def frame_disagreement(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray
         return np.zeros(0), np.zeros(0)
     b = _oriented(np.asarray(sig_b, dtype=np.float32), np.asarray(variant, dtype=np.int64))
     region, share = _compare(a, b)
+    # the share of the content is read as the layouts are: a centre crop may cut a patch away
+    # with the margin, and a patch on a plain background is all there is to agree on
+    plain = (share >= CONTENT_SHARE) & (region > 0)
     s = a.shape[1]
     for f in RESCALES:
-        todo = np.flatnonzero(_refused(region, share))
+        todo = np.flatnonzero((region >= MAX_REGION) & ~plain)
         if not len(todo):
             break
         m = _centre_crop_matrix(s, f)
         for x, y in ((a[todo], m @ b[todo] @ m.T), (m @ a[todo] @ m.T, b[todo])):
-            r, sh = _compare(x, y)
+            r, _ = _compare(x, y)
             better = r < region[todo]
-            region[todo[better]], share[todo[better]] = r[better], sh[better]
-    return region, share
+            region[todo[better]] = r[better]
+    return region, np.where(plain, np.maximum(share, CONTENT_SHARE), 0.0)
 
 
 def _refused(region: np.ndarray, share: np.ndarray) -> np.ndarray:
-    return (region >= MAX_REGION) | ((share >= CONTENT_SHARE) & (region > 0))
+    return (region >= MAX_REGION) | (share >= CONTENT_SHARE)
 
 
 def aligned_frame(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
@@ -156,27 +160,32 @@ def overlap_framed(a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, grid: int 
 
 def _overlap_framed(a: np.ndarray, b: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], grid: int) -> bool:
     y0, y1, x0, x1 = box
-    va, vb = a[mask].astype(np.float32), b[mask].astype(np.float32)
+    ys, xs = np.nonzero(mask)
+    va, vb = a[ys, xs].astype(np.float64), b[ys, xs].astype(np.float64)
     matched = np.empty_like(vb)
     matched[np.argsort(vb, kind="stable")] = np.sort(va)
-    bm = np.zeros_like(a, dtype=np.float32)
-    bm[mask] = matched
-    disagree = covered = content = 0
-    for i in range(grid):
-        for j in range(grid):
-            ty = slice(y0 + (y1 - y0) * i // grid, y0 + (y1 - y0) * (i + 1) // grid)
-            tx = slice(x0 + (x1 - x0) * j // grid, x0 + (x1 - x0) * (j + 1) // grid)
-            tm = mask[ty, tx]
-            if tm.sum() < 0.5 * tm.size or tm.sum() < 16:
-                continue
-            ta, tb = a[ty, tx][tm].astype(np.float32), bm[ty, tx][tm]
-            covered += 1
-            off = float(np.abs(ta - tb).mean()) > BLOCK_DIFF
-            disagree += off
-            content += off or ta.std() > FLAT_STD or tb.std() > FLAT_STD
-    if not covered:
+    # each masked pixel's block, on a grid x grid cut of the overlap's bounding box
+    block = ((ys - y0) * grid // max(y1 - y0, 1)) * grid + (xs - x0) * grid // max(x1 - x0, 1)
+    n_blocks = grid * grid
+
+    def per_block(w: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(block, weights=w, minlength=n_blocks)
+
+    count = per_block()
+    full = count.astype(np.int64)
+    sizes = np.bincount(((np.arange(y0, y1)[:, None] - y0) * grid // max(y1 - y0, 1) * grid
+                         + (np.arange(x0, x1)[None, :] - x0) * grid // max(x1 - x0, 1)).ravel(), minlength=n_blocks)
+    covered = (full >= 0.5 * sizes) & (full >= 16)
+    if not covered.any():
         return False
-    return bool(disagree / covered >= MAX_REGION or (disagree and disagree / max(content, 1) >= CONTENT_SHARE))
+    safe = np.maximum(count, 1)
+    diff = per_block(np.abs(va - matched)) / safe
+    std_a = np.sqrt(np.maximum(per_block(va * va) / safe - (per_block(va) / safe) ** 2, 0))
+    std_b = np.sqrt(np.maximum(per_block(matched * matched) / safe - (per_block(matched) / safe) ** 2, 0))
+    off = covered & (diff > BLOCK_DIFF)
+    content = covered & (off | (std_a > FLAT_STD) | (std_b > FLAT_STD))
+    n_off = int(off.sum())
+    return bool(n_off / int(covered.sum()) >= MAX_REGION or (n_off and n_off / max(int(content.sum()), 1) >= CONTENT_SHARE))
 
 
 def shared_frame(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray) -> np.ndarray:
