@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
@@ -47,6 +47,8 @@ class SearchColumns:
     alt_c64: np.ndarray
     low_info: np.ndarray  # bool
     colourful: np.ndarray  # bool
+    windows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint64))  # (n, 8) side-window codes
+    alt_windows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint64))  # ... of each alt_rows entry
 
     def digest(self, row: int) -> bytes:
         return self.digests[row].tobytes()

@@ -8,19 +8,20 @@ import numpy as np
 from ..errors import CacheError
 from ..features.extract import FEATURE_VERSION, is_low_info
 from ..features.quality import COLOURFUL, QUALITY_FIELDS
+from ..features.windows import WINDOW_OFFSETS, window_codes
 from ..records import SearchColumns
 from ..store import CropRow, FeatureCache
 
 __all__ = ["load_search_columns", "RowAccess", "CropMemo", "member"]
 
-_SEARCH_FIELDS = ("p64", "c64", "canon", "alt_mask", "energy", "content_side", "quality")
+_SEARCH_FIELDS = ("p64", "c64", "canon", "alt_mask", "energy", "content_side", "quality", "sig")
 
 
 def load_search_columns(fc: FeatureCache) -> SearchColumns:
     """The search codes and flags of every distinct content of this run, row i the i-th digest."""
     digests, counts = fc.run_contents()
     n = len(digests)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p64", "c64", "ar", "ap", "ac", "low", "col")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p64", "c64", "ar", "ap", "ac", "low", "col", "win", "aw")}
     done = 0
     colourfulness = QUALITY_FIELDS.index("colourfulness")
     for c in fc.iter_run_features(_SEARCH_FIELDS):
@@ -38,6 +39,8 @@ def load_search_columns(fc: FeatureCache) -> SearchColumns:
         parts["ac"].append(c64[alt_row, alt_variant])
         parts["low"].append(np.asarray(is_low_info(c["energy"], c["content_side"]), dtype=bool))
         parts["col"].append(c["quality"][:, colourfulness] > COLOURFUL)
+        parts["win"].append(window_codes(c["sig"], canon))  # the layouts themselves are not kept
+        parts["aw"].append(window_codes(c["sig"][alt_row], alt_variant))
         done += k
     if done != n:
         raise CacheError("features vanished from the cache during the run; run the scan again")
@@ -45,8 +48,14 @@ def load_search_columns(fc: FeatureCache) -> SearchColumns:
     def cat(key: str, dtype: type) -> np.ndarray:
         return np.concatenate(parts.pop(key)).astype(dtype, copy=False) if n else np.zeros(0, dtype)
 
+    def rows_of(key: str) -> np.ndarray:
+        got = parts.pop(key)
+        return np.concatenate(got).astype(np.uint64) if got else np.zeros((0, len(WINDOW_OFFSETS)), np.uint64)
+
+    windows, alt_windows = rows_of("win"), rows_of("aw")
     return SearchColumns(digests, counts, cat("p64", np.uint64), cat("c64", np.uint64), cat("ar", np.int64),
-                         cat("ap", np.uint64), cat("ac", np.uint64), cat("low", bool), cat("col", bool))
+                         cat("ap", np.uint64), cat("ac", np.uint64), cat("low", bool), cat("col", bool), windows,
+                         alt_windows)
 
 
 class CropMemo:
