@@ -24,27 +24,49 @@ WINDOW_SIDE = 28
 WINDOW_OFFSETS = tuple((dy, dx) for dy in (0, 2, 4) for dx in (0, 2, 4) if (dy, dx) != (2, 2))
 
 
+#: layouts turned and windowed at a time: bounds the float copies (~4 kB a layout each)
+CHUNK = 1024
+
+
 def _canonical(sig: np.ndarray, canon: np.ndarray) -> np.ndarray:
-    """Layouts turned to their canonical variant (flip left-right, then quarter turns ccw)."""
-    out = np.where((canon >= 4)[:, None, None], sig[:, :, ::-1], sig)
-    return np.stack([np.rot90(out[i], int(canon[i]) % 4) for i in range(len(out))]) if len(out) else out
+    """Layouts turned to their canonical variant (flip left-right, then quarter turns ccw),
+    one stacked turn per variant present."""
+    out = np.empty_like(sig)
+    for v in np.unique(canon).tolist():
+        rows = np.flatnonzero(canon == v)
+        x = sig[rows][:, :, ::-1] if v >= 4 else sig[rows]
+        out[rows] = np.rot90(x, v % 4, axes=(1, 2))
+    return out
+
+
+def _placed(offset: int) -> np.ndarray:
+    """(8, 32) DCT rows of a WINDOW_SIDE window starting at ``offset``, zero outside it."""
+    m = np.zeros((8, 32), np.float32)
+    m[:, offset : offset + WINDOW_SIDE] = dct_matrix(WINDOW_SIDE, 8)
+    return m
 
 
 def window_codes(sig: np.ndarray, canon: np.ndarray) -> np.ndarray:
     """(n, 8) uint64 codes of the eight side windows of (n, 32, 32) layouts, in the canonical
     orientation ``canon`` (n,): the median hash of each window's 8x8 lowest DCT block, the DC
-    term left out, as the full-frame and centre-window codes are made."""
+    term left out, as the full-frame and centre-window codes are made.  Every window's block is
+    one pair of matrix products over the whole stack (rows and columns of the three offsets)."""
     n = len(sig)
-    if not n:
-        return np.zeros((0, len(WINDOW_OFFSETS)), np.uint64)
-    lay = _canonical(np.asarray(sig, dtype=np.float32), np.asarray(canon, dtype=np.int64))
-    d = dct_matrix(WINDOW_SIDE, 8).astype(np.float32)
     out = np.empty((n, len(WINDOW_OFFSETS)), np.uint64)
-    for k, (dy, dx) in enumerate(WINDOW_OFFSETS):
-        win = lay[:, dy : dy + WINDOW_SIDE, dx : dx + WINDOW_SIDE]
-        coef = np.matmul(np.matmul(d, win), d.T).reshape(n, 64)
-        med = np.median(coef[:, 1:], axis=1, keepdims=True)
-        bits = coef > med
-        bits[:, 0] = False
-        out[:, k] = pack_bits(bits[:, None, :])[:, 0, 0]
+    offsets = sorted({o for pair in WINDOW_OFFSETS for o in pair})
+    rows = np.concatenate([_placed(o) for o in offsets])  # (8 * offsets, 32)
+    at = {o: 8 * i for i, o in enumerate(offsets)}
+    canon = np.asarray(canon, dtype=np.int64)
+    for start in range(0, n, CHUNK):
+        part = slice(start, start + CHUNK)
+        lay = _canonical(np.asarray(sig[part], dtype=np.float32), canon[part])
+        k = len(lay)
+        right = (lay.reshape(k * 32, 32) @ rows.T).reshape(k, 32, -1)  # (k, 32, 8 * offsets)
+        both = np.tensordot(rows, right, axes=([1], [1]))  # (8 * offsets, k, 8 * offsets)
+        for j, (dy, dx) in enumerate(WINDOW_OFFSETS):
+            coef = both[at[dy] : at[dy] + 8, :, at[dx] : at[dx] + 8].transpose(1, 0, 2).reshape(k, 64)
+            median = np.partition(coef[:, 1:], 31, axis=1)[:, 31:32]  # 63 values: the exact median
+            bits = coef > median
+            bits[:, 0] = False
+            out[part, j] = pack_bits(bits[:, None, :])[:, 0, 0]
     return out
