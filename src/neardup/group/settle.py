@@ -19,7 +19,7 @@ from ..features.quality import QUALITY_FIELDS
 from ..sources import ReadError
 from ..store import DetailRow, LineageRow
 from .consensus import agreed_members
-from .keeper import Contest, age_decides, provisional_scores, settle
+from .keeper import AGE_MARGIN_NS, Contest, age_decides, provisional_scores, settle
 
 __all__ = ["KeeperMemo", "MemberFacts", "Settled", "settle_keepers", "DETAIL_VERSION"]
 
@@ -202,6 +202,12 @@ def settle_keepers(comps: list[list[int]], facts: MemberFacts, *, memo: KeeperMe
         mask = (agreed_members(np.stack([facts.layout[r] for r in comp]), np.stack([facts.colour[r] for r in comp]),
                                np.stack([facts.d256[r] for r in comp]))
                 if facts.layout else np.ones(len(comp), dtype=bool))
+        if not mask.all() and all(r in facts.mtime_ns for r in comp):
+            # the oldest file stays in the contest: the consensus reads resampling noise too
+            ages = np.array([facts.mtime_ns[r] for r in comp])
+            oldest = int(np.argmin(ages))
+            if (np.delete(ages, oldest) - ages[oldest] >= AGE_MARGIN_NS).all():
+                mask[oldest] = True
         agreed.append([r for r, m in zip(comp, mask.tolist()) if m])
         if not mask.all():
             apart.append([r for r, m in zip(comp, mask.tolist()) if not m])
