@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["canonical_variants", "AMBIGUITY"]
+__all__ = ["orient_layouts", "canonical_variants", "AMBIGUITY"]
 
 #: A decision whose margin is below this share of the AC energy is treated as ambiguous.
 AMBIGUITY = 0.12
@@ -81,3 +81,15 @@ def canonical_variants(coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     canon = _TAB[t_choice.astype(np.int64), (h < 0).astype(np.int64), (v < 0).astype(np.int64)]
     mask &= ~(1 << canon)
     return canon.astype(np.uint8), mask.astype(np.uint8)
+
+
+def orient_layouts(layouts: np.ndarray, variants: np.ndarray) -> np.ndarray:
+    """(P, s, s) layouts each turned to its dihedral variant (flip left-right first, then
+    quarter turns ccw: the order of the hash variants), one stacked turn per variant present."""
+    variants = np.asarray(variants, dtype=np.int64)
+    out = np.empty_like(layouts)
+    for v in np.unique(variants).tolist():
+        rows = np.flatnonzero(variants == v)
+        x = layouts[rows][:, :, ::-1] if v >= 4 else layouts[rows]
+        out[rows] = np.rot90(x, v % 4, axes=(1, 2))
+    return out

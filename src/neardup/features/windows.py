@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .hashes import dct_matrix, pack_bits
+from .orient import orient_layouts
 
 __all__ = ["window_codes", "WINDOW_OFFSETS", "WINDOW_SIDE"]
 
@@ -26,17 +27,6 @@ WINDOW_OFFSETS = tuple((dy, dx) for dy in (0, 2, 4) for dx in (0, 2, 4) if (dy, 
 
 #: layouts turned and windowed at a time: bounds the float copies (~4 kB a layout each)
 CHUNK = 1024
-
-
-def _canonical(sig: np.ndarray, canon: np.ndarray) -> np.ndarray:
-    """Layouts turned to their canonical variant (flip left-right, then quarter turns ccw),
-    one stacked turn per variant present."""
-    out = np.empty_like(sig)
-    for v in np.unique(canon).tolist():
-        rows = np.flatnonzero(canon == v)
-        x = sig[rows][:, :, ::-1] if v >= 4 else sig[rows]
-        out[rows] = np.rot90(x, v % 4, axes=(1, 2))
-    return out
 
 
 def _placed(offset: int) -> np.ndarray:
@@ -59,7 +49,7 @@ def window_codes(sig: np.ndarray, canon: np.ndarray) -> np.ndarray:
     canon = np.asarray(canon, dtype=np.int64)
     for start in range(0, n, CHUNK):
         part = slice(start, start + CHUNK)
-        lay = _canonical(np.asarray(sig[part], dtype=np.float32), canon[part])
+        lay = orient_layouts(np.asarray(sig[part], dtype=np.float32), canon[part])
         k = len(lay)
         right = (lay.reshape(k * 32, 32) @ rows.T).reshape(k, 32, -1)  # (k, 32, 8 * offsets)
         both = np.tensordot(rows, right, axes=([1], [1]))  # (8 * offsets, k, 8 * offsets)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..verify.rules import d256_distance, orient_colour, orient_layouts
+from ..features.orient import orient_layouts
+from ..verify.rules import d256_distance, orient_colour
 
 __all__ = ["agreed_members", "FAITHFUL", "MAX_CONSENSUS"]
 

@@ -99,12 +99,12 @@ def make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, object
     if len(rows) == 1:
         reason = f"identical bytes; {among}"
     else:
-        others = [QualityFacts.from_row(quality[r]) for r in rows if r != keeper]
-        tied = [r for r in rows if r != keeper and (r in facts.consensus or keeper not in facts.consensus)]
-        edited = len(rows) - 1 - len(tied)
-        reason = keeper_reason(QualityFacts.from_row(quality[keeper]),
-                               [QualityFacts.from_row(quality[r]) for r in tied] or others, encoding[keeper],
-                               [encoding[r] for r in tied] or [encoding[r] for r in rows if r != keeper])
+        # the keeper's facts against the members it contended with (all, without a consensus)
+        others = [r for r in rows if r != keeper]
+        tied = [r for r in others if r in facts.consensus or keeper not in facts.consensus] or others
+        edited = len(others) - len(tied)
+        reason = keeper_reason(QualityFacts.from_row(quality[keeper]), [QualityFacts.from_row(quality[r]) for r in tied],
+                               encoding[keeper], [encoding[r] for r in tied])
         if keeper in facts.older:
             rival = files_of_row[facts.older[keeper]][0].path
             reason = (f"the oldest file: {rival!r}, saved later, wins only by its encoding or its pixel "

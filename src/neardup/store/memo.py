@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["MemoTables", "CropRow", "DetailRow", "LineageRow", "LocalRow"]
 
@@ -43,20 +43,26 @@ class MemoTables:
 
     db: sqlite3.Connection
 
-    def get_crops(self, pairs: Sequence[tuple[bytes, bytes]], version: str) -> dict[tuple[bytes, bytes], float]:
-        """Cached crop-test correlations for digest pairs (the dear part of verification, so a
-        rerun or an incremental run does not pay it again)."""
-        out: dict[tuple[bytes, bytes], float] = {}
-        for s in range(0, len(pairs), 400):
-            chunk = pairs[s : s + 400]
-            q = ("SELECT a, b, ncc FROM crops WHERE version=? AND (a, b) IN (VALUES "
+    def _lookup(self, table: str, key: tuple[str, str], value: str, keys: Sequence[tuple[Any, Any]],
+                version: str) -> dict[tuple[Any, Any], tuple[Any, ...]]:
+        """Rows of ``table`` for two-column ``keys`` of one ``version``, 400 keys a query."""
+        out: dict[tuple[Any, Any], tuple[Any, ...]] = {}
+        for s in range(0, len(keys), 400):
+            chunk = keys[s : s + 400]
+            q = (f"SELECT {key[0]}, {key[1]}, {value} FROM {table} WHERE version=? AND ({key[0]}, {key[1]}) IN (VALUES "
                  + ",".join("(?,?)" for _ in chunk) + ")")
             args: list[object] = [version]
             for x, y in chunk:
                 args += [x, y]
-            for x, y, v in self.db.execute(q, args):
-                out[(bytes(x), bytes(y))] = float(v)
+            for x, y, *v in self.db.execute(q, args):
+                out[(x, y)] = tuple(v)
         return out
+
+    def get_crops(self, pairs: Sequence[tuple[bytes, bytes]], version: str) -> dict[tuple[bytes, bytes], float]:
+        """Cached crop-test correlations for digest pairs (the dear part of verification, so a
+        rerun or an incremental run does not pay it again)."""
+        got = self._lookup("crops", ("a", "b"), "ncc", pairs, version)
+        return {(bytes(x), bytes(y)): float(v[0]) for (x, y), v in got.items()}
 
     def put_crops(self, rows: Sequence[CropRow]) -> None:
         if rows:
@@ -66,17 +72,8 @@ class MemoTables:
 
     def get_detail(self, keys: Sequence[tuple[bytes, int]], version: str) -> dict[tuple[bytes, int], float]:
         """Softness measured by the keeper check, by ``(digest, scale)``."""
-        out: dict[tuple[bytes, int], float] = {}
-        for s in range(0, len(keys), 400):
-            chunk = keys[s : s + 400]
-            q = ("SELECT digest, scale, softness FROM detail WHERE version=? AND (digest, scale) IN (VALUES "
-                 + ",".join("(?,?)" for _ in chunk) + ")")
-            args: list[object] = [version]
-            for d, sc in chunk:
-                args += [d, sc]
-            for d, sc, v in self.db.execute(q, args):
-                out[(bytes(d), int(sc))] = float(v)
-        return out
+        got = self._lookup("detail", ("digest", "scale"), "softness", keys, version)
+        return {(bytes(d), int(sc)): float(v[0]) for (d, sc), v in got.items()}
 
     def put_detail(self, rows: Sequence[DetailRow]) -> None:
         if rows:
@@ -88,17 +85,9 @@ class MemoTables:
                     ) -> dict[tuple[bytes, bytes], tuple[float, int]]:
         """The keeper's lineage verdicts, by (member, rival) digest pair: ``(made_from, kind)``,
         made_from < 0 where nothing was found."""
-        out: dict[tuple[bytes, bytes], tuple[float, int]] = {}
-        for s in range(0, len(pairs), 400):
-            chunk = pairs[s : s + 400]
-            q = ("SELECT a, b, made_from, kind FROM lineage WHERE version=? AND (a, b) IN (VALUES "
-                 + ",".join("(?,?)" for _ in chunk) + ")")
-            args: list[object] = [version]
-            for x, y in chunk:
-                args += [x, y]
-            for x, y, v, k in self.db.execute(q, args):
-                out[(bytes(x), bytes(y))] = (float(v), int(k))
-        return out
+        got = self._lookup("lineage", ("a", "b"), "made_from, kind", pairs, version)
+        return {(bytes(x), bytes(y)): (float(v[0]), int(v[1]))
+                for (x, y), v in got.items()}
 
     def put_lineage(self, rows: Sequence[LineageRow]) -> None:
         if rows:

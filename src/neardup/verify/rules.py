@@ -26,11 +26,12 @@ import numpy as np
 
 from ..config import CROP_NCC, HASH_THRESHOLD
 from ..features.colour import GRID, colour_distance
+from ..features.orient import orient_layouts
 from ..records import Stage, Verified
 from .template import aligned_frame, shared_frame
 
 __all__ = ["VerifyParams", "Verified", "SeenPairs", "CropQueue", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
-           "orient_layouts", "crop_aligned", "framed_crop",
+           "crop_aligned", "framed_crop",
            "d256_distance"]
 
 
@@ -207,12 +208,6 @@ def crop_aligned(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
     return out_a, out_b
 
 
-def orient_layouts(b: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """(P, s, s) layouts turned to dihedral variants ``v`` (flip left-right, then quarter turns)."""
-    b = np.where((v >= 4)[:, None, None], b[:, :, ::-1], b)
-    return np.stack([np.rot90(b[i], int(v[i]) % 4) for i in range(len(b))]) if len(b) else b
-
-
 def crop_ncc_batch(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
                    scales: tuple[float, ...] = CROP_SCALES, pool: Executor | None = None) -> np.ndarray:
     """:func:`crop_ncc` for stacks of pairs: (P, s, s) layouts and (P,) variants -> (P,) correlations.
@@ -349,14 +344,19 @@ class CropQueue:
         if self.crop_cache is not None and len(a):
             ncc[:] = self.crop_cache.get(a, b)  # nan where not cached
             todo = np.flatnonzero(np.isnan(ncc))
+        sig_a = sig_b = None
         if len(todo):
-            ncc[todo] = crop_ncc_batch(self.load_sigs(a[todo]), self.load_sigs(b[todo]), v[todo], pool=self.pool)
+            sig_a, sig_b = self.load_sigs(a[todo]), self.load_sigs(b[todo])
+            ncc[todo] = crop_ncc_batch(sig_a, sig_b, v[todo], pool=self.pool)
             if self.crop_cache is not None:
                 self.crop_cache.put(a[todo], b[todo], ncc[todo])
         keep = ncc >= self.params.crop_ncc
         if self.params.frame_guard and keep.any():
             rows = np.flatnonzero(keep)
-            keep[rows] = ~framed_crop(self.load_sigs(a[rows]), self.load_sigs(b[rows]), v[rows])
+            if sig_a is not None and sig_b is not None and len(todo) == len(a):  # read above: not again
+                keep[rows] = ~framed_crop(sig_a[rows], sig_b[rows], v[rows])
+            else:
+                keep[rows] = ~framed_crop(self.load_sigs(a[rows]), self.load_sigs(b[rows]), v[rows])
         return Verified(a[keep], b[keep], np.full(int(keep.sum()), Stage.CROP, np.uint8), d[keep], p[keep].astype(np.int16),
                         c[keep], ncc[keep])
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..features.orient import orient_layouts
+
 __all__ = ["frame_disagreement", "shared_frame", "aligned_frame", "overlap_framed", "BLOCK_DIFF", "MAX_REGION", "CONTENT_SHARE", "SHIFT"]
 
 #: block side, in layout cells (32 / 4 = 8 blocks a side, 64 blocks)
@@ -41,12 +43,6 @@ MAX_REGION = 2 / 64
 CONTENT_SHARE = 0.5
 #: a block "holds content" when its grey levels spread by more than this (std, levels)
 FLAT_STD = 3.0
-
-
-def _oriented(sig: np.ndarray, variant: np.ndarray) -> np.ndarray:
-    """(P, s, s) layouts turned to dihedral ``variant`` (the orientation of b that matches a)."""
-    out = np.where((variant >= 4)[:, None, None], sig[:, :, ::-1], sig)
-    return np.stack([np.rot90(out[i], int(variant[i]) % 4) for i in range(len(out))]) if len(out) else out
 
 
 def _rank_matched(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -117,7 +113,7 @@ def frame_disagreement(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray
     a = np.asarray(sig_a, dtype=np.float32)
     if not len(a):
         return np.zeros(0), np.zeros(0)
-    b = _oriented(np.asarray(sig_b, dtype=np.float32), np.asarray(variant, dtype=np.int64))
+    b = orient_layouts(np.asarray(sig_b, dtype=np.float32), variant)
     region, share = _compare(a, b)
     # the share of the content is read as the layouts are: a centre crop may cut a patch away
     # with the margin, and a patch on a plain background is all there is to agree on
@@ -161,9 +157,8 @@ def overlap_framed(a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, grid: int 
 def _overlap_framed(a: np.ndarray, b: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], grid: int) -> bool:
     y0, y1, x0, x1 = box
     ys, xs = np.nonzero(mask)
-    va, vb = a[ys, xs].astype(np.float64), b[ys, xs].astype(np.float64)
-    matched = np.empty_like(vb)
-    matched[np.argsort(vb, kind="stable")] = np.sort(va)
+    va = a[ys, xs].astype(np.float64)
+    matched = _rank_matched(va[None, :, None], b[ys, xs].astype(np.float64)[None, :, None]).ravel()
     # each masked pixel's block, on a grid x grid cut of the overlap's bounding box
     block = ((ys - y0) * grid // max(y1 - y0, 1)) * grid + (xs - x0) * grid // max(x1 - x0, 1)
     n_blocks = grid * grid
