@@ -95,11 +95,11 @@ def test_crop_verdicts_are_cached_so_a_rerun_pays_no_crop_test(tmp_path, monkeyp
     def no_crop_test(sig_a, *args, **kwargs):
         if len(sig_a):
             raise AssertionError("the crop test ran again although its verdict is cached")
-        return np.zeros(0, np.float32)
+        return rules.CropMatch(np.zeros(0), np.zeros(0, bool), np.zeros((0, 4), np.int64))
 
     # the function the crop queue really calls; and another radius, so the rerun cannot simply
     # reuse the first run's pairs (its run key differs) and must verify them again
-    monkeypatch.setattr(rules, "crop_ncc_batch", no_crop_test)
+    monkeypatch.setattr(rules, "crop_match", no_crop_test)
     again = neardup.scan([str(src)], cache=str(cache), workers=1, radius=9)
     assert again.stats["reused_pairs"] == 0 and again.stats["verified_pairs"] >= first.stats["verified_pairs"]
     assert [g.members for g in again.groups] == [g.members for g in first.groups]

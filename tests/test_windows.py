@@ -1,5 +1,5 @@
-"""The side windows of features/windows.py: made as the centre window is, and they find crops
-taken towards an edge."""
+"""The crop windows of features/windows.py: made as the full-frame and centre codes are, each in
+its own orientation, and they find crops taken anywhere, in either aspect."""
 
 from __future__ import annotations
 
@@ -7,41 +7,58 @@ import numpy as np
 import pytest
 from PIL import ImageOps
 
+from neardup.config import CROP_NCC
 from neardup.features import windows
 from neardup.features.extract import extract
+from neardup.features.hashes import variant_hashes
+from neardup.verify.rules import crop_match, crop_variant
 
 from .conftest import PHOTOS, encode, load_rgb
 
 
-def test_the_centre_window_made_from_the_layout_is_the_stored_centre_code(monkeypatch):
+def test_the_centre_window_made_from_the_layout_is_the_stored_centre_code():
     for p in PHOTOS:
         f = extract(p.read_bytes())
-        monkeypatch.setattr(windows, "WINDOW_OFFSETS", ((2, 2),))
-        code = windows.window_codes(f.sig[None], np.array([f.canon]))[0, 0]
+        block = windows.window_blocks(f.sig[None], (windows.Window(2, 2, 28, 28),))[0]
+        code = variant_hashes(block)[0, f.canon, 0]
         assert int(np.bitwise_count(np.uint64(code) ^ f.c64[f.canon])) <= 2, p.name
 
 
+def test_a_window_code_is_its_block_in_its_own_canonical_orientation():
+    f = extract(PHOTOS[0].read_bytes())
+    codes = windows.window_codes(f.sig[None])[0]
+    every = windows.window_variant_codes(f.sig[None])[0]  # (W, 8)
+    assert all(codes[j] in every[j] for j in range(len(windows.WINDOWS)))
+    # a mirrored layout has mirrored windows: the same codes, the window family being symmetric
+    mirrored = windows.window_codes(f.sig[None, :, ::-1].copy())[0]
+    assert len(set(codes.tolist()) & set(mirrored.tolist())) >= len(codes) // 2
+
+
+CORNERS = {"top-left": (0.0, 0.0), "bottom-right": (1.0, 1.0), "top-right, wide": (1.0, 0.0), "left edge, tall": (0.0, 0.5)}
+
+
 @pytest.mark.parametrize("photo", PHOTOS, ids=lambda p: p.stem)
-@pytest.mark.parametrize("corner", ["top-left", "bottom-right"])
+@pytest.mark.parametrize("corner", list(CORNERS))
 @pytest.mark.parametrize("mirror", [False, True])
-def test_a_corner_crop_is_within_the_radius_of_a_side_window(photo, corner, mirror):
+def test_a_crop_anywhere_is_within_the_radius_of_a_window_and_passes_the_crop_test(photo, corner, mirror):
     im = load_rgb(photo)
-    if mirror:  # the windows are taken in the canonical orientation, whatever the stored one
+    if mirror:  # the windows take their own orientation, whatever the stored one
         im = ImageOps.mirror(im)
-    w, h = int(im.width * 0.875), int(im.height * 0.875)
-    box = (0, 0, w, h) if corner == "top-left" else (im.width - w, im.height - h, im.width, im.height)
+    fx, fy = {"top-right, wide": (0.92, 0.83), "left edge, tall": (0.84, 0.93)}.get(corner, (0.86, 0.86))
+    w, h = int(im.width * fx), int(im.height * fy)
+    ax, ay = CORNERS[corner]
+    x, y = int((im.width - w) * ax), int((im.height - h) * ay)
     original = extract(encode(im, quality=90))
-    crop = extract(encode(im.crop(box), quality=85))
-    # as the search has them: the original queries its windows in its canonical orientation and
-    # in each alternative one; the crop is indexed by its canonical code and its alternatives'
-    turns = [original.canon] + [v for v in range(8) if original.alt_mask >> v & 1]
-    codes = np.concatenate([windows.window_codes(original.sig[None], np.array([v]))[0] for v in turns])
+    crop = extract(encode(im.crop((x, y, x + w, y + h)), quality=85))
+    # as the search has them: the original queries its windows; the crop is indexed by its
+    # canonical code and its alternatives'
+    codes = windows.window_codes(original.sig[None])[0]
     indexed = np.array([crop.p64[v] for v in [crop.canon] + [v for v in range(8) if crop.alt_mask >> v & 1]])
     best_window = int(np.bitwise_count(codes[:, None] ^ indexed[None, :]).min())
     assert best_window <= 8, best_window
+    variant = crop_variant(original.sig[None], crop.sig[None], original.p64[None], crop.p64[None])
+    assert crop_match(original.sig[None], crop.sig[None], variant).ncc[0] >= CROP_NCC
 
 
 def test_no_layouts_no_codes():
-    assert windows.window_codes(np.zeros((0, 32, 32), np.uint8), np.zeros(0, np.int64)).shape == (0, 8)
-
-
+    assert windows.window_codes(np.zeros((0, 32, 32), np.uint8)).shape == (0, len(windows.WINDOWS))

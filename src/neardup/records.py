@@ -47,8 +47,8 @@ class SearchColumns:
     alt_c64: np.ndarray
     low_info: np.ndarray  # bool
     colourful: np.ndarray  # bool
-    windows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint64))  # (n, 8) side-window codes
-    alt_windows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint64))  # ... of each alt_rows entry
+    # (n, W) crop-window codes, each in its window's own orientation (features/windows.py)
+    windows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint64))
 
     def digest(self, row: int) -> bytes:
         return self.digests[row].tobytes()

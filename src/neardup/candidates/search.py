@@ -22,31 +22,29 @@ def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, th
     that are not fresh were found by an earlier run and are not searched again).
 
     A row is indexed by its canonical full-frame code and the other orientations it might
-    take; it queries with its full frame, its centre window and the centre window in every
-    alternative orientation.  The fresh rows query everything; the others query, with their
+    take; it queries with its full frame, its centre window (in every alternative orientation too)
+    and its crop windows.  The fresh rows query everything; the others query, with their
     centre windows, an index of the fresh rows only (a window finds a frame, not the reverse).
     A pair may come more than once (from both ends, or by several codes).  ``searched(k)`` is
     told as each block of ``k`` query rows is done.
     """
     n = len(cols.p64)
     step = SEARCH_BLOCK
-    has_windows = (cols.windows.shape[0] == n and cols.windows.shape[1] > 0
-                   and cols.alt_windows.shape[0] == len(cols.alt_rows))
+    has_windows = cols.windows.ndim == 2 and cols.windows.shape[0] == n and cols.windows.shape[1] > 0
 
     def queries(index: MultiIndex, rows: np.ndarray, *, full_frame: bool) -> Iterator[PairBatch]:
         alt_of = np.isin(cols.alt_rows, rows)
         for s in range(0, len(rows), step):
             blk = rows[s : s + step]
             sel = alt_of & (cols.alt_rows >= blk[0]) & (cols.alt_rows <= blk[-1])
-            # side windows find crops taken towards an edge; not for low-information rows (their
-            # windows are noise, and they never take the crop test)
+            # crop windows find crops taken anywhere, in either aspect; not for low-information
+            # rows (their windows are noise, and they never take the crop test).  Each window
+            # is in its own orientation, so the image's alternatives need no windows of their own
             side = blk[~cols.low_info[blk]] if has_windows else blk[:0]
-            alt_side = np.flatnonzero(sel & ~cols.low_info[cols.alt_rows]) if has_windows else np.zeros(0, np.int64)
             per = cols.windows.shape[1] if has_windows else 0
             qc = np.concatenate([*([cols.p64[blk]] if full_frame else []), cols.c64[blk], cols.alt_c64[sel],
-                                 cols.windows[side].ravel(), cols.alt_windows[alt_side].ravel()])
-            qi = np.concatenate([*([blk] if full_frame else []), blk, cols.alt_rows[sel],
-                                 np.repeat(side, per), np.repeat(cols.alt_rows[alt_side], per)])
+                                 cols.windows[side].ravel()])
+            qi = np.concatenate([*([blk] if full_frame else []), blk, cols.alt_rows[sel], np.repeat(side, per)])
             yield from index.query(qc, qi, threads=threads)
             if searched is not None:
                 searched(len(blk))

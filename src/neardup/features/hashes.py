@@ -30,6 +30,7 @@ __all__ = [
     "dct_coefficients",
     "variant_hashes",
     "dct_hash_variants",
+    "oriented_hash",
     "block_means",
     "whash64",
     "pack_bits",
@@ -222,6 +223,22 @@ def variant_hashes(coef: np.ndarray, *, skip_dc: bool = True) -> np.ndarray:
     if skip_dc:
         bits[..., 0] = False
     return pack_bits(bits)
+
+
+def oriented_hash(coef: np.ndarray, variant: np.ndarray, *, skip_dc: bool = True) -> np.ndarray:
+    """The median hash of each DCT block (N, k, k) in one dihedral ``variant`` (N,) each:
+    ``variant_hashes(coef)[i, variant[i]]``, without the other seven."""
+    n, k, _ = coef.shape
+    index, sign = _VARIANTS[k][:2] if k in _VARIANTS else _variant_index(k)
+    v = np.asarray(variant, dtype=np.int64)
+    flat = np.take_along_axis(coef.reshape(n, k * k), index[v], axis=1) * sign[v]  # (N, k*k)
+    ref = flat[:, 1:] if skip_dc else flat
+    m = ref.shape[-1]
+    med = np.partition(ref, m // 2, axis=-1)[:, m // 2] if m % 2 else np.median(ref, axis=-1)
+    bits = flat > med[:, None]
+    if skip_dc:
+        bits[:, 0] = False
+    return pack_bits(bits[:, None, :])[:, 0]
 
 
 def dct_hash_variants(coef: np.ndarray, *, skip_dc: bool = True) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import CacheError
 from ..features.extract import FEATURE_VERSION, is_low_info
 from ..features.quality import COLOURFUL, QUALITY_FIELDS
-from ..features.windows import WINDOW_OFFSETS, window_codes
+from ..features.windows import WINDOWS, window_codes
 from ..records import SearchColumns
 from ..store import CropRow, FeatureCache
 
@@ -21,7 +21,7 @@ def load_search_columns(fc: FeatureCache) -> SearchColumns:
     """The search codes and flags of every distinct content of this run, row i the i-th digest."""
     digests, counts = fc.run_contents()
     n = len(digests)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p64", "c64", "ar", "ap", "ac", "low", "col", "win", "aw")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p64", "c64", "ar", "ap", "ac", "low", "col", "win")}
     done = 0
     colourfulness = QUALITY_FIELDS.index("colourfulness")
     for c in fc.iter_run_features(_SEARCH_FIELDS):
@@ -39,8 +39,7 @@ def load_search_columns(fc: FeatureCache) -> SearchColumns:
         parts["ac"].append(c64[alt_row, alt_variant])
         parts["low"].append(np.asarray(is_low_info(c["energy"], c["content_side"]), dtype=bool))
         parts["col"].append(c["quality"][:, colourfulness] > COLOURFUL)
-        parts["win"].append(window_codes(c["sig"], canon))  # the layouts themselves are not kept
-        parts["aw"].append(window_codes(c["sig"][alt_row], alt_variant))
+        parts["win"].append(window_codes(c["sig"]))  # the layouts themselves are not kept
         done += k
     if done != n:
         raise CacheError("features vanished from the cache during the run; run the scan again")
@@ -48,21 +47,17 @@ def load_search_columns(fc: FeatureCache) -> SearchColumns:
     def cat(key: str, dtype: type) -> np.ndarray:
         return np.concatenate(parts.pop(key)).astype(dtype, copy=False) if n else np.zeros(0, dtype)
 
-    def rows_of(key: str) -> np.ndarray:
-        got = parts.pop(key)
-        return np.concatenate(got).astype(np.uint64) if got else np.zeros((0, len(WINDOW_OFFSETS)), np.uint64)
-
-    windows, alt_windows = rows_of("win"), rows_of("aw")
+    window_parts = parts.pop("win")
+    windows = np.concatenate(window_parts).astype(np.uint64) if window_parts else np.zeros((0, len(WINDOWS)), np.uint64)
     return SearchColumns(digests, counts, cat("p64", np.uint64), cat("c64", np.uint64), cat("ar", np.int64),
-                         cat("ap", np.uint64), cat("ac", np.uint64), cat("low", bool), cat("col", bool), windows,
-                         alt_windows)
+                         cat("ap", np.uint64), cat("ac", np.uint64), cat("low", bool), cat("col", bool), windows)
 
 
 class CropMemo:
     """Crop-test correlations in the store, by digest pair: the dear part of verification is
     paid once per pair of contents, not once per run (verify.rules.CropCache)."""
 
-    VERSION = f"{FEATURE_VERSION}:crop-1"
+    VERSION = f"{FEATURE_VERSION}:crop-2"
 
     def __init__(self, fc: FeatureCache, cols: SearchColumns) -> None:
         self.fc, self.cols = fc, cols

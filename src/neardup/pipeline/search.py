@@ -43,7 +43,7 @@ class Found:
 def run_key(paths: list[str], opts: ScanOptions) -> str:
     """What makes an earlier run's verified pairs reusable: the same roots, features and
     verification settings (fast mode; thorough mode's k-NN neighbours change with every image)."""
-    parts = [FEATURE_VERSION, "windows-1", f"r{opts.radius}", f"t{opts.hash_threshold}", f"c{opts.crop_ncc}",
+    parts = [FEATURE_VERSION, "windows-2", f"r{opts.radius}", f"t{opts.hash_threshold}", f"c{opts.crop_ncc}",
              *sorted(paths)]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 

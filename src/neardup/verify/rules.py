@@ -27,11 +27,12 @@ import numpy as np
 from ..config import CROP_NCC, HASH_THRESHOLD
 from ..features.colour import GRID, colour_distance
 from ..features.orient import orient_layouts
+from ..features.windows import window_variant_codes
 from ..records import Stage, Verified
 from .template import aligned_frame, shared_frame
 
 __all__ = ["VerifyParams", "Verified", "SeenPairs", "CropQueue", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
-           "crop_aligned", "framed_crop",
+           "crop_aligned", "framed_crop", "crop_variant", "crop_match", "CropMatch",
            "d256_distance"]
 
 
@@ -119,8 +120,32 @@ def d256_distance(d256_a: np.ndarray, d256_b: np.ndarray) -> tuple[np.ndarray, n
     return np.minimum(d[rows, v], back.min(axis=1)), v
 
 
+#: the inverse of each dihedral variant (flip-then-turn variants are reflections: their own)
+_INVERSE = np.array([0, 3, 2, 1, 4, 5, 6, 7])
+
+
+def crop_variant(sig_a: np.ndarray, sig_b: np.ndarray, p64_a: np.ndarray, p64_b: np.ndarray) -> np.ndarray:
+    """The orientation of b that matches a, for pairs the crop test is given: from whichever
+    codes agree best, the full frames (a upright against b's variants), a's crop windows in
+    each orientation against b upright, or b's against a upright.  A crop scrambles the full
+    frame's code, so its orientation alone is often wrong; the window that found the pair is
+    not."""
+    p64_a, p64_b = np.asarray(p64_a, np.uint64), np.asarray(p64_b, np.uint64)
+    if not len(p64_a):
+        return np.zeros(0, np.int64)
+    full = np.bitwise_count(p64_a[:, :1] ^ p64_b)  # (P, 8): b turned by v against a upright
+    in_a = np.bitwise_count(window_variant_codes(sig_a) ^ p64_b[:, None, :1]).min(axis=1)  # a's window turned by u ~ b
+    in_b = np.bitwise_count(window_variant_codes(sig_b) ^ p64_a[:, None, :1]).min(axis=1)  # b's window turned by u ~ a
+    options = np.concatenate([full, in_a[:, _INVERSE], in_b], axis=1)  # (P, 24), column = variant of b
+    return options.argmin(axis=1) % 8
+
+
 #: crop sizes searched, per axis, as a share of the other layout's side
 CROP_SCALES = (0.76, 0.82, 0.88, 0.94, 1.0)
+#: pairs the coarse grid scores at least this are searched again at every size within a cell
+#: of their best (a crop between two coarse sizes loses up to ~0.05 of correlation to the
+#: misfit: eval/crops.py measures the gain on crops of photos outside the dev set)
+REFINE_FROM = 0.88
 #: pairs given the crop test at once (the correlation planes of a batch are ~200 kB a pair)
 CROP_BATCH = 32
 
@@ -145,14 +170,13 @@ def _sizes(side: int, scales: tuple[float, ...]) -> list[tuple[int, int]]:
     return [(int(round(side * fy)), int(round(side * fx))) for fy in scales for fx in scales]
 
 
-def _best_inside_batch(big: np.ndarray, small: np.ndarray, scales: tuple[float, ...],
+def _best_inside_batch(big: np.ndarray, small: np.ndarray, sizes: list[tuple[int, int]],
                        where: np.ndarray | None = None) -> np.ndarray:
     """For stacks (P, s, s): the best normalised cross-correlation of ``small`` resized to every
-    scale pair, at every offset inside ``big``.  One FFT per layout and template: for templates
-    no larger than the layout, the circular correlation is exact at every valid offset.  With
-    ``where``, the best placement of each pair is written there."""
+    template size (th, tw), at every offset inside ``big``.  One FFT per layout and template:
+    for templates no larger than the layout, the circular correlation is exact at every valid
+    offset.  With ``where``, the best placement of each pair is written there."""
     p, side, _ = big.shape
-    sizes = _sizes(side, scales)
     b64 = big.astype(np.float64)
     sat = np.zeros((p, side + 1, side + 1))
     sat2 = np.zeros((p, side + 1, side + 1))
@@ -183,55 +207,103 @@ def _best_inside_batch(big: np.ndarray, small: np.ndarray, scales: tuple[float, 
     return best
 
 
-def crop_aligned(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
-                 scales: tuple[float, ...] = CROP_SCALES) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True, slots=True)
+class CropMatch:
+    """The crop test's verdict on pairs, and where it placed each."""
+
+    ncc: np.ndarray  # (P,) best correlation of one view as a crop of the other
+    inside_a: np.ndarray  # (P,) bool: b's view found inside a's (else a's inside b's)
+    where: np.ndarray  # (P, 4) int64: th, tw, y, x of the smaller view in the larger one's layout
+
+
+def _match_batch(a: np.ndarray, b: np.ndarray, sizes: list[tuple[int, int]], refine: bool) -> CropMatch:
+    p, side = len(a), a.shape[1]
+    where_ab, where_ba = np.zeros((p, 4), np.int64), np.zeros((p, 4), np.int64)
+    b_in_a = _best_inside_batch(a, b, sizes, where_ab)
+    a_in_b = _best_inside_batch(b, a, sizes, where_ba)
+    inside_a = b_in_a >= a_in_b
+    best = np.maximum(b_in_a, a_in_b)
+    where = np.where(inside_a[:, None], where_ab, where_ba)
+    if refine:  # every size within a cell of the best, in the direction that won
+        near = np.flatnonzero(best >= REFINE_FROM)
+        keys = {(bool(inside_a[i]), int(where[i, 0]), int(where[i, 1])) for i in near}
+        for into_a, th, tw in keys:
+            rows = near[(inside_a[near] == into_a) & (where[near, 0] == th) & (where[near, 1] == tw)]
+            around = [(th + dy, tw + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                      if (dy or dx) and 0 < th + dy <= side and 0 < tw + dx <= side]
+            got = np.zeros((len(rows), 4), np.int64)
+            big, small = (a[rows], b[rows]) if into_a else (b[rows], a[rows])
+            score = _best_inside_batch(big, small, around, got)
+            better = score > best[rows]
+            best[rows[better]] = score[better]
+            where[rows[better]] = got[better]
+    return CropMatch(best, inside_a, where)
+
+
+def crop_match(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
+               scales: tuple[float, ...] = CROP_SCALES, pool: Executor | None = None) -> CropMatch:
+    """The crop test on stacks of pairs: (P, s, s) layouts and (P,) variants of b.  Both
+    directions are tried (a inside b, b inside a), every crop of 75-100% per axis on a 6%
+    grid, every offset; then, where that comes close, every size within a cell of the best.
+
+    With a thread ``pool``, batches of pairs run in parallel (NumPy's FFTs and products release
+    the GIL)."""
+    a = np.asarray(sig_a, dtype=np.float32)
+    b = orient_layouts(np.asarray(sig_b, dtype=np.float32), np.asarray(variant, dtype=np.int64))
+    return _match_all(a, b, scales, pool)
+
+
+def _match_all(a: np.ndarray, b: np.ndarray, scales: tuple[float, ...], pool: Executor | None) -> CropMatch:
+    """:func:`crop_match` on layouts already in one orientation."""
+    sizes = _sizes(a.shape[1] if a.ndim == 3 else 0, scales)
+
+    def one(s: int) -> CropMatch:
+        return _match_batch(a[s : s + CROP_BATCH], b[s : s + CROP_BATCH], sizes, refine=scales == CROP_SCALES)
+
+    starts = range(0, len(a), CROP_BATCH)
+    parts = list(pool.map(one, starts)) if pool is not None and len(a) > CROP_BATCH else [one(s) for s in starts]
+    if not parts:
+        return CropMatch(np.zeros(0), np.zeros(0, bool), np.zeros((0, 4), np.int64))
+    return CropMatch(np.concatenate([m.ncc for m in parts]), np.concatenate([m.inside_a for m in parts]),
+                     np.concatenate([m.where for m in parts]))
+
+
+def crop_aligned(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray,
+                 match: CropMatch | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The two layouts of each pair (b in a's orientation) brought to one frame by the crop
-    test's best placement: the part of the larger view that the other one shows, resampled to
-    the layout's side, and the other layout as it is."""
+    test's placement (``match``, found here when not given): the part of the larger view that
+    the other one shows, resampled to the layout's side, and the other layout as it is."""
     a = np.asarray(sig_a, dtype=np.float32)
     b = orient_layouts(np.asarray(sig_b, dtype=np.float32), np.asarray(variant, dtype=np.int64))
     p = len(a)
     if not p:
         return a, b
+    if match is None:
+        match = _match_all(a, b, CROP_SCALES, None)
     side = a.shape[1]
-    where_ab, where_ba = np.zeros((p, 4), np.int64), np.zeros((p, 4), np.int64)
-    b_in_a = _best_inside_batch(a, b, scales, where_ab)
-    a_in_b = _best_inside_batch(b, a, scales, where_ba)
     out_a, out_b = a.copy(), b.copy()
     for i in range(p):
-        big, small, (th, tw, y, x) = (a[i], b[i], where_ab[i]) if b_in_a[i] >= a_in_b[i] else (b[i], a[i], where_ba[i])
+        into_a = bool(match.inside_a[i])
+        big, small = (a[i], b[i]) if into_a else (b[i], a[i])
+        th, tw, y, x = (int(v) for v in match.where[i])
         window = _bilinear(th, side) @ big[y : y + th, x : x + tw].astype(np.float64) @ _bilinear(tw, side).T
-        if b_in_a[i] >= a_in_b[i]:
-            out_a[i], out_b[i] = window, small
-        else:
-            out_a[i], out_b[i] = small, window
+        # the other view as it is: taking it through the window's coarser grid too would forgive
+        # sub-cell misplacements of true crops, but also two pictures in one frame
+        # (eval/templates.py: 1 false pair -> 3), so precision is kept
+        out_a[i], out_b[i] = (window, small) if into_a else (small, window)
     return out_a, out_b
 
 
 def crop_ncc_batch(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
                    scales: tuple[float, ...] = CROP_SCALES, pool: Executor | None = None) -> np.ndarray:
-    """:func:`crop_ncc` for stacks of pairs: (P, s, s) layouts and (P,) variants -> (P,) correlations.
-
-    With a thread ``pool``, batches of pairs run in parallel (NumPy's FFTs and products release
-    the GIL)."""
-    a = np.asarray(sig_a, dtype=np.float32)
-    b = np.asarray(sig_b, dtype=np.float32)
-    b = orient_layouts(b, np.asarray(variant, dtype=np.int64))
-    def one(s: int) -> np.ndarray:
-        x, y = a[s : s + CROP_BATCH], b[s : s + CROP_BATCH]
-        return np.maximum(_best_inside_batch(x, y, scales), _best_inside_batch(y, x, scales))
-
-    starts = range(0, len(a), CROP_BATCH)
-    parts = list(pool.map(one, starts)) if pool is not None and len(a) > CROP_BATCH else [one(s) for s in starts]
-    return np.concatenate(parts) if parts else np.zeros(0)
+    """:func:`crop_match`'s correlations alone: (P,)."""
+    return crop_match(sig_a, sig_b, variant, scales=scales, pool=pool).ncc
 
 
 def crop_ncc(sig_a: np.ndarray, sig_b: np.ndarray, variant: int, *, scales: tuple[float, ...] = CROP_SCALES) -> float:
-    """Best normalised cross-correlation of one layout as a crop of the other.
+    """Best normalised cross-correlation of one layout as a crop of the other (:func:`crop_match`).
 
-    ``variant`` is the orientation of b that matches a upright.  Both directions are tried
-    (a inside b, b inside a), every crop of 75-100% per axis on a 6% grid, every offset.
-    """
+    ``variant`` is the orientation of b that matches a upright."""
     return float(crop_ncc_batch(sig_a[None], sig_b[None], np.array([variant]), scales=scales)[0])
 
 
@@ -284,9 +356,7 @@ def verify_batch(
     ncc = np.full(len(a), np.nan, dtype=np.float32)
     need = np.flatnonzero(~hash_ok & ~low & colour_ok & ~framed) if crop else np.zeros(0, np.int64)
     if need.size and crop_queue is not None:
-        pa, pb = cols["p64"][ia[need]], cols["p64"][ib[need]]
-        crop_queue.add(a[need], b[need], np.bitwise_count(pa[:, :1] ^ pb).argmin(axis=1), d[need],
-                       p64_dist[need], cdist[need])
+        crop_queue.add(a[need], b[need], cols["p64"][ia[need]], cols["p64"][ib[need]], d[need], p64_dist[need], cdist[need])
         need = need[:0]
     if need.size and crop_cache is not None:
         known = crop_cache.get(a[need], b[need])  # nan where not cached
@@ -295,17 +365,16 @@ def verify_batch(
     if need.size:
         sa = load_sigs(a[need])
         sb = load_sigs(b[need])
-        # a crop scrambles the 256-bit hash, so take the orientation from the 64-bit one
-        pa, pb = cols["p64"][ia[need]], cols["p64"][ib[need]]
-        pv = np.bitwise_count(pa[:, :1] ^ pb).argmin(axis=1)
-        ncc[need] = crop_ncc_batch(sa, sb, pv, pool=pool)
+        pv = crop_variant(sa, sb, cols["p64"][ia[need]], cols["p64"][ib[need]])
+        ncc[need] = crop_match(sa, sb, pv, pool=pool).ncc
         if crop_cache is not None:
             crop_cache.put(a[need], b[need], ncc[need])
     crop_ok = (stage == 0) & (ncc >= params.crop_ncc)
     if params.frame_guard and crop_ok.any():
         rows = np.flatnonzero(crop_ok)
-        pv = np.bitwise_count(cols["p64"][ia[rows]][:, :1] ^ cols["p64"][ib[rows]]).argmin(axis=1)
-        crop_ok[rows] = ~framed_crop(load_sigs(a[rows]), load_sigs(b[rows]), pv)
+        sa, sb = load_sigs(a[rows]), load_sigs(b[rows])
+        pv = crop_variant(sa, sb, cols["p64"][ia[rows]], cols["p64"][ib[rows]])
+        crop_ok[rows] = ~framed_crop(sa, sb, pv)
     stage[crop_ok] = Stage.CROP
     keep = stage > 0
     return Verified(a[keep], b[keep], stage[keep], d[keep], p64_dist[keep].astype(np.int16), cdist[keep], ncc[keep])
@@ -322,9 +391,10 @@ class CropQueue:
         self._n = 0
         self._done: list[Verified] = []
 
-    def add(self, a: np.ndarray, b: np.ndarray, variant: np.ndarray, d256: np.ndarray, p64: np.ndarray,
-            colour: np.ndarray) -> None:
-        self._parts.append((a, b, variant, d256, p64, colour))
+    def add(self, a: np.ndarray, b: np.ndarray, p64_a: np.ndarray, p64_b: np.ndarray, d256: np.ndarray,
+            p64: np.ndarray, colour: np.ndarray) -> None:
+        """Queue pairs ``(a, b)`` with their 8 full-frame codes each and their evidence so far."""
+        self._parts.append((a, b, p64_a, p64_b, d256, p64, colour))
         self._n += len(a)
         if self._n >= self.limit:
             self._done.append(self._run())
@@ -337,34 +407,41 @@ class CropQueue:
         return Verified.concat(done)
 
     def _run(self) -> Verified:
-        a, b, v, d, p, c = (np.concatenate(x) for x in zip(*self._parts))
+        a, b, p64_a, p64_b, d, p, c = (np.concatenate(x) for x in zip(*self._parts))
         self._parts, self._n = [], 0
         ncc = np.full(len(a), np.nan, dtype=np.float32)
         todo = np.arange(len(a))
         if self.crop_cache is not None and len(a):
             ncc[:] = self.crop_cache.get(a, b)  # nan where not cached
             todo = np.flatnonzero(np.isnan(ncc))
-        sig_a = sig_b = None
         if len(todo):
             sig_a, sig_b = self.load_sigs(a[todo]), self.load_sigs(b[todo])
-            ncc[todo] = crop_ncc_batch(sig_a, sig_b, v[todo], pool=self.pool)
+            variant = crop_variant(sig_a, sig_b, p64_a[todo], p64_b[todo])
+            match = crop_match(sig_a, sig_b, variant, pool=self.pool)
+            ncc[todo] = match.ncc
             if self.crop_cache is not None:
                 self.crop_cache.put(a[todo], b[todo], ncc[todo])
         keep = ncc >= self.params.crop_ncc
         if self.params.frame_guard and keep.any():
             rows = np.flatnonzero(keep)
-            if sig_a is not None and sig_b is not None and len(todo) == len(a):  # read above: not again
-                keep[rows] = ~framed_crop(sig_a[rows], sig_b[rows], v[rows])
+            if len(todo) == len(a):  # read and placed above: not again
+                keep[rows] = ~framed_crop(sig_a[rows], sig_b[rows], variant[rows], select_match(match, rows))
             else:
-                keep[rows] = ~framed_crop(self.load_sigs(a[rows]), self.load_sigs(b[rows]), v[rows])
+                sa, sb = self.load_sigs(a[rows]), self.load_sigs(b[rows])
+                keep[rows] = ~framed_crop(sa, sb, crop_variant(sa, sb, p64_a[rows], p64_b[rows]))
         return Verified(a[keep], b[keep], np.full(int(keep.sum()), Stage.CROP, np.uint8), d[keep], p[keep].astype(np.int16),
                         c[keep], ncc[keep])
 
 
-def framed_crop(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray) -> np.ndarray:
+def select_match(match: CropMatch, rows: np.ndarray) -> CropMatch:
+    """The verdicts of ``rows`` only."""
+    return CropMatch(match.ncc[rows], match.inside_a[rows], match.where[rows])
+
+
+def framed_crop(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, match: CropMatch | None = None) -> np.ndarray:
     """Mask of crop matches that are two pictures in one frame: the frame guard
-    (verify/template.py) on the two layouts as the crop test placed them."""
-    return aligned_frame(*crop_aligned(sig_a, sig_b, variant))
+    (verify/template.py) on the two layouts as the crop test placed them (``match``)."""
+    return aligned_frame(*crop_aligned(sig_a, sig_b, variant, match))
 
 
 def hash_colour(a: np.ndarray, b: np.ndarray, fetch: Callable[[np.ndarray], dict[str, np.ndarray]]
