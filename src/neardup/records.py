@@ -47,8 +47,9 @@ class SearchColumns:
     alt_c64: np.ndarray
     low_info: np.ndarray  # bool
     colourful: np.ndarray  # bool
-    # (n, W) crop-window codes, each in its window's own orientation (features/windows.py)
+    # (n, W) crop-window and tilted-frame codes, each in its own orientation (features/windows.py)
     windows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint64))
+    aspect: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # width / height
 
     def digest(self, row: int) -> bytes:
         return self.digests[row].tobytes()

@@ -25,7 +25,8 @@ import numpy as np
 from .hashes import dct_matrix, oriented_hash, variant_hashes
 from .orient import canonical_variants
 
-__all__ = ["Window", "WINDOWS", "window_family", "window_blocks", "window_codes", "window_variant_codes"]
+__all__ = ["Window", "WINDOWS", "window_family", "window_blocks", "window_codes", "window_variant_codes", "TILT_ANGLES",
+           "tilted_layouts", "tilt_codes"]
 
 #: the layout's side, in cells
 SIDE = 32
@@ -112,4 +113,75 @@ def window_codes(sig: np.ndarray, windows: tuple[Window, ...] = WINDOWS) -> np.n
         flat = blocks.reshape(k * len(windows), 8, 8)
         canon, _ = canonical_variants(flat)
         out[start : start + k] = oriented_hash(flat, canon)[:, 0].reshape(k, len(windows))
+    return out
+
+
+#: tilts searched, in degrees: a straightened or tilted copy within about 1.25 degrees of one
+#: of them keeps its code within the radius (eval/crops.py measures the tilts found)
+TILT_ANGLES = (-7.5, -5.0, -2.5, 2.5, 5.0, 7.5)
+
+
+def _trims(degrees: float, aspect: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per image, the kept share (x, y) of the frame after a tilt, by the two ways tools trim
+    the corners a rotation exposes: the largest centred rectangle of the same aspect (a
+    "straighten" tool), and a cut that removes the corner wedges along both axes (the frame
+    less twice each wedge's depth)."""
+    t = np.radians(abs(degrees))
+    c, s = np.cos(t), np.sin(t)
+    same = np.minimum(1.0 / (c + s / aspect), 1.0 / (c + s * aspect))
+    wedge_x = np.clip(1.0 - 2.0 * s / aspect, 0.5, 1.0)
+    wedge_y = np.clip(1.0 - 2.0 * s * aspect, 0.5, 1.0)
+    return [(same, same), (wedge_x, wedge_y)]
+
+
+#: aspect ratios are taken in steps of 2% (of log width / height) so images of one shape share
+#: their sampling grids: a 1% error of aspect moves a corner cell by a tenth of a cell
+ASPECT_STEP = 0.02
+
+
+def _sampler(degrees: float, keep_x: float, keep_y: float, aspect: float) -> tuple[np.ndarray, ...]:
+    """Bilinear source cells and weights of the tilted, trimmed view of a layout."""
+    grid = (np.arange(SIDE) + 0.5) / SIDE - 0.5
+    t = np.radians(degrees)
+    x = grid[None, :] * keep_x * aspect  # in units of the image height, about the centre
+    y = grid[:, None] * keep_y
+    xs, ys = np.cos(t) * x - np.sin(t) * y, np.sin(t) * x + np.cos(t) * y
+    fx = np.clip((xs / aspect + 0.5) * SIDE - 0.5, 0, SIDE - 1)
+    fy = np.clip((ys + 0.5) * SIDE - 0.5, 0, SIDE - 1)
+    x0, y0 = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, SIDE - 1), np.minimum(y0 + 1, SIDE - 1)
+    ax, ay = (fx - x0).astype(np.float32), (fy - y0).astype(np.float32)
+    return y0 * SIDE + x0, y0 * SIDE + x1, y1 * SIDE + x0, y1 * SIDE + x1, (1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay
+
+
+def tilted_layouts(sig: np.ndarray, aspect: np.ndarray, angles: tuple[float, ...] = TILT_ANGLES) -> np.ndarray:
+    """(n, 2 * len(angles), 32, 32) layouts of what each image would look like tilted by each
+    angle and trimmed each way (:func:`_trims`): bilinear samples of the stored layout, in
+    pixel geometry (``aspect`` = width / height), so a tilted copy's own layout is one of them."""
+    lay = np.asarray(sig, dtype=np.float32).reshape(len(sig), SIDE * SIDE)
+    n = len(lay)
+    out = np.empty((n, 2 * len(angles), SIDE, SIDE), np.float32)
+    shape = np.round(np.log(np.maximum(np.asarray(aspect, dtype=np.float64).reshape(n), 1e-3)) / ASPECT_STEP)
+    for key in np.unique(shape):
+        rows = np.flatnonzero(shape == key)
+        asp = float(np.exp(key * ASPECT_STEP))
+        part = lay[rows]
+        k = 0
+        for deg in angles:
+            for keep_x, keep_y in _trims(deg, np.array([asp])):
+                i00, i01, i10, i11, w00, w01, w10, w11 = _sampler(deg, float(keep_x[0]), float(keep_y[0]), asp)
+                out[rows, k] = part[:, i00] * w00 + part[:, i01] * w01 + part[:, i10] * w10 + part[:, i11] * w11
+                k += 1
+    return out
+
+
+def tilt_codes(sig: np.ndarray, aspect: np.ndarray) -> np.ndarray:
+    """(n, 2 * len(TILT_ANGLES)) full-frame codes of :func:`tilted_layouts`, each in its own
+    canonical orientation, as the tilted copy's own code is made."""
+    out = np.empty((len(sig), 2 * len(TILT_ANGLES)), np.uint64)
+    whole = (Window(0, 0, SIDE, SIDE),)
+    for start in range(0, len(sig), CHUNK // 4):
+        part = tilted_layouts(sig[start : start + CHUNK // 4], aspect[start : start + CHUNK // 4])
+        k, t = part.shape[:2]
+        out[start : start + k] = window_codes(part.reshape(k * t, SIDE, SIDE), whole).reshape(k, t)
     return out

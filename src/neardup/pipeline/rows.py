@@ -8,20 +8,20 @@ import numpy as np
 from ..errors import CacheError
 from ..features.extract import FEATURE_VERSION, is_low_info
 from ..features.quality import COLOURFUL, QUALITY_FIELDS
-from ..features.windows import WINDOWS, window_codes
+from ..features.windows import TILT_ANGLES, WINDOWS, tilt_codes, window_codes
 from ..records import SearchColumns
 from ..store import CropRow, FeatureCache
 
 __all__ = ["load_search_columns", "RowAccess", "CropMemo", "member"]
 
-_SEARCH_FIELDS = ("p64", "c64", "canon", "alt_mask", "energy", "content_side", "quality", "sig")
+_SEARCH_FIELDS = ("p64", "c64", "canon", "alt_mask", "energy", "content_side", "quality", "sig", "width", "height")
 
 
 def load_search_columns(fc: FeatureCache) -> SearchColumns:
     """The search codes and flags of every distinct content of this run, row i the i-th digest."""
     digests, counts = fc.run_contents()
     n = len(digests)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p64", "c64", "ar", "ap", "ac", "low", "col", "win")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p64", "c64", "ar", "ap", "ac", "low", "col", "win", "asp")}
     done = 0
     colourfulness = QUALITY_FIELDS.index("colourfulness")
     for c in fc.iter_run_features(_SEARCH_FIELDS):
@@ -39,7 +39,10 @@ def load_search_columns(fc: FeatureCache) -> SearchColumns:
         parts["ac"].append(c64[alt_row, alt_variant])
         parts["low"].append(np.asarray(is_low_info(c["energy"], c["content_side"]), dtype=bool))
         parts["col"].append(c["quality"][:, colourfulness] > COLOURFUL)
-        parts["win"].append(window_codes(c["sig"]))  # the layouts themselves are not kept
+        aspect = c["width"].astype(np.float64) / np.maximum(c["height"].astype(np.float64), 1.0)
+        parts["asp"].append(aspect.astype(np.float32))
+        # crop windows and tilted frames; the layouts themselves are not kept
+        parts["win"].append(np.hstack([window_codes(c["sig"]), tilt_codes(c["sig"], aspect)]))
         done += k
     if done != n:
         raise CacheError("features vanished from the cache during the run; run the scan again")
@@ -48,9 +51,11 @@ def load_search_columns(fc: FeatureCache) -> SearchColumns:
         return np.concatenate(parts.pop(key)).astype(dtype, copy=False) if n else np.zeros(0, dtype)
 
     window_parts = parts.pop("win")
-    windows = np.concatenate(window_parts).astype(np.uint64) if window_parts else np.zeros((0, len(WINDOWS)), np.uint64)
+    windows = (np.concatenate(window_parts).astype(np.uint64) if window_parts
+               else np.zeros((0, len(WINDOWS) + 2 * len(TILT_ANGLES)), np.uint64))
     return SearchColumns(digests, counts, cat("p64", np.uint64), cat("c64", np.uint64), cat("ar", np.int64),
-                         cat("ap", np.uint64), cat("ac", np.uint64), cat("low", bool), cat("col", bool), windows)
+                         cat("ap", np.uint64), cat("ac", np.uint64), cat("low", bool), cat("col", bool), windows,
+                         cat("asp", np.float32))
 
 
 class CropMemo:
@@ -80,7 +85,7 @@ class RowAccess:
 
     def __init__(self, fc: FeatureCache, cols: SearchColumns) -> None:
         self.fc, self.cols = fc, cols
-        self.flags = {"low_info": cols.low_info, "colourful": cols.colourful}
+        self.flags = {"low_info": cols.low_info, "colourful": cols.colourful, "aspect": cols.aspect}
         self.crops = CropMemo(fc, cols)
 
     def fetch(self, rows: np.ndarray) -> dict[str, np.ndarray]:

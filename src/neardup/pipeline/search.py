@@ -43,7 +43,7 @@ class Found:
 def run_key(paths: list[str], opts: ScanOptions) -> str:
     """What makes an earlier run's verified pairs reusable: the same roots, features and
     verification settings (fast mode; thorough mode's k-NN neighbours change with every image)."""
-    parts = [FEATURE_VERSION, "windows-2", f"r{opts.radius}", f"t{opts.hash_threshold}", f"c{opts.crop_ncc}",
+    parts = [FEATURE_VERSION, "windows-3", f"r{opts.radius}", f"t{opts.hash_threshold}", f"c{opts.crop_ncc}",
              *sorted(paths)]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
@@ -54,7 +54,8 @@ class _Verifier:
     def __init__(self, access: RowAccess, params: VerifyParams, threads: Executor, progress: Progress,
                  found: Found) -> None:
         self.access, self.params, self.progress, self.found = access, params, progress, found
-        self.queue = CropQueue(load_sigs=access.load_sigs, params=params, crop_cache=access.crops, pool=threads)
+        self.queue = CropQueue(load_sigs=access.load_sigs, params=params, aspect=access.flags["aspect"],
+                               crop_cache=access.crops, pool=threads)
         self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.n_pending = 0
 

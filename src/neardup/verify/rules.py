@@ -27,12 +27,12 @@ import numpy as np
 from ..config import CROP_NCC, HASH_THRESHOLD
 from ..features.colour import GRID, colour_distance
 from ..features.orient import orient_layouts
-from ..features.windows import window_variant_codes
+from ..features.windows import Window, tilted_layouts, window_variant_codes
 from ..records import Stage, Verified
 from .template import aligned_frame, shared_frame
 
 __all__ = ["VerifyParams", "Verified", "SeenPairs", "CropQueue", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
-           "crop_aligned", "framed_crop", "crop_variant", "crop_match", "CropMatch",
+           "crop_aligned", "framed_crop", "crop_variant", "crop_match", "CropMatch", "tilt_views", "tilt_accepted",
            "d256_distance"]
 
 
@@ -385,8 +385,10 @@ class CropQueue:
     batch as much as per pair, and the candidate search hands out batches of any size."""
 
     def __init__(self, *, load_sigs: Callable[[np.ndarray], np.ndarray], params: VerifyParams,
+                 aspect: np.ndarray | None = None,
                  crop_cache: CropCache | None = None, pool: Executor | None = None, limit: int = 4096) -> None:
         self.load_sigs, self.params, self.crop_cache, self.pool, self.limit = load_sigs, params, crop_cache, pool, limit
+        self.aspect = aspect  # width / height of every row: the tilt test needs it
         self._parts: list[tuple[np.ndarray, ...]] = []
         self._n = 0
         self._done: list[Verified] = []
@@ -429,8 +431,69 @@ class CropQueue:
             else:
                 sa, sb = self.load_sigs(a[rows]), self.load_sigs(b[rows])
                 keep[rows] = ~framed_crop(sa, sb, crop_variant(sa, sb, p64_a[rows], p64_b[rows]))
+        if self.aspect is not None:
+            keep |= self._tilts(a, b, p64_a, p64_b, ncc, keep)
         return Verified(a[keep], b[keep], np.full(int(keep.sum()), Stage.CROP, np.uint8), d[keep], p[keep].astype(np.int16),
                         c[keep], ncc[keep])
+
+    def _tilts(self, a: np.ndarray, b: np.ndarray, p64_a: np.ndarray, p64_b: np.ndarray, ncc: np.ndarray,
+               keep: np.ndarray) -> np.ndarray:
+        """Pairs the crop test refused that stand as a tilt of one another (their correlation
+        written into ``ncc``).  Not memoised: it is as cheap as one crop test."""
+        assert self.aspect is not None
+        rows = np.flatnonzero(~keep)
+        out = np.zeros(len(a), dtype=bool)
+        if not len(rows):
+            return out
+        sa, sb = self.load_sigs(a[rows]), self.load_sigs(b[rows])
+        ok, tilt_ncc = tilt_accepted(sa, sb, self.aspect[a[rows]], self.aspect[b[rows]], p64_a[rows], p64_b[rows],
+                                     self.params.crop_ncc, frame_guard=self.params.frame_guard, pool=self.pool)
+        out[rows[ok]] = True
+        ncc[rows[ok]] = tilt_ncc[ok]
+        return out
+
+
+_WHOLE = (Window(0, 0, 32, 32),)
+
+
+def tilt_views(sig_a: np.ndarray, sig_b: np.ndarray, aspect_a: np.ndarray, aspect_b: np.ndarray,
+               p64_a: np.ndarray, p64_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For pairs the crop test refused: the likeliest tilt between them, as two layouts to give
+    the crop test and b's orientation.  Either image may be the tilted one; each is tilted by
+    every angle and trim of features.windows.tilted_layouts, and the tilted layout whose code
+    (in any orientation) is nearest the other image's upright code is the hypothesis."""
+    p = len(sig_a)
+    if not p:
+        return np.zeros((0, 32, 32), np.float32), np.zeros((0, 32, 32), np.float32), np.zeros(0, np.int64)
+    tilted_a = tilted_layouts(sig_a, aspect_a)  # (P, T, 32, 32)
+    tilted_b = tilted_layouts(sig_b, aspect_b)
+    t = tilted_a.shape[1]
+    codes_a = window_variant_codes(tilted_a.reshape(p * t, 32, 32), _WHOLE).reshape(p, t, 8)
+    codes_b = window_variant_codes(tilted_b.reshape(p * t, 32, 32), _WHOLE).reshape(p, t, 8)
+    up_a, up_b = np.asarray(p64_a, np.uint64)[:, :1, None], np.asarray(p64_b, np.uint64)[:, :1, None]
+    dist = np.concatenate([np.bitwise_count(codes_a ^ up_b).reshape(p, -1),  # a tilted by k, turned by u ~ b
+                           np.bitwise_count(codes_b ^ up_a).reshape(p, -1)], axis=1)  # b tilted by k, turned by u ~ a
+    best = dist.argmin(axis=1)
+    side_b, k, u = best // (t * 8), (best % (t * 8)) // 8, best % 8
+    rows = np.arange(p)
+    view_a = np.where(side_b[:, None, None] == 0, tilted_a[rows, k], np.asarray(sig_a, np.float32))
+    view_b = np.where(side_b[:, None, None] == 1, tilted_b[rows, k], np.asarray(sig_b, np.float32))
+    variant = np.where(side_b == 0, _INVERSE[u], u)
+    return view_a, view_b, variant
+
+
+def tilt_accepted(sig_a: np.ndarray, sig_b: np.ndarray, aspect_a: np.ndarray, aspect_b: np.ndarray,
+                  p64_a: np.ndarray, p64_b: np.ndarray, bar: float, *, frame_guard: bool = True,
+                  pool: Executor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(accepted, correlation) of the tilt hypothesis of each pair (:func:`tilt_views`): the
+    crop test at the same bar on the tilted layout, and the frame guard where it is placed."""
+    view_a, view_b, variant = tilt_views(sig_a, sig_b, aspect_a, aspect_b, p64_a, p64_b)
+    match = _match_all(view_a, orient_layouts(view_b, variant), CROP_SCALES, pool)
+    ok = match.ncc >= bar
+    if frame_guard and ok.any():
+        rows = np.flatnonzero(ok)
+        ok[rows] = ~framed_crop(view_a[rows], view_b[rows], variant[rows], select_match(match, rows))
+    return ok, match.ncc
 
 
 def select_match(match: CropMatch, rows: np.ndarray) -> CropMatch:
