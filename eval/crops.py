@@ -10,12 +10,12 @@ changes), anywhere in the frame, some mirrored, and ``--per`` tilts of 1.5-9 deg
 their corners, each re-saved as a JPEG at q60-95.  A wider range than the dev set's 82-95%
 crops and 2-8 degree tilts, on other photos.
 
-Prints, per family of windows (features/windows.py): the crops and tilts whose full-frame code
-is within the search radius of one of the original's windows, and the queries an image costs.
+Prints, per family of windows (features/windows.py), with the 12 tilted frames: the crops and
+tilts whose full-frame code is within the search radius of one of the original's codes, and the queries an image costs.
 Then the crop test (verify/rules.py) on every copy against its original: correlations at the
 quantiles, and the share at or above the bar; and the same correlations for every pair of
 unrelated photos (``--negatives`` BSDS photos plus the pool), with how many of them the windows
-would make candidates.  The crop bar sits below the copies and above every unrelated pair.
+would make candidates, and how many the tilt test accepts.  The crop bar sits below the copies and above every unrelated pair.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from PIL import Image
 
 from neardup.config import ScanOptions
 from neardup.features.extract import extract
-from neardup.features.windows import WINDOWS, window_codes, window_family
-from neardup.verify.rules import crop_ncc_batch, crop_variant, framed_crop
+from neardup.features.windows import WINDOWS, tilt_codes, window_codes, window_family
+from neardup.verify.rules import crop_ncc_batch, crop_variant, framed_crop, tilt_accepted
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench"
 POOL = [BENCH / "real" / "kodak24" / "color500_ffdnet_crops", BENCH / "photos" / "pypi", BENCH / "real" / "nd_samples",
@@ -99,12 +99,13 @@ def main() -> None:
             copies["tilt"].append((i, extract(jpeg(tilt(im, r), r.randint(60, 95)))))
     print(f"{len(pool)} photos, {a.per} crops and {a.per} tilts each (seed {a.seed})")
 
-    families = {"9 square (28), before": window_family((28,)), "36: sides 26, 29 (default)": WINDOWS,
+    families = {"9 square (28), before": window_family((28,)), "36: sides 26, 29": window_family((26, 29)),
                 "36: sides 27, 30": window_family((27, 30)), "16: sides 26, 29, 2 places": window_family((26, 29), 2),
-                "81: sides 26, 28, 30": window_family((26, 28, 30))}
+                "81: sides 26, 28, 30 (default)": WINDOWS}
     sig = np.stack([f.sig for f in originals])
+    aspects = np.array([f.width / f.height for f in originals])
     for name, fam in families.items():
-        codes = window_codes(sig, fam)
+        codes = np.hstack([window_codes(sig, fam), tilt_codes(sig, aspects)])
         found = {}
         for edit, items in copies.items():
             hit = np.zeros(len(items), bool)
@@ -128,6 +129,12 @@ def main() -> None:
         v = crop_variant(sa, sb, pa, pb)
         ncc = crop_ncc_batch(sa, sb, v)
         passed = ncc >= bar
+        if edit == "tilt":
+            asp_a = np.array([originals[i].width / originals[i].height for i, _ in items])
+            asp_b = np.array([f.width / f.height for _, f in items])
+            tilt_ok, _ = tilt_accepted(sa[~passed], sb[~passed], asp_a[~passed], asp_b[~passed], pa[~passed], pb[~passed], bar)
+            print(f"  tilt test on the tilts the crop test refuses: {int(tilt_ok.sum())} of {int((~passed).sum())} accepted; "
+                  f"tilts accepted either way {(passed.sum() + tilt_ok.sum()) / len(passed):.3f}")
         framed = framed_crop(sa[passed], sb[passed], v[passed])
         q = np.quantile(ncc, [0.05, 0.1, 0.25, 0.5])
         big = f" (>= 80% a side: {passed[np.array(share) >= 0.80].mean():.3f})" if edit == "crop" else ""
@@ -151,6 +158,11 @@ def main() -> None:
         over = np.flatnonzero(ncc >= x)
         kept = over[~framed_crop(sg[ia[over]], sg[ib[over]], v[over])] if len(over) else over
         print(f"  unrelated pairs at or above {x}: {len(over)}, of them past the frame guard {len(kept)}")
+    aspect = np.array([f.width / f.height for f in feats])
+    refused = np.flatnonzero(ncc < bar)
+    tilt_ok, _ = tilt_accepted(sg[ia[refused]], sg[ib[refused]], aspect[ia[refused]], aspect[ib[refused]],
+                               p64[ia[refused]], p64[ib[refused]], bar)
+    print(f"  unrelated pairs the crop test refuses that the tilt test accepts: {int(tilt_ok.sum())} of {len(refused)}")
     q = np.quantile(ncc, [0.5, 0.99, 0.999])
     print(f"  unrelated pairs: {len(ncc)}; crop test median/99%/99.9% {q.round(3).tolist()}, max {ncc.max():.3f}; "
           f">= {bar}: {int((ncc >= bar).sum())}; window candidates {int(cand.sum())} "

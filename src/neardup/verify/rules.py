@@ -146,6 +146,8 @@ CROP_SCALES = (0.76, 0.82, 0.88, 0.94, 1.0)
 #: of their best (a crop between two coarse sizes loses up to ~0.05 of correlation to the
 #: misfit: eval/crops.py measures the gain on crops of photos outside the dev set)
 REFINE_FROM = 0.88
+#: how far the frame guard takes the other view through a crop window's grid (crop_aligned)
+SOFTEN = 0.5
 #: pairs given the crop test at once (the correlation planes of a batch are ~200 kB a pair)
 CROP_BATCH = 32
 
@@ -272,7 +274,7 @@ def crop_aligned(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray,
                  match: CropMatch | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The two layouts of each pair (b in a's orientation) brought to one frame by the crop
     test's placement (``match``, found here when not given): the part of the larger view that
-    the other one shows, resampled to the layout's side, and the other layout as it is."""
+    the other one shows, resampled to the layout's side, and the other layout softened alike."""
     a = np.asarray(sig_a, dtype=np.float32)
     b = orient_layouts(np.asarray(sig_b, dtype=np.float32), np.asarray(variant, dtype=np.int64))
     p = len(a)
@@ -286,11 +288,16 @@ def crop_aligned(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray,
         into_a = bool(match.inside_a[i])
         big, small = (a[i], b[i]) if into_a else (b[i], a[i])
         th, tw, y, x = (int(v) for v in match.where[i])
-        window = _bilinear(th, side) @ big[y : y + th, x : x + tw].astype(np.float64) @ _bilinear(tw, side).T
-        # the other view as it is: taking it through the window's coarser grid too would forgive
-        # sub-cell misplacements of true crops, but also two pictures in one frame
-        # (eval/templates.py: 1 false pair -> 3), so precision is kept
-        out_a[i], out_b[i] = (window, small) if into_a else (small, window)
+        up_rows, up_cols = _bilinear(th, side), _bilinear(tw, side)
+        window = up_rows @ big[y : y + th, x : x + tw].astype(np.float64) @ up_cols.T
+        # the window was sampled at th x tw cells and enlarged, so it is softer than the other
+        # view, and a sharp view against a soft one disagrees in every textured block: the other
+        # view is taken part of the way through the same grid (SOFTEN; eval/crops.py and
+        # eval/templates.py: the guard refuses 44 of 294 true crops sharp, 5 at half, 4 all the
+        # way, which also lets two pictures in one frame through)
+        soft = up_rows @ (_bilinear(side, th) @ small.astype(np.float64) @ _bilinear(side, tw).T) @ up_cols.T
+        blend = SOFTEN * soft + (1.0 - SOFTEN) * small
+        out_a[i], out_b[i] = (window, blend) if into_a else (blend, window)
     return out_a, out_b
 
 
