@@ -34,7 +34,8 @@ class Stage(IntEnum):
 class SearchColumns:
     """What stays in memory for each distinct content: its search codes and two flags.
 
-    About 40 bytes a row plus the orientation alternatives; everything else (the 256-bit
+    About 40 bytes a row, plus the orientation alternatives and 8 bytes for each crop-window
+    and tilted-frame code (93: 744 bytes); everything else (the 256-bit
     hashes, colour, quality, paths) stays in SQLite and is read a batch at a time.
     """
 
