@@ -31,6 +31,7 @@ from .hashes import (
 )
 from .orient import canonical_variants
 from .quality import QUALITY_FIELDS, QualityFacts
+from .windows import SEARCH_CODES, search_codes
 
 __all__ = [
     "ImageFeatures", "FeatureBatch", "extract", "features_batch", "canonical_rgb", "FEATURE_VERSION", "SIG_SIDE",
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 #: Bump when any extractor changes its output: it is part of every cache key.
-FEATURE_VERSION = "nd-features-10"
+FEATURE_VERSION = "nd-features-11"
 #: Side of the luminance layout signature used to verify crops.
 SIG_SIDE = 32
 #: The centre window hashed as well, so that moderate crops find their original.
@@ -113,6 +114,7 @@ class ImageFeatures:
     canon: int  # the variant chosen as canonical orientation
     alt_mask: int  # bit v set: variant v must also be indexed (orientation is ambiguous)
     sig: np.ndarray  # (SIG_SIDE, SIG_SIDE) uint8 luminance layout of the trimmed image
+    windows: np.ndarray  # (SEARCH_CODES,) uint64: crop-window and tilted-frame codes (features/windows.py)
     colour: np.ndarray  # (48,) uint8 colour signature
     energy: float  # AC energy of the trimmed image: low means little to match on
     content_side: int  # shorter side of the trimmed content, on a CONTENT_FRAME frame
@@ -138,6 +140,7 @@ class FeatureBatch:
     canon: np.ndarray  # (n,) uint8
     alt_mask: np.ndarray  # (n,) uint8
     sig: np.ndarray  # (n, SIG_SIDE, SIG_SIDE) uint8
+    windows: np.ndarray  # (n, SEARCH_CODES) uint64
     colour: np.ndarray  # (n, 48) uint8
     energy: np.ndarray  # (n,) float64
     content_side: np.ndarray  # (n,) int64
@@ -150,7 +153,8 @@ class FeatureBatch:
         return ImageFeatures(
             digest=self.digest[i].tobytes(), width=int(self.width[i]), height=int(self.height[i]),
             format=self.format[i], p64=self.p64[i], c64=self.c64[i], d256=self.d256[i], whash=int(self.whash[i]),
-            canon=int(self.canon[i]), alt_mask=int(self.alt_mask[i]), sig=self.sig[i], colour=self.colour[i],
+            canon=int(self.canon[i]), alt_mask=int(self.alt_mask[i]), sig=self.sig[i], windows=self.windows[i],
+            colour=self.colour[i],
             energy=float(self.energy[i]), content_side=int(self.content_side[i]),
             quality=QualityFacts.from_row(self.quality[i]),
         )
@@ -178,7 +182,8 @@ class FeatureBatch:
             digest=np.zeros((0, 16), np.uint8), width=np.zeros(0, np.int64), height=np.zeros(0, np.int64), format=(),
             p64=np.zeros((0, 8), np.uint64), c64=np.zeros((0, 8), np.uint64), d256=np.zeros((0, 8, 4), np.uint64),
             whash=np.zeros(0, np.uint64), canon=np.zeros(0, np.uint8), alt_mask=np.zeros(0, np.uint8),
-            sig=np.zeros((0, SIG_SIDE, SIG_SIDE), np.uint8), colour=np.zeros((0, 48), np.uint8),
+            sig=np.zeros((0, SIG_SIDE, SIG_SIDE), np.uint8), windows=np.zeros((0, SEARCH_CODES), np.uint64),
+            colour=np.zeros((0, 48), np.uint8),
             energy=np.zeros(0, np.float64), content_side=np.zeros(0, np.int64),
             quality=np.zeros((0, len(QUALITY_FIELDS)), np.float64),
         )
@@ -347,7 +352,8 @@ def features_batch(decoded: Sequence[Decoded], digests: Sequence[bytes]) -> Feat
     return FeatureBatch(
         digest=np.frombuffer(b"".join(digests), np.uint8).reshape(n, -1).copy(), width=width, height=height,
         format=tuple(d.format for d in decoded), p64=cols["p64"], c64=cols["c64"], d256=cols["d256"],
-        whash=cols["whash"], canon=cols["canon"], alt_mask=cols["alt_mask"], sig=cols["sig"], colour=cols["colour"],
+        whash=cols["whash"], canon=cols["canon"], alt_mask=cols["alt_mask"], sig=cols["sig"],
+        windows=search_codes(cols["sig"], width / np.maximum(height, 1)), colour=cols["colour"],
         energy=cols["energy"], content_side=content_side, quality=quality,
     )
 

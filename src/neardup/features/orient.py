@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["orient_layouts", "canonical_variants", "AMBIGUITY"]
+__all__ = ["orient_layouts", "canonical_variants", "canonical_variant", "compose", "INVERSE", "AMBIGUITY"]
 
 #: A decision whose margin is below this share of the AC energy is treated as ambiguous.
 AMBIGUITY = 0.12
@@ -62,8 +62,7 @@ def canonical_variants(coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     c = np.asarray(coef, dtype=np.float64)
     n = len(c)
     e = np.sqrt((c**2).sum(axis=(1, 2)) - c[:, 0, 0] ** 2) + 1e-9
-    sh = c[:, 0, 1] + 0.5 * c[:, 0, 3] + 0.5 * c[:, 2, 1]
-    sv = c[:, 1, 0] + 0.5 * c[:, 3, 0] + 0.5 * c[:, 1, 2]
+    sh, sv = _gradients(c)
     t_choice = np.abs(sv) > np.abs(sh)
     t_amb = np.abs(np.abs(sh) - np.abs(sv)) / e < AMBIGUITY
     mask = np.zeros(n, dtype=np.int64)
@@ -76,11 +75,26 @@ def canonical_variants(coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             for ft in (False, True):
                 allowed = allowed_t & allowed_fl & (v_amb | ((v < 0) == ft))
                 mask |= np.where(allowed, 1 << int(_TAB[int(t), int(fl), int(ft)]), 0)
-    h = np.where(t_choice, sv, sh)
-    v = np.where(t_choice, sh, sv)
-    canon = _TAB[t_choice.astype(np.int64), (h < 0).astype(np.int64), (v < 0).astype(np.int64)]
+    canon = _canon(sh, sv)
     mask &= ~(1 << canon)
     return canon.astype(np.uint8), mask.astype(np.uint8)
+
+
+def _gradients(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return c[:, 0, 1] + 0.5 * c[:, 0, 3] + 0.5 * c[:, 2, 1], c[:, 1, 0] + 0.5 * c[:, 3, 0] + 0.5 * c[:, 1, 2]
+
+
+def _canon(sh: np.ndarray, sv: np.ndarray) -> np.ndarray:
+    t_choice = np.abs(sv) > np.abs(sh)
+    h = np.where(t_choice, sv, sh)
+    v = np.where(t_choice, sh, sv)
+    return _TAB[t_choice.astype(np.int64), (h < 0).astype(np.int64), (v < 0).astype(np.int64)]
+
+
+def canonical_variant(coef: np.ndarray) -> np.ndarray:
+    """:func:`canonical_variants`' ``canon`` alone, without the ambiguity mask (crop windows
+    and tilted frames are queried in one orientation each)."""
+    return _canon(*_gradients(np.asarray(coef, dtype=np.float64))).astype(np.uint8)
 
 
 def orient_layouts(layouts: np.ndarray, variants: np.ndarray) -> np.ndarray:
@@ -93,3 +107,29 @@ def orient_layouts(layouts: np.ndarray, variants: np.ndarray) -> np.ndarray:
         x = layouts[rows][:, :, ::-1] if v >= 4 else layouts[rows]
         out[rows] = np.rot90(x, v % 4, axes=(1, 2))
     return out
+
+
+def _turn(x: np.ndarray, v: int) -> np.ndarray:
+    return np.rot90(x[:, ::-1] if v >= 4 else x, v % 4)
+
+
+def _compose_table() -> np.ndarray:
+    probe = np.arange(16.0).reshape(4, 4)
+    turned = [_turn(probe, v) for v in range(8)]
+    table = np.zeros((8, 8), np.int64)
+    for first in range(8):
+        for second in range(8):
+            both = _turn(turned[first], second)
+            table[first, second] = next(v for v in range(8) if np.array_equal(turned[v], both))
+    return table
+
+
+#: COMPOSE[first, second]: the variant that turns as ``first`` then ``second`` do
+COMPOSE = _compose_table()
+#: the variant that undoes each variant
+INVERSE = np.array([int(np.flatnonzero(COMPOSE[v] == 0)[0]) for v in range(8)])
+
+
+def compose(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The dihedral variant that turns as ``first`` and then ``second`` do (element-wise)."""
+    return COMPOSE[np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)]

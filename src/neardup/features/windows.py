@@ -10,23 +10,24 @@ the way the crop's full-frame code is decided (features/orient.py): a crop towar
 often flips a gradient sign, and so the orientation, that the whole image chose.  The crop's
 ambiguous orientations are already indexed, so a window needs none of its own.
 
-They are computed from the stored layout (``sig``) when the search loads its columns, so no
-feature version changes and nothing more is stored.  ``eval/crops.py`` measures what each
+They are computed from the layout by the extractor (:func:`search_codes`, part of the feature
+version) and stored with the other features, so a rerun reads them.  ``eval/crops.py`` measures what each
 family of windows finds, on crops and tilts of photos outside the dev set, and what it costs
 in queries; docs/benchmarks.md ("Crop windows in fast mode") has the figures.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
 
 from .hashes import dct_matrix, oriented_hash, variant_hashes
-from .orient import canonical_variants
+from .orient import canonical_variant
 
-__all__ = ["Window", "WINDOWS", "window_family", "window_blocks", "window_codes", "window_variant_codes", "TILT_ANGLES",
-           "tilted_layouts", "tilt_codes"]
+__all__ = ["Window", "WINDOWS", "window_family", "window_blocks", "window_codes", "turned_window_codes", "oriented_codes",
+           "window_variant_codes", "TILT_ANGLES", "tilted_layouts", "tilt_codes", "turned_tilt_codes", "frame_codes", "search_codes", "SEARCH_CODES"]
 
 #: the layout's side, in cells
 SIDE = 32
@@ -80,16 +81,15 @@ def window_blocks(sig: np.ndarray, windows: tuple[Window, ...] = WINDOWS) -> np.
     col_keys = sorted({(w.x, w.w) for w in windows})
     rows = np.concatenate([_placed(*k) for k in row_keys])  # (8 * r, 32)
     cols = np.concatenate([_placed(*k) for k in col_keys])  # (8 * c, 32)
-    at_row = {k: 8 * i for i, k in enumerate(row_keys)}
-    at_col = {k: 8 * i for i, k in enumerate(col_keys)}
+    row_at = np.array([row_keys.index((w.y, w.h)) for w in windows])
+    col_at = np.array([col_keys.index((w.x, w.w)) for w in windows])
     for start in range(0, n, CHUNK):
         lay = np.asarray(sig[start : start + CHUNK], dtype=np.float32)
         k = len(lay)
         right = (lay.reshape(k * SIDE, SIDE) @ cols.T).reshape(k, SIDE, -1)  # (k, 32, 8c)
-        both = np.tensordot(rows, right, axes=([1], [1]))  # (8r, k, 8c)
-        for j, w in enumerate(windows):
-            r0, c0 = at_row[(w.y, w.h)], at_col[(w.x, w.w)]
-            out[start : start + k, j] = both[r0 : r0 + 8, :, c0 : c0 + 8].transpose(1, 0, 2)
+        both = np.matmul(rows, right)  # (k, 8r, 8c)
+        grid = both.reshape(k, len(row_keys), 8, len(col_keys), 8)
+        out[start : start + k] = grid[:, row_at, :, col_at].transpose(1, 0, 2, 3)
     return out
 
 
@@ -102,18 +102,30 @@ def window_variant_codes(sig: np.ndarray, windows: tuple[Window, ...] = WINDOWS)
     return variant_hashes(blocks.reshape(n * k, 8, 8))[:, :, 0].reshape(n, k, 8)
 
 
+def oriented_codes(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, variants) of DCT blocks (N, 8, 8): each block's median hash (DC left out) in the
+    canonical orientation its own coefficients choose, as a full-frame code is made."""
+    canon = canonical_variant(blocks)
+    return oriented_hash(blocks, canon)[:, 0], canon
+
+
 def window_codes(sig: np.ndarray, windows: tuple[Window, ...] = WINDOWS) -> np.ndarray:
     """(n, len(windows)) uint64 codes of ``windows`` of (n, 32, 32) layouts (as stored, not
     turned): the median hash of each window's 8x8 lowest DCT block, the DC term left out, as
     the full-frame code is made, in the orientation the window's own block chooses."""
+    return turned_window_codes(sig, windows)[0]
+
+
+def turned_window_codes(sig: np.ndarray, windows: tuple[Window, ...] = WINDOWS) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`window_codes` and the orientation each window's code was taken in, (n, W) uint8."""
     out = np.empty((len(sig), len(windows)), np.uint64)
+    turn = np.empty((len(sig), len(windows)), np.uint8)
     for start in range(0, len(sig), CHUNK):
         blocks = window_blocks(sig[start : start + CHUNK], windows)
         k = len(blocks)
-        flat = blocks.reshape(k * len(windows), 8, 8)
-        canon, _ = canonical_variants(flat)
-        out[start : start + k] = oriented_hash(flat, canon)[:, 0].reshape(k, len(windows))
-    return out
+        codes, canon = oriented_codes(blocks.reshape(k * len(windows), 8, 8))
+        out[start : start + k], turn[start : start + k] = codes.reshape(k, -1), canon.reshape(k, -1)
+    return out, turn
 
 
 #: tilts searched, in degrees: a straightened or tilted copy within about 1.25 degrees of one
@@ -154,34 +166,76 @@ def _sampler(degrees: float, keep_x: float, keep_y: float, aspect: float) -> tup
     return y0 * SIDE + x0, y0 * SIDE + x1, y1 * SIDE + x0, y1 * SIDE + x1, (1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay
 
 
+@lru_cache(maxsize=32)
+def _tilt_sampler(shape_key: int, angles: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Source cells (T * 4 * 1024,) and weights (T, 4, 1024) of every tilted, trimmed view of a
+    layout of one aspect bin, the four bilinear taps side by side: one gather makes them all."""
+    asp = float(np.exp(shape_key * ASPECT_STEP))
+    index, weight = [], []
+    for deg in angles:
+        for keep_x, keep_y in _trims(deg, np.array([asp])):
+            i00, i01, i10, i11, w00, w01, w10, w11 = _sampler(deg, float(keep_x[0]), float(keep_y[0]), asp)
+            index.append(np.concatenate([i.ravel() for i in (i00, i01, i10, i11)]))
+            weight.append(np.stack([w.ravel() for w in (w00, w01, w10, w11)]))
+    return np.concatenate(index).astype(np.int32), np.stack(weight).astype(np.float32)
+
+
 def tilted_layouts(sig: np.ndarray, aspect: np.ndarray, angles: tuple[float, ...] = TILT_ANGLES) -> np.ndarray:
     """(n, 2 * len(angles), 32, 32) layouts of what each image would look like tilted by each
     angle and trimmed each way (:func:`_trims`): bilinear samples of the stored layout, in
     pixel geometry (``aspect`` = width / height), so a tilted copy's own layout is one of them."""
     lay = np.asarray(sig, dtype=np.float32).reshape(len(sig), SIDE * SIDE)
-    n = len(lay)
-    out = np.empty((n, 2 * len(angles), SIDE, SIDE), np.float32)
+    n, t = len(lay), 2 * len(angles)
+    out = np.empty((n, t, SIDE, SIDE), np.float32)
     shape = np.round(np.log(np.maximum(np.asarray(aspect, dtype=np.float64).reshape(n), 1e-3)) / ASPECT_STEP)
-    for key in np.unique(shape):
+    for key in np.unique(shape).tolist():
         rows = np.flatnonzero(shape == key)
-        asp = float(np.exp(key * ASPECT_STEP))
-        part = lay[rows]
-        k = 0
-        for deg in angles:
-            for keep_x, keep_y in _trims(deg, np.array([asp])):
-                i00, i01, i10, i11, w00, w01, w10, w11 = _sampler(deg, float(keep_x[0]), float(keep_y[0]), asp)
-                out[rows, k] = part[:, i00] * w00 + part[:, i01] * w01 + part[:, i10] * w10 + part[:, i11] * w11
-                k += 1
+        index, weight = _tilt_sampler(int(key), tuple(angles))
+        taps = np.take(lay[rows], index, axis=1).reshape(len(rows), t, 4, SIDE * SIDE)  # (k, T, 4, 1024)
+        view = taps[:, :, 0] * weight[:, 0]
+        for q in (1, 2, 3):
+            view += taps[:, :, q] * weight[:, q]
+        out[rows] = view.reshape(len(rows), t, SIDE, SIDE)
     return out
 
 
 def tilt_codes(sig: np.ndarray, aspect: np.ndarray) -> np.ndarray:
     """(n, 2 * len(TILT_ANGLES)) full-frame codes of :func:`tilted_layouts`, each in its own
     canonical orientation, as the tilted copy's own code is made."""
-    out = np.empty((len(sig), 2 * len(TILT_ANGLES)), np.uint64)
-    whole = (Window(0, 0, SIDE, SIDE),)
-    for start in range(0, len(sig), CHUNK // 4):
-        part = tilted_layouts(sig[start : start + CHUNK // 4], aspect[start : start + CHUNK // 4])
-        k, t = part.shape[:2]
-        out[start : start + k] = window_codes(part.reshape(k * t, SIDE, SIDE), whole).reshape(k, t)
-    return out
+    return turned_tilt_codes(sig, aspect)[0]
+
+
+def turned_tilt_codes(sig: np.ndarray, aspect: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tilt_codes` and the orientation each was taken in, (n, T) uint8."""
+    n, t = len(sig), 2 * len(TILT_ANGLES)
+    out = np.empty((n, t), np.uint64)
+    turn = np.empty((n, t), np.uint8)
+    for start in range(0, n, TILT_CHUNK):
+        part = tilted_layouts(sig[start : start + TILT_CHUNK], aspect[start : start + TILT_CHUNK])
+        out[start : start + len(part)], turn[start : start + len(part)] = frame_codes(part)
+    return out, turn
+
+
+def frame_codes(layouts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, orientations) of stacks of whole layouts (..., 32, 32), each code made as a
+    full-frame code is, in its own canonical orientation."""
+    whole = dct_matrix(SIDE, 8)
+    lead = layouts.shape[:-2]
+    blocks = np.matmul(np.matmul(whole, np.asarray(layouts, np.float32).reshape(-1, SIDE, SIDE)), whole.T)
+    codes, canon = oriented_codes(blocks)
+    return codes.reshape(lead), canon.reshape(lead)
+
+
+#: layouts tilted at a time: their 12 views stay in the processor's cache (~600 kB)
+TILT_CHUNK = 64
+
+#: the search codes an image carries: one per crop window, then one per tilted frame
+SEARCH_CODES = len(WINDOWS) + 2 * len(TILT_ANGLES)
+
+
+def search_codes(sig: np.ndarray, aspect: np.ndarray) -> np.ndarray:
+    """(n, SEARCH_CODES) uint64: the codes the exact search queries besides the full frame and
+    the centre (every crop window, then every tilted frame), made by the extractor."""
+    if not len(sig):
+        return np.zeros((0, SEARCH_CODES), np.uint64)
+    return np.hstack([window_codes(sig), tilt_codes(sig, np.asarray(aspect, dtype=np.float64))])

@@ -8,13 +8,13 @@ import numpy as np
 from ..errors import CacheError
 from ..features.extract import FEATURE_VERSION, is_low_info
 from ..features.quality import COLOURFUL, QUALITY_FIELDS
-from ..features.windows import TILT_ANGLES, WINDOWS, tilt_codes, window_codes
+from ..features.windows import SEARCH_CODES
 from ..records import SearchColumns
 from ..store import CropRow, FeatureCache
 
 __all__ = ["load_search_columns", "RowAccess", "CropMemo", "member"]
 
-_SEARCH_FIELDS = ("p64", "c64", "canon", "alt_mask", "energy", "content_side", "quality", "sig", "width", "height")
+_SEARCH_FIELDS = ("p64", "c64", "canon", "alt_mask", "energy", "content_side", "quality", "windows", "width", "height")
 
 
 def load_search_columns(fc: FeatureCache) -> SearchColumns:
@@ -41,8 +41,7 @@ def load_search_columns(fc: FeatureCache) -> SearchColumns:
         parts["col"].append(c["quality"][:, colourfulness] > COLOURFUL)
         aspect = c["width"].astype(np.float64) / np.maximum(c["height"].astype(np.float64), 1.0)
         parts["asp"].append(aspect.astype(np.float32))
-        # crop windows and tilted frames; the layouts themselves are not kept
-        parts["win"].append(np.hstack([window_codes(c["sig"]), tilt_codes(c["sig"], aspect)]))
+        parts["win"].append(c["windows"])  # crop windows and tilted frames, made by the extractor
         done += k
     if done != n:
         raise CacheError("features vanished from the cache during the run; run the scan again")
@@ -52,7 +51,7 @@ def load_search_columns(fc: FeatureCache) -> SearchColumns:
 
     window_parts = parts.pop("win")
     windows = (np.concatenate(window_parts).astype(np.uint64) if window_parts
-               else np.zeros((0, len(WINDOWS) + 2 * len(TILT_ANGLES)), np.uint64))
+               else np.zeros((0, SEARCH_CODES), np.uint64))
     return SearchColumns(digests, counts, cat("p64", np.uint64), cat("c64", np.uint64), cat("ar", np.int64),
                          cat("ap", np.uint64), cat("ac", np.uint64), cat("low", bool), cat("col", bool), windows,
                          cat("asp", np.float32))

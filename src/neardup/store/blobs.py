@@ -6,13 +6,14 @@ import numpy as np
 
 from ..features.extract import FEATURE_VERSION, SIG_SIDE, FeatureBatch
 from ..features.quality import QUALITY_FIELDS
+from ..features.windows import SEARCH_CODES
 
 __all__ = ["BLOB_LAYOUT", "decode_column", "encode_blobs", "feature_rows"]
 
 #: how each feature blob decodes: dtype and shape of one row (scalars are stored as numbers)
 BLOB_LAYOUT: dict[str, tuple[str, tuple[int, ...]]] = {
     "p64": ("<u8", (8,)), "c64": ("<u8", (8,)), "d256": ("<u8", (8, 4)), "colour": ("u1", (48,)),
-    "sig": ("u1", (SIG_SIDE, SIG_SIDE)), "quality": ("<f8", (len(QUALITY_FIELDS),)),
+    "sig": ("u1", (SIG_SIDE, SIG_SIDE)), "windows": ("<u8", (SEARCH_CODES,)), "quality": ("<f8", (len(QUALITY_FIELDS),)),
 }
 
 
@@ -41,5 +42,5 @@ def feature_rows(f: FeatureBatch) -> list[tuple[object, ...]]:
         encode_blobs(f.digest, "u1"), [FEATURE_VERSION] * n, f.canon.tolist(), f.alt_mask.tolist(), f.energy.tolist(),
         f.content_side.tolist(), encode_blobs(f.p64, "<u8"), encode_blobs(f.c64, "<u8"), encode_blobs(f.quality, "<f8"),
         f.width.tolist(), f.height.tolist(), f.format, f.whash.astype(np.uint64).view(np.int64).tolist(),
-        encode_blobs(f.colour, "u1"), encode_blobs(f.d256, "<u8"), encode_blobs(f.sig, "u1"),
+        encode_blobs(f.windows, "<u8"), encode_blobs(f.colour, "u1"), encode_blobs(f.d256, "<u8"), encode_blobs(f.sig, "u1"),
     ))

@@ -129,7 +129,7 @@ class FeatureTables:
             if embeddings:
                 self.db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?,?,?)", embeddings)
             if len(features):
-                self.db.executemany("INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                self.db.executemany("INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                     feature_rows(features))
             self.db.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)",

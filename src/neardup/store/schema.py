@@ -16,7 +16,7 @@ from ..errors import CacheError
 
 __all__ = ["SCHEMA_VERSION", "SCHEMA", "default_cache_dir", "connect"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS features (
     height INTEGER NOT NULL,
     format TEXT NOT NULL,
     whash INTEGER NOT NULL,
+    windows BLOB NOT NULL,
     colour BLOB NOT NULL,
     d256 BLOB NOT NULL,
     sig BLOB NOT NULL,
