@@ -32,7 +32,7 @@ from PIL import Image
 from neardup.config import ScanOptions
 from neardup.features.extract import extract
 from neardup.features.windows import WINDOWS, tilt_codes, window_codes, window_family
-from neardup.verify.rules import crop_ncc_batch, crop_variant, framed_crop, tilt_accepted
+from neardup.verify.rules import crop_explains, crop_ncc_batch, crop_variant, framed_crop, tilt_accepted
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench"
 POOL = [BENCH / "real" / "kodak24" / "color500_ffdnet_crops", BENCH / "photos" / "pypi", BENCH / "real" / "nd_samples",
@@ -129,6 +129,9 @@ def main() -> None:
         v = crop_variant(sa, sb, pa, pb)
         ncc = crop_ncc_batch(sa, sb, v)
         passed = ncc >= bar
+        beaten = passed & ~crop_explains(sa, sb, v, ncc)  # a crop must fit better than the whole frame
+        print(f"  {edit}s at or above the bar that the whole frame fits as well: {int(beaten.sum())}")
+        passed &= ~beaten
         if edit == "tilt":
             asp_a = np.array([originals[i].width / originals[i].height for i, _ in items])
             asp_b = np.array([f.width / f.height for _, f in items])
@@ -155,7 +158,7 @@ def main() -> None:
     cand = (np.bitwise_count(win[ia] ^ full[ib, None]).min(axis=1) <= radius) | (
         np.bitwise_count(win[ib] ^ full[ia, None]).min(axis=1) <= radius)
     for x in bars:
-        over = np.flatnonzero(ncc >= x)
+        over = np.flatnonzero((ncc >= x) & crop_explains(sg[ia], sg[ib], v, ncc))
         kept = over[~framed_crop(sg[ia[over]], sg[ib[over]], v[over])] if len(over) else over
         print(f"  unrelated pairs at or above {x}: {len(over)}, of them past the frame guard {len(kept)}")
     aspect = np.array([f.width / f.height for f in feats])

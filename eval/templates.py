@@ -40,6 +40,8 @@ PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "photos" / "
 #: picture id -> the photo it shows (templates may show one photo each: two frames around one
 #: photo are not copies of each other, but both contain it; counted apart)
 photo_of: dict[str, int] = {}
+#: template number -> the share of the canvas its frame covers
+frame_share_of: dict[int, float] = {}
 
 
 def build(out: Path, *, templates: int, per: int, hubs: int, seed: int) -> dict[str, str]:
@@ -53,8 +55,10 @@ def build(out: Path, *, templates: int, per: int, hubs: int, seed: int) -> dict[
         (out / name).write_bytes(data)
         truth[name] = picture
 
+    frame_share_of.clear()
     for t in range(templates):
-        frame = make_frame(seed * 1000 + t, frame_share=float(rng.uniform(0.40, 0.92)))
+        frame_share_of[t] = float(rng.uniform(0.40, 0.92))
+        frame = make_frame(seed * 1000 + t, frame_share=frame_share_of[t])
         for k, pic in enumerate(pictures(pool, rng, per)):
             im = framed(frame, pic, label=f"{int(rng.integers(1, 9999))} likes")
             write(f"t{t:03d}_{k:02d}.jpg", jpeg_bytes(im, int(rng.integers(70, 93))), f"t{t}_{k}")
@@ -85,8 +89,15 @@ def score(result: neardup.ScanResult, truth: dict[str, str]) -> dict[str, int]:
             else:
                 false += 1
                 stages = sorted({p.stage for p in g.pairs if {Path(p.a).name, Path(p.b).name} == {x, y}})
-                print(f"  false pair {x} {y} ({', '.join(stages) or 'joined through the group'})")
-    planted = sum(1 for n in truth if n.count("_") > 1 or n.endswith("_copy.jpg"))
+                share = frame_share_of.get(int(x[1:4]), float("nan")) if x.startswith("t") else float("nan")
+                print(f"  false pair {x} {y} ({', '.join(stages) or 'joined through the group'}; frame share {share:.2f})")
+    planted_names = [n for n in truth if n.count("_") > 1 or n.endswith("_copy.jpg")]
+    planted = len(planted_names)
+    together = {frozenset((Path(x).name, Path(y).name)) for g in result.groups for x, y in combinations(g.members, 2)}
+    for n in planted_names:
+        source = next(m for m in truth if truth[m] == truth[n] and m != n)
+        if frozenset((n, source)) not in together:
+            print(f"  planted copy missed: {n} (of {source})")
     return {"false_pairs": false, "same_photo_in_two_frames": same_photo, "planted": planted, "planted_found": found,
             "candidate_pairs": int(result.stats["candidate_pairs"]), "images": len(truth)}
 

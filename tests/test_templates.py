@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import neardup
+from neardup.config import CROP_NCC
 from neardup.features.extract import extract
-from neardup.verify.rules import d256_distance
+from neardup.verify.rules import crop_explains, crop_match, d256_distance, framed_crop
 from neardup.verify.template import frame_disagreement, shared_frame
 
 from .conftest import PHOTOS
@@ -121,3 +122,26 @@ def test_different_patches_on_a_plain_layout_are_refused():
         tried += 1
         refused += bool(shared_frame(a[None].astype(np.uint8), b[None].astype(np.uint8), np.zeros(1, np.int64))[0])
     assert refused / tried >= 0.98, refused / tried
+
+
+def test_a_crop_match_must_fit_better_than_the_whole_frame():
+    # a small slot (5-8 x 10-17 cells) with different pictures in a shared textured frame: the
+    # crop test finds a near-whole placement that passes its bar, and the block guard sees too
+    # little disagreement; the whole frames fit better still, so no crop explains the pair
+    slipped = explained = 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        frame = _smooth(rng)
+        a, b = frame.copy(), frame.copy()
+        h, w = int(rng.integers(5, 9)), int(rng.integers(10, 18))
+        y, x = int(rng.integers(0, 32 - h)), int(rng.integers(0, 32 - w))
+        a[y : y + h, x : x + w] = _smooth(rng)[:h, :w]
+        b[y : y + h, x : x + w] = _smooth(rng)[:h, :w]
+        la, lb = (np.clip(v, 0, 255).astype(np.uint8)[None] for v in (a, b))
+        turn = np.zeros(1, np.int64)
+        match = crop_match(la, lb, turn)
+        if match.ncc[0] >= CROP_NCC and not framed_crop(la, lb, turn, match)[0]:
+            slipped += 1
+            explained += int(crop_explains(la, lb, turn, match.ncc)[0])
+    assert slipped >= 10, slipped  # the case exists without the rule
+    assert explained <= slipped // 10, (explained, slipped)

@@ -61,7 +61,7 @@ class CropMemo:
     """Crop-test correlations in the store, by digest pair: the dear part of verification is
     paid once per pair of contents, not once per run (verify.rules.CropCache)."""
 
-    VERSION = f"{FEATURE_VERSION}:crop-2"
+    VERSION = f"{FEATURE_VERSION}:crop-3"
 
     def __init__(self, fc: FeatureCache, cols: SearchColumns) -> None:
         self.fc, self.cols = fc, cols

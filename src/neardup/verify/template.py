@@ -43,6 +43,9 @@ MAX_REGION = 2 / 64
 CONTENT_SHARE = 0.5
 #: a block "holds content" when its grey levels spread by more than this (std, levels)
 FLAT_STD = 3.0
+#: pairs whose layouts hold content in at most this share of blocks are compared by their own
+#: levels as well as by rank (a patch on a plain background: ``tests/populations.hub``)
+SPARSE = 0.25
 
 
 def _rank_matched(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -85,7 +88,17 @@ def _compare(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flip = a.reshape(len(a), -1).std(axis=1) < b.reshape(len(b), -1).std(axis=1)
     hi = np.where(flip[:, None, None], b, a)
     lo = np.where(flip[:, None, None], a, b)
-    return _compare_one(hi, _rank_matched(hi, lo))
+    region, share = _compare_one(hi, _rank_matched(hi, lo))
+    # on a plain background the few content cells are all there is, and matching ranks maps any
+    # patch's darkest cells onto the other's: where little of either holds content, the levels
+    # are compared as they are too (a copy of such an image keeps its levels; eval/templates.py)
+    sparse = np.flatnonzero(((_blocks(a).std(axis=-1) > FLAT_STD) | (_blocks(b).std(axis=-1) > FLAT_STD))
+                            .mean(axis=(1, 2)) <= SPARSE)
+    if len(sparse):
+        raw_region, raw_share = _compare_one(a[sparse], b[sparse])
+        region[sparse] = np.maximum(region[sparse], raw_region)
+        share[sparse] = np.maximum(share[sparse], raw_share)
+    return region, share
 
 
 def _compare_one(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
