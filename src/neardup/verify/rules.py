@@ -140,6 +140,18 @@ def crop_variant(sig_a: np.ndarray, sig_b: np.ndarray, p64_a: np.ndarray, p64_b:
     p64_a, p64_b = np.asarray(p64_a, np.uint64), np.asarray(p64_b, np.uint64)
     if not len(p64_a):
         return np.zeros(0, np.int64)
+    # a few kB of distances a pair: PAIR_CHUNK pairs at a time bound them, whatever the queue holds
+    return np.concatenate([_crop_variant(sig_a[s : s + PAIR_CHUNK], sig_b[s : s + PAIR_CHUNK],
+                                         p64_a[s : s + PAIR_CHUNK], p64_b[s : s + PAIR_CHUNK])
+                           for s in range(0, len(p64_a), PAIR_CHUNK)])
+
+
+#: pairs whose orientation or tilt is worked out at a time: the tilt test holds 24 tilted
+#: layouts a pair (~100 kB), crop_variant ~10 kB of code distances a pair
+PAIR_CHUNK = 256
+
+
+def _crop_variant(sig_a: np.ndarray, sig_b: np.ndarray, p64_a: np.ndarray, p64_b: np.ndarray) -> np.ndarray:
     codes_a, turn_a = turned_window_codes(sig_a)  # (P, W): a's window turned by u
     codes_b, turn_b = turned_window_codes(sig_b)
     full = (np.bitwise_count(p64_a[:, :1] ^ p64_b), np.broadcast_to(_EIGHT, p64_b.shape))
@@ -575,6 +587,14 @@ def tilt_accepted(sig_a: np.ndarray, sig_b: np.ndarray, aspect_a: np.ndarray, as
     crop test at the same bar on the tilted layout, and the frame guard where it is placed;
     where that comes close, the same at half a step of angle either side.  ``untilted``: the
     pairs' crop-test correlations, when known (found here otherwise)."""
+    n = len(sig_a)
+    if n > PAIR_CHUNK:  # bounded memory: the tilted views are ~100 kB a pair
+        parts = [tilt_accepted(sig_a[s : s + PAIR_CHUNK], sig_b[s : s + PAIR_CHUNK], aspect_a[s : s + PAIR_CHUNK],
+                               aspect_b[s : s + PAIR_CHUNK], p64_a[s : s + PAIR_CHUNK], p64_b[s : s + PAIR_CHUNK], bar,
+                               frame_guard=frame_guard, pool=pool,
+                               untilted=None if untilted is None else untilted[s : s + PAIR_CHUNK])
+                 for s in range(0, n, PAIR_CHUNK)]
+        return np.concatenate([ok for ok, _ in parts]), np.concatenate([c for _, c in parts])
     sig_a, sig_b = np.asarray(sig_a, np.float32), np.asarray(sig_b, np.float32)
     aspect_a, aspect_b = np.asarray(aspect_a, np.float64), np.asarray(aspect_b, np.float64)
     h = tilt_views(sig_a, sig_b, aspect_a, aspect_b, p64_a, p64_b)
