@@ -45,6 +45,17 @@ def photos() -> list[Path]:
     return PHOTOS
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory):
+    """One export of EfficientNet-Lite0 for the whole session (a few seconds, needs torch)."""
+    pytest.importorskip("onnxruntime")
+    from neardup.embed.model import default_model_spec
+
+    cache = tmp_path_factory.mktemp("thorough-cache")
+    default_model_spec(cache)
+    return cache
+
+
 # -- shared corpora and helpers --------------------------------------------------------
 def bomb_png(w: int, h: int) -> bytes:
     def chunk(t: bytes, data: bytes) -> bytes:

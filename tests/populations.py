@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["Frame", "make_frame", "framed", "texture", "hub", "jpeg_bytes", "png_bytes", "copy_of", "pictures"]
+__all__ = ["Frame", "make_frame", "framed", "texture", "hub", "jpeg_bytes", "png_bytes", "copy_of", "pictures", "inset",
+           "slide"]
 
 WORDS = ("like", "share", "reply", "follow", "home", "search", "profile", "more", "news", "photo", "today",
          "friends", "post", "story", "live", "shop", "saved", "trending", "messages", "settings")
@@ -109,18 +110,68 @@ def make_frame(seed: int, *, frame_share: float | None = None) -> Frame:
     return Frame(canvas, (left, top, left + sw, top + sh), dyn, ink)  # type: ignore[arg-type]
 
 
-def framed(frame: Frame, picture: Image.Image, *, label: str = "") -> Image.Image:
-    """``picture`` shown in ``frame``'s slot (cover-fitted), with a per-image ``label``."""
+def framed(frame: Frame, picture: Image.Image, *, label: str = "", fit: str = "cover") -> Image.Image:
+    """``picture`` shown in ``frame``'s slot, with a per-image ``label``: cover-fitted (cropped
+    to the slot's shape, as feeds show photos), or with ``fit="contain"`` whole, centred in
+    the slot on the frame's background (as a post shows a photo of another shape)."""
     left, top, right, bottom = frame.slot
     pic = picture.convert("RGB")
     sw, sh = right - left, bottom - top
+    out = frame.canvas.copy()
+    if fit == "contain":
+        scale = min(sw / pic.width, sh / pic.height)
+        pic = pic.resize((max(8, round(pic.width * scale)), max(8, round(pic.height * scale))), Image.Resampling.LANCZOS)
+        out.paste(pic, (left + (sw - pic.width) // 2, top + (sh - pic.height) // 2))
+        if label:
+            ImageDraw.Draw(out).text(frame.dynamic, label, fill=frame.ink)
+        return out
     scale = max(sw / pic.width, sh / pic.height)
     pic = pic.resize((max(sw, round(pic.width * scale)), max(sh, round(pic.height * scale))), Image.Resampling.LANCZOS)
     ox, oy = (pic.width - sw) // 2, (pic.height - sh) // 2
-    out = frame.canvas.copy()
     out.paste(pic.crop((ox, oy, ox + sw, oy + sh)), (left, top))
     if label:
         ImageDraw.Draw(out).text(frame.dynamic, label, fill=frame.ink)
+    return out
+
+
+def inset(picture: Image.Image, backdrop: Image.Image | None, rng: np.random.Generator, *,
+          share: float | None = None, size: tuple[int, int] | None = None) -> Image.Image:
+    """``picture`` whole, shrunk to ``share`` of the canvas width (0.35-0.8 unless given), pasted
+    anywhere on ``backdrop`` (stretched to the canvas) or on a plain light canvas: a collage, a
+    photo in a document, a picture-in-picture."""
+    pic = picture.convert("RGB")
+    w, h = size or pic.size
+    canvas = (backdrop.convert("RGB").resize((w, h), Image.Resampling.BILINEAR) if backdrop is not None
+              else Image.new("RGB", (w, h), tuple(int(v) for v in rng.integers(200, 256, 3))))  # type: ignore[arg-type]
+    s = share if share is not None else float(rng.uniform(0.35, 0.8))
+    pw = max(8, int(w * s))
+    ph = max(8, min(h - 2, int(pw * pic.height / pic.width)))
+    pw = max(8, int(ph * pic.width / pic.height))
+    small = pic.resize((pw, ph), Image.Resampling.LANCZOS)
+    canvas.paste(small, (int(rng.integers(0, w - pw + 1)), int(rng.integers(0, h - ph + 1))))
+    return canvas
+
+
+def slide(picture: Image.Image, rng: np.random.Generator, *, size: tuple[int, int] = (1024, 576)) -> Image.Image:
+    """``picture`` whole on a presentation slide: a title bar, bullet lines beside it, the
+    picture at 40-60% of the slide's width."""
+    w, h = size
+    bg = tuple(int(v) for v in rng.integers(225, 256, 3))
+    out = Image.new("RGB", (w, h), bg)  # type: ignore[arg-type]
+    d = ImageDraw.Draw(out)
+    bar = int(h * 0.15)
+    d.rectangle((0, 0, w, bar), fill=tuple(int(v) for v in rng.integers(0, 120, 3)))  # type: ignore[arg-type]
+    d.text((int(w * 0.05), bar // 3), " ".join(str(rng.choice(WORDS)) for _ in range(3)).upper(), fill=(255, 255, 255))
+    pic = picture.convert("RGB")
+    pw = int(w * rng.uniform(0.4, 0.6))
+    ph = min(h - bar - 20, int(pw * pic.height / pic.width))
+    pw = int(ph * pic.width / pic.height)
+    left = bool(rng.random() < 0.5)
+    x = int(w * 0.04) if left else w - pw - int(w * 0.04)
+    out.paste(pic.resize((pw, ph), Image.Resampling.LANCZOS), (x, bar + (h - bar - ph) // 2))
+    tx = x + pw + 20 if left else int(w * 0.05)
+    for k in range(int(rng.integers(3, 6))):
+        d.text((tx, bar + 30 + 40 * k), "- " + " ".join(str(rng.choice(WORDS)) for _ in range(4)), fill=(40, 40, 40))
     return out
 
 

@@ -21,14 +21,6 @@ DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory):
-    """One export of EfficientNet-Lite0 for the whole session (a few seconds, needs torch)."""
-    cache = tmp_path_factory.mktemp("thorough-cache")
-    default_model_spec(cache)
-    return cache
-
-
-@pytest.fixture(scope="session")
 def embedder(model_cache):
     return Embedder(default_model_spec(model_cache))
 

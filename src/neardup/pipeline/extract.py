@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from ..embed.model import Embedder
+from ..embed.model import Embedder, Views
 from ..errors import DecodeError
 from ..features.decode import WORK_SIDE, Decoded, decode
 from ..features.extract import FeatureBatch, canonical_rgb, digest_bytes, features_batch
@@ -62,6 +62,8 @@ class Chunk:
     outcomes: list[Outcome]
     features: FeatureBatch
     embeddings: np.ndarray | None = None  # (len(features), d) float16
+    contained: np.ndarray | None = None  # (len(features), d) float16: contained views (embed/regions.py)
+    regions: np.ndarray | None = None  # (len(features), R, d) uint8: regional vectors
 
     @classmethod
     def of(cls, outcomes: list[Outcome]) -> Chunk:
@@ -263,8 +265,8 @@ class Worker:
             feats = features_batch(decs, [o.digest for o in fresh])  # type: ignore[misc]
         except Exception:  # noqa: BLE001 - a bug in the batch must cost the images that cause it: one at a time
             return self._one_by_one(outs, decs)
-        emb = self._embed(decs) if self.embedder is not None else None
-        return Chunk(outs, feats, emb)
+        views = self._embed(decs) if self.embedder is not None else None
+        return _chunk(outs, feats, views)
 
     def _cached(self, digest: bytes) -> bool:
         return self.reader is not None and self.reader.has(digest, self.model_id)
@@ -317,18 +319,27 @@ class Worker:
                 continue
             keep.append(o)
             good.append(d)
-        emb = self._embed(good) if self.embedder is not None else None
-        return Chunk(keep, FeatureBatch.concat(parts), emb)
+        views = self._embed(good) if self.embedder is not None else None
+        return _chunk(keep, FeatureBatch.concat(parts), views)
 
-    def _embed(self, decs: list[Decoded]) -> np.ndarray:
-        """Embeddings of the views, small inference batches (the runtime's peak memory grows with
-        the batch, the speed hardly); the views are dropped right after."""
+    def _embed(self, decs: list[Decoded]) -> Views:
+        """Embeddings of the views (and the contained views and regions of a regional model), in
+        small inference batches (the runtime's peak memory grows with the batch, the speed
+        hardly); the views are dropped right after."""
         assert self.embedder is not None
-        views = [canonical_rgb(d, 0) for d in decs]
-        vecs = [e for s in range(0, len(views), 8) for e in self.embedder.embed(views[s : s + 8])]
-        if not vecs:
-            return np.zeros((0, 0), np.float16)
-        return np.stack(vecs).astype(np.float16)
+        images = [canonical_rgb(d, 0) for d in decs]
+        parts = [self.embedder.embed_views(images[s : s + 8]) for s in range(0, len(images), 8)]
+        if not parts:
+            return Views(np.zeros((0, 0), np.float16))
+        return Views(np.concatenate([p.global_ for p in parts]),
+                     None if parts[0].contained is None else np.concatenate([p.contained for p in parts]),
+                     None if parts[0].regions is None else np.concatenate([p.regions for p in parts]))
+
+
+def _chunk(outs: list[Outcome], feats: FeatureBatch, views: Views | None) -> Chunk:
+    if views is None:
+        return Chunk(outs, feats)
+    return Chunk(outs, feats, views.global_, views.contained, views.regions)
 
 
 T = TypeVar("T")
@@ -519,8 +530,12 @@ def _isolated(items: list[Item], max_pixels: int, init: WorkerInit) -> Iterator[
 def _merge(chunks: list[Chunk]) -> Chunk:
     outs = [o for c in chunks for o in c.outcomes]
     embs = [c.embeddings for c in chunks if c.embeddings is not None and len(c.embeddings)]
+    contained = [c.contained for c in chunks if c.contained is not None and len(c.contained)]
+    regions = [c.regions for c in chunks if c.regions is not None and len(c.regions)]
     return Chunk(outs, FeatureBatch.concat([c.features for c in chunks if len(c.features)]),
-                 np.concatenate(embs) if embs else None)
+                 np.concatenate(embs) if embs else None,
+                 np.concatenate(contained) if contained and len(contained) == len(embs) else None,
+                 np.concatenate(regions) if regions and len(regions) == len(embs) else None)
 
 
 def _isolated_one(item: Item, max_pixels: int, init: WorkerInit, send: object) -> None:

@@ -7,7 +7,7 @@ then splits each component into chain-free groups around its keeper (group/union
 from __future__ import annotations
 
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,7 +16,7 @@ from ..group.explain import GroupFacts, evidence_dict, make_group
 from ..group.files import FileFacts, file_preference, root_index
 from ..group.settle import MemberFacts, settle_keepers
 from ..group.unionfind import UnionFind, guarded_groups
-from ..records import PairEvidence, SearchColumns, Stage
+from ..records import EXTRA_FIELDS, PairEvidence, SearchColumns, Stage, no_extra
 from ..results import Group
 from ..sources import is_remote, read_bytes
 from ..store import FeatureCache
@@ -69,6 +69,17 @@ def _components(pairs: PairEvidence) -> list[list[int]]:
     return [[int(nodes[i]) for i in c] for c in uf.components().values()]
 
 
+def _containers(pairs: PairEvidence) -> dict[int, int]:
+    """Rows that hold another row whole inside a larger frame (``contains`` pairs) -> that row."""
+    p = pairs.pairs
+    sign = pairs.extra[:, EXTRA_FIELDS.index("container")]
+    out: dict[int, int] = {}
+    for k in np.flatnonzero((p.stage == Stage.CONTAINS) & np.isfinite(sign)).tolist():
+        holder, held = (int(p.a[k]), int(p.b[k])) if sign[k] > 0 else (int(p.b[k]), int(p.a[k]))
+        out[holder] = held
+    return out
+
+
 def _group_facts(rows: list[int], fc: FeatureCache, cols: SearchColumns, paths: list[str]
                  ) -> tuple[MemberFacts, GroupFacts]:
     by_digest = fc.run_files([cols.digest(r) for r in rows])
@@ -107,11 +118,13 @@ def group_pairs(pairs: PairEvidence, cols: SearchColumns, fc: FeatureCache, acce
     member_rows = sorted({r for c in comps for r in c})
     dup_rows = np.flatnonzero(cols.counts > 1).tolist()
     member, facts = _group_facts(sorted(set(member_rows) | set(dup_rows)), fc, cols, paths)
+    containers = _containers(pairs)
+    member = replace(member, containers=containers)
     settled = settle_keepers(comps, member, memo=fc, read=read_bytes, threads=threads, max_pixels=max_pixels,
                              order_key=lambda r: file_preference(facts.files[r][0]))
     out.measured = settled.measured
     facts = GroupFacts(facts.files, facts.images, settled.quality, facts.digest, facts.roots, settled.encoding,
-                       settled.resaved, settled.consensus, settled.older)
+                       settled.resaved, settled.consensus, settled.older, containers)
     guard = _Guard(pairs, access, params, apart, thorough, settled.scores, facts, strong=params.strong_threshold)
     for comp in comps:
         for keeper, rows_in, attach in guarded_groups(comp, guard.edges, guard.rank, guard.verify_pair, apart):
@@ -141,11 +154,14 @@ class _Guard:
             self.edges.setdefault(x, {})[y] = (strong_edge[k], k)
             self.edges.setdefault(y, {})[x] = (strong_edge[k], k)
 
+    def paths(self, a: int, b: int) -> tuple[str, str]:
+        return self.facts.files[a][0].path, self.facts.files[b][0].path
+
     def evidence(self, ev: object) -> dict[str, object]:
         if isinstance(ev, int):
             p = self.pairs.pairs
             return evidence_dict(int(p.stage[ev]), int(p.d256[ev]), int(p.p64[ev]), float(p.colour[ev]),
-                                 float(p.ncc[ev]), self.pairs.extra[ev])
+                                 float(p.ncc[ev]), self.pairs.extra[ev], paths=self.paths(int(p.a[ev]), int(p.b[ev])))
         return ev  # type: ignore[return-value]
 
     def rank(self, r: int) -> tuple[float, tuple[int, int, int, int, str]]:
@@ -158,7 +174,7 @@ class _Guard:
         ver = verify_batch(np.array([a]), np.array([b]), np.array([-1]), fetch=self.access.fetch,
                            flags=self.access.flags, params=self.params, load_sigs=self.access.load_sigs,
                            crop_cache=self.access.crops)
-        extra = np.full(3, np.nan, np.float32)
+        extra = no_extra(1)[0]
         if not len(ver) and self.thorough is not None:
             got = self.thorough.verify_one(a, b)
             if got is None:
@@ -166,4 +182,5 @@ class _Guard:
             ver, extra = got
         if not len(ver):
             return None
-        return evidence_dict(int(ver.stage[0]), int(ver.d256[0]), -1, float(ver.colour[0]), float(ver.ncc[0]), extra)
+        return evidence_dict(int(ver.stage[0]), int(ver.d256[0]), -1, float(ver.colour[0]), float(ver.ncc[0]), extra,
+                             paths=self.paths(a, b))

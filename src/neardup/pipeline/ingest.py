@@ -65,7 +65,7 @@ def ingest(paths: list[str], fc: FeatureCache, opts: ScanOptions, spec: ModelSpe
     streak = 0
     with closing(outcomes):  # an error below still shuts the workers down
         for chunk in outcomes:
-            _store(fc, chunk, model_id)
+            _store(fc, chunk, spec)
             got.read += sum(o.error_stage != "read" for o in chunk.outcomes)
             for o in chunk.outcomes:
                 streak = streak + 1 if o.error_reason == "unreachable" else 0
@@ -105,12 +105,18 @@ def _misses(paths: list[str], fc: FeatureCache, opts: ScanOptions, model_id: str
         progress("extract", len(known), listed_total())
 
 
-def _store(fc: FeatureCache, chunk: Chunk, model_id: str | None) -> None:
-    """One chunk's file records, features, embeddings and run rows, in one transaction."""
+def _store(fc: FeatureCache, chunk: Chunk, spec: ModelSpec | None) -> None:
+    """One chunk's file records, features, embeddings (and contained views and regions, for a
+    regional model) and run rows, in one transaction."""
     outs, emb = chunk.outcomes, chunk.embeddings
-    embeddings = ([EmbeddingRow(d.tobytes(), model_id, emb[k].astype("<f2").tobytes())
-                   for k, d in enumerate(chunk.features.digest)]
-                  if emb is not None and model_id is not None and len(emb) else [])
+    embeddings: list[EmbeddingRow] = []
+    if emb is not None and spec is not None and len(emb):
+        digests = [d.tobytes() for d in chunk.features.digest]
+        embeddings = [EmbeddingRow(d, spec.model_id, emb[k].astype("<f2").tobytes()) for k, d in enumerate(digests)]
+        if chunk.contained is not None and chunk.regions is not None:
+            embeddings += [EmbeddingRow(d, spec.contained_id, chunk.contained[k].astype("<f2").tobytes())
+                           for k, d in enumerate(digests)]
+            embeddings += [EmbeddingRow(d, spec.regions_id, chunk.regions[k].tobytes()) for k, d in enumerate(digests)]
     fc.put_batch(
         [FileRow(o.path, o.size, o.mtime_ns, o.digest, o.error_stage, o.error_reason, o.error, o.etag)
          for o in outs if o.cacheable],

@@ -95,7 +95,8 @@ def scan_stats(ingested: Ingested, cols: SearchColumns, found: Found, grouped: G
         "candidate_hits": found.hits,  # what it found, counting a pair once per code that found it
         "searched_contents": found.searched,
         "reused_pairs": found.reused,
-        **({"embedding_pairs": thorough.n_candidates, "local_checks": thorough.n_local} if thorough else {}),
+        **({"embedding_pairs": thorough.n_candidates, "contains_pairs": thorough.n_contains,
+            "local_checks": thorough.n_local} if thorough else {}),
         "verified_pairs": grouped.verified_pairs,
         "detail_checks": grouped.measured,
         "groups": len(groups),

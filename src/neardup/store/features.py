@@ -157,8 +157,8 @@ class FeatureTables:
             raise CacheError("features vanished from the cache during the run; run the scan again")
         return {f: decode_column(f, v) for f, v in raw.items()}
 
-    def fetch_embeddings(self, digests: Sequence[bytes], model: str) -> np.ndarray:
-        """(n, d) float16 embeddings for distinct, sorted ``digests``, in that order."""
+    def fetch_embeddings(self, digests: Sequence[bytes], model: str, dtype: str = "<f2") -> np.ndarray:
+        """(n, d) embeddings (float16, or ``dtype``) for distinct, sorted ``digests``, in that order."""
         blobs: list[bytes] = []
         for s in range(0, len(digests), 900):
             chunk = list(digests[s : s + 900])
@@ -169,8 +169,8 @@ class FeatureTables:
                 raise CacheError("embeddings vanished from the cache during the run; run the scan again")
             blobs.extend(r[1] for r in rows)
         if not blobs:
-            return np.zeros((0, 0), np.float16)
-        return np.frombuffer(b"".join(blobs), "<f2").reshape(len(blobs), -1)
+            return np.zeros((0, 0), dtype)
+        return np.frombuffer(b"".join(blobs), dtype).reshape(len(blobs), -1)
 
     def load_signatures(self, digests: Sequence[bytes]) -> np.ndarray:
         """(n, SIG_SIDE, SIG_SIDE) uint8 layout signatures for ``digests``."""

@@ -117,6 +117,15 @@ class RunTables:
         while rows := cur.fetchmany(chunk):
             yield np.frombuffer(b"".join(r[0] for r in rows), "<f2").reshape(len(rows), -1)
 
+    def iter_run_blobs(self, model: str, *, chunk: int = 4096) -> Iterator[list[bytes | None]]:
+        """This run's stored vectors by ``model`` in digest (= row) order, a chunk at a time, as
+        raw bytes (None for a content without one)."""
+        cur = self.db.execute(
+            "SELECT e.vec FROM (SELECT DISTINCT digest FROM temp.run) r "
+            "LEFT JOIN embeddings e ON e.digest = r.digest AND e.model = ? ORDER BY r.digest", (model,))
+        while rows := cur.fetchmany(chunk):
+            yield [None if r[0] is None else bytes(r[0]) for r in rows]
+
     # -- the last finished run over the same roots: an incremental run searches only what is new
     def previous_run(self, key: str) -> np.ndarray | None:
         """The sorted contents (k, 16) of the last run saved under ``key``, or None."""

@@ -21,7 +21,7 @@ Per image, the keypoints, descriptors and the thumbnail are computed once (from 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,9 +29,10 @@ import numpy as np
 from ..errors import UsageError
 from .template import overlap_framed
 
-__all__ = ["LOCAL_VERSION", "LOCAL_SIDE", "LocalFeatures", "LocalParams", "local_features", "match_pair"]
+__all__ = ["LOCAL_VERSION", "LOCAL_SIDE", "LocalFeatures", "LocalParams", "LocalEvidence", "Containment", "local_features",
+           "match_pair", "match_inset", "containment", "seam", "seam_sides"]
 
-LOCAL_VERSION = "orb500-mirror-thumb256-4"
+LOCAL_VERSION = "orb500-grid4-mirror-thumb256-5"
 LOCAL_SIDE = 512
 THUMB_SIDE = 256
 
@@ -56,18 +57,27 @@ class LocalFeatures:
     mdesc: np.ndarray
     size: tuple[int, int]  # (w, h) of the image the points refer to
     thumb: np.ndarray  # (th, tw) uint8 grey, upright, long side THUMB_SIDE
+    frame: tuple[int, int] = (0, 0)  # (w, h) of the view before its borders were trimmed (0: not known)
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
         np.savez(buf, points=self.points, desc=self.desc, mpoints=self.mpoints, mdesc=self.mdesc,
-                 size=np.array(self.size), thumb=self.thumb)
+                 size=np.array(self.size), thumb=self.thumb, frame=np.array(self.frame))
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LocalFeatures:
         z = np.load(io.BytesIO(data))
         w, h = (int(v) for v in z["size"])
-        return cls(z["points"], z["desc"], z["mpoints"], z["mdesc"], (w, h), z["thumb"])
+        fw, fh = (int(v) for v in z["frame"])
+        return cls(z["points"], z["desc"], z["mpoints"], z["mdesc"], (w, h), z["thumb"], (fw, fh))
+
+    def content_size(self, native: tuple[int, int]) -> tuple[float, float]:
+        """The size, in the file's own pixels, of what these features show: the image of
+        ``native`` (width, height) less the borders trimmed from the view."""
+        if not self.frame[0] or not self.frame[1]:
+            return float(native[0]), float(native[1])
+        return native[0] * self.size[0] / self.frame[0], native[1] * self.size[1] / self.frame[1]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,18 +88,60 @@ class LocalParams:
     aligned_ncc: float = 0.80  # worst tile correlation of the aligned overlap
     detail_ncc: float = 0.85  # median tile correlation of the high-passed views (fine detail)
     min_cover: float = 0.5  # share of the smaller image that the overlap must cover
+    # a match where one view holds the other whole is "contains" when the other covers at most
+    # this share of its frame (something else is around it) ...
+    contains_footprint: float = 0.9
+    # the fine-detail bar of a picture aligned by its placement inside a container
+    # (:func:`match_inset`): shrinking it and the container's own encoding take its finest detail
+    # (CC0 pictures in insets and slides, tests/test_contains.py: 0.47-0.98); other shots of a
+    # scene or an object fail the worst tile there already (0.5 at most, against 0.8)
+    placed_detail: float = 0.6
+    # ... and its outline is a seam (verify.local.seam) that no crop's outline makes: crops
+    # reach about 1.5 where a side follows an edge of the photo, bars, frames and rotated
+    # canvases 3 and more (eval/contains.py) ...
+    contains_seam: float = 2.5
+    # ... or a seam a crop rarely makes, around a picture that was shrunk to be placed: it has
+    # this many times the pixels its outline covers in the container (a crop has as many)
+    shrunk_seam: float = 1.45
+    shrunk: float = 1.3
     max_scale: float = 8.0  # the homography may scale by at most this (area ratio squared)
 
 
-def local_features(rgb: np.ndarray, *, n_features: int = 500) -> LocalFeatures:
-    """ORB keypoints and a grey thumbnail of an upright RGB image (long side <= LOCAL_SIDE)."""
+#: keypoints are spread over a GRID x GRID cut of the image, each cell keeping its strongest
+#: share first: text, icons and other hard corners in one part of an image (a slide's bullet
+#: lines, an app's buttons) would otherwise take the whole budget from a picture shown beside them
+GRID = 4
+
+
+def _spread(kps: list[Any], w: int, h: int, n: int) -> list[Any]:
+    """Up to ``n`` of ``kps``: the strongest n / GRID**2 of each grid cell, then the strongest of
+    the rest."""
+    if len(kps) <= n:
+        return kps
+    cell = [min(GRID - 1, int(k.pt[1] * GRID / h)) * GRID + min(GRID - 1, int(k.pt[0] * GRID / w)) for k in kps]
+    order = sorted(range(len(kps)), key=lambda i: -kps[i].response)
+    quota, taken, chosen, rest = n // (GRID * GRID), [0] * (GRID * GRID), [], []
+    for i in order:
+        if taken[cell[i]] < quota:
+            taken[cell[i]] += 1
+            chosen.append(i)
+        else:
+            rest.append(i)
+    chosen += rest[: n - len(chosen)]
+    return [kps[i] for i in chosen]
+
+
+def local_features(rgb: np.ndarray, *, n_features: int = 500, frame: tuple[int, int] = (0, 0)) -> LocalFeatures:
+    """ORB keypoints (spread over the image, :func:`_spread`) and a grey thumbnail of an upright
+    RGB image (long side <= LOCAL_SIDE); ``frame``: its (w, h) before borders were trimmed."""
     cv2 = _cv2()
     gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     h, w = gray.shape
-    orb = cv2.ORB_create(nfeatures=n_features, fastThreshold=10)
+    orb = cv2.ORB_create(nfeatures=3 * n_features, fastThreshold=10)
 
     def detect(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        kps, desc = orb.detectAndCompute(np.ascontiguousarray(g), None)
+        g = np.ascontiguousarray(g)
+        kps, desc = orb.compute(g, _spread(list(orb.detect(g, None)), w, h, n_features))
         pts = np.array([k.pt for k in kps], dtype=np.float32).reshape(-1, 2)
         return pts, (desc if desc is not None else np.zeros((0, 32), np.uint8))
 
@@ -98,7 +150,16 @@ def local_features(rgb: np.ndarray, *, n_features: int = 500) -> LocalFeatures:
     s = THUMB_SIDE / max(h, w)
     tw, th = max(8, round(w * s)), max(8, round(h * s))
     thumb = cv2.resize(gray, (tw, th), interpolation=cv2.INTER_AREA)
-    return LocalFeatures(pts, desc, mpts, mdesc, (w, h), thumb)
+    return LocalFeatures(pts, desc, mpts, mdesc, (w, h), thumb, frame)
+
+
+@dataclass(frozen=True, slots=True)
+class Containment:
+    """Whether one view of an aligned pair shows the other whole, inside a larger frame."""
+
+    inside: int = 0  # +1: b's whole frame lies inside a's; -1: a's inside b's; 0: neither
+    footprint: float = float("nan")  # the share of the container's frame the other covers
+    seam: float = float("nan")  # how much sharper the container is across that outline than beside it
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +170,35 @@ class LocalEvidence:
     cover: float
     detail: float = float("nan")  # median tile correlation of their fine detail (high-pass)
     framed: bool = False  # the aligned views disagree where the pictures are (verify/template.py)
+    containment: Containment = Containment()
+    placed: bool = False  # aligned by the layout's placement of one inside the other (:func:`match_inset`)
 
     def accepted(self, p: LocalParams) -> bool:
-        return (self.inliers >= p.min_inliers and self.ncc >= p.aligned_ncc and self.cover >= p.min_cover
-                and self.detail >= p.detail_ncc and not self.framed)
+        return ((self.inliers >= p.min_inliers or self.placed) and self.ncc >= p.aligned_ncc
+                and self.cover >= p.min_cover and self.detail >= (p.placed_detail if self.placed else p.detail_ncc)
+                and not self.framed)
+
+    def contains(self, p: LocalParams, size_a: tuple[float, float], size_b: tuple[float, float]) -> int:
+        """+1 when a holds b whole inside a larger frame, -1 when b holds a, 0 otherwise (an
+        accepted match only): a picture pasted into a frame, onto a canvas or another photo,
+        with bars or corners added, not a crop (whose surround is its own photo going on).
+        ``size_a``, ``size_b``: what the views show, in the files' own pixels
+        (:meth:`LocalFeatures.content_size`), for how much the held one was shrunk."""
+        c = self.containment
+        if not self.accepted(p) or not c.inside or not c.footprint <= p.contains_footprint:
+            return 0
+        if c.seam >= p.contains_seam or (c.seam >= p.shrunk_seam and self.shrunk(size_a, size_b) >= p.shrunk):
+            return c.inside
+        return 0
+
+    def shrunk(self, size_a: tuple[float, float], size_b: tuple[float, float]) -> float:
+        """How many times the pixels its outline covers in the container the held view has (nan
+        when neither holds the other): a picture shrunk to be placed has more, a crop as many."""
+        c = self.containment
+        if not c.inside:
+            return float("nan")
+        (w_out, h_out), (w_in, h_in) = (size_a, size_b) if c.inside > 0 else (size_b, size_a)
+        return w_in * h_in / max(1.0, c.footprint * w_out * h_out)
 
 
 def match_pair(fa: LocalFeatures, fb: LocalFeatures, params: LocalParams, *, mirror: bool = True) -> LocalEvidence:
@@ -146,14 +232,22 @@ def _match(fa: LocalFeatures, bpoints: np.ndarray, bdesc: np.ndarray, bthumb: np
     # the homography in thumbnail coordinates: thumb_a <- a <- b <- thumb_b
     sa = _scale(fa.thumb.shape[1] / fa.size[0], fa.thumb.shape[0] / fa.size[1])
     sb = np.linalg.inv(_scale(bthumb.shape[1] / bsize[0], bthumb.shape[0] / bsize[1]))
-    Ht = sa @ H @ sb
+    found, Ht = _aligned(fa.thumb, bthumb, sa @ H @ sb, params, matches=len(good), inliers=inl)
+    return replace(found, containment=containment(Ht, fa.thumb, bthumb)) if found.accepted(params) else found
+
+
+def _aligned(athumb: np.ndarray, bthumb: np.ndarray, Ht: np.ndarray, params: LocalParams, *, matches: int = 0,
+             inliers: int = 0, placed: bool = False) -> tuple[LocalEvidence, np.ndarray]:
+    """Compare two thumbnails aligned by ``Ht`` (b's thumbnail pixels to a's), refined by ECC:
+    worst tile correlation, fine detail, the frame guard; and the refined ``Ht``."""
+    cv2 = _cv2()
     # compare in the frame of whichever view holds the content at the lower resolution, the
     # other one low-passed to match: an inset or a zoomed-out tilt is not penalised for blur
     scale = float(np.sqrt(abs(np.linalg.det(Ht[:2, :2]))))
     if scale > 1.0:
-        src, dst, M, f = fa.thumb, bthumb, np.linalg.inv(Ht), scale
+        src, dst, M, f = athumb, bthumb, np.linalg.inv(Ht), scale
     else:
-        src, dst, M, f = bthumb, fa.thumb, Ht, 1.0 / scale
+        src, dst, M, f = bthumb, athumb, Ht, 1.0 / scale
     src32 = src.astype(np.float32)
     if f > 1.05:
         sigma = 0.5 * float(np.sqrt(f * f - 1.0))
@@ -169,30 +263,169 @@ def _match(fa: LocalFeatures, bpoints: np.ndarray, bdesc: np.ndarray, bthumb: np
         area_src = src.size * abs(float(np.linalg.det(M[:2, :2])))
         return warped, m, float(m.sum()) / max(1.0, min(float(dst.size), area_src))
 
+    def b_to_a(M: np.ndarray) -> np.ndarray:
+        return np.linalg.inv(M) if scale > 1.0 else M
+
     warped, m, cover = aligned(M)
     if m.sum() < 64:
-        return LocalEvidence(len(good), inl, float("nan"), min(cover, 1.0))
+        return LocalEvidence(matches, inliers, float("nan"), min(cover, 1.0), placed=placed), Ht
     rough = _ncc(d32[m], warped[m])
-    if rough < params.aligned_ncc - 0.3 or cover < params.min_cover:
-        return LocalEvidence(len(good), inl, rough, min(cover, 1.0))  # far off: no refinement will save it
-    try:  # sub-pixel refinement of the keypoint homography on the views themselves
+    if rough < params.aligned_ncc - 0.3 or cover < params.min_cover:  # far off: no refinement will save it
+        return LocalEvidence(matches, inliers, rough, min(cover, 1.0), placed=placed), Ht
+    try:  # sub-pixel refinement of the homography on the views themselves
         Mi = np.linalg.inv(M)
         Mi = (Mi / Mi[2, 2]).astype(np.float32)  # maps dst to src, as ECC wants
         _, Mi = cv2.findTransformECC(d32, src32, Mi, cv2.MOTION_HOMOGRAPHY,
                                      (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4), None, 1)
-        warped, m, cover = aligned(np.linalg.inv(Mi))
+        M = np.linalg.inv(Mi)
+        warped, m, cover = aligned(M)
     except (cv2.error, np.linalg.LinAlgError):
-        pass  # keep the keypoint homography
+        pass  # keep the first homography
     if m.sum() < 64:
-        return LocalEvidence(len(good), inl, float("nan"), min(cover, 1.0))
+        return LocalEvidence(matches, inliers, float("nan"), min(cover, 1.0), placed=placed), b_to_a(M)
     worst, _ = _tile_ncc(d32, warped, m, flat=4.0)
     # fine detail: the same pixels share their texture and noise, another shot does not
     _, detail = _tile_ncc(_band(cv2, d32), _band(cv2, warped), m, flat=1.0)
-    found = LocalEvidence(len(good), inl, worst, min(cover, 1.0), detail)
+    found = LocalEvidence(matches, inliers, worst, min(cover, 1.0), detail, placed=placed)
     if not found.accepted(params):  # the guard is asked only of a match that would stand
-        return found
+        return found, b_to_a(M)
     framed = overlap_framed(cv2.GaussianBlur(d32, (0, 0), 2.0), cv2.GaussianBlur(warped, (0, 0), 2.0), m)
-    return LocalEvidence(len(good), inl, worst, min(cover, 1.0), detail, framed)
+    return replace(found, framed=framed), b_to_a(M)
+
+
+#: scales tried around the layout's placement of a picture inside another (:func:`match_inset`):
+#: the layout places it to a cell of 32, about 3% of the frame
+INSET_SCALES = (0.88, 0.92, 0.96, 1.0, 1.04, 1.08, 1.12)
+
+
+def match_inset(outer: LocalFeatures, inner: LocalFeatures, box: tuple[float, float, float, float],
+                params: LocalParams) -> LocalEvidence:
+    """The local check of a picture shown whole inside another, aligned without keypoints: a
+    picture shrunk to a third of a frame keeps few of a 512-pixel image's corners (a slide's
+    text, an app's icons take them).  ``box`` (left, top, right, bottom, shares of ``outer``'s
+    frame) is where the layouts placed ``inner`` (verify/inset.py); its thumbnail, resized to a
+    few scales about the box, is matched at every offset near it, and the best placement is
+    refined and compared as :func:`match_pair` compares views (ECC, worst tile, fine detail,
+    frame guard).  Containment is reported from ``outer``'s side (``inside = +1``)."""
+    cv2 = _cv2()
+    big = outer.thumb.astype(np.float32)
+    h, w = big.shape
+    ih, iw = inner.thumb.shape
+    left, top, right, bottom = box
+    cx, cy, bw, bh = (left + right) / 2 * w, (top + bottom) / 2 * h, (right - left) * w, (bottom - top) * h
+    margin = int(0.08 * max(w, h)) + 2
+    best: tuple[float, int, int, int, int] | None = None
+    for s in INSET_SCALES:
+        tw, th = round(bw * s), round(bh * s)
+        if tw < 16 or th < 16 or tw > w or th > h:
+            continue
+        tmpl = cv2.resize(inner.thumb, (tw, th), interpolation=cv2.INTER_AREA).astype(np.float32)
+        x0, y0 = max(0, int(cx - tw / 2) - margin), max(0, int(cy - th / 2) - margin)
+        x1, y1 = min(w, int(cx + tw / 2) + margin), min(h, int(cy + th / 2) + margin)
+        if x1 - x0 < tw or y1 - y0 < th or tmpl.std() < 1.0:
+            continue
+        res = cv2.matchTemplate(big[y0:y1, x0:x1], tmpl, cv2.TM_CCOEFF_NORMED)
+        _, score, _, (mx, my) = cv2.minMaxLoc(res)
+        if best is None or score > best[0]:
+            best = (float(score), x0 + mx, y0 + my, tw, th)
+    if best is None or best[0] < params.aligned_ncc - 0.3:
+        return LocalEvidence(0, 0, float("nan") if best is None else best[0], 0.0, placed=True)
+    _, x, y, tw, th = best
+    # inner's thumbnail pixels -> outer's (pixel centres aligned)
+    Ht = np.array([[tw / iw, 0.0, x + 0.5 * tw / iw - 0.5], [0.0, th / ih, y + 0.5 * th / ih - 0.5], [0.0, 0.0, 1.0]])
+    found, Ht = _aligned(outer.thumb, inner.thumb, Ht, params, placed=True)
+    if not found.accepted(params):
+        return found
+    held = containment(Ht, outer.thumb, inner.thumb)
+    return replace(found, containment=held if held.inside == 1 else Containment(1, tw * th / float(w * h)))
+
+
+#: a view's corners may fall this far (a share of the container's longer side) outside the
+#: container's frame and still count as inside: the homography's error at the corners
+CORNER_SLACK = 0.03
+
+
+def containment(Ht: np.ndarray, thumb_a: np.ndarray, thumb_b: np.ndarray) -> Containment:
+    """Which view, if either, holds the other whole (``Ht`` maps b's thumbnail pixels to a's),
+    how much of its frame that covers, and the seam along the outline (:func:`seam`): a picture
+    pasted into a frame, a canvas or onto another photo leaves one, a crop does not (its
+    surround is the same photo going on)."""
+    cv2 = _cv2()
+    for sign, M, inner, outer in ((1, Ht, thumb_b, thumb_a), (-1, None, thumb_a, thumb_b)):
+        if M is None:
+            try:
+                M = np.linalg.inv(Ht)
+            except np.linalg.LinAlgError:
+                break
+        (h_in, w_in), (h_out, w_out) = inner.shape, outer.shape
+        corners = np.array([[[-0.5, -0.5], [w_in - 0.5, -0.5], [w_in - 0.5, h_in - 0.5], [-0.5, h_in - 0.5]]], np.float64)
+        outline = cv2.perspectiveTransform(corners, np.asarray(M, np.float64))[0]
+        slack = CORNER_SLACK * max(w_out, h_out)
+        if (outline[:, 0].min() < -0.5 - slack or outline[:, 0].max() > w_out - 0.5 + slack
+                or outline[:, 1].min() < -0.5 - slack or outline[:, 1].max() > h_out - 0.5 + slack):
+            continue
+        x, y = outline[:, 0], outline[:, 1]
+        area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+        return Containment(sign, min(1.0, area / float(w_out * h_out)), seam(outer, outline))
+    return Containment()
+
+
+#: pixels (of the grey thumbnail) between the samples taken across and beside an outline
+SEAM_STEP = 1.5
+
+
+def seam(thumb: np.ndarray, outline: np.ndarray) -> float:
+    """The median of :func:`seam_sides` over the sides that say something; nan when fewer than
+    two do."""
+    sides = [r for r in seam_sides(thumb, outline) if not np.isnan(r)]
+    return float(np.median(sides)) if len(sides) >= 2 else float("nan")
+
+
+def seam_sides(thumb: np.ndarray, outline: np.ndarray) -> list[float]:
+    """How much the grey ``thumb`` changes across a closed ``outline`` (4, 2) (x, y), against
+    how much it changes beside it.  Per side of the outline: the mean absolute step between
+    points SEAM_STEP outside and SEAM_STEP inside it, over the mean step between each of those
+    and a point 2 * SEAM_STEP further out or in; the median over the sides.  A pasted
+    picture's edge is a step that neither the picture nor what it was pasted on has beside it
+    (2 and more); a crop's outline runs through one photo, which changes no faster there than
+    beside it (about 1), unless a side happens to follow an edge of the photo (the median
+    leaves one such side out).  Sides on the container's own edge say nothing and are left
+    out; nan when fewer than two sides remain."""
+    img = np.asarray(thumb, np.float32)
+    h, w = img.shape
+    centre = outline.mean(axis=0)
+    ratios = []
+    for p0, p1 in zip(outline, np.roll(outline, -1, axis=0)):
+        edge = p1 - p0
+        length = float(np.hypot(*edge))
+        if length < 8:
+            ratios.append(float("nan"))
+            continue
+        normal = np.array([edge[1], -edge[0]]) / length
+        if np.dot(normal, (p0 + p1) / 2 - centre) < 0:
+            normal = -normal
+        pts = p0 + np.linspace(0.05, 0.95, max(8, int(length / 2)))[:, None] * edge
+        far_out, far_in = pts + 3 * SEAM_STEP * normal, pts - 3 * SEAM_STEP * normal
+        ok = np.all((far_out >= 0) & (far_out <= [w - 1, h - 1]) & (far_in >= 0) & (far_in <= [w - 1, h - 1]), axis=1)
+        if ok.sum() < 8:
+            ratios.append(float("nan"))
+            continue
+        pts = pts[ok]
+        vo2, vo, vi, vi2 = (_bilinear_at(img, pts + k * SEAM_STEP * normal) for k in (3, 1, -1, -3))
+        beside = 0.5 * (np.abs(vo - vo2).mean() + np.abs(vi - vi2).mean())
+        ratios.append(float(np.abs(vo - vi).mean() / (beside + 1.0)))
+    return ratios
+
+
+def _bilinear_at(img: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """``img`` at (x, y) points inside it, bilinearly."""
+    x, y = pts[:, 0], pts[:, 1]
+    x0 = np.clip(np.floor(x).astype(np.int64), 0, img.shape[1] - 2)
+    y0 = np.clip(np.floor(y).astype(np.int64), 0, img.shape[0] - 2)
+    fx, fy = x - x0, y - y0
+    top = img[y0, x0] * (1 - fx) + img[y0, x0 + 1] * fx
+    bottom = img[y0 + 1, x0] * (1 - fx) + img[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
 
 
 def _band(cv2, x: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]

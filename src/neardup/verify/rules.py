@@ -32,6 +32,7 @@ from ..records import Stage, Verified
 from .template import aligned_frame, shared_frame
 
 __all__ = ["VerifyParams", "Verified", "SeenPairs", "CropQueue", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
+           "best_inside_batch",
            "crop_aligned", "framed_crop", "crop_explains", "crop_variant", "crop_match", "CropMatch", "tilt_views", "TiltHypothesis", "tilt_accepted",
            "d256_distance"]
 
@@ -196,7 +197,7 @@ def _sizes(side: int, scales: tuple[float, ...]) -> list[tuple[int, int]]:
     return [(int(round(side * fy)), int(round(side * fx))) for fy in scales for fx in scales]
 
 
-def _best_inside_batch(big: np.ndarray, small: np.ndarray, sizes: list[tuple[int, int]],
+def best_inside_batch(big: np.ndarray, small: np.ndarray, sizes: list[tuple[int, int]],
                        where: np.ndarray | None = None) -> np.ndarray:
     """For stacks (P, s, s): the best normalised cross-correlation of ``small`` resized to every
     template size (th, tw), at every offset inside ``big``.  One FFT per layout and template:
@@ -245,8 +246,8 @@ class CropMatch:
 def _match_batch(a: np.ndarray, b: np.ndarray, sizes: list[tuple[int, int]], refine: bool, whole: bool) -> CropMatch:
     p, side = len(a), a.shape[1]
     where_ab, where_ba = np.zeros((p, 4), np.int64), np.zeros((p, 4), np.int64)
-    b_in_a = _best_inside_batch(a, b, sizes, where_ab)
-    a_in_b = _best_inside_batch(b, a, sizes, where_ba)
+    b_in_a = best_inside_batch(a, b, sizes, where_ab)
+    a_in_b = best_inside_batch(b, a, sizes, where_ba)
     inside_a = b_in_a >= a_in_b
     best = np.maximum(b_in_a, a_in_b)
     where = np.where(inside_a[:, None], where_ab, where_ba)
@@ -260,7 +261,7 @@ def _match_batch(a: np.ndarray, b: np.ndarray, sizes: list[tuple[int, int]], ref
                       and (whole or (th + dy, tw + dx) != (side, side))]
             got = np.zeros((len(rows), 4), np.int64)
             big, small = (a[rows], b[rows]) if into_a else (b[rows], a[rows])
-            score = _best_inside_batch(big, small, around, got)
+            score = best_inside_batch(big, small, around, got)
             better = score > best[rows]
             best[rows[better]] = score[better]
             where[rows[better]] = got[better]
