@@ -169,3 +169,16 @@ def test_a_crop_is_not_contains_and_the_larger_original_is_kept(contained_scan):
     assert g is not None and Path(g.keep).name == "grace_hopper.jpg"
     assert all(p.stage != "contains" for p in g.pairs)
     assert json.loads(json.dumps(contained_scan.to_dict()))["stats"]["contains_pairs"] >= 1
+
+
+def test_plan_never_puts_a_container_in_the_keeper_s_place():
+    """A person removes the keeper: the member that stays in its place is not the one shown to
+    hold it inside a larger frame (when another can stay)."""
+    group = {"keep": "/p/photo.jpg", "members": ["/p/photo.jpg", "/p/a_post.jpg", "/p/z_copy.jpg"], "reason": "",
+             "pairs": [{"a": "/p/photo.jpg", "b": "/p/a_post.jpg", "stage": "contains",
+                        "evidence": {"stage": "contains", "container": "/p/a_post.jpg"}},
+                       {"a": "/p/photo.jpg", "b": "/p/z_copy.jpg", "stage": "hash", "distance": 3}],
+             "digests": {"/p/photo.jpg": "00", "/p/a_post.jpg": "01", "/p/z_copy.jpg": "02"}}
+    decisions = {"remove": ["/p/photo.jpg"], "keep": ["/p/a_post.jpg", "/p/z_copy.jpg"]}
+    steps = plan({"groups": [group], "stats": {}}, decisions).steps
+    assert [(Path(s.path).name, Path(s.keeper).name) for s in steps] == [("photo.jpg", "z_copy.jpg")]

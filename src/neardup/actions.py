@@ -164,7 +164,9 @@ def plan(results: ScanResult | dict[str, Any], decisions: dict[str, Any] | None 
         # a member a person doubted is never acted on
         act -= {m for m in members if doubted.get(m, set()) & member_set}
         if keeper in act:
-            stays = [m for m in members if m not in act]
+            # a member that shows another whole inside a larger frame is not its original
+            held = {str(p.evidence.get("container")) for p in g.pairs if p.stage == "contains"}
+            stays = sorted((m for m in members if m not in act), key=lambda m: m in held)
             if stays:
                 keeper = stays[0]
             else:

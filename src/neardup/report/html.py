@@ -97,7 +97,7 @@ def _confidence(p: dict[str, Any], threshold: int, crop_ncc: float) -> float:
         conf = 1.0 - p["distance"] / (2.0 * max(threshold, 1))
     else:
         conf = float(p.get("score") or 0.0)
-        bound = {"crop": crop_ncc, "local": 0.85}.get(str(st))
+        bound = {"crop": crop_ncc, "local": 0.85, "contains": 0.85}.get(str(st))
         if bound is not None and bound < 1.0:
             conf = 0.5 + 0.5 * (conf - bound) / (1.0 - bound)
     return max(0.0, min(NEAR_CERTAIN, conf))  # only identical bytes are certain
@@ -135,6 +135,7 @@ def _page_data(res: dict[str, Any], folder_name: str) -> dict[str, Any]:
                 "stage": p.get("stage", "keeper" if m == g["keep"] else ""),
                 "distance": p.get("distance"), "score": p.get("score"),
                 "cosine": ev.get("cosine"), "colour": ev.get("colour"),
+                "container": ev.get("container") == m if p.get("stage") == "contains" else None,
                 "confidence": None if m == g["keep"] else round(_confidence(p, threshold, crop_ncc), 4),
                 "pixels": f"{f['width']}\u00d7{f['height']}" if "width" in f and "height" in f else "",
                 "bytes": _size(f.get("bytes")), "format": f.get("format", ""),
@@ -365,10 +366,13 @@ function setState(g, m, s) {
   render(); updateExport();
 }
 const STAGE_TEXT = {exact: "byte-identical", hash: "hash match", crop: "crop of the keeper",
-  embedding: "CNN embedding + hashes", local: "local features", similar: "similar shot"};
+  embedding: "CNN embedding + hashes", local: "local features", similar: "similar shot",
+  contains: "one shows the other inside a larger frame"};
 function evidence(m) {
   const bits = [];
   if (m.stage && m.stage !== "keeper") bits.push(STAGE_TEXT[m.stage] || m.stage);
+  if (m.container === true) bits.push("this file is the container");
+  if (m.container === false) bits.push("shown inside the other");
   if (m.distance !== null && m.distance !== undefined) bits.push("d=" + m.distance);
   if (m.score !== null && m.score !== undefined) bits.push("score " + Number(m.score).toFixed(3));
   if (m.cosine !== null && m.cosine !== undefined && m.stage !== "embedding") bits.push("cos " + Number(m.cosine).toFixed(3));
