@@ -32,8 +32,13 @@ __all__ = ["frame_disagreement", "shared_frame", "aligned_frame", "overlap_frame
 
 #: block side, in layout cells (32 / 4 = 8 blocks a side, 64 blocks)
 BLOCK = 4
-#: cells a block may move to find its match (6% of the side: a 90% crop moves edges by 1.6)
-SHIFT = 2
+#: cells a block may move to find its match.  Two: a 90% crop moves edges by 1.6, but every
+#: block of a different picture in a slot also finds a better match somewhere within two cells
+#: of smooth texture (eval/templates.py --templates 40 --per 25 --seed 10: 51 false pairs; one
+#: app's frame with 100 pictures, --templates 2 --per 100 --seed 9: 35).  One: 34 and 16, the
+#: dev set loses one of 813 tier-A copies, the own crops' guard refuses 6 of 294 instead of 5
+#: (crop pairs are compared as the crop test placed them, to a cell)
+SHIFT = 1
 #: mean absolute grey-level difference, at the best shift, from which a block disagrees
 BLOCK_DIFF = 20.0
 #: disagreeing share of the image from which a pair is two pictures in one frame: two blocks
