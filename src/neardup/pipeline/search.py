@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import time
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -111,10 +111,11 @@ def find_pairs(cols: SearchColumns, fc: FeatureCache, access: RowAccess, paths: 
     # the search can find a pair several times (from both ends, by several orientations and the
     # centre window): each distinct pair is verified, and counted, once
     seen = SeenPairs()
+    first_new = len(found.verified)  # what this run verifies, after the last run's pairs
     verifier = _Verifier(access, params, threads, progress, found)
     for pb in candidate_batches(cols, fresh, radius=opts.radius, threads=opts.worker_count, searched=searched):
         found.hits += len(pb)
-        new = seen.fresh(pb.a * n + pb.b)
+        new = seen.fresh(pb.a * n + pb.b, pb.distance)
         k = int(new.sum())
         if not k:
             continue
@@ -123,4 +124,8 @@ def find_pairs(cols: SearchColumns, fc: FeatureCache, access: RowAccess, paths: 
         found.has_candidate[pb.b[new]] = True
         verifier.add(pb.a[new], pb.b[new], pb.distance[new])
     verifier.finish()
+    # a pair is verified when first found; its 64-bit distance is the least of every code that
+    # found it, whatever the order (blocks, threads, windows) the search came upon them
+    found.verified[first_new:] = [replace(v, p64=seen.least(v.a * n + v.b)) if len(v) else v
+                                  for v in found.verified[first_new:]]
     return found

@@ -62,30 +62,53 @@ class CropCache(Protocol):
 class SeenPairs:
     """A set of pair keys: 8 bytes a pair, as sorted int64 runs merged like a binary counter
     (runs of decreasing size, O(log n) of them), so adding k keys to n costs O(k log n)
-    amortised, not the O(n) of merging into one sorted array each time."""
+    amortised, not the O(n) of merging into one sorted array each time.  With distances, each
+    key also keeps the least distance it was seen at (2 bytes more a pair)."""
 
     def __init__(self) -> None:
         self.runs: list[np.ndarray] = []
+        self.dists: list[np.ndarray] = []
 
     def __len__(self) -> int:
         return sum(len(r) for r in self.runs)
 
-    def fresh(self, keys: np.ndarray) -> np.ndarray:
-        """Mask of ``keys`` not seen before (duplicates within ``keys`` count once); adds them."""
+    def fresh(self, keys: np.ndarray, dist: np.ndarray | None = None) -> np.ndarray:
+        """Mask of ``keys`` not seen before (duplicates within ``keys`` count once); adds them,
+        and keeps the least of ``dist`` for each (when given)."""
         keys = np.asarray(keys, dtype=np.int64)
-        uniq, first = np.unique(keys, return_index=True)
+        d = np.zeros(len(keys), np.int16) if dist is None else np.asarray(dist, np.int16)
+        order = np.lexsort((d, keys))  # per key, its least distance first
+        uniq, first = np.unique(keys[order], return_index=True)
+        first = order[first]
+        least = d[first]
         seen = np.zeros(len(uniq), dtype=bool)
-        for run in self.runs:
+        for run, run_d in zip(self.runs, self.dists):
             pos = np.minimum(np.searchsorted(run, uniq), len(run) - 1)
-            seen |= run[pos] == uniq
+            hit = run[pos] == uniq
+            np.minimum.at(run_d, pos[hit], least[hit])
+            seen |= hit
         mask = np.zeros(len(keys), dtype=bool)
         mask[first[~seen]] = True
-        new = uniq[~seen]
+        new, new_d = uniq[~seen], least[~seen]
         if len(new):
             while self.runs and len(self.runs[-1]) <= len(new):
-                new = np.sort(np.concatenate([self.runs.pop(), new]))  # disjoint: a merge, no dedup
+                merged = np.concatenate([self.runs.pop(), new])  # disjoint: a merge, no dedup
+                merged_d = np.concatenate([self.dists.pop(), new_d])
+                o = np.argsort(merged, kind="stable")
+                new, new_d = merged[o], merged_d[o]
             self.runs.append(new)
+            self.dists.append(new_d)
         return mask
+
+    def least(self, keys: np.ndarray) -> np.ndarray:
+        """The least distance each of ``keys`` (all seen) was seen at."""
+        keys = np.asarray(keys, dtype=np.int64)
+        out = np.full(len(keys), np.iinfo(np.int16).max, np.int16)
+        for run, run_d in zip(self.runs, self.dists):
+            pos = np.minimum(np.searchsorted(run, keys), len(run) - 1)
+            hit = run[pos] == keys
+            out[hit] = np.minimum(out[hit], run_d[pos[hit]])
+        return out
 
 
 def _cell_perm() -> np.ndarray:
