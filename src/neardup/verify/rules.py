@@ -337,7 +337,9 @@ def _match_all(a: np.ndarray, b: np.ndarray, scales: tuple[float, ...], pool: Ex
     sizes = [t for t in _sizes(side, scales) if whole or t != (side, side)]
     coarse = np.maximum(best_inside_batch(small_a, small_b, sizes), best_inside_batch(small_b, small_a, sizes))
     go = np.flatnonzero(coarse >= COARSE_BAR)
-    out = CropMatch(coarse.copy(), np.ones(len(a), bool), np.zeros((len(a), 4), np.int64))
+    # a pair the coarse pass refuses is placed whole (it is refused; the placement only has to be one)
+    whole_frame = np.tile(np.array([a.shape[1], a.shape[2], 0, 0], np.int64), (len(a), 1))
+    out = CropMatch(coarse.copy(), np.ones(len(a), bool), whole_frame)
     if len(go):
         fine = _match_full(a[go], b[go], scales, pool, whole=whole)
         out.ncc[go], out.inside_a[go], out.where[go] = fine.ncc, fine.inside_a, fine.where
