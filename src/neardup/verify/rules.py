@@ -27,13 +27,13 @@ import numpy as np
 from ..config import CROP_NCC, HASH_THRESHOLD
 from ..features.colour import GRID, colour_distance
 from ..features.orient import INVERSE, compose, orient_layouts
-from ..features.windows import TILT_ANGLES, frame_codes, tilted_layouts, turned_window_codes
+from ..features.windows import TILT_ANGLES, WINDOWS, frame_codes, tilted_layouts, turned_window_codes
 from ..records import Stage, Verified
 from .template import aligned_frame, shared_frame
 
 __all__ = ["VerifyParams", "Verified", "SeenPairs", "CropQueue", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
            "best_inside_batch",
-           "crop_aligned", "framed_crop", "crop_explains", "crop_variant", "crop_match", "CropMatch", "tilt_views", "TiltHypothesis", "tilt_accepted",
+           "crop_aligned", "framed_crop", "crop_explains", "crop_variant", "crop_hypothesis", "crop_match", "CropMatch", "tilt_views", "TiltHypothesis", "tilt_accepted",
            "d256_distance"]
 
 
@@ -176,6 +176,11 @@ PAIR_CHUNK = 256
 
 
 def _crop_variant(sig_a: np.ndarray, sig_b: np.ndarray, p64_a: np.ndarray, p64_b: np.ndarray) -> np.ndarray:
+    return _hypothesis(sig_a, sig_b, p64_a, p64_b)[0]
+
+
+def _hypothesis(sig_a: np.ndarray, sig_b: np.ndarray, p64_a: np.ndarray, p64_b: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
     codes_a, turn_a = turned_window_codes(sig_a)  # (P, W): a's window turned by u
     codes_b, turn_b = turned_window_codes(sig_b)
     full = (np.bitwise_count(p64_a[:, :1] ^ p64_b), np.broadcast_to(_EIGHT, p64_b.shape))
@@ -185,7 +190,33 @@ def _crop_variant(sig_a: np.ndarray, sig_b: np.ndarray, p64_a: np.ndarray, p64_b
     # b's window turned by u ~ a turned by c: b turned by u, then by c's inverse, is a
     in_b = (np.bitwise_count(codes_b[:, :, None] ^ p64_a[:, None, :]),
             compose(turn_b[:, :, None], INVERSE[_EIGHT][None, None, :]))
-    return _best_variant([full, in_a, in_b])
+    options = [full, in_a, in_b]
+    dist = np.concatenate([d.reshape(len(d), -1) for d, _ in options], axis=1)
+    variant = np.concatenate([v.reshape(len(v), -1) for _, v in options], axis=1)
+    k = dist.argmin(axis=1)
+    chosen = variant[np.arange(len(dist)), k]
+    # what the best code says: b inside a at a's window, a inside b at b's window (its sides
+    # swapped when b's turn into a's frame is a quarter turn), or near whole frames
+    n_win = codes_a.shape[1]
+    win = np.clip((k - 8) % (n_win * 8) // 8, 0, n_win - 1)
+    sides = np.array([[w.h, w.w] for w in WINDOWS])[win]
+    direction = np.where(k < 8, 0, np.where(k < 8 + n_win * 8, 1, -1))
+    swap = (direction < 0) & (chosen % 2 == 1)
+    sides = np.where(swap[:, None], sides[:, ::-1], sides)
+    return chosen, np.column_stack([direction, sides]).astype(np.int64)
+
+
+def crop_hypothesis(sig_a: np.ndarray, sig_b: np.ndarray, p64_a: np.ndarray, p64_b: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`crop_variant`, and what the codes that agree best say of the crop: (P, 3) int64
+    rows of direction (+1: b inside a, -1: a inside b, 0: the full frames agree best) and the
+    matching window's height and width in a's frame."""
+    p64_a, p64_b = np.asarray(p64_a, np.uint64), np.asarray(p64_b, np.uint64)
+    if not len(p64_a):
+        return np.zeros(0, np.int64), np.zeros((0, 3), np.int64)
+    parts = [_hypothesis(sig_a[s : s + PAIR_CHUNK], sig_b[s : s + PAIR_CHUNK], p64_a[s : s + PAIR_CHUNK],
+                         p64_b[s : s + PAIR_CHUNK]) for s in range(0, len(p64_a), PAIR_CHUNK)]
+    return np.concatenate([v for v, _ in parts]), np.concatenate([h for _, h in parts])
 
 
 #: crop sizes searched, per axis, as a share of the other layout's side
@@ -271,32 +302,73 @@ class CropMatch:
 
 
 def _match_batch(a: np.ndarray, b: np.ndarray, sizes: list[tuple[int, int]], refine: bool, whole: bool) -> CropMatch:
-    p, side = len(a), a.shape[1]
+    p = len(a)
     where_ab, where_ba = np.zeros((p, 4), np.int64), np.zeros((p, 4), np.int64)
     b_in_a = best_inside_batch(a, b, sizes, where_ab)
     a_in_b = best_inside_batch(b, a, sizes, where_ba)
     inside_a = b_in_a >= a_in_b
     best = np.maximum(b_in_a, a_in_b)
     where = np.where(inside_a[:, None], where_ab, where_ba)
-    if refine:  # every size within a cell of the best, in the direction that won
-        near = np.flatnonzero(best >= REFINE_FROM)
-        keys = {(bool(inside_a[i]), int(where[i, 0]), int(where[i, 1])) for i in near}
-        for into_a, th, tw in keys:
-            rows = near[(inside_a[near] == into_a) & (where[near, 0] == th) & (where[near, 1] == tw)]
-            around = [(th + dy, tw + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-                      if (dy or dx) and 0 < th + dy <= side and 0 < tw + dx <= side
-                      and (whole or (th + dy, tw + dx) != (side, side))]
-            got = np.zeros((len(rows), 4), np.int64)
-            big, small = (a[rows], b[rows]) if into_a else (b[rows], a[rows])
-            score = best_inside_batch(big, small, around, got)
-            better = score > best[rows]
-            best[rows[better]] = score[better]
-            where[rows[better]] = got[better]
+    if refine:
+        _refine(a, b, best, inside_a, where, whole)
+    return CropMatch(best, inside_a, where)
+
+
+def _refine(a: np.ndarray, b: np.ndarray, best: np.ndarray, inside_a: np.ndarray, where: np.ndarray, whole: bool) -> None:
+    """Every size within a cell of each pair's best, in the direction that won, for pairs at
+    REFINE_FROM or more (``best`` and ``where`` updated in place)."""
+    side = a.shape[1]
+    near = np.flatnonzero(best >= REFINE_FROM)
+    keys = {(bool(inside_a[i]), int(where[i, 0]), int(where[i, 1])) for i in near}
+    for into_a, th, tw in keys:
+        rows = near[(inside_a[near] == into_a) & (where[near, 0] == th) & (where[near, 1] == tw)]
+        around = [(th + dy, tw + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                  if (dy or dx) and 0 < th + dy <= side and 0 < tw + dx <= side
+                  and (whole or (th + dy, tw + dx) != (side, side))]
+        got = np.zeros((len(rows), 4), np.int64)
+        big, small = (a[rows], b[rows]) if into_a else (b[rows], a[rows])
+        score = best_inside_batch(big, small, around, got)
+        better = score > best[rows]
+        best[rows[better]] = score[better]
+        where[rows[better]] = got[better]
+
+
+def _match_hinted(a: np.ndarray, b: np.ndarray, hint: np.ndarray) -> CropMatch:
+    """The crop test where the codes say what to look for (:func:`crop_hypothesis`): only the
+    grid sizes within a step of the window that matched, in its direction (near-whole sizes
+    both ways when the full frames matched best), then the refinement.  A fifth of the search."""
+    p, side = len(a), a.shape[1]
+    grid = sorted({t[0] for t in _sizes(side, CROP_SCALES)})
+    best = np.full(p, -1.0)
+    inside_a = hint[:, 0] >= 0
+    where = np.tile(np.array([side, side, 0, 0], np.int64), (p, 1))
+    step = 2.5  # cells: one step of the grid either way, and the half step a window misses by
+    near_whole = np.array([g >= side - 2 * step for g in grid])
+    for into_a, direction in ((True, 1), (False, -1)):
+        big, small = (a, b) if into_a else (b, a)
+        for th in grid:
+            for tw in grid:
+                if (th, tw) == (side, side):
+                    continue
+                ok_h = np.abs(hint[:, 1] - th) <= step
+                ok_w = np.abs(hint[:, 2] - tw) <= step
+                rows = np.flatnonzero(((hint[:, 0] == direction) & ok_h & ok_w)
+                                      | ((hint[:, 0] == 0) & near_whole[grid.index(th)] & near_whole[grid.index(tw)]))
+                if not len(rows):
+                    continue
+                got = np.zeros((len(rows), 4), np.int64)
+                score = best_inside_batch(big[rows], small[rows], [(th, tw)], got)
+                better = score > best[rows]
+                best[rows[better]] = score[better]
+                where[rows[better]] = got[better]
+                inside_a[rows[better]] = into_a
+    _refine(a, b, best, inside_a, where, whole=False)
     return CropMatch(best, inside_a, where)
 
 
 def crop_match(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
-               scales: tuple[float, ...] = CROP_SCALES, pool: Executor | None = None) -> CropMatch:
+               scales: tuple[float, ...] = CROP_SCALES, pool: Executor | None = None,
+               hint: np.ndarray | None = None, bar: float = CROP_NCC) -> CropMatch:
     """The crop test on stacks of pairs: (P, s, s) layouts and (P,) variants of b.  Both
     directions are tried (a inside b, b inside a), every crop of 75-100% per axis on a 6%
     grid, every offset; then, where that comes close, every size within a cell of the best.
@@ -305,10 +377,11 @@ def crop_match(sig_a: np.ndarray, sig_b: np.ndarray, variant: np.ndarray, *,
     hash compares (two pictures in one frame matched so, never a copy: docs/benchmarks.md).
 
     With a thread ``pool``, batches of pairs run in parallel (NumPy's FFTs and products release
-    the GIL)."""
+    the GIL).  With a ``hint`` (:func:`crop_hypothesis`), the sizes the codes point to are
+    searched first, and everything only for pairs that fall short of ``bar`` there."""
     a = np.asarray(sig_a, dtype=np.float32)
     b = orient_layouts(np.asarray(sig_b, dtype=np.float32), np.asarray(variant, dtype=np.int64))
-    return _match_all(a, b, scales, pool, whole=False)
+    return _match_all(a, b, scales, pool, whole=False, hint=hint, bar=bar)
 
 
 #: the crop test first runs on 16x16 means of the layouts (a quarter of the work); only pairs
@@ -324,7 +397,7 @@ def _halved(x: np.ndarray) -> np.ndarray:
 
 
 def _match_all(a: np.ndarray, b: np.ndarray, scales: tuple[float, ...], pool: Executor | None, *,
-               whole: bool) -> CropMatch:
+               whole: bool, hint: np.ndarray | None = None, bar: float = CROP_NCC) -> CropMatch:
     """:func:`crop_match` on layouts already in one orientation; with ``whole``, the full frame
     at full size is a placement too (a tilted view is trimmed to the copy's frame already).
     The full search runs only where the search on halved layouts comes near (COARSE_BAR); the
@@ -340,9 +413,17 @@ def _match_all(a: np.ndarray, b: np.ndarray, scales: tuple[float, ...], pool: Ex
     # a pair the coarse pass refuses is placed whole (it is refused; the placement only has to be one)
     whole_frame = np.tile(np.array([a.shape[1], a.shape[2], 0, 0], np.int64), (len(a), 1))
     out = CropMatch(coarse.copy(), np.ones(len(a), bool), whole_frame)
+    hinted = len(go) and hint is not None and scales == CROP_SCALES and not whole
+    if hinted:
+        first = _match_hinted(a[go], b[go], np.asarray(hint)[go])
+        out.ncc[go], out.inside_a[go], out.where[go] = first.ncc, first.inside_a, first.where
+        go = go[first.ncc < bar]  # the codes may have pointed at the wrong window: all sizes
     if len(go):
         fine = _match_full(a[go], b[go], scales, pool, whole=whole)
-        out.ncc[go], out.inside_a[go], out.where[go] = fine.ncc, fine.inside_a, fine.where
+        # the full search replaces the coarse score, or betters the hinted one
+        take = fine.ncc > out.ncc[go] if hinted else np.ones(len(go), bool)
+        rows = go[take]
+        out.ncc[rows], out.inside_a[rows], out.where[rows] = fine.ncc[take], fine.inside_a[take], fine.where[take]
     return out
 
 
@@ -521,8 +602,8 @@ class CropQueue:
             todo = np.flatnonzero(np.isnan(ncc))
         if len(todo):
             sig_a, sig_b = self.load_sigs(a[todo]), self.load_sigs(b[todo])
-            variant = crop_variant(sig_a, sig_b, p64_a[todo], p64_b[todo])
-            match = crop_match(sig_a, sig_b, variant, pool=self.pool)
+            variant, hint = crop_hypothesis(sig_a, sig_b, p64_a[todo], p64_b[todo])
+            match = crop_match(sig_a, sig_b, variant, pool=self.pool, hint=hint, bar=self.params.crop_ncc)
             ncc[todo] = match.ncc
             if self.crop_cache is not None:
                 self.crop_cache.put(a[todo], b[todo], ncc[todo])
