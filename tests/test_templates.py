@@ -145,3 +145,55 @@ def test_a_crop_match_must_fit_better_than_the_whole_frame():
             explained += int(crop_explains(la, lb, turn, match.ncc)[0])
     assert slipped >= 10, slipped  # the case exists without the rule
     assert explained <= slipped // 10, (explained, slipped)
+
+
+def _slot(im: Image.Image) -> int:
+    return int(extract(jpeg_bytes(im, 85)).windows[-1])
+
+
+def test_screenshots_are_framed_and_photographs_are_not():
+    """A frame around a picture (app frames of 40-85% of the canvas) makes an image framed, with
+    a slot code; the CC0 photographs themselves are not framed."""
+    rng = np.random.default_rng(3)
+    pics = [Image.open(p).convert("RGB") for p in PHOTOS]
+    assert all(_slot(p) == 0 for p in pics)
+    framed_count = sum(_slot(framed(make_frame(s, frame_share=float(rng.uniform(0.4, 0.85))), pics[s % len(pics)])) != 0
+                       for s in range(20))
+    assert framed_count >= 8  # 9 of 20: frames on a gradient background are not dead flat (features/content.py)
+
+
+def test_slot_codes_tell_pictures_in_one_frame_apart_and_copies_together():
+    """In 16 seeded frames: the slot of a resized screenshot is within SLOT_MAX of its own in
+    most (its picture region can be found a cell or more off at the smaller size), that of the
+    same frame around another picture never is."""
+    from neardup.features.content import SLOT_MAX, slot_distance
+
+    pics = [Image.open(p).convert("RGB") for p in PHOTOS]
+    together, apart, checked = 0, 0, 0
+    for seed in range(16):
+        frame = make_frame(100 + seed, frame_share=0.75)
+        shot, other = framed(frame, pics[seed % 5]), framed(frame, pics[(seed + 2) % 5])
+        a, b = _slot(shot), _slot(other)
+        copy = _slot(shot.resize((shot.width * 4 // 5, shot.height * 4 // 5), Image.Resampling.LANCZOS))
+        if not (a and b and copy):
+            continue
+        checked += 1
+        together += slot_distance(np.uint64(a), np.uint64(copy)) <= SLOT_MAX
+        apart += slot_distance(np.uint64(a), np.uint64(b)) > SLOT_MAX
+    assert checked >= 6 and apart == checked and together >= 0.75 * checked, (checked, together, apart)
+
+
+def test_one_app_s_screenshots_meet_only_their_copies(tmp_path):
+    """30 screenshots of one app (frame 85% of the canvas), textures as pictures, one copy: the
+    candidate pairs stay under one an image (136 of the 435 pairs are within the radius by their
+    frames alone) and no two pictures are grouped."""
+    rng = np.random.default_rng(21)
+    frame = make_frame(77, frame_share=0.85)
+    for k in range(30):
+        (tmp_path / f"s{k:02d}.jpg").write_bytes(jpeg_bytes(framed(frame, texture(rng, (320, 240)), label=f"{k} likes"), 85))
+    shot = Image.open(tmp_path / "s00.jpg")
+    (tmp_path / "s00_copy.jpg").write_bytes(jpeg_bytes(shot.resize((shot.width * 3 // 4, shot.height * 3 // 4)), 80))
+    result = neardup.scan([str(tmp_path)], cache=None, workers=1)
+    assert result.stats["candidate_pairs"] <= 31
+    groups = [{m.rsplit("/", 1)[-1] for m in g.members} for g in result.groups]
+    assert groups == [{"s00.jpg", "s00_copy.jpg"}]

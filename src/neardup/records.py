@@ -46,7 +46,7 @@ class SearchColumns:
     """What stays in memory for each distinct content: its search codes and two flags.
 
     About 40 bytes a row, plus the orientation alternatives and 8 bytes for each crop-window
-    and tilted-frame code (93: 744 bytes); everything else (the 256-bit
+    and tilted-frame code (93: 744 bytes) and the slot code; everything else (the 256-bit
     hashes, colour, quality, paths) stays in SQLite and is read a batch at a time.
     """
 
@@ -62,6 +62,8 @@ class SearchColumns:
     # (n, W) crop-window and tilted-frame codes, each in its own orientation (features/windows.py)
     windows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint64))
     aspect: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # width / height
+    # (n,) the slot code of a framed image (features/content.py), 0 for the others
+    slot: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
 
     def digest(self, row: int) -> bytes:
         return self.digests[row].tobytes()

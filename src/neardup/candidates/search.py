@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from ..features.content import SLOT_MAX, slot_distance
 from ..records import SearchColumns
 from .mih import MultiIndex, PairBatch
 
@@ -36,7 +37,25 @@ def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, th
     centre windows and crop windows, an index of the fresh rows only (a window finds a frame,
     not the reverse).  A pair may come more than once (from both ends, or by several codes).
     ``searched(k)`` is told as each block of ``k`` query rows is done.
+
+    Two *framed* rows (a picture in a flat surround: features/content.py) are a candidate only
+    when their slots show alike pictures: screenshots of one app are all within the radius of
+    each other by their frames, and are handed on only with their copies, not with every other.
     """
+    for batch in _all_batches(cols, fresh, radius=radius, threads=threads, searched=searched):
+        if len(cols.slot) == len(cols.p64) and len(batch):
+            slot_a, slot_b = cols.slot[batch.a], cols.slot[batch.b]
+            apart = (slot_a != 0) & (slot_b != 0) & (slot_distance(slot_a, slot_b) > SLOT_MAX)
+            if apart.any():
+                keep = ~apart
+                batch = PairBatch(batch.a[keep], batch.b[keep], batch.distance[keep])
+        if len(batch):
+            yield batch
+
+
+def _all_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads: int,
+                 searched: Callable[[int], None] | None) -> Iterator[PairBatch]:
+    """:func:`candidate_batches` before the framed rows' slots are compared."""
     n = len(cols.p64)
     step = SEARCH_BLOCK
     has_windows = cols.windows.ndim == 2 and cols.windows.shape[0] == n and cols.windows.shape[1] > 0

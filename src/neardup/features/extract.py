@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..config import MAX_PIXELS
+from .content import slot_codes
 from .decode import Decoded, decode
 from .hashes import (
     REF_SIDE,
@@ -31,7 +32,7 @@ from .hashes import (
 )
 from .orient import canonical_variants
 from .quality import QUALITY_FIELDS, QualityFacts
-from .windows import SEARCH_CODES, search_codes
+from .windows import WINDOW_CODES, search_codes
 
 __all__ = [
     "ImageFeatures", "FeatureBatch", "extract", "features_batch", "canonical_rgb", "FEATURE_VERSION", "SIG_SIDE",
@@ -39,7 +40,10 @@ __all__ = [
 ]
 
 #: Bump when any extractor changes its output: it is part of every cache key.
-FEATURE_VERSION = "nd-features-11"
+FEATURE_VERSION = "nd-features-12"
+#: the search codes stored with an image: its crop windows and tilted frames (features/windows.py),
+#: then its slot code (features/content.py; 0 when it is not framed)
+SEARCH_CODES = WINDOW_CODES + 1
 #: Side of the luminance layout signature used to verify crops.
 SIG_SIDE = 32
 #: The centre window hashed as well, so that moderate crops find their original.
@@ -114,7 +118,7 @@ class ImageFeatures:
     canon: int  # the variant chosen as canonical orientation
     alt_mask: int  # bit v set: variant v must also be indexed (orientation is ambiguous)
     sig: np.ndarray  # (SIG_SIDE, SIG_SIDE) uint8 luminance layout of the trimmed image
-    windows: np.ndarray  # (SEARCH_CODES,) uint64: crop-window and tilted-frame codes (features/windows.py)
+    windows: np.ndarray  # (SEARCH_CODES,) uint64: crop-window and tilted-frame codes, then the slot code
     colour: np.ndarray  # (48,) uint8 colour signature
     energy: float  # AC energy of the trimmed image: low means little to match on
     content_side: int  # shorter side of the trimmed content, on a CONTENT_FRAME frame
@@ -353,7 +357,8 @@ def features_batch(decoded: Sequence[Decoded], digests: Sequence[bytes]) -> Feat
         digest=np.frombuffer(b"".join(digests), np.uint8).reshape(n, -1).copy(), width=width, height=height,
         format=tuple(d.format for d in decoded), p64=cols["p64"], c64=cols["c64"], d256=cols["d256"],
         whash=cols["whash"], canon=cols["canon"], alt_mask=cols["alt_mask"], sig=cols["sig"],
-        windows=search_codes(cols["sig"], width / np.maximum(height, 1)), colour=cols["colour"],
+        windows=np.hstack([search_codes(cols["sig"], width / np.maximum(height, 1)), slot_codes(cols["sig"])[:, None]]),
+        colour=cols["colour"],
         energy=cols["energy"], content_side=content_side, quality=quality,
     )
 

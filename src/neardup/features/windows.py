@@ -27,7 +27,7 @@ from .hashes import dct_matrix, oriented_hash, variant_hashes
 from .orient import canonical_variant
 
 __all__ = ["Window", "WINDOWS", "window_family", "window_blocks", "window_codes", "turned_window_codes", "oriented_codes",
-           "window_variant_codes", "TILT_ANGLES", "tilted_layouts", "tilt_codes", "turned_tilt_codes", "frame_codes", "search_codes", "SEARCH_CODES"]
+           "window_variant_codes", "TILT_ANGLES", "tilted_layouts", "tilt_codes", "turned_tilt_codes", "frame_codes", "search_codes", "WINDOW_CODES"]
 
 #: the layout's side, in cells
 SIDE = 32
@@ -229,13 +229,13 @@ def frame_codes(layouts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 #: layouts tilted at a time: their 12 views stay in the processor's cache (~600 kB)
 TILT_CHUNK = 64
 
-#: the search codes an image carries: one per crop window, then one per tilted frame
-SEARCH_CODES = len(WINDOWS) + 2 * len(TILT_ANGLES)
+#: the window codes an image carries: one per crop window, then one per tilted frame
+WINDOW_CODES = len(WINDOWS) + 2 * len(TILT_ANGLES)
 
 
 def search_codes(sig: np.ndarray, aspect: np.ndarray) -> np.ndarray:
-    """(n, SEARCH_CODES) uint64: the codes the exact search queries besides the full frame and
+    """(n, WINDOW_CODES) uint64: the codes the exact search queries besides the full frame and
     the centre (every crop window, then every tilted frame), made by the extractor."""
     if not len(sig):
-        return np.zeros((0, SEARCH_CODES), np.uint64)
+        return np.zeros((0, WINDOW_CODES), np.uint64)
     return np.hstack([window_codes(sig), tilt_codes(sig, np.asarray(aspect, dtype=np.float64))])

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CacheError
-from ..features.extract import FEATURE_VERSION, is_low_info
+from ..features.extract import FEATURE_VERSION, SEARCH_CODES, is_low_info
 from ..features.quality import COLOURFUL, QUALITY_FIELDS
-from ..features.windows import SEARCH_CODES
 from ..records import SearchColumns
 from ..store import CropRow, FeatureCache
 
@@ -50,11 +49,12 @@ def load_search_columns(fc: FeatureCache) -> SearchColumns:
         return np.concatenate(parts.pop(key)).astype(dtype, copy=False) if n else np.zeros(0, dtype)
 
     window_parts = parts.pop("win")
-    windows = (np.concatenate(window_parts).astype(np.uint64) if window_parts
-               else np.zeros((0, SEARCH_CODES), np.uint64))
+    codes = (np.concatenate(window_parts).astype(np.uint64) if window_parts
+             else np.zeros((0, SEARCH_CODES), np.uint64))
     return SearchColumns(digests, counts, cat("p64", np.uint64), cat("c64", np.uint64), cat("ar", np.int64),
-                         cat("ap", np.uint64), cat("ac", np.uint64), cat("low", bool), cat("col", bool), windows,
-                         cat("asp", np.float32))
+                         cat("ap", np.uint64), cat("ac", np.uint64), cat("low", bool), cat("col", bool),
+                         windows=np.ascontiguousarray(codes[:, :-1]), aspect=cat("asp", np.float32),
+                         slot=np.ascontiguousarray(codes[:, -1]))
 
 
 class CropMemo:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..features.extract import FEATURE_VERSION, SIG_SIDE, FeatureBatch
+from ..features.extract import FEATURE_VERSION, SEARCH_CODES, SIG_SIDE, FeatureBatch
 from ..features.quality import QUALITY_FIELDS
-from ..features.windows import SEARCH_CODES
 
 __all__ = ["BLOB_LAYOUT", "decode_column", "encode_blobs", "feature_rows"]
 
