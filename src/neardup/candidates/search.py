@@ -34,8 +34,8 @@ def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, th
     orientation too).  Its crop windows and tilted frames (not a low-information row's: they
     are noise, and such rows never take the crop test) are indexed a block of rows at a time
     and queried by every row's full-frame codes.  The rows that are not fresh query, with their
-    centre windows and crop windows, an index of the fresh rows only (a window finds a frame,
-    not the reverse).  A pair may come more than once (from both ends, or by several codes).
+    centre windows, an index of the fresh rows only, and their crop windows are indexed and
+    queried by the fresh rows' frames (a window finds a frame, not the reverse).  A pair may come more than once (from both ends, or by several codes).
     ``searched(k)`` is told as each block of ``k`` query rows is done.
 
     Two *framed* rows (a picture in a flat surround: features/content.py) are a candidate only
@@ -76,6 +76,22 @@ def _all_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads
             if report and searched is not None:
                 searched(len(blk))
 
+    def window_pass(rows: np.ndarray, codes: np.ndarray, ids: np.ndarray) -> Iterator[PairBatch]:
+        """The windows of ``rows``, indexed a block at a time, queried by ``codes``."""
+        with_windows = rows[~cols.low_info[rows]] if has_windows else rows[:0]
+        rows_per_block = max(1, WINDOW_BLOCK // max(per, 1))
+        done = 0
+        for s in range(0, len(with_windows), rows_per_block):
+            blk = with_windows[s : s + rows_per_block]
+            windows = MultiIndex(cols.windows[blk].ravel(), np.repeat(blk, per), radius=radius)
+            yield from windows.query(codes, ids, threads=threads)
+            del windows
+            if searched is not None:
+                searched(len(blk))
+            done += len(blk)
+        if searched is not None and done < len(rows):
+            searched(len(rows) - done)
+
     new_rows = np.flatnonzero(fresh)
     if n < 2 or not len(new_rows):
         return
@@ -84,22 +100,16 @@ def _all_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads
     index = MultiIndex(frame_codes, frame_ids, radius=radius)
     yield from queries(index, new_rows, full_frame=True, windows=False, report=False)
     del index
-    # the fresh rows' windows, a block at a time, against every frame
-    with_windows = new_rows[~cols.low_info[new_rows]] if has_windows else new_rows[:0]
-    rows_per_block = max(1, WINDOW_BLOCK // max(per, 1))
-    done = 0
-    for s in range(0, len(with_windows), rows_per_block):
-        blk = with_windows[s : s + rows_per_block]
-        windows = MultiIndex(cols.windows[blk].ravel(), np.repeat(blk, per), radius=radius)
-        yield from windows.query(frame_codes, frame_ids, threads=threads)
-        del windows
-        if searched is not None:
-            searched(len(blk))
-        done += len(blk)
-    if searched is not None and done < len(new_rows):
-        searched(len(new_rows) - done)
+    # the fresh rows' windows against every frame
+    yield from window_pass(new_rows, frame_codes, frame_ids)
     if len(new_rows) < n:
+        # the other rows' centres against the fresh frames, and their windows likewise (indexed,
+        # queried by the few fresh frames: a rerun with 1% new does not query 93 codes a row)
         alt_new = np.isin(cols.alt_rows, new_rows)
-        index = MultiIndex(np.concatenate([cols.p64[new_rows], cols.alt_p64[alt_new]]),
-                           np.concatenate([new_rows, cols.alt_rows[alt_new]]), radius=radius)
-        yield from queries(index, np.flatnonzero(~fresh), full_frame=False, windows=True, report=True)
+        fresh_codes = np.concatenate([cols.p64[new_rows], cols.alt_p64[alt_new]])
+        fresh_ids = np.concatenate([new_rows, cols.alt_rows[alt_new]])
+        index = MultiIndex(fresh_codes, fresh_ids, radius=radius)
+        old_rows = np.flatnonzero(~fresh)
+        yield from queries(index, old_rows, full_frame=False, windows=False, report=False)
+        del index
+        yield from window_pass(old_rows, fresh_codes, fresh_ids)
