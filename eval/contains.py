@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 import neardup
+from neardup.embed.model import default_model_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -125,8 +126,6 @@ def main() -> None:
     else:
         truth = build(images, a.per, a.seed)
         truth_file.write_text(json.dumps(truth))
-    from neardup.embed.model import default_model_spec
-
     with tempfile.TemporaryDirectory() as tmp:
         cache = a.cache or Path(tmp)
         cache.mkdir(parents=True, exist_ok=True)
