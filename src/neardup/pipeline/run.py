@@ -7,10 +7,12 @@ thorough k-NN + local checks (thorough.py) -> group + keeper (grouping.py) -> Sc
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..config import Progress, ScanOptions
 from ..embed.model import ModelSpec, scan_model
@@ -58,13 +60,26 @@ def scan(paths: Sequence[str | os.PathLike[str]], *, cache: str | os.PathLike[st
     # threads for the dear parts of verification and the keeper check (NumPy and the JPEG
     # decoder release the GIL); someone watching gets a count of the files ahead of the listing
     counter = ListingCounter(roots, progress) if progress is not None else None
-    with FeatureCache(cache_dir) as fc, ThreadPoolExecutor(opts.worker_count, "neardup-verify") as threads:  # type: ignore[arg-type]
+    with FeatureCache(cache_dir) as fc, ThreadPoolExecutor(opts.worker_count, "neardup-verify") as threads, \
+            _one_blas_thread(opts.worker_count > 1):  # type: ignore[arg-type]
         try:
             return _stages(roots, fc, opts, spec, progress or (lambda *a: None), threads, counter)
         finally:
             if counter is not None:
                 counter.close()
             threads.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _one_blas_thread(limit: bool) -> Iterator[None]:
+    """While the verify threads run matrix products side by side, each runs them on one thread:
+    a BLAS pool per product put three threads on every core and spun them, which cost the keeper
+    check 40% of its time on two cores (docs/benchmarks.md, "BLAS threads")."""
+    if not limit:
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
 
 
 def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, spec: ModelSpec | None, progress: Progress,
