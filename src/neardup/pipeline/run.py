@@ -56,12 +56,14 @@ def scan(paths: Sequence[str | os.PathLike[str]], *, cache: str | os.PathLike[st
         check_root(p)  # a malformed URL is a usage error before anything starts
     configure(retries=opts.retries)
     cache_dir = default_cache_dir() if cache is _DEFAULT_CACHE else cache
-    spec = scan_model(opts, cache_dir) if opts.mode == "thorough" else None  # type: ignore[arg-type]
+    assert cache_dir is None or isinstance(cache_dir, (str, os.PathLike))
+    spec = scan_model(opts, cache_dir) if opts.mode == "thorough" else None
     # threads for the dear parts of verification and the keeper check (NumPy and the JPEG
     # decoder release the GIL); someone watching gets a count of the files ahead of the listing
     counter = ListingCounter(roots, progress) if progress is not None else None
-    with FeatureCache(cache_dir) as fc, ThreadPoolExecutor(opts.worker_count, "neardup-verify") as threads, \
-            _one_blas_thread(opts.worker_count > 1):  # type: ignore[arg-type]
+    with FeatureCache(cache_dir) as fc, \
+            ThreadPoolExecutor(opts.worker_count, "neardup-verify") as threads, \
+            _one_blas_thread(opts.worker_count > 1):
         try:
             return _stages(roots, fc, opts, spec, progress or (lambda *a: None), threads, counter)
         finally:
