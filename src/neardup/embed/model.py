@@ -100,6 +100,12 @@ def _rgb_input(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(im, dtype=np.float32)
 
 
+#: images a model runs on at once: on one thread, Lite0 at 224 px takes 8.6-9.0 ms an image in
+#: batches of 1-4 and 11.4-12.0 ms in batches of 8-32 (the activations of a bigger batch leave
+#: the cache; docs/benchmarks.md, "Thorough mode's speed")
+EMBED_BATCH = 4
+
+
 class Embedder:
     """An ONNX Runtime session for one :class:`ModelSpec` (one thread unless told otherwise)."""
 
@@ -112,7 +118,9 @@ class Embedder:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
-        so.enable_cpu_mem_arena = False  # the arena keeps the peak of every batch shape
+        # the arena keeps the peak of the largest batch shape: EMBED_BATCH bounds it (a worker's
+        # peak 171 MB with it, 376-635 MB without, where every run's buffers fragmented the heap)
+        so.enable_cpu_mem_arena = True
         try:
             self.session = ort.InferenceSession(spec.path, so, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for bad files
@@ -133,6 +141,10 @@ class Embedder:
         return self.map_output is not None
 
     def _run(self, images: list[np.ndarray], side: int) -> list[np.ndarray]:
+        parts = [self._run_batch(images[s : s + EMBED_BATCH], side) for s in range(0, len(images), EMBED_BATCH)]
+        return [np.concatenate(outs) for outs in zip(*parts)]
+
+    def _run_batch(self, images: list[np.ndarray], side: int) -> list[np.ndarray]:
         x = np.stack([_rgb_input(im, side) for im in images])
         x = ((x - self._mean) / self._std).transpose(0, 3, 1, 2)
         return [np.asarray(o) for o in self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})]

@@ -32,7 +32,7 @@ from .template import overlap_framed
 __all__ = ["LOCAL_VERSION", "LOCAL_SIDE", "LocalFeatures", "LocalParams", "LocalEvidence", "Containment", "local_features",
            "match_pair", "match_inset", "containment", "seam", "seam_sides"]
 
-LOCAL_VERSION = "orb500-grid4-mirror-thumb256-5"
+LOCAL_VERSION = "orb500-grid4-mirrorkp-thumb256-6"
 LOCAL_SIDE = 512
 THUMB_SIDE = 256
 
@@ -118,35 +118,44 @@ def _spread(kps: list[Any], w: int, h: int, n: int) -> list[Any]:
     the rest."""
     if len(kps) <= n:
         return kps
-    cell = [min(GRID - 1, int(k.pt[1] * GRID / h)) * GRID + min(GRID - 1, int(k.pt[0] * GRID / w)) for k in kps]
-    order = sorted(range(len(kps)), key=lambda i: -kps[i].response)
-    quota, taken, chosen, rest = n // (GRID * GRID), [0] * (GRID * GRID), [], []
-    for i in order:
-        if taken[cell[i]] < quota:
-            taken[cell[i]] += 1
-            chosen.append(i)
-        else:
-            rest.append(i)
-    chosen += rest[: n - len(chosen)]
-    return [kps[i] for i in chosen]
+    xy = np.array([k.pt for k in kps], np.float64).reshape(-1, 2)
+    response = np.array([k.response for k in kps], np.float64)
+    cell = (np.minimum(GRID - 1, (xy[:, 1] * GRID / h).astype(np.int64)) * GRID
+            + np.minimum(GRID - 1, (xy[:, 0] * GRID / w).astype(np.int64)))
+    order = np.argsort(-response, kind="stable")
+    cells = cell[order]
+    # each keypoint's rank among those of its cell, strongest first
+    by_cell = np.argsort(cells, kind="stable")
+    starts = np.searchsorted(cells[by_cell], cells[by_cell])
+    rank = np.empty(len(order), np.int64)
+    rank[by_cell] = np.arange(len(order)) - starts
+    first = rank < n // (GRID * GRID)
+    chosen = np.concatenate([order[first], order[~first]])[:n]
+    return [kps[i] for i in chosen.tolist()]
 
 
 def local_features(rgb: np.ndarray, *, n_features: int = 500, frame: tuple[int, int] = (0, 0)) -> LocalFeatures:
     """ORB keypoints (spread over the image, :func:`_spread`) and a grey thumbnail of an upright
-    RGB image (long side <= LOCAL_SIDE); ``frame``: its (w, h) before borders were trimmed."""
+    RGB image (long side <= LOCAL_SIDE); ``frame``: its (w, h) before borders were trimmed.
+
+    The mirror image's descriptors are computed at the mirrored keypoints (FAST and Harris
+    are symmetric, so a detection on the mirror finds the same points): a third of the cost of
+    detecting again, and as many matches with a flipped, edited copy (docs/benchmarks.md,
+    "Thorough mode's speed")."""
     cv2 = _cv2()
     gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     h, w = gray.shape
     orb = cv2.ORB_create(nfeatures=3 * n_features, fastThreshold=10)
 
-    def detect(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        g = np.ascontiguousarray(g)
-        kps, desc = orb.compute(g, _spread(list(orb.detect(g, None)), w, h, n_features))
-        pts = np.array([k.pt for k in kps], dtype=np.float32).reshape(-1, 2)
-        return pts, (desc if desc is not None else np.zeros((0, 32), np.uint8))
+    def described(g: np.ndarray, kps: list[Any]) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+        kept, desc = orb.compute(g, kps)
+        pts = np.array([k.pt for k in kept], dtype=np.float32).reshape(-1, 2)
+        return pts, (desc if desc is not None else np.zeros((0, 32), np.uint8)), list(kept)
 
-    pts, desc = detect(gray)
-    mpts, mdesc = detect(gray[:, ::-1])
+    pts, desc, kps = described(gray, _spread(list(orb.detect(gray, None)), w, h, n_features))
+    mirror = [cv2.KeyPoint(w - 1 - k.pt[0], k.pt[1], k.size, (180.0 - k.angle) % 360.0, k.response, k.octave)
+              for k in kps]
+    mpts, mdesc, _ = described(np.ascontiguousarray(gray[:, ::-1]), mirror)
     s = THUMB_SIDE / max(h, w)
     tw, th = max(8, round(w * s)), max(8, round(h * s))
     thumb = cv2.resize(gray, (tw, th), interpolation=cv2.INTER_AREA)
@@ -276,7 +285,7 @@ def _aligned(athumb: np.ndarray, bthumb: np.ndarray, Ht: np.ndarray, params: Loc
         Mi = np.linalg.inv(M)
         Mi = (Mi / Mi[2, 2]).astype(np.float32)  # maps dst to src, as ECC wants
         _, Mi = cv2.findTransformECC(d32, src32, Mi, cv2.MOTION_HOMOGRAPHY,
-                                     (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4), None, 1)
+                                     (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, *(ECC_PLACED if placed else ECC_KEYPOINTS)), None, 1)
         M = np.linalg.inv(Mi)
         warped, m, cover = aligned(M)
     except (cv2.error, np.linalg.LinAlgError):
@@ -292,6 +301,15 @@ def _aligned(athumb: np.ndarray, bthumb: np.ndarray, Ht: np.ndarray, params: Loc
     framed = overlap_framed(cv2.GaussianBlur(d32, (0, 0), 2.0), cv2.GaussianBlur(warped, (0, 0), 2.0), m)
     return replace(found, framed=framed), b_to_a(M)
 
+
+#: ECC's refinement stops after this many steps or when a step moves the homography less than
+#: this.  From a RANSAC homography, 15 and 1e-3 take 0.64x the time of 30 and 1e-4 and leave the
+#: aligned views' correlation within 0.004 (300 refinements of the dev set's thorough run;
+#: docs/benchmarks.md, "Thorough mode's speed"); from a layout's placement (match_inset), which
+#: is off by a cell, the full 30 and 1e-4 (with 1e-3, 35 of tests/test_contains.py's 40 insets
+#: stand, under the 36 it asks for)
+ECC_KEYPOINTS = (15, 1e-3)
+ECC_PLACED = (30, 1e-4)
 
 #: scales tried around the layout's placement of a picture inside another (:func:`match_inset`):
 #: the layout places it to a cell of 32, about 3% of the frame
