@@ -49,6 +49,18 @@ def _flip_masks(width: int, flips: int) -> np.ndarray:
     return np.asarray(masks, dtype=np.int64)
 
 
+def _bucket_order(key: np.ndarray, width: int) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` for keys of ``width`` <= 32 bits, as one or two stable
+    sorts of 16-bit digits: NumPy sorts 16-bit integers by radix, 6-7x faster than 64-bit ones
+    (an index of 2M codes builds in 0.5 s, not 1.2: docs/benchmarks.md, "Memory at scale")."""
+    if width > 32:
+        return np.argsort(key, kind="stable")
+    low = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    if width <= 16:
+        return low
+    return low[np.argsort((key[low] >> 16).astype(np.uint16), kind="stable")]
+
+
 def choose_chunks(n: int, radius: int) -> int:
     """The number of chunks that minimises probes x expected bucket size for ``n`` codes."""
     best, best_cost = 3, math.inf
@@ -97,7 +109,7 @@ class MultiIndex:
         shift = 0
         for w in widths:
             key = ((codes >> np.uint64(shift)) & np.uint64((1 << w) - 1)).astype(np.int64)
-            order = np.argsort(key, kind="stable")
+            order = _bucket_order(key, w)
             counts = np.bincount(key, minlength=1 << w)
             offsets = np.zeros((1 << w) + 1, dtype=off_t)
             np.cumsum(counts, out=offsets[1:])

@@ -17,6 +17,11 @@ from ..errors import CacheError
 __all__ = ["SCHEMA_VERSION", "SCHEMA", "default_cache_dir", "connect"]
 
 SCHEMA_VERSION = 6
+#: bytes of the store read through a memory map: none.  Every mapped page a scan touches
+#: counts in its resident memory, so the 4 GB map of before made a 100k-image scan hold 478 MB
+#: of the file and a million-image one would hold gigabytes; through the page cache the same
+#: scan ran no slower (91 s against 100 s; docs/benchmarks.md, "Memory at scale")
+MMAP_BYTES = 0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -138,9 +143,8 @@ def connect(directory: str | os.PathLike[str] | None) -> tuple[sqlite3.Connectio
         # a checkpoint is an fsync: every 64 MB of log, not every 4 MB (the default), so writing
         # features costs a tenth of what it did (a crash still loses at most the open batch)
         db.execute("PRAGMA wal_autocheckpoint=16384")
-        # reads through a memory map and a 64 MB page cache: a rerun's lookups, the load and
-        # verification read pages, not syscalls
-        db.execute("PRAGMA mmap_size=4294967296")
+        # reads through SQLite's own 64 MB page cache (and MMAP_BYTES of memory map)
+        db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         db.execute("PRAGMA cache_size=-65536")
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
