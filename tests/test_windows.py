@@ -169,3 +169,21 @@ def test_turns_compose_as_the_layouts_turn():
 def test_canonical_variant_is_the_canon_of_canonical_variants():
     blocks = np.random.default_rng(3).normal(size=(500, 8, 8))
     assert np.array_equal(canonical_variant(blocks), canonical_variants(blocks)[0])
+
+
+def test_the_tilt_hypothesis_from_the_stored_codes_is_the_one_made_from_the_layouts():
+    # the verifier picks the tilt from the codes the extractor stored and tilts only that view;
+    # it must be the view, orientation and side that tilting every view of both images picks
+    originals, copies = _tilt_cases()
+    pairs = list(zip(originals, copies)) + list(zip(copies, originals)) + list(zip(originals, copies[1:] + copies[:1]))
+    a, b = [x for x, _ in pairs], [y for _, y in pairs]
+    sa, sb = np.stack([f.sig for f in a]).astype(np.float32), np.stack([f.sig for f in b]).astype(np.float32)
+    asp_a, asp_b = np.array([f.width / f.height for f in a]), np.array([f.width / f.height for f in b])
+    pa, pb = np.stack([f.p64 for f in a]), np.stack([f.p64 for f in b])
+    tilt = slice(len(windows.WINDOWS), windows.WINDOW_CODES)
+    stored = rules.tilt_views(sa, sb, asp_a, asp_b, pa, pb, np.stack([f.windows[tilt] for f in a]),
+                              np.stack([f.windows[tilt] for f in b]))
+    made = rules.tilt_views(sa, sb, asp_a, asp_b, pa, pb)
+    assert (stored.variant == made.variant).all() and (stored.b_tilted == made.b_tilted).all()
+    assert (stored.view == made.view).all()
+    assert np.array_equal(stored.view_a, made.view_a) and np.array_equal(stored.view_b, made.view_b)
