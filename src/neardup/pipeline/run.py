@@ -63,7 +63,7 @@ def scan(paths: Sequence[str | os.PathLike[str]], *, cache: str | os.PathLike[st
     counter = ListingCounter(roots, progress) if progress is not None else None
     with FeatureCache(cache_dir) as fc, \
             ThreadPoolExecutor(opts.worker_count, "neardup-verify") as threads, \
-            _one_blas_thread(opts.worker_count > 1):
+            _blas_on_one_thread(opts.worker_count > 1):
         try:
             return _stages(roots, fc, opts, spec, progress or (lambda *a: None), threads, counter)
         finally:
@@ -73,7 +73,7 @@ def scan(paths: Sequence[str | os.PathLike[str]], *, cache: str | os.PathLike[st
 
 
 @contextmanager
-def _one_blas_thread(limit: bool) -> Iterator[None]:
+def _blas_on_one_thread(limit: bool) -> Iterator[None]:
     """While the verify threads run matrix products side by side, each runs them on one thread:
     a BLAS pool per product put three threads on every core and spun them, which cost the keeper
     check 40% of its time on two cores (docs/benchmarks.md, "BLAS threads")."""

@@ -27,7 +27,7 @@ import numpy as np
 from ..config import CROP_NCC, HASH_THRESHOLD
 from ..features.colour import GRID, colour_distance
 from ..features.orient import INVERSE, compose, orient_layouts
-from ..features.windows import TILT_ANGLES, WINDOWS, frame_codes, tilted_layouts, turned_window_codes
+from ..features.windows import SIDE, TILT_ANGLES, WINDOWS, frame_codes, tilted_layouts, turned_window_codes
 from ..records import Stage, Verified
 from .template import aligned_frame, shared_frame
 
@@ -732,12 +732,7 @@ def _stored_hypothesis(sig_a: np.ndarray, sig_b: np.ndarray, aspect_a: np.ndarra
     best = dist.argmin(axis=1)
     b_tilted, k, turn_other = best // (t * 8) == 1, (best % (t * 8)) // 8, best % 8
     sig = np.where(b_tilted[:, None, None], np.asarray(sig_b, np.float32), np.asarray(sig_a, np.float32))
-    aspect = np.where(b_tilted, aspect_b, aspect_a)
-    view = np.empty(sig.shape, np.float32)
-    for angle in np.unique(k // 2).tolist():
-        at = np.flatnonzero(k // 2 == angle)
-        tilted = tilted_layouts(sig[at], aspect[at], (TILT_ANGLES[angle],))  # (m, 2, 32, 32): both trims
-        view[at] = tilted[np.arange(len(at)), k[at] % 2]
+    view = _tilted_each(sig, np.where(b_tilted, aspect_b, aspect_a), np.asarray(TILT_ANGLES)[k // 2], k % 2)
     _, turn = frame_codes(view)
     turn = turn.astype(np.int64)
     variant = np.where(b_tilted, compose(turn, INVERSE[turn_other]), compose(turn_other, INVERSE[turn]))
@@ -746,21 +741,25 @@ def _stored_hypothesis(sig_a: np.ndarray, sig_b: np.ndarray, aspect_a: np.ndarra
     return TiltHypothesis(view_a, view_b, variant, b_tilted, k)
 
 
+def _tilted_each(sig: np.ndarray, aspect: np.ndarray, degrees: np.ndarray, trim: np.ndarray) -> np.ndarray:
+    """(P, 32, 32): each layout tilted by its own angle, with its own trim (tilted_layouts'
+    second axis), one batch per distinct angle."""
+    out = np.empty((len(sig), SIDE, SIDE), np.float32)
+    for deg in np.unique(degrees).tolist():
+        at = np.flatnonzero(degrees == deg)
+        out[at] = tilted_layouts(sig[at], aspect[at], (deg,))[np.arange(len(at)), trim[at]]
+    return out
+
+
 def _refined_views(h: TiltHypothesis, sig_a: np.ndarray, sig_b: np.ndarray, aspect_a: np.ndarray,
                    aspect_b: np.ndarray, rows: np.ndarray, offset: float) -> TiltHypothesis:
     """The hypotheses of ``rows`` with the tilt moved by ``offset`` degrees (same trim)."""
     angle = np.asarray(TILT_ANGLES)[h.view[rows] // 2] + offset * np.sign(np.asarray(TILT_ANGLES)[h.view[rows] // 2])
-    view_a, view_b = h.view_a[rows].copy(), h.view_b[rows].copy()
-    for deg in np.unique(angle).tolist():
-        at = np.flatnonzero(angle == deg)
-        pick = rows[at]
-        on_b = h.b_tilted[pick]
-        trim = h.view[pick] % 2
-        for side, sig, aspect, out in ((True, sig_b, aspect_b, view_b), (False, sig_a, aspect_a, view_a)):
-            sel = np.flatnonzero(on_b == side)
-            if len(sel):
-                tilted = tilted_layouts(sig[pick[sel]], aspect[pick[sel]], (deg,))  # (k, 2, 32, 32)
-                out[at[sel]] = tilted[np.arange(len(sel)), trim[sel]]
+    on_b = h.b_tilted[rows]
+    sig = np.where(on_b[:, None, None], np.asarray(sig_b, np.float32)[rows], np.asarray(sig_a, np.float32)[rows])
+    view = _tilted_each(sig, np.where(on_b, aspect_b[rows], aspect_a[rows]), angle, h.view[rows] % 2)
+    view_a = np.where(on_b[:, None, None], h.view_a[rows], view)
+    view_b = np.where(on_b[:, None, None], view, h.view_b[rows])
     return TiltHypothesis(view_a, view_b, h.variant[rows], h.b_tilted[rows], h.view[rows])
 
 
