@@ -71,7 +71,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="also write results.json here")
     ap.add_argument("--cache", type=Path, default=None,
                     help="keep the feature cache here (a rerun then measures the stages after extraction)")
+    ap.add_argument("--crop-pairs", action="store_true",
+                    help="also count the pairs handed to the crop and tilt tests (wraps CropQueue.add)")
     a = ap.parse_args()
+    queued = [0]
+    if a.crop_pairs:
+        from neardup.verify.rules import CropQueue
+
+        add = CropQueue.add
+
+        def counted(self: CropQueue, pair_a: np.ndarray, *rest: np.ndarray) -> None:
+            queued[0] += len(pair_a)
+            add(self, pair_a, *rest)
+
+        CropQueue.add = counted  # type: ignore[method-assign]
     root = a.root / f"v2-{a.n}"
     make(root, a.n)
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,6 +96,8 @@ def main() -> None:
     print(f"n={r.stats['images']:,} wall {wall:.1f} s, {r.stats['images'] / wall:.0f} images/s, "
           f"groups {r.stats['groups']:,} ({planted:,} exactly a planted pair of {a.n // 50:,}), "
           f"candidates {r.stats['candidate_pairs']:,}, verified {r.stats['verified_pairs']:,}")
+    if a.crop_pairs:
+        print(f"pairs handed to the crop and tilt tests: {queued[0]:,}")
     if a.out:
         a.out.write_text(r.to_json())
     print(json.dumps(r.stats["stages"]))

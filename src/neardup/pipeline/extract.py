@@ -323,17 +323,11 @@ class Worker:
         return _chunk(keep, FeatureBatch.concat(parts), views)
 
     def _embed(self, decs: list[Decoded]) -> Views:
-        """Embeddings of the views (and the contained views and regions of a regional model), in
-        small inference batches (the runtime's peak memory grows with the batch, the speed
-        hardly); the views are dropped right after."""
+        """Embeddings of the views (and the contained views and regions of a regional model);
+        the embedder runs them in small batches (embed.model.EMBED_BATCH), and the views are
+        dropped right after."""
         assert self.embedder is not None
-        images = [canonical_rgb(d, 0) for d in decs]
-        parts = [self.embedder.embed_views(images[s : s + 8]) for s in range(0, len(images), 8)]
-        if not parts:
-            return Views(np.zeros((0, 0), np.float16))
-        return Views(np.concatenate([p.global_ for p in parts]),
-                     None if parts[0].contained is None else np.concatenate([p.contained for p in parts]),
-                     None if parts[0].regions is None else np.concatenate([p.regions for p in parts]))
+        return self.embedder.embed_views([canonical_rgb(d, 0) for d in decs])
 
 
 def _chunk(outs: list[Outcome], feats: FeatureBatch, views: Views | None) -> Chunk:

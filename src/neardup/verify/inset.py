@@ -14,7 +14,7 @@ import numpy as np
 
 from .rules import best_inside_batch
 
-__all__ = ["INSET_SHARES", "inset_ncc", "inset_placement"]
+__all__ = ["INSET_SHARES", "inset_placement"]
 
 #: the contained picture's width as a share of its container's: an inset, a photo on a slide
 #: or in a screenshot of a post, down to about a third of the frame
@@ -25,18 +25,12 @@ _ASPECT_BIN = 0.1
 _BATCH = 64
 
 
-def inset_ncc(container: np.ndarray, contained: np.ndarray, aspect_container: np.ndarray,
-              aspect_contained: np.ndarray) -> np.ndarray:
-    """(P,) best correlation of each ``contained`` layout (P, 32, 32), shrunk whole into its
-    ``container`` layout at any share of INSET_SHARES and any offset; -1 where no share fits.
-    Aspects are width / height."""
-    return inset_placement(container, contained, aspect_container, aspect_contained)[0]
-
-
 def inset_placement(container: np.ndarray, contained: np.ndarray, aspect_container: np.ndarray,
                     aspect_contained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`inset_ncc` and where each fits best: (P, 4) left, top, right, bottom as shares of
-    the container's frame (zeros where no share fits)."""
+    """(P,) best correlation of each ``contained`` layout (P, 32, 32) shrunk whole into its
+    ``container`` layout at any share of INSET_SHARES and any offset (-1 where no share fits),
+    and where each fits best: (P, 4) left, top, right, bottom as shares of the container's frame
+    (zeros where no share fits).  Aspects are width / height."""
     big = np.asarray(container, np.float32)
     small = np.asarray(contained, np.float32)
     out = np.full(len(big), -1.0)

@@ -144,14 +144,6 @@ def d256_distance(d256_a: np.ndarray, d256_b: np.ndarray) -> tuple[np.ndarray, n
     return np.minimum(d[rows, v], back.min(axis=1)), v
 
 
-def _best_variant(options: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Per pair, the variant of b whose code distance is least over every (distance, variant)
-    option of shapes (P, ...)."""
-    dist = np.concatenate([d.reshape(len(d), -1) for d, _ in options], axis=1)
-    variant = np.concatenate([v.reshape(len(v), -1) for _, v in options], axis=1)
-    return variant[np.arange(len(dist)), dist.argmin(axis=1)]
-
-
 _EIGHT = np.arange(8)
 
 
@@ -663,31 +655,40 @@ def tilt_views(sig_a: np.ndarray, sig_b: np.ndarray, aspect_a: np.ndarray, aspec
     the crop test and b's orientation.  Either image may be the tilted one; each is tilted by
     every angle and trim of features.windows.tilted_layouts, and the tilted layout whose code
     (in any orientation) is nearest the other image's code (in any of its orientations) is the
-    hypothesis."""
+    hypothesis.  ``codes_a``, ``codes_b``: the (P, 12) tilted-frame codes the extractor stored
+    (the same codes, from the same layouts); with them only the chosen view of each pair is
+    tilted, not all 12 of both images (docs/benchmarks.md, "Memory at scale")."""
     p = len(sig_a)
     if not p:
         empty = np.zeros((0, 32, 32), np.float32)
         return TiltHypothesis(empty, empty, np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int64))
-    if codes_a is not None and codes_b is not None:
-        return _stored_hypothesis(sig_a, sig_b, aspect_a, aspect_b, p64_a, p64_b, codes_a, codes_b)
-    tilted_a = tilted_layouts(sig_a, aspect_a)  # (P, T, 32, 32)
-    tilted_b = tilted_layouts(sig_b, aspect_b)
-    codes_a, turn_a = frame_codes(tilted_a)  # (P, T): a tilted by k, turned by u
-    codes_b, turn_b = frame_codes(tilted_b)
+    sig_a, sig_b = np.asarray(sig_a, np.float32), np.asarray(sig_b, np.float32)
+    made = codes_a is None or codes_b is None
+    if made:
+        tilted_a, tilted_b = tilted_layouts(sig_a, aspect_a), tilted_layouts(sig_b, aspect_b)  # (P, T, 32, 32)
+        codes_a, turn_a = frame_codes(tilted_a)  # (P, T): a tilted by k, turned by u
+        codes_b, turn_b = frame_codes(tilted_b)
+    codes_a, codes_b = np.asarray(codes_a, np.uint64), np.asarray(codes_b, np.uint64)
     p64_a, p64_b = np.asarray(p64_a, np.uint64), np.asarray(p64_b, np.uint64)
-    t = tilted_a.shape[1]
-    # a tilted ~ b turned by c: b turned by c then by u's inverse; b tilted ~ a turned by c:
-    # b turned by u then by c's inverse (as crop_variant reads windows)
+    t = codes_a.shape[1]
     dist = np.concatenate([np.bitwise_count(codes_a[:, :, None] ^ p64_b[:, None, :]).reshape(p, -1),
                            np.bitwise_count(codes_b[:, :, None] ^ p64_a[:, None, :]).reshape(p, -1)], axis=1)
-    variants = np.concatenate([compose(_EIGHT[None, None, :], INVERSE[turn_a][:, :, None]).reshape(p, -1),
-                               compose(turn_b[:, :, None], INVERSE[_EIGHT][None, None, :]).reshape(p, -1)], axis=1)
     best = dist.argmin(axis=1)
     rows = np.arange(p)
-    b_tilted, k = best // (t * 8) == 1, (best % (t * 8)) // 8
-    view_a = np.where(~b_tilted[:, None, None], tilted_a[rows, k], np.asarray(sig_a, np.float32))
-    view_b = np.where(b_tilted[:, None, None], tilted_b[rows, k], np.asarray(sig_b, np.float32))
-    return TiltHypothesis(view_a, view_b, variants[rows, best], b_tilted, k)
+    b_tilted, k, other = best // (t * 8) == 1, (best % (t * 8)) // 8, best % 8
+    if made:
+        view = np.where(b_tilted[:, None, None], tilted_b[rows, k], tilted_a[rows, k])
+        turn = np.where(b_tilted, turn_b[rows, k], turn_a[rows, k]).astype(np.int64)
+    else:
+        view = _tilted_each(np.where(b_tilted[:, None, None], sig_b, sig_a), np.where(b_tilted, aspect_b, aspect_a),
+                            np.asarray(TILT_ANGLES)[k // 2], k % 2)
+        turn = frame_codes(view)[1].astype(np.int64)
+    # a tilted ~ b turned by c: b turned by c then by u's inverse; b tilted ~ a turned by c:
+    # b turned by u then by c's inverse (as crop_variant reads windows)
+    variant = np.where(b_tilted, compose(turn, INVERSE[other]), compose(other, INVERSE[turn]))
+    view_a = np.where(~b_tilted[:, None, None], view, sig_a)
+    view_b = np.where(b_tilted[:, None, None], view, sig_b)
+    return TiltHypothesis(view_a, view_b, variant, b_tilted, k)
 
 
 #: whole layouts this alike are one picture re-encoded, though the 256-bit hash refused it: a
@@ -715,30 +716,6 @@ TILT_GAIN = 0.01
 #: the misfit, as a crop between two sizes does (eval/crops.py measures the gain and what it
 #: lets through among unrelated pairs)
 TILT_REFINE = 1.25
-
-
-def _stored_hypothesis(sig_a: np.ndarray, sig_b: np.ndarray, aspect_a: np.ndarray, aspect_b: np.ndarray,
-                       p64_a: np.ndarray, p64_b: np.ndarray, codes_a: np.ndarray, codes_b: np.ndarray
-                       ) -> TiltHypothesis:
-    """:func:`tilt_views` from the tilted-frame codes the extractor stored (the same codes,
-    made from the same layouts): only the chosen view of each pair is tilted, not all 12 of
-    both images (at 100k rows the tilted layouts were 40% of the tilt test's cost)."""
-    p = len(sig_a)
-    codes_a, codes_b = np.asarray(codes_a, np.uint64), np.asarray(codes_b, np.uint64)
-    p64_a, p64_b = np.asarray(p64_a, np.uint64), np.asarray(p64_b, np.uint64)
-    t = codes_a.shape[1]
-    dist = np.concatenate([np.bitwise_count(codes_a[:, :, None] ^ p64_b[:, None, :]).reshape(p, -1),
-                           np.bitwise_count(codes_b[:, :, None] ^ p64_a[:, None, :]).reshape(p, -1)], axis=1)
-    best = dist.argmin(axis=1)
-    b_tilted, k, turn_other = best // (t * 8) == 1, (best % (t * 8)) // 8, best % 8
-    sig = np.where(b_tilted[:, None, None], np.asarray(sig_b, np.float32), np.asarray(sig_a, np.float32))
-    view = _tilted_each(sig, np.where(b_tilted, aspect_b, aspect_a), np.asarray(TILT_ANGLES)[k // 2], k % 2)
-    _, turn = frame_codes(view)
-    turn = turn.astype(np.int64)
-    variant = np.where(b_tilted, compose(turn, INVERSE[turn_other]), compose(turn_other, INVERSE[turn]))
-    view_a = np.where(~b_tilted[:, None, None], view, np.asarray(sig_a, np.float32))
-    view_b = np.where(b_tilted[:, None, None], view, np.asarray(sig_b, np.float32))
-    return TiltHypothesis(view_a, view_b, variant, b_tilted, k)
 
 
 def _tilted_each(sig: np.ndarray, aspect: np.ndarray, degrees: np.ndarray, trim: np.ndarray) -> np.ndarray:
