@@ -42,12 +42,15 @@ def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, th
     when their slots show alike pictures: screenshots of one app are all within the radius of
     each other by their frames, and are handed on only with their copies, not with every other.
     """
+    slots = len(cols.slot) == len(cols.p64)
     for batch in _all_batches(cols, fresh, radius=radius, threads=threads, searched=searched):
-        if len(cols.slot) == len(cols.p64) and len(batch):
+        if slots and len(batch):
             slot_a, slot_b = cols.slot[batch.a], cols.slot[batch.b]
-            apart = (slot_a != 0) & (slot_b != 0) & (slot_distance(slot_a, slot_b) > SLOT_MAX)
-            if apart.any():
-                keep = ~apart
+            framed = np.flatnonzero((slot_a != 0) & (slot_b != 0))  # few, outside screenshots
+            apart = framed[slot_distance(slot_a[framed], slot_b[framed]) > SLOT_MAX]
+            if len(apart):
+                keep = np.ones(len(batch), bool)
+                keep[apart] = False
                 batch = PairBatch(batch.a[keep], batch.b[keep], batch.distance[keep])
         if len(batch):
             yield batch
@@ -61,20 +64,15 @@ def _all_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads
     has_windows = cols.windows.ndim == 2 and cols.windows.shape[0] == n and cols.windows.shape[1] > 0
     per = cols.windows.shape[1] if has_windows else 0
 
-    def queries(index: MultiIndex, rows: np.ndarray, *, full_frame: bool, windows: bool, report: bool
-                ) -> Iterator[PairBatch]:
+    def queries(index: MultiIndex, rows: np.ndarray, *, full_frame: bool) -> Iterator[PairBatch]:
+        """``rows``' centre windows (and full frames) in every orientation they may take."""
         alt_of = np.isin(cols.alt_rows, rows)
         for s in range(0, len(rows), step):
             blk = rows[s : s + step]
             sel = alt_of & (cols.alt_rows >= blk[0]) & (cols.alt_rows <= blk[-1])
-            # each window is in its own orientation, so an image's alternatives need no windows
-            side = blk[~cols.low_info[blk]] if windows and has_windows else blk[:0]
-            qc = np.concatenate([*([cols.p64[blk]] if full_frame else []), cols.c64[blk], cols.alt_c64[sel],
-                                 cols.windows[side].ravel()])
-            qi = np.concatenate([*([blk] if full_frame else []), blk, cols.alt_rows[sel], np.repeat(side, per)])
+            qc = np.concatenate([*([cols.p64[blk]] if full_frame else []), cols.c64[blk], cols.alt_c64[sel]])
+            qi = np.concatenate([*([blk] if full_frame else []), blk, cols.alt_rows[sel]])
             yield from index.query(qc, qi, threads=threads)
-            if report and searched is not None:
-                searched(len(blk))
 
     def window_pass(rows: np.ndarray, codes: np.ndarray, ids: np.ndarray) -> Iterator[PairBatch]:
         """The windows of ``rows``, indexed a block at a time, queried by ``codes``."""
@@ -98,7 +96,7 @@ def _all_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads
     frame_codes = np.concatenate([cols.p64, cols.alt_p64])
     frame_ids = np.concatenate([np.arange(n, dtype=np.int64), cols.alt_rows])
     index = MultiIndex(frame_codes, frame_ids, radius=radius)
-    yield from queries(index, new_rows, full_frame=True, windows=False, report=False)
+    yield from queries(index, new_rows, full_frame=True)
     del index
     # the fresh rows' windows against every frame
     yield from window_pass(new_rows, frame_codes, frame_ids)
@@ -110,6 +108,6 @@ def _all_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads
         fresh_ids = np.concatenate([new_rows, cols.alt_rows[alt_new]])
         index = MultiIndex(fresh_codes, fresh_ids, radius=radius)
         old_rows = np.flatnonzero(~fresh)
-        yield from queries(index, old_rows, full_frame=False, windows=False, report=False)
+        yield from queries(index, old_rows, full_frame=False)
         del index
         yield from window_pass(old_rows, fresh_codes, fresh_ids)

@@ -20,7 +20,7 @@ def load_search_columns(fc: FeatureCache) -> SearchColumns:
     """The search codes and flags of every distinct content of this run, row i the i-th digest."""
     digests, counts = fc.run_contents()
     n = len(digests)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p64", "c64", "ar", "ap", "ac", "low", "col", "win", "asp")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p64", "c64", "ar", "ap", "ac", "low", "col", "win", "slot", "asp")}
     done = 0
     colourfulness = QUALITY_FIELDS.index("colourfulness")
     for c in fc.iter_run_features(_SEARCH_FIELDS):
@@ -40,7 +40,9 @@ def load_search_columns(fc: FeatureCache) -> SearchColumns:
         parts["col"].append(c["quality"][:, colourfulness] > COLOURFUL)
         aspect = c["width"].astype(np.float64) / np.maximum(c["height"].astype(np.float64), 1.0)
         parts["asp"].append(aspect.astype(np.float32))
-        parts["win"].append(c["windows"])  # crop windows and tilted frames, made by the extractor
+        # crop windows and tilted frames, made by the extractor; the slot code after them
+        parts["win"].append(c["windows"][:, :-1])
+        parts["slot"].append(c["windows"][:, -1])
         done += k
     if done != n:
         raise CacheError("features vanished from the cache during the run; run the scan again")
@@ -48,13 +50,10 @@ def load_search_columns(fc: FeatureCache) -> SearchColumns:
     def cat(key: str, dtype: type) -> np.ndarray:
         return np.concatenate(parts.pop(key)).astype(dtype, copy=False) if n else np.zeros(0, dtype)
 
-    window_parts = parts.pop("win")
-    codes = (np.concatenate(window_parts).astype(np.uint64) if window_parts
-             else np.zeros((0, SEARCH_CODES), np.uint64))
+    windows = cat("win", np.uint64) if n else np.zeros((0, SEARCH_CODES - 1), np.uint64)
     return SearchColumns(digests, counts, cat("p64", np.uint64), cat("c64", np.uint64), cat("ar", np.int64),
                          cat("ap", np.uint64), cat("ac", np.uint64), cat("low", bool), cat("col", bool),
-                         windows=np.ascontiguousarray(codes[:, :-1]), aspect=cat("asp", np.float32),
-                         slot=np.ascontiguousarray(codes[:, -1]))
+                         windows=windows, aspect=cat("asp", np.float32), slot=cat("slot", np.uint64))
 
 
 class CropMemo:

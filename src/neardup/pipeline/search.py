@@ -14,7 +14,7 @@ import numpy as np
 from ..candidates.search import candidate_batches
 from ..config import Progress, ScanOptions
 from ..features.extract import FEATURE_VERSION
-from ..features.windows import TILT_ANGLES, WINDOWS
+from ..features.windows import WINDOW_CODES, WINDOWS
 from ..records import SearchColumns, Verified
 from ..store import FeatureCache
 from ..verify.rules import CropQueue, SeenPairs, VerifyParams, verify_batch
@@ -49,14 +49,13 @@ def run_key(paths: list[str], opts: ScanOptions) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
-def tilt_codes(cols: SearchColumns) -> np.ndarray | None:
+def stored_tilt_codes(cols: SearchColumns) -> np.ndarray | None:
     """(n, 12) the tilted-frame codes the extractor stored for every row (``cols.windows``
     after the crop windows), or None where the columns carry none."""
-    first, count = len(WINDOWS), 2 * len(TILT_ANGLES)
     w = cols.windows
-    if w.ndim != 2 or w.shape[0] != len(cols.p64) or w.shape[1] < first + count:
+    if w.ndim != 2 or w.shape[0] != len(cols.p64) or w.shape[1] != WINDOW_CODES:
         return None
-    return w[:, first : first + count]
+    return w[:, len(WINDOWS) :]
 
 
 class _Verifier:
@@ -66,7 +65,7 @@ class _Verifier:
                  found: Found) -> None:
         self.access, self.params, self.progress, self.found = access, params, progress, found
         self.queue = CropQueue(load_sigs=access.load_sigs, params=params, aspect=access.flags["aspect"],
-                               tilt_codes=tilt_codes(access.cols), crop_cache=access.crops, pool=threads)
+                               tilt_codes=stored_tilt_codes(access.cols), crop_cache=access.crops, pool=threads)
         self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.n_pending = 0
 
