@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 import neardup
+from neardup.verify.rules import CropQueue
 
 
 def _make_folder(args: tuple[Path, int, int, int, int, int]) -> None:
@@ -76,8 +77,6 @@ def main() -> None:
     a = ap.parse_args()
     queued = [0]
     if a.crop_pairs:
-        from neardup.verify.rules import CropQueue
-
         add = CropQueue.add
 
         def counted(self: CropQueue, pair_a: np.ndarray, *rest: np.ndarray) -> None:

@@ -51,8 +51,8 @@ def _flip_masks(width: int, flips: int) -> np.ndarray:
 
 def _bucket_order(key: np.ndarray, width: int) -> np.ndarray:
     """``np.argsort(key, kind="stable")`` for keys of ``width`` <= 32 bits, as one or two stable
-    sorts of 16-bit digits: NumPy sorts 16-bit integers by radix, 6-7x faster than 64-bit ones
-    (an index of 2M codes builds in 0.5 s, not 1.2: docs/benchmarks.md, "Memory at scale")."""
+    sorts of 16-bit digits: NumPy sorts 16-bit integers by radix, several times faster than
+    64-bit ones (docs/benchmarks.md, "Memory at scale")."""
     if width > 32:
         return np.argsort(key, kind="stable")
     low = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")

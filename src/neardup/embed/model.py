@@ -100,9 +100,9 @@ def _rgb_input(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(im, dtype=np.float32)
 
 
-#: images a model runs on at once: on one thread, Lite0 at 224 px takes 8.6-9.0 ms an image in
-#: batches of 1-4 and 11.4-12.0 ms in batches of 8-32 (the activations of a bigger batch leave
-#: the cache; docs/benchmarks.md, "Thorough mode's speed")
+#: images a model runs on at once: one thread runs Lite0 faster an image in batches of 1-4 than
+#: of 8-32 (the activations of a bigger batch leave the cache; benchmarks/thorough_parts.py,
+#: docs/benchmarks.md "Thorough mode's speed")
 EMBED_BATCH = 4
 
 
@@ -118,8 +118,9 @@ class Embedder:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
-        # the arena keeps the peak of the largest batch shape: EMBED_BATCH bounds it (a worker's
-        # peak 171 MB with it, 376-635 MB without, where every run's buffers fragmented the heap)
+        # the arena keeps the peak of the largest batch shape, which EMBED_BATCH bounds; without
+        # it every run's buffers fragmented the worker's heap (benchmarks/devset.py --mode
+        # thorough prints the workers' peak)
         so.enable_cpu_mem_arena = True
         try:
             self.session = ort.InferenceSession(spec.path, so, providers=["CPUExecutionProvider"])

@@ -75,8 +75,8 @@ def scan(paths: Sequence[str | os.PathLike[str]], *, cache: str | os.PathLike[st
 @contextmanager
 def _blas_on_one_thread(limit: bool) -> Iterator[None]:
     """While the verify threads run matrix products side by side, each runs them on one thread:
-    a BLAS pool per product put three threads on every core and spun them, which cost the keeper
-    check 40% of its time on two cores (docs/benchmarks.md, "BLAS threads")."""
+    a BLAS pool per product put several threads on every core and spun them (docs/benchmarks.md,
+    "BLAS threads")."""
     if not limit:
         yield
         return

@@ -18,9 +18,9 @@ __all__ = ["SCHEMA_VERSION", "SCHEMA", "default_cache_dir", "connect"]
 
 SCHEMA_VERSION = 6
 #: bytes of the store read through a memory map: none.  Every mapped page a scan touches
-#: counts in its resident memory, so the 4 GB map of before made a 100k-image scan hold 478 MB
-#: of the file and a million-image one would hold gigabytes; through the page cache the same
-#: scan ran no slower (91 s against 100 s; docs/benchmarks.md, "Memory at scale")
+#: counts in its resident memory, so a map as large as the store makes a scan hold the store's
+#: size; through the page cache the scan ran no slower (benchmarks/stage_memory.py,
+#: docs/benchmarks.md "Memory at scale")
 MMAP_BYTES = 0
 
 SCHEMA = """

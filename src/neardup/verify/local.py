@@ -303,11 +303,10 @@ def _aligned(athumb: np.ndarray, bthumb: np.ndarray, Ht: np.ndarray, params: Loc
 
 
 #: ECC's refinement stops after this many steps or when a step moves the homography less than
-#: this.  From a RANSAC homography, 15 and 1e-3 take 0.64x the time of 30 and 1e-4 and leave the
-#: aligned views' correlation within 0.004 (300 refinements of the dev set's thorough run;
-#: docs/benchmarks.md, "Thorough mode's speed"); from a layout's placement (match_inset), which
-#: is off by a cell, the full 30 and 1e-4 (with 1e-3, 35 of tests/test_contains.py's 40 insets
-#: stand, under the 36 it asks for)
+#: this.  From a RANSAC homography, 15 and 1e-3 take about two thirds of the time of 30 and 1e-4
+#: and leave the aligned views as alike (benchmarks/thorough_parts.py replays them); from a
+#: layout's placement (match_inset), which is off by a cell, the full 30 and 1e-4: with 1e-3
+#: fewer insets stand than tests/test_contains.py asks for
 ECC_KEYPOINTS = (15, 1e-3)
 ECC_PLACED = (30, 1e-4)
 
