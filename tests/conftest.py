@@ -47,8 +47,10 @@ def photos() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory):
-    """One export of EfficientNet-Lite0 for the whole session (a few seconds, needs torch)."""
+    """One export of EfficientNet-Lite0 for the whole session (a few seconds): ONNX Runtime to
+    run it, PyTorch (the [export] extra) to export it."""
     pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
     from neardup.embed.model import default_model_spec
 
     cache = tmp_path_factory.mktemp("thorough-cache")
