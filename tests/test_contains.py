@@ -154,8 +154,11 @@ def test_a_container_is_found_named_contains_and_never_kept(contained_scan, pict
     assert pair.stage == "contains", str(pair.evidence)
     assert Path(str(pair.evidence["container"])).name == container
     assert "inside a larger frame" in g.reason
-    # apply acts on the container, never on the picture
-    steps = plan(contained_scan).steps
+    assert pair.kind == "contains" and g.kind == "contains" and g.member_kinds()[g.keep] == "copy"
+    # apply leaves a container alone by default (--kinds copy); told to act on containers, it
+    # acts on the container, never on the picture
+    assert not [s for s in plan(contained_scan).steps if Path(s.path).name in (picture, container)]
+    steps = plan(contained_scan, kinds=("copy", "contains")).steps
     assert [Path(s.path).name for s in steps if Path(s.path).name in (picture, container)] == [container]
 
 

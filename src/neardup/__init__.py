@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 from .errors import CacheError, DecodeError, NeardupError, SourceError, UsageError
 
 if TYPE_CHECKING:
+    from .index import Index
     from .pipeline import Failure, Group, Pair, ScanOptions, ScanResult, load_results, scan
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "scan", "load_results", "ScanOptions", "ScanResult", "Group", "Pair", "Failure",
+    "scan", "Index", "load_results", "ScanOptions", "ScanResult", "Group", "Pair", "Failure",
     "NeardupError", "UsageError", "SourceError", "DecodeError", "CacheError", "__version__",
 ]
 
@@ -28,6 +29,10 @@ _LAZY = {"scan", "load_results", "ScanOptions", "ScanResult", "Group", "Pair", "
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Index":
+        from .index import Index  # noqa: PLC0415 - loads on first use, like the scan
+
+        return Index
     if name in _LAZY:
         from . import pipeline  # noqa: PLC0415 - import neardup stays cheap: the scan machinery loads on first use
         return getattr(pipeline, name)

@@ -26,15 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import DEFAULT_KINDS
 from .errors import NeardupError, UsageError
 from .features.extract import DIGEST, LEGACY_DIGEST, digest_bytes, new_digest
-from .results import ScanResult
+from .results import KINDS, ScanResult
 from .sources import ReadError, is_remote
 from .sources.cloud import blob_exists, delete_blob, parse_url, read_blob, write_blob
 
-__all__ = ["ACTIONS", "Step", "Plan", "Report", "plan", "apply", "undo", "load_decisions", "file_digest", "is_gone"]
+__all__ = ["ACTIONS", "Step", "Plan", "Report", "Stack", "plan", "apply", "undo", "load_decisions", "file_digest",
+           "is_gone", "parse_kinds", "write_stacks", "DEFAULT_KINDS"]
 
-ACTIONS = ("quarantine", "delete", "hardlink", "symlink")
+ACTIONS = ("quarantine", "delete", "hardlink", "symlink", "stack")
+STACKS_FORMAT = "neardup-stacks/1"
 #: /2: every path is absolute (resolved when apply ran); /1 (before) recorded paths as the
 #: results gave them, relative to the folder apply ran in
 MANIFEST_FORMAT = "neardup-manifest/2"
@@ -91,12 +94,38 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Stack:
+    """A group as a photo manager imports it: the keeper on top, the members below, unmoved."""
+
+    keep: str
+    members: list[str]  # the keeper first; absolute paths or URLs
+    kind: str  # the loosest kind of sameness among them
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"keep": self.keep, "members": self.members, "kind": self.kind}
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     steps: list[Step]
     refused: list[tuple[str, str]]  # (path, why) decisions not followed, so no copy is lost
     not_duplicates: list[tuple[str, str, str, str]]  # (a, b, digest a, digest b) marked by a person
     algo: str = DIGEST  # the digest the results were written with
+    #: (path, kind) members left alone because their kind of sameness is not among ``kinds``
+    other_kinds: list[tuple[str, str]] = field(default_factory=list)
+    #: reference members (never acted on) in the groups planned
+    reference: int = 0
+    stacks: list[Stack] = field(default_factory=list)  # each group with the members of ``kinds``
 
+
+def parse_kinds(text: str | Iterable[str]) -> tuple[str, ...]:
+    """``"copy,similar"`` (or a list) as a tuple of :data:`~neardup.results.KINDS`; a usage error
+    naming the valid ones otherwise."""
+    parts = [k.strip() for k in (text.split(",") if isinstance(text, str) else text) if k.strip()]
+    bad = [k for k in parts if k not in KINDS]
+    if bad or not parts:
+        raise UsageError(f"--kinds takes a comma-separated list of {', '.join(KINDS)}; got {text!r}")
+    return tuple(dict.fromkeys(parts))
 
 @dataclass(slots=True)
 class Report:
@@ -124,16 +153,20 @@ def load_decisions(path: str | os.PathLike[str]) -> dict[str, Any]:
     return d
 
 
-def plan(results: ScanResult | dict[str, Any], decisions: dict[str, Any] | None = None) -> Plan:
-    """What to act on: in each group every member but the keeper, unless a decision says
-    otherwise; never every member of a group.
+def plan(results: ScanResult | dict[str, Any], decisions: dict[str, Any] | None = None, *,
+         kinds: Iterable[str] = DEFAULT_KINDS) -> Plan:
+    """What to act on: in each group every member but the keeper whose kind of sameness to the
+    keeper is one of ``kinds``, unless a decision says otherwise; never every member of a group,
+    never a member under a ``--reference`` root (whatever a decision says).
 
-    Decisions name members as the results do; the steps name absolute paths, resolved against
-    the folder the scan ran in (recorded in the results), so ``apply`` acts on the same files
-    from any working folder.
+    A person's explicit ``remove`` decision is followed whatever the member's kind (they looked
+    at it); the default leaves other shots and containers alone.  Decisions name members as the
+    results do; the steps name absolute paths, resolved against the folder the scan ran in
+    (recorded in the results), so ``apply`` acts on the same files from any working folder.
     """
     if not isinstance(results, ScanResult):
         results = ScanResult.from_dict(results)
+    kinds = parse_kinds(kinds)
     decisions = decisions or {}
     keep_set = set(decisions.get("keep", []))
     remove_set = set(decisions.get("remove", []))
@@ -144,6 +177,9 @@ def plan(results: ScanResult | dict[str, Any], decisions: dict[str, Any] | None 
     steps: list[Step] = []
     refused: list[tuple[str, str]] = []
     apart: list[tuple[str, str, str, str]] = []
+    other_kinds: list[tuple[str, str]] = []
+    stacks: list[Stack] = []
+    n_reference = 0
     algo = results.stats.get("settings", {}).get("digest", LEGACY_DIGEST)
     for g in results.groups:
         members = list(g.members)
@@ -158,15 +194,31 @@ def plan(results: ScanResult | dict[str, Any], decisions: dict[str, Any] | None 
                 if b in member_set and a < b:
                     apart.append((results.resolve(a), results.resolve(b), digests[a], digests[b]))
         keeper = g.keep
-        act = {m for m in members if m != keeper}
+        kind_of = g.member_kinds()
+        reference = set(g.reference) | {m for m in members if results.is_reference(m)}
+        n_reference += len(reference)
+        act = {m for m in members if m != keeper and kind_of[m] in kinds}
+        other_kinds += [(results.resolve(m), kind_of[m]) for m in members
+                        if m != keeper and kind_of[m] not in kinds and m not in remove_set and m not in reference]
         act -= keep_set
         act |= {m for m in members if m in remove_set and m not in keep_set}
         # a member a person doubted is never acted on
         act -= {m for m in members if doubted.get(m, set()) & member_set}
+        # nor one under a reference root, whatever a decision says
+        refused += [(results.resolve(m), "under a --reference root: never acted on") for m in sorted(act & reference)
+                    if m in remove_set]
+        act -= reference
+        stacked = [m for m in members if (m == g.keep or kind_of[m] in kinds)
+                   and not doubted.get(m, set()) & member_set]
+        if len(stacked) > 1:
+            stacks.append(Stack(results.resolve(g.keep), [results.resolve(m) for m in stacked],
+                                max((kind_of[m] for m in stacked), key=KINDS.index)))
         if keeper in act:
             # a member that shows another whole inside a larger frame is not its original
             held = {str(p.evidence.get("container")) for p in g.pairs if p.stage == "contains"}
-            stays = sorted((m for m in members if m not in act), key=lambda m: m in held)
+            # a reference file, then a copy (not another shot) stands in best
+            stays = sorted((m for m in members if m not in act),
+                           key=lambda m: (m not in reference, m in held, KINDS.index(kind_of[m])))
             if stays:
                 keeper = stays[0]
             else:
@@ -178,7 +230,7 @@ def plan(results: ScanResult | dict[str, Any], decisions: dict[str, Any] | None 
         for m in members:
             if m in act:
                 steps.append(Step(results.resolve(m), digests[m], results.resolve(keeper), digests[keeper], algo))
-    return Plan(steps, refused, apart, algo)
+    return Plan(steps, refused, apart, algo, other_kinds, n_reference, stacks)
 
 
 class _Manifest:
@@ -325,6 +377,8 @@ def apply(  # noqa: C901 - one loop over the steps with the manifest's crash poi
     """
     if action not in ACTIONS:
         raise UsageError(f"--action must be one of {', '.join(ACTIONS)}, got {action!r}")
+    if action == "stack":
+        raise UsageError("--action stack moves nothing: it writes the plan's stacks (write_stacks)")
     if action != "delete" and to is None:
         raise UsageError(f"--action {action} needs --to DIR (where the originals are kept for undo)")
     rep = Report()
@@ -401,6 +455,43 @@ def apply(  # noqa: C901 - one loop over the steps with the manifest's crash poi
     return rep
 
 
+def write_stacks(stacks: list[Stack], *, to: str | os.PathLike[str], manifest: str | os.PathLike[str] | None = None,
+                 dry_run: bool = True) -> Report:
+    """Write ``stacks`` as one JSON file (``{"format": "neardup-stacks/1", "stacks": [{"keep",
+    "members", "kind"}]}``) at ``to`` (a new file; a folder gets a stamped name inside), for
+    photo managers and scripts that group rather than delete; nothing else is touched.  The
+    manifest records the file, so ``undo`` removes it again."""
+    target = Path(to)
+    if is_remote(str(to)):
+        raise UsageError("--action stack writes a local JSON file; pass a local --to path")
+    if target.is_dir() or str(to).endswith(("/", os.sep)):
+        target = target / (time.strftime("neardup-stacks-%Y%m%dT%H%M%S") + f"-{os.getpid()}.json")
+    target = target.absolute()
+    if target.exists():
+        raise UsageError(f"{target} already exists; pass another --to (stacks never overwrite a file)")
+    rep = Report(done=[m for s in stacks for m in s.members])
+    if dry_run:
+        return rep
+    body = json.dumps({"format": STACKS_FORMAT, "stacks": [s.to_dict() for s in stacks]}, indent=1,
+                      ensure_ascii=False).encode()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mpath = Path(manifest).absolute() if manifest else target.with_name(target.stem + ".manifest.jsonl")
+    rep.manifest = str(mpath)
+    m = _Manifest(mpath, {"kind": "header", "format": MANIFEST_FORMAT, "action": "stack", "to": str(target),
+                          "cwd": os.getcwd(), "created": time.time()})
+    try:
+        m.write({"kind": "intent", "i": 0, "path": str(target), "digest": digest_bytes(body, DIGEST).hex(),
+                 "keeper": None, "keeper_digest": None, "algo": DIGEST, "dest": None})
+        with open(target, "xb") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        m.write({"kind": "done", "i": 0})
+    finally:
+        m.close()
+    return rep
+
+
 def _records(path: Path) -> Iterator[dict[str, Any]]:
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -436,6 +527,14 @@ def undo(manifest: str | os.PathLike[str]) -> Report:
                 continue
             r = intents[i]
             path, dest = r["path"], r["dest"]
+            if action == "stack":
+                why = _remove_written(path, r)
+                if why is None:
+                    rep.done.append(path)
+                    m.write({"kind": "undone", "i": i})
+                else:
+                    rep.skipped.append((path, why))
+                continue
             why = _restore(action, path, dest, r)
             if why is None and action != "delete" and not _back_in_place(path, r):
                 why = f"not back at {path} with its content after the move; the original stays at {dest}"
@@ -477,6 +576,16 @@ def _absolute_intent(r: dict[str, Any], header: dict[str, Any], mpath: Path) -> 
     return fixed
 
 
+def _remove_written(path: str, r: dict[str, Any]) -> str | None:
+    """Undo of a file neardup wrote (a stacks file): removed if it still holds what was written."""
+    if not os.path.exists(path):
+        return None
+    if file_digest(path, r.get("algo", DIGEST)) != r["digest"]:
+        return "changed since it was written; left where it is"
+    os.unlink(path)
+    return None
+
+
 def _back_in_place(path: str, r: dict[str, Any]) -> bool:
     """Whether the file at its original path holds the content it had (what 'restored' means)."""
     try:
@@ -516,7 +625,7 @@ def _restore(action: str, path: str, dest: str | None, r: dict[str, Any]) -> str
 
 def describe(rep: Report, *, action: str, dry_run: bool) -> str:
     verb = {"quarantine": "move to quarantine", "delete": "delete", "hardlink": "replace by a hard link",
-            "symlink": "replace by a symbolic link"}[action]
+            "symlink": "replace by a symbolic link", "stack": "stack"}[action]
     lines = [f"{'would ' if dry_run else ''}{verb}: {p}" for p in rep.done]
     lines += [f"skip {p}: {why}" for p, why in rep.skipped]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from .errors import UsageError
 
 __all__ = ["ScanOptions", "Progress", "MAX_PIXELS", "HASH_THRESHOLD", "CROP_NCC", "KNN_THRESHOLD", "IMAGENET_MEAN",
-           "IMAGENET_STD"]
+           "IMAGENET_STD", "DEFAULT_KINDS"]
 
 #: images above this many pixels are refused before decoding (a decompression bomb guard)
 MAX_PIXELS = 200_000_000
@@ -29,6 +29,10 @@ HASH_THRESHOLD = 40
 CROP_NCC = 0.95
 #: thorough mode: embedding cosine at which a pair is worth verifying
 KNN_THRESHOLD = 0.70
+
+#: what ``apply`` acts on unless told otherwise (--kinds): copies only, so another shot of a
+#: burst or a slide that shows a photo is never removed by accident
+DEFAULT_KINDS = ("copy",)
 
 Progress = Callable[[str, int, "int | None"], None]
 """``progress(stage, advance, total)``: called as work completes; the CLI draws bars with it."""
@@ -54,6 +58,9 @@ class ScanOptions:
     worker_memory: int = 0  # MB of address space per worker process (0: no limit)
     executor: str = "local"  # "local": a process pool here; "dask": tasks on a Dask cluster
     scheduler: str | None = None  # dask: tcp://HOST:8786; None starts a local cluster of processes
+    #: folders or URLs scanned with the others whose files are always kept and never acted on
+    reference: tuple[str, ...] = ()
+    include_reference_groups: bool = False  # also report groups made only of reference files
 
     @property
     def worker_count(self) -> int:
@@ -71,6 +78,12 @@ class ScanOptions:
         return replace(self, **overrides)  # type: ignore[arg-type]
 
     def check(self) -> None:
+        self._check_mode()
+        self._check_ranges()
+        if self.include_reference_groups and not self.reference:
+            raise UsageError("--include-reference-groups only applies with --reference ROOT; add one")
+
+    def _check_mode(self) -> None:
         if self.mode not in ("fast", "thorough"):
             raise UsageError(f"--mode must be 'fast' or 'thorough', got {self.mode!r}")
         if self.model is not None and self.mode != "thorough":
@@ -79,6 +92,12 @@ class ScanOptions:
             raise UsageError("--similar needs the embeddings of --mode thorough; add --mode thorough")
         if not 0.0 < self.knn_threshold < 1.0:
             raise UsageError(f"the embedding threshold must be in (0, 1), got {self.knn_threshold}")
+        if self.executor not in ("local", "dask"):
+            raise UsageError(f"--executor must be 'local' or 'dask', got {self.executor!r}")
+        if self.scheduler is not None and self.executor != "dask":
+            raise UsageError("--scheduler only applies with --executor dask; add --executor dask")
+
+    def _check_ranges(self) -> None:
         if not 0 <= self.radius <= 16:
             raise UsageError(f"--radius must be between 0 and 16 bits of 64, got {self.radius}")
         if not 0 <= self.hash_threshold <= 96:
@@ -87,10 +106,6 @@ class ScanOptions:
             raise UsageError(f"crop correlation must be in (0, 1], got {self.crop_ncc}")
         if self.workers < 0:
             raise UsageError(f"--workers must be 0 (one per core) or more, got {self.workers}")
-        if self.executor not in ("local", "dask"):
-            raise UsageError(f"--executor must be 'local' or 'dask', got {self.executor!r}")
-        if self.scheduler is not None and self.executor != "dask":
-            raise UsageError("--scheduler only applies with --executor dask; add --executor dask")
         if self.time_budget < 0:
             raise UsageError(f"--time-budget must be 0 (none) or a number of seconds, got {self.time_budget}")
         if self.worker_memory < 0 or 0 < self.worker_memory < 256:

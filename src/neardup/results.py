@@ -10,26 +10,48 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
 
-__all__ = ["Pair", "Group", "Failure", "Root", "ScanResult", "load_results", "resolve_member"]
+__all__ = ["Pair", "Group", "Failure", "Root", "ScanResult", "load_results", "resolve_member", "KINDS", "kind_of_stage",
+           "loosest_kind"]
+
+#: the kinds of sameness, strictest first: ``copy`` (the same pixels, edited or not),
+#: ``contains`` (one shows the other whole inside a larger frame), ``similar`` (another shot of
+#: the same scene, thorough ``--similar``)
+KINDS = ("copy", "contains", "similar")
+
+
+def kind_of_stage(stage: str) -> str:
+    """The kind of sameness a pair's stage establishes."""
+    return stage if stage in ("contains", "similar") else "copy"
+
+
+def loosest_kind(kinds: Iterable[str]) -> str:
+    """The least strict of ``kinds`` (``copy`` when there is none): what a chain of pairs proves."""
+    return KINDS[max((KINDS.index(k) for k in kinds), default=0)]
 
 
 @dataclass(frozen=True, slots=True)
 class Pair:
     a: str
     b: str
-    stage: str  # "exact" | "hash" | "crop" | "embedding" | "local" | "similar"
+    stage: str  # "exact" | "hash" | "crop" | "embedding" | "local" | "similar" | "contains"
     distance: int | None = None  # bits of the 256-bit hash, where that decided
     score: float | None = None  # layout correlation, where a crop test decided
     evidence: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def kind(self) -> str:
+        """``copy``, ``contains`` or ``similar`` (:data:`KINDS`)."""
+        return kind_of_stage(self.stage)
+
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"a": self.a, "b": self.b, "stage": self.stage}
+        d: dict[str, Any] = {"a": self.a, "b": self.b, "stage": self.stage, "kind": self.kind}
         if self.distance is not None:
             d["distance"] = self.distance
         if self.score is not None:
@@ -53,21 +75,49 @@ class Group:
     digests: dict[str, str] = field(default_factory=dict)  # member -> content digest (hex) at scan time
     #: member -> what a person checks a keeper choice by: width, height, bytes, format
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: members under a ``--reference`` root: never acted on; the keeper is one when any is
+    reference: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """The group's loosest kind of sameness (:data:`KINDS`): a group with one other shot is
+        ``similar`` as a whole, whatever its copies."""
+        return loosest_kind(p.kind for p in self.pairs)
+
+    def member_kinds(self) -> dict[str, str]:
+        """Each member's kind of sameness to the keeper: the loosest along the pairs that tie it
+        to the keeper (a copy of another shot is another shot).  Pair ``b`` joined through ``a``
+        (make_group); a member no pair names is a ``copy`` (results of an older neardup)."""
+        via = {p.b: p for p in self.pairs if p.b != self.keep}
+        out: dict[str, str] = {}
+        for m in self.members:
+            seen, kinds, at = {m}, [], m
+            while at in via and at != self.keep:
+                kinds.append(via[at].kind)
+                at = via[at].a
+                if at in seen:
+                    break
+                seen.add(at)
+            out[m] = loosest_kind(kinds)
+        out[self.keep] = "copy"
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"keep": self.keep, "members": self.members, "reason": self.reason,
-                             "pairs": [p.to_dict() for p in self.pairs]}
+                             "kind": self.kind, "pairs": [p.to_dict() for p in self.pairs]}
         if self.digests:
             d["digests"] = self.digests
         if self.files:
             d["files"] = self.files
+        if self.reference:
+            d["reference"] = self.reference
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Group:
         return cls(str(d["keep"]), [str(m) for m in d["members"]], str(d.get("reason", "")),
                    [Pair.from_dict(p) for p in d.get("pairs") or []], dict(d.get("digests") or {}),
-                   dict(d.get("files") or {}))
+                   dict(d.get("files") or {}), [str(m) for m in d.get("reference") or []])
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +142,13 @@ class Root:
 
     path: str
     resolved: str
+    reference: bool = False  # given with --reference: its files are never acted on
 
-    def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "resolved": self.resolved}
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"path": self.path, "resolved": self.resolved}
+        if self.reference:
+            d["reference"] = True
+        return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +181,11 @@ class ScanResult:
                             "" if p.score is None else p.score, g.keep])
         return buf.getvalue()
 
+    def is_reference(self, path: str) -> bool:
+        """Whether a member as given in these results lies under a ``--reference`` root."""
+        where = self.resolve(path)
+        return any(r.reference and _under(where, r.resolved) for r in self.roots)
+
     def resolve(self, path: str) -> str:
         """The absolute path of a member as given in these results (see :func:`resolve_member`)."""
         return resolve_member(path, self.cwd)
@@ -147,7 +206,8 @@ class ScanResult:
             if g.keep not in g.members:
                 raise UsageError(f"{what}: the keeper {g.keep!r} is not among its group's members")
         scan = d.get("scan") or {}
-        roots = [Root(str(r["path"]), str(r["resolved"])) for r in scan.get("roots") or [] if isinstance(r, dict)]
+        roots = [Root(str(r["path"]), str(r["resolved"]), bool(r.get("reference", False)))
+                 for r in scan.get("roots") or [] if isinstance(r, dict)]
         cwd = scan.get("cwd")
         return cls(groups, failures, dict(d["stats"]), roots, str(cwd) if cwd is not None else None)
 
@@ -159,6 +219,11 @@ def resolve_member(path: str, cwd: str | None) -> str:
     if "://" in path or os.path.isabs(path):
         return path
     return os.path.normpath(os.path.join(cwd if cwd is not None else os.getcwd(), path))
+
+
+def _under(path: str, root: str) -> bool:
+    base = root.rstrip("/") or root
+    return path == root or path == base or path.startswith(base + "/")
 
 
 def load_results(path: str | os.PathLike[str]) -> ScanResult:

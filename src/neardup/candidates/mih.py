@@ -11,15 +11,21 @@ batches so that a hub of look-alike codes costs time, never memory.
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PairBatch", "MultiIndex", "choose_chunks", "brute_force_pairs"]
+__all__ = ["PairBatch", "MultiIndex", "choose_chunks", "brute_force_pairs", "INDEX_FORMAT"]
+
+#: the layout :meth:`MultiIndex.save` writes
+INDEX_FORMAT = "neardup-mih/1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +123,37 @@ class MultiIndex:
             self.chunks.append((shift, w, ids[order].astype(id_t), offsets, counts > 0, codes[order], masks))
             del key, order, counts
             shift += w
+
+    def save(self, folder: str | os.PathLike[str]) -> None:
+        """Write the index's tables to ``folder`` as ``.npy`` files that :meth:`load` maps back
+        without reading them: a saved collection opens at once, whatever its size."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {"format": INDEX_FORMAT, "radius": self.radius, "size": self.size,
+                "chunks": [[shift, w] for shift, w, *_ in self.chunks]}
+        for k, (_, _, ids, offsets, _, codes, _) in enumerate(self.chunks):
+            np.save(out / f"ids{k}.npy", ids)
+            np.save(out / f"offsets{k}.npy", offsets)
+            np.save(out / f"codes{k}.npy", codes)
+        (out / "mih.json").write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> MultiIndex:
+        """An index :meth:`save` wrote, its tables memory-mapped (pages are read as probes touch them)."""
+        src = Path(folder)
+        meta = json.loads((src / "mih.json").read_text())
+        if meta.get("format") != INDEX_FORMAT:
+            raise ValueError(f"{src} holds no multi-index of format {INDEX_FORMAT}")
+        self = cls.__new__(cls)
+        self.size, self.radius = int(meta["size"]), int(meta["radius"])
+        m = len(meta["chunks"])
+        self.chunks = []
+        for k, (shift, w) in enumerate(meta["chunks"]):
+            offsets = np.load(src / f"offsets{k}.npy", mmap_mode="r")
+            masks = _flip_masks(w, self.radius // m).astype(np.int32 if w < 31 else np.int64)
+            self.chunks.append((int(shift), int(w), np.load(src / f"ids{k}.npy", mmap_mode="r"), offsets,
+                                np.diff(offsets) > 0, np.load(src / f"codes{k}.npy", mmap_mode="r"), masks))
+        return self
 
     def query(
         self, qcodes: np.ndarray, qids: np.ndarray, *, max_pairs: int = 262_144, threads: int = 1

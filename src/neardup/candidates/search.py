@@ -11,7 +11,7 @@ from ..features.content import SLOT_MAX, slot_distance
 from ..records import SearchColumns
 from .mih import MultiIndex, PairBatch
 
-__all__ = ["candidate_batches", "SEARCH_BLOCK"]
+__all__ = ["candidate_batches", "SEARCH_BLOCK", "WINDOW_BLOCK", "keep_alike_slots"]
 
 #: query rows searched at a time (the progress bar's step; the index splits them further)
 SEARCH_BLOCK = 16_384
@@ -45,15 +45,21 @@ def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, th
     slots = len(cols.slot) == len(cols.p64)
     for batch in _all_batches(cols, fresh, radius=radius, threads=threads, searched=searched):
         if slots and len(batch):
-            slot_a, slot_b = cols.slot[batch.a], cols.slot[batch.b]
-            framed = np.flatnonzero((slot_a != 0) & (slot_b != 0))  # few, outside screenshots
-            apart = framed[slot_distance(slot_a[framed], slot_b[framed]) > SLOT_MAX]
-            if len(apart):
-                keep = np.ones(len(batch), bool)
-                keep[apart] = False
-                batch = PairBatch(batch.a[keep], batch.b[keep], batch.distance[keep])
+            batch = keep_alike_slots(batch, cols.slot[batch.a], cols.slot[batch.b])
         if len(batch):
             yield batch
+
+
+def keep_alike_slots(batch: PairBatch, slot_a: np.ndarray, slot_b: np.ndarray) -> PairBatch:
+    """``batch`` without the pairs of two framed images (non-zero slot codes ``slot_a``,
+    ``slot_b``, one per pair) whose slots show different pictures."""
+    framed = np.flatnonzero((slot_a != 0) & (slot_b != 0))  # few, outside screenshots
+    apart = framed[slot_distance(slot_a[framed], slot_b[framed]) > SLOT_MAX]
+    if not len(apart):
+        return batch
+    keep = np.ones(len(batch), bool)
+    keep[apart] = False
+    return PairBatch(batch.a[keep], batch.b[keep], batch.distance[keep])
 
 
 def _all_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads: int,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from ..config import ScanOptions
+from ..config import DEFAULT_KINDS, ScanOptions
 from ..errors import NeardupError, UsageError
 
 EXIT_OK = 0
@@ -83,12 +84,17 @@ class _SourceArg(click.ParamType):  # type: ignore[type-arg]
               help="Where extraction runs: local processes, or a Dask cluster (pip install 'neardup[dask]').")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="dask: the scheduler, e.g. tcp://HOST:8786; without it a local cluster of --workers processes.")
+@click.option("--reference", multiple=True, type=_SourceArg(), metavar="PATH|URL",
+              help="A master folder or URL, scanned with PATHS: its files are always the keeper and never acted "
+                   "on; groups made only of its files are not reported. Repeatable.")
+@click.option("--include-reference-groups", is_flag=True,
+              help="Also report groups whose members are all under --reference roots.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: str | None, no_cache: bool,
          workers: int, radius: int, threshold: int, max_pixels: int, mode: str, model: str | None,
          model_size: int, model_mean: tuple[float, float, float], model_std: tuple[float, float, float],
          knn_threshold: float, similar: bool, retries: int, time_budget: float, worker_memory: int, executor: str,
-         scheduler: str | None, quiet: bool) -> None:
+         scheduler: str | None, reference: tuple[str, ...], include_reference_groups: bool, quiet: bool) -> None:
     """Scan PATHS (folders, files, or az://CONTAINER/PREFIX, abfs://..., s3://BUCKET/PREFIX URLs)
     and write the duplicate groups to results.json.
 
@@ -121,7 +127,9 @@ def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: s
                               hash_threshold=threshold, max_pixels=max_pixels, mode=mode, model=model,
                               model_size=model_size, model_mean=tuple(model_mean), model_std=tuple(model_std),
                               knn_threshold=knn_threshold, similar=similar, retries=retries, executor=executor,
-                              scheduler=scheduler, time_budget=time_budget, worker_memory=worker_memory, **kwargs)  # type: ignore[arg-type]
+                              scheduler=scheduler, time_budget=time_budget, worker_memory=worker_memory,
+                              reference=tuple(reference), include_reference_groups=include_reference_groups,
+                              **kwargs)  # type: ignore[arg-type]
     except NeardupError as e:
         raise _fatal(e) from None
     _write(output, result.to_json())
@@ -209,55 +217,64 @@ def report(results: str, output: str, workers: int) -> None:
 @click.argument("results", type=click.Path(exists=True, dir_okay=False))
 @click.option("--decisions", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Decisions exported from the review page (keep/remove flips, 'not a duplicate' pairs).")
-@click.option("--action", type=click.Choice(["quarantine", "delete", "hardlink", "symlink"]), required=True,
+@click.option("--action", type=click.Choice(["quarantine", "delete", "hardlink", "symlink", "stack"]), required=True,
               help="quarantine: move duplicates under --to; hardlink/symlink: move them under --to and link "
-                   "their paths to the keeper; delete: remove them (cannot be undone).")
-@click.option("--to", "to", type=click.Path(file_okay=False), default=None,
-              help="Folder that receives the originals (required except for delete).")
+                   "their paths to the keeper; delete: remove them (cannot be undone); stack: move nothing, write "
+                   "the groups as stacks to the JSON file --to.")
+@click.option("--kinds", default=",".join(DEFAULT_KINDS), show_default=True, metavar="KIND[,KIND]",
+              help="Which members to act on, by their kind of sameness to the keeper: copy, contains (one shows the "
+                   "other inside a larger frame), similar (another shot); other shots are never removed by default.")
+@click.option("--to", "to", type=click.Path(), default=None,
+              help="Folder that receives the originals (required except for delete); for stack, the JSON file "
+                   "(or a folder for it).")
 @click.option("--manifest", type=click.Path(dir_okay=False), default=None,
               help="Where to write the undo manifest [default: inside --to].")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
               help="Feature cache where 'not a duplicate' decisions are remembered for later scans.")
 @click.option("--yes", is_flag=True, help="Really do it; without --yes only print what would be done.")
-def apply(results: str, decisions: str | None, action: str, to: str | None, manifest: str | None,
+def apply(results: str, decisions: str | None, action: str, kinds: str, to: str | None, manifest: str | None,
           cache_dir: str | None, yes: bool) -> None:
-    """Act on the duplicates in RESULTS, never on the last copy of anything.
+    """Act on the duplicates in RESULTS, never on the last copy of anything, never on a file
+    under a --reference root.
 
     Every file (and its keeper) must still have the content it had at scan time, or it is
     skipped. A manifest is written as it goes: `neardup undo MANIFEST` puts everything back.
     """
     from .. import actions
-    from ..features.extract import DIGEST
     from ..results import load_results
-    from ..store import FeatureCache, default_cache_dir
 
     try:
         data = load_results(results)
     except NeardupError as e:
         raise _fatal(e) from None
     try:
+        chosen = actions.parse_kinds(kinds)
+    except NeardupError as e:
+        raise _fatal(e) from None
+    if action == "stack" and to is None:
+        raise click.UsageError("--action stack needs --to FILE.json (where the stacks are written)")
+    try:
         dec = actions.load_decisions(decisions) if decisions else None
-        pl = actions.plan(data, dec)
+        pl = actions.plan(data, dec, kinds=chosen)
         if pl.not_duplicates:
-            pairs = [(bytes.fromhex(da), bytes.fromhex(db)) for _, _, da, db in pl.not_duplicates]
-            if pl.algo != DIGEST:  # results of an older version: remember the contents by today's digest
-                pairs = []
-                for a, b, _, _ in pl.not_duplicates:
-                    try:
-                        pairs.append((bytes.fromhex(actions.file_digest(a)), bytes.fromhex(actions.file_digest(b))))
-                    except (OSError, NeardupError):
-                        click.echo(f"cannot read {a} or {b} to remember them apart; scan again and decide anew", err=True)
-            with FeatureCache(cache_dir or default_cache_dir()) as fc:
-                new = fc.put_not_duplicates(pairs)
-            click.echo(f"remembered {len(pl.not_duplicates)} 'not a duplicate' pair(s) ({new} new): later scans keep them apart")
-        rep = actions.apply(pl.steps, action=action, to=to, manifest=manifest, dry_run=not yes)
+            _remember_apart(pl, cache_dir)
+        if action == "stack":
+            assert to is not None
+            rep = actions.write_stacks(pl.stacks, to=to, manifest=manifest, dry_run=not yes)
+        else:
+            rep = actions.apply(pl.steps, action=action, to=to, manifest=manifest, dry_run=not yes)
     except NeardupError as e:
         raise _fatal(e) from None
     except OSError as e:
         raise _fatal(NeardupError(f"stopped: {e}; what was done is in the manifest (the file named by --manifest, or "
                                   "the newest neardup-manifest-*.jsonl in --to); `neardup undo` on it reverses it")) from None
-    for path, why in pl.refused:
-        click.echo(f"refused {path}: {why}")
+    _say_left(pl, chosen)
+    if action == "stack":
+        click.echo(f"{'would write' if not yes else 'wrote'} {len(pl.stacks)} stack(s) of {len(rep.done)} file(s) "
+                   f"to {to}")
+        if rep.manifest:
+            click.echo(f"manifest: {rep.manifest}  (undo: neardup undo {rep.manifest})")
+        return
     click.echo(actions.describe(rep, action=action, dry_run=not yes))
     tail = "" if yes else " (dry run: add --yes to do it)"
     click.echo(f"{len(rep.done)} file(s) {'acted on' if yes else 'to act on'}, {len(rep.skipped)} skipped{tail}")
@@ -270,6 +287,41 @@ def apply(results: str, decisions: str | None, action: str, to: str | None, mani
         raise _fatal(NeardupError(f"nothing to act on: none of the {len(pl.steps)} file(s) or their keepers were "
                                   f"found; relative paths in {results} are relative to {where}; were the files moved "
                                   "since the scan?"))
+
+
+def _remember_apart(pl: object, cache_dir: str | None) -> None:
+    """Store a plan's "not a duplicate" pairs in the feature cache, so later scans keep them apart."""
+    from .. import actions
+    from ..features.extract import DIGEST
+    from ..store import FeatureCache, default_cache_dir
+
+    assert isinstance(pl, actions.Plan)
+    pairs = [(bytes.fromhex(da), bytes.fromhex(db)) for _, _, da, db in pl.not_duplicates]
+    if pl.algo != DIGEST:  # results of an older version: remember the contents by today's digest
+        pairs = []
+        for a, b, _, _ in pl.not_duplicates:
+            try:
+                pairs.append((bytes.fromhex(actions.file_digest(a)), bytes.fromhex(actions.file_digest(b))))
+            except (OSError, NeardupError):
+                click.echo(f"cannot read {a} or {b} to remember them apart; scan again and decide anew", err=True)
+    with FeatureCache(cache_dir or default_cache_dir()) as fc:
+        new = fc.put_not_duplicates(pairs)
+    click.echo(f"remembered {len(pl.not_duplicates)} 'not a duplicate' pair(s) ({new} new): later scans keep them apart")
+
+
+def _say_left(pl: object, chosen: tuple[str, ...]) -> None:
+    """What the plan leaves alone on purpose: refused decisions, other kinds, reference files."""
+    from .. import actions
+
+    assert isinstance(pl, actions.Plan)
+    for path, why in pl.refused:
+        click.echo(f"refused {path}: {why}")
+    if pl.other_kinds:
+        left = sorted({k for _, k in pl.other_kinds})
+        click.echo(f"left alone: {len(pl.other_kinds)} member(s) of kind {', '.join(left)} (--kinds {','.join(chosen)}; "
+                   f"add --kinds {','.join((*chosen, *left))} to act on them)")
+    if pl.reference:
+        click.echo(f"{pl.reference} reference file(s) kept: files under --reference roots are never acted on")
 
 
 @main.command()
@@ -288,6 +340,90 @@ def undo(manifest: str) -> None:
         click.echo(f"not restored {p}: {why}")
     click.echo(f"{len(rep.done)} restored, {len(rep.skipped)} not restored")
     sys.exit(EXIT_FAILURES if rep.skipped else EXIT_OK)
+
+
+
+@main.group("index")
+def index_group() -> None:
+    """A saved collection that `neardup query` answers from, without reading it again."""
+
+
+def _index_options(f: Callable[..., None]) -> Callable[..., None]:
+    f = click.option("--index", "index_dir", type=click.Path(file_okay=False), required=True,
+                     help="The index folder (its feature cache lives inside it).")(f)
+    f = click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Decoding processes; 0 means one per core.")(f)
+    f = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(f)
+    return f
+
+
+@index_group.command("build")
+@click.argument("paths", nargs=-1, required=True, type=_SourceArg())
+@_index_options
+@click.option("--radius", type=click.IntRange(0, 16), default=DEFAULTS.radius, show_default=True,
+              help="Hamming radius of the exact 64-bit candidate search (fixed for the index's queries).")
+@click.option("--threshold", type=click.IntRange(0, 96), default=DEFAULTS.hash_threshold, show_default=True,
+              help="Largest 256-bit hash distance accepted as a copy (fixed for the index's queries).")
+def index_build(paths: tuple[str, ...], index_dir: str, workers: int, quiet: bool, radius: int, threshold: int) -> None:
+    """Extract the collection under PATHS into a new index at --index DIR."""
+    from ..index import Index
+    from .progress import ProgressUI
+
+    ui = ProgressUI(enabled=not quiet)
+    try:
+        with ui:
+            idx = Index.build(list(paths), index_dir, progress=None if quiet else ui.update, workers=workers,
+                              radius=radius, hash_threshold=threshold)
+    except NeardupError as e:
+        raise _fatal(e) from None
+    click.echo(f"indexed {idx.files:,} files ({idx.rows:,} contents) in {index_dir}")
+
+
+@index_group.command("add")
+@click.argument("paths", nargs=-1, required=True, type=_SourceArg())
+@_index_options
+def index_add(paths: tuple[str, ...], index_dir: str, workers: int, quiet: bool) -> None:
+    """Add the images under PATHS to the index at --index DIR (files it holds are skipped)."""
+    from ..index import Index
+    from .progress import ProgressUI
+
+    ui = ProgressUI(enabled=not quiet)
+    try:
+        idx = Index.open(index_dir)
+        with ui:
+            got = idx.add(list(paths), progress=None if quiet else ui.update, workers=workers)
+    except NeardupError as e:
+        raise _fatal(e) from None
+    click.echo(f"added {got['files']:,} files ({got['contents']:,} new contents); the index holds {idx.files:,} files")
+    sys.exit(EXIT_FAILURES if got["failed"] else EXIT_OK)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=_SourceArg())
+@_index_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="matches.json",
+              show_default=True, help="Where to write matches.json.")
+def query(paths: tuple[str, ...], index_dir: str, workers: int, quiet: bool, output: str) -> None:
+    """For each image under PATHS, its copies in the collection of --index DIR (matches.json).
+
+    Exit status: 0 done, 3 done but some query files failed (listed under "failures"), 2 error.
+    """
+    from ..index import Index
+    from .progress import ProgressUI
+
+    _check_writable(output, "-o")
+    ui = ProgressUI(enabled=not quiet)
+    try:
+        idx = Index.open(index_dir)
+        with ui:
+            result = idx.query(list(paths), progress=None if quiet else ui.update, workers=workers)
+    except NeardupError as e:
+        raise _fatal(e) from None
+    _write(output, result.to_json())
+    if not quiet:
+        click.echo(f"{result.stats['with_matches']:,} of {result.stats['queries']:,} query files have copies in the "
+                   f"index ({result.stats['matches']:,} matches); wrote {output}")
+    sys.exit(EXIT_FAILURES if result.failures else EXIT_OK)
 
 
 class _FatalError(click.ClickException):

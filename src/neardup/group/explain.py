@@ -80,6 +80,7 @@ def make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, object
     kept_file = files_of_row[keeper][0]
     keep = kept_file.path
     members: list[str] = []
+    reference: list[str] = []
     pairs: list[Pair] = []
     digests: dict[str, str] = {}
     files: dict[str, dict[str, Any]] = {}
@@ -88,6 +89,8 @@ def make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, object
         width, height, fmt = facts.images[r]
         for f in fs:
             members.append(f.path)
+            if f.reference:
+                reference.append(f.path)
             digests[f.path] = facts.digest(r).hex()
             files[f.path] = {"width": width, "height": height, "bytes": f.size, "format": fmt}
         for extra in fs[1:]:
@@ -108,6 +111,8 @@ def make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, object
     else:
         # the keeper's facts against the members it contended with (all, without a consensus)
         others = [r for r in rows if r != keeper]
+        if kept_file.reference:  # the keeper contended with the other reference members only
+            others = [r for r in others if files_of_row[r][0].reference] or others
         tied = [r for r in others if r in facts.consensus or keeper not in facts.consensus] or others
         edited = len(others) - len(tied)
         reason = keeper_reason(QualityFacts.from_row(quality[keeper]), [QualityFacts.from_row(quality[r]) for r in tied],
@@ -127,5 +132,10 @@ def make_group(keeper: int, rows: list[int], attach: dict[int, tuple[int, object
                            f"{files_of_row[facts.containers[r]][0].path!r} whole inside a larger frame (contains)")
         if copies:
             reason += f"; of {len(copies) + 1} byte-identical files, {among}"
+        if kept_file.reference and any(not files_of_row[r][0].reference for r in rows):
+            several = sum(files_of_row[r][0].reference for r in rows) > 1
+            reason = ("a reference file (under --reference) is always the keeper"
+                      + ("; of the reference members, " if several else "; ") + reason)
     members = [keep] + sorted(m for m in members if m != keep)
-    return Group(keep, members, reason, pairs, {m: digests[m] for m in members}, {m: files[m] for m in members})
+    return Group(keep, members, reason, pairs, {m: digests[m] for m in members}, {m: files[m] for m in members},
+                 sorted(reference))

@@ -3,6 +3,7 @@
 Byte-identical files tie on every image fact, and so, nearly, do a photo and its lossless or
 same-quality re-saves.  What tells the original then is what copying leaves behind:
 
+0. a file under a ``--reference`` root (the user's master archive) before any other;
 1. the folder the user named first (``neardup scan ARCHIVE/ NEW/`` says where the originals are);
 2. a name that says it is a copy: ``x - Copy``, ``Copy of x``, ``x copy 2``, ``x (1)``,
    ``x_edited``, ``x-small``, ``x_thumb``, ``x~`` ... (what file managers, browsers, phones and
@@ -22,7 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["FileFacts", "copy_mark", "file_preference", "why_preferred", "root_index"]
+__all__ = ["FileFacts", "copy_mark", "file_preference", "why_preferred", "root_index", "under_any"]
 
 #: marks that copying tools and editors add to a file's stem (matched case-insensitively)
 _COPY_MARK = re.compile(
@@ -53,25 +54,37 @@ class FileFacts:
     size: int
     mtime_ns: int
     root: int  # index of the scanned root it was listed under (0: the first the user named)
+    reference: bool = False  # under a --reference root: always kept, never acted on
+
+
+def _under(path: str, root: str) -> bool:
+    base = root.rstrip("/") if root not in ("/", "") else root
+    return path == root or path == base or path.startswith(base + "/") or (base == "/" and path.startswith("/"))
 
 
 def root_index(path: str, roots: Sequence[str]) -> int:
     """The first of ``roots`` (as the user gave them) that ``path`` lies under."""
     for i, r in enumerate(roots):
-        base = r.rstrip("/") if r not in ("/", "") else r
-        if path == r or path == base or path.startswith(base + "/") or (base == "/" and path.startswith("/")):
+        if _under(path, r):
             return i
     return len(roots)
 
 
-def file_preference(f: FileFacts) -> tuple[int, int, int, int, str]:
+def under_any(path: str, roots: Sequence[str]) -> bool:
+    """Whether ``path`` (as listed) lies under one of ``roots`` (as the user gave them)."""
+    return any(_under(path, r) for r in roots)
+
+
+def file_preference(f: FileFacts) -> tuple[int, int, int, int, int, str]:
     """Sort key, smallest first: the file to keep among files that tie on the image."""
     name = os.path.basename(f.path.rstrip("/"))
-    return (f.root, int(copy_mark(f.path) is not None), f.mtime_ns, len(name), f.path)
+    return (int(not f.reference), f.root, int(copy_mark(f.path) is not None), f.mtime_ns, len(name), f.path)
 
 
 def why_preferred(kept: FileFacts, other: FileFacts, roots: Sequence[str]) -> str:
     """The fact that put ``kept`` before ``other``, in words."""
+    if kept.reference != other.reference:
+        return "under a --reference root (reference files are always kept)"
     if kept.root != other.root:
         return f"in {roots[kept.root]!r}, named first on the command line" if kept.root < len(roots) else \
             "in the folder named first"

@@ -6,6 +6,7 @@ then splits each component into chain-free groups around its keeper (group/union
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..group.explain import GroupFacts, evidence_dict, make_group
-from ..group.files import FileFacts, file_preference, root_index
+from ..group.files import FileFacts, file_preference, root_index, under_any
 from ..group.settle import MemberFacts, settle_keepers
 from ..group.unionfind import UnionFind, guarded_groups
 from ..records import EXTRA_FIELDS, PairEvidence, SearchColumns, Stage, no_extra
@@ -80,11 +81,13 @@ def _containers(pairs: PairEvidence) -> dict[int, int]:
     return out
 
 
-def _group_facts(rows: list[int], fc: FeatureCache, cols: SearchColumns, paths: list[str]
+def _group_facts(rows: list[int], fc: FeatureCache, cols: SearchColumns, paths: list[str], reference: Sequence[str]
                  ) -> tuple[MemberFacts, GroupFacts]:
     by_digest = fc.run_files([cols.digest(r) for r in rows])
-    # the files of one content, best first: the one a group keeps, when its image wins
-    files = {r: sorted((FileFacts(f.path, f.size, f.mtime_ns, root_index(f.path, paths))
+    # the files of one content, best first (a reference file first of all): the one a group
+    # keeps, when its image wins
+    files = {r: sorted((FileFacts(f.path, f.size, f.mtime_ns, root_index(f.path, paths),
+                                  bool(reference) and under_any(f.path, reference))
                         for f in by_digest[cols.digest(r)]), key=file_preference) for r in rows}
     del by_digest
     got = fc.fetch([cols.digest(r) for r in rows], ("quality", "width", "height", "format", "sig", "colour", "d256"))
@@ -104,8 +107,12 @@ def _group_facts(rows: list[int], fc: FeatureCache, cols: SearchColumns, paths: 
 
 def group_pairs(pairs: PairEvidence, cols: SearchColumns, fc: FeatureCache, access: RowAccess, paths: list[str],
                 params: VerifyParams, *, apart: dict[int, set[int]], thorough: Thorough | None, threads: Executor,
-                max_pixels: int) -> Grouped:
-    """The groups of one run's verified ``pairs`` (one row per pair), keepers first."""
+                max_pixels: int, reference: Sequence[str] = (), reference_groups: bool = False) -> Grouped:
+    """The groups of one run's verified ``pairs`` (one row per pair), keepers first.
+
+    A content with a file under one of the ``reference`` roots is its group's keeper (the best
+    of them by the usual rules when there are several); groups whose every file is a reference
+    file are dropped unless ``reference_groups``."""
     if apart and len(pairs):
         p = pairs.pairs
         pairs = pairs.select(np.array([y not in apart.get(x, ()) for x, y in zip(p.a.tolist(), p.b.tolist())],
@@ -117,7 +124,7 @@ def group_pairs(pairs: PairEvidence, cols: SearchColumns, fc: FeatureCache, acce
     comps = _components(pairs)
     member_rows = sorted({r for c in comps for r in c})
     dup_rows = np.flatnonzero(cols.counts > 1).tolist()
-    member, facts = _group_facts(sorted(set(member_rows) | set(dup_rows)), fc, cols, paths)
+    member, facts = _group_facts(sorted(set(member_rows) | set(dup_rows)), fc, cols, paths, reference)
     containers = _containers(pairs)
     member = replace(member, containers=containers)
     settled = settle_keepers(comps, member, memo=fc, read=read_bytes, threads=threads, max_pixels=max_pixels,
@@ -134,6 +141,8 @@ def group_pairs(pairs: PairEvidence, cols: SearchColumns, fc: FeatureCache, acce
     for r in dup_rows:
         if r not in in_comp:
             out.groups.append(make_group(r, [r], {}, no_copies, guard.evidence))
+    if reference and not reference_groups:
+        out.groups = [g for g in out.groups if len(g.reference) < len(g.members)]
     out.groups.sort(key=lambda g: (-len(g.members), g.keep))
     return out
 
@@ -164,8 +173,10 @@ class _Guard:
                                  float(p.ncc[ev]), self.pairs.extra[ev], paths=self.paths(int(p.a[ev]), int(p.b[ev])))
         return ev  # type: ignore[return-value]
 
-    def rank(self, r: int) -> tuple[float, tuple[int, int, int, int, str]]:
-        return (-round(self.scores[r], 6), file_preference(self.facts.files[r][0]))
+    def rank(self, r: int) -> tuple[bool, float, tuple[int, int, int, int, int, str]]:
+        """Best keeper first: a content with a reference file, then the keeper contest's score."""
+        best = self.facts.files[r][0]
+        return (not best.reference, -round(self.scores[r], 6), file_preference(best))
 
     def verify_pair(self, k: int, r: int) -> object | None:
         a, b = min(k, r), max(k, r)

@@ -48,10 +48,14 @@ def scan(paths: Sequence[str | os.PathLike[str]], *, cache: str | os.PathLike[st
     progress : optional callback ``progress(stage, advance, total)``.
     """
     roots = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
-    if not roots:
-        raise UsageError("give at least one folder or file to scan")
     opts = (options or ScanOptions()).with_overrides(**overrides)
     opts.check()
+    both = sorted(set(roots) & set(opts.reference))
+    if both:
+        raise UsageError(f"{', '.join(both)} given both to scan and as --reference; give each root once")
+    roots += [r for r in dict.fromkeys(opts.reference)]  # reference roots are scanned with the others
+    if not roots:
+        raise UsageError("give at least one folder or file to scan")
     for p in roots:
         check_root(p)  # a malformed URL is a usage error before anything starts
     configure(retries=opts.retries)
@@ -114,10 +118,11 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, spec: ModelSp
             fc.save_run(found.key, cols.digests, pairs.pairs, before=found.before)
         # contents a person marked "not a duplicate" of each other never share a group
         grouped = group_pairs(pairs, cols, fc, access, paths, params, apart=apart_rows(fc, cols), thorough=thorough,
-                              threads=threads, max_pixels=opts.max_pixels)
+                              threads=threads, max_pixels=opts.max_pixels, reference=opts.reference,
+                              reference_groups=opts.include_reference_groups)
         if thorough is not None:
             thorough.close()
     ingested.failures.sort(key=lambda f: f.path)
     stats = scan_stats(ingested, cols, found, grouped, thorough, opts, spec.model_id if spec else None, clock)
-    roots = [Root(p, p if is_remote(p) else os.path.abspath(p)) for p in paths]
+    roots = [Root(p, p if is_remote(p) else os.path.abspath(p), p in opts.reference) for p in paths]
     return ScanResult(grouped.groups, ingested.failures, stats, roots, os.getcwd())

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..candidates.mih import PairBatch
 from ..candidates.search import candidate_batches
 from ..config import Progress, ScanOptions
 from ..features.extract import FEATURE_VERSION
@@ -20,7 +22,7 @@ from ..store import FeatureCache
 from ..verify.rules import CropQueue, SeenPairs, VerifyParams, verify_batch
 from .rows import RowAccess, member
 
-__all__ = ["Found", "find_pairs", "run_key", "VERIFY_BATCH"]
+__all__ = ["Found", "find_pairs", "run_key", "VERIFY_BATCH", "verify_candidates", "stored_tilt_codes"]
 
 #: candidate pairs verified at a time: bounds the rows read from the cache (~370 bytes each)
 VERIFY_BATCH = 16_384
@@ -118,12 +120,23 @@ def find_pairs(cols: SearchColumns, fc: FeatureCache, access: RowAccess, paths: 
     def searched(rows: int) -> None:
         progress("search", rows, n_queries)
 
+    verify_candidates(candidate_batches(cols, fresh, radius=opts.radius, threads=opts.worker_count,
+                                        searched=searched), access, params, threads=threads, progress=progress,
+                      found=found)
+    return found
+
+
+def verify_candidates(batches: Iterable[PairBatch], access: RowAccess, params: VerifyParams, *, threads: Executor,
+                      progress: Progress, found: Found) -> None:
+    """Verify every distinct pair of ``batches`` (rows of ``access.cols``) once, into ``found``:
+    a scan's candidates and a query's alike, so both give the same evidence."""
+    n = len(access.cols.digests)
     # the search can find a pair several times (from both ends, by several orientations and the
     # centre window): each distinct pair is verified, and counted, once
     seen = SeenPairs()
     first_new = len(found.verified)  # what this run verifies, after the last run's pairs
     verifier = _Verifier(access, params, threads, progress, found)
-    for pb in candidate_batches(cols, fresh, radius=opts.radius, threads=opts.worker_count, searched=searched):
+    for pb in batches:
         found.hits += len(pb)
         new = seen.fresh(pb.a * n + pb.b, pb.distance)
         k = int(new.sum())
@@ -138,4 +151,3 @@ def find_pairs(cols: SearchColumns, fc: FeatureCache, access: RowAccess, paths: 
     # found it, whatever the order (blocks, threads, windows) the search came upon them
     found.verified[first_new:] = [replace(v, p64=seen.least(v.a * n + v.b)) if len(v) else v
                                   for v in found.verified[first_new:]]
-    return found

@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 
 from ..config import CROP_NCC, HASH_THRESHOLD
 from ..errors import UsageError
-from ..results import load_results
+from ..results import Group, load_results, loosest_kind
 from ..sources import read_bytes
 
 __all__ = ["write_report", "THUMB_SIDE"]
@@ -120,6 +120,8 @@ def _page_data(res: dict[str, Any], folder_name: str) -> dict[str, Any]:
     crop_ncc = float(settings.get("crop_ncc", CROP_NCC))
     groups = []
     for g in res.get("groups", []):
+        kind_of = Group.from_dict(g).member_kinds()
+        reference = set(g.get("reference") or [])
         via: dict[str, dict[str, Any]] = {}
         for p in g.get("pairs", []):
             via.setdefault(p["b"], p)
@@ -139,12 +141,14 @@ def _page_data(res: dict[str, Any], folder_name: str) -> dict[str, Any]:
                 "confidence": None if m == g["keep"] else round(_confidence(p, threshold, crop_ncc), 4),
                 "pixels": f"{f['width']}\u00d7{f['height']}" if "width" in f and "height" in f else "",
                 "bytes": _size(f.get("bytes")), "format": f.get("format", ""),
+                "kind": kind_of.get(m, "copy"), "reference": m in reference,
             })
         # the group is as sure as its least sure member
         rated = [mm for mm in members if mm["confidence"] is not None]
         weakest = min(rated, key=lambda mm: mm["confidence"], default=None)
         stages = sorted({mm["stage"] for mm in members if mm["stage"] and mm["stage"] != "keeper"})
         groups.append({"keep": g["keep"], "reason": g.get("reason", ""), "members": members,
+                       "kind": loosest_kind(mm["kind"] for mm in members),
                        "confidence": weakest["confidence"] if weakest else 1.0,
                        "weakest": weakest["path"] if weakest else "", "stages": stages})
     groups.sort(key=lambda g: (-len(g["members"]), -g["confidence"], g["keep"]))
@@ -302,7 +306,7 @@ svg .ct{fill:var(--text);font-size:12px;font-weight:600}svg .ax{fill:var(--dim);
 .card .thumb{width:192px;height:150px;display:flex;align-items:center;justify-content:center;background:#111;border-radius:4px;overflow:hidden}
 .card img{max-width:100%;max-height:100%}
 .badge{position:absolute;top:12px;left:12px;font-size:11px;font-weight:700;padding:2px 7px;border-radius:10px;letter-spacing:.4px}
-.keep .badge{background:var(--keep);color:#0c2410}.remove .badge{background:var(--rm);color:#2b0b0b}.notdup .badge{background:#ffd43b;color:#2b2205}
+.keep .badge{background:var(--keep);color:#0c2410}.reference{border-color:#74c0fc}.reference .badge{background:#74c0fc;color:#05243b}.remove .badge{background:var(--rm);color:#2b0b0b}.notdup .badge{background:#ffd43b;color:#2b2205}
 .path{font:12px/1.3 ui-monospace,SFMono-Regular,Menlo,monospace;word-break:break-all;margin:6px 0 4px;max-height:48px;overflow:hidden}
 .ev{font-size:12px;color:var(--dim)}.facts{font-size:12px;color:var(--text);margin-bottom:2px}
 .legend{color:var(--dim);font-size:12px;margin:-6px 0 10px}.acts{display:flex;gap:6px;margin-top:6px}.acts button{font-size:12px;padding:3px 7px}
@@ -318,6 +322,7 @@ details{margin-top:16px;color:var(--dim)}
  <span class="stat"><b id="s-groups"></b> groups</span><span class="stat"><b id="s-dups"></b> to remove</span>
  <span class="stat"><b id="s-flips"></b> decisions</span>
  <div class="controls">
+  <label>kind <select id="f-kind"><option value="">all</option></select></label>
   <label>stage <select id="f-stage"><option value="">all</option></select></label>
   <label>confidence &ge; <input id="f-conf" type="number" min="0" max="1" step="0.05" value="0" style="width:70px"></label>
   <input id="f-text" type="search" placeholder="filter paths" style="width:180px">
@@ -352,6 +357,7 @@ function el(tag, attrs, ...kids) {
   return e;
 }
 function state(g, m) {
+  if (m.reference) return "reference";  // never acted on: apply refuses it whatever is decided
   if (notdup.has(m.path)) return "notdup";
   const f = flips.get(m.path);
   if (f) return f;
@@ -368,8 +374,12 @@ function setState(g, m, s) {
 const STAGE_TEXT = {exact: "byte-identical", hash: "hash match", crop: "crop of the keeper",
   embedding: "CNN embedding + hashes", local: "local features", similar: "similar shot",
   contains: "one shows the other inside a larger frame"};
+const KIND_TEXT = {copy: "copy", contains: "contains / contained", similar: "another shot"};
+const KEEP_OF = new Map(); DATA.groups.forEach(g => g.members.forEach(m => KEEP_OF.set(m, g.keep)));
+function g_keep_of(m) { return KEEP_OF.get(m); }
 function evidence(m) {
   const bits = [];
+  if (m.kind && m.kind !== "copy" && m.path !== g_keep_of(m)) bits.push(KIND_TEXT[m.kind] || m.kind);
   if (m.stage && m.stage !== "keeper") bits.push(STAGE_TEXT[m.stage] || m.stage);
   if (m.container === true) bits.push("this file is the container");
   if (m.container === false) bits.push("shown inside the other");
@@ -393,7 +403,8 @@ function facts(m) {
 }
 function applyFilters() {
   const stg = $("f-stage").value, conf = parseFloat($("f-conf").value) || 0, t = $("f-text").value.toLowerCase();
-  view = DATA.groups.filter(g => (!stg || g.stages.includes(stg)) && g.confidence >= conf &&
+  const knd = $("f-kind").value;
+  view = DATA.groups.filter(g => (!stg || g.stages.includes(stg)) && (!knd || g.kind === knd) && g.confidence >= conf &&
     (!t || g.members.some(m => m.path.toLowerCase().includes(t))));
   page = 0; focusG = 0; render();
 }
@@ -415,7 +426,8 @@ function render() {
     g.members.forEach(m => {
       const s = state(g, m);
       const card = el("div", {class: "card " + s, tabindex: "0", "data-path": m.path, "data-state": s});
-      card.appendChild(el("span", {class: "badge", text: s === "notdup" ? "NOT A DUP" : s.toUpperCase()}));
+      card.appendChild(el("span", {class: "badge", text: s === "notdup" ? "NOT A DUP" : s === "reference" ? (m.path === g.keep ? "KEEP \u00b7 REFERENCE" : "REFERENCE") : s.toUpperCase(),
+                                   title: s === "reference" ? "under a --reference root: always kept, never acted on" : ""}));
       const th = el("div", {class: "thumb"});
       const img = el("img", {alt: m.path, loading: "lazy", src: m.thumb});
       img.addEventListener("error", () => { img.remove(); th.textContent = "no preview"; });
@@ -425,6 +437,7 @@ function render() {
       card.appendChild(el("div", {class: "facts", text: facts(m), title: "pixels \u00b7 file size \u00b7 format"}));
       card.appendChild(el("div", {class: "ev", text: evidence(m), title: evidenceTitle(m)}));
       const acts = el("div", {class: "acts"});
+      if (m.reference) { card.appendChild(acts); row.appendChild(card); return; }
       const flip = el("button", {text: s === "keep" ? "remove" : "keep", "data-act": "flip"});
       flip.addEventListener("click", () => setState(g, m, state(g, m) === "keep" ? "remove" : "keep"));
       acts.appendChild(flip);
@@ -488,6 +501,9 @@ document.addEventListener("keydown", ev => {
     if (nxt) nxt.focus();
   }
 });
+const kinds = new Set(DATA.groups.map(g => g.kind));
+for (const k of ["copy", "contains", "similar"]) if (kinds.has(k)) $("f-kind").appendChild(el("option", {value: k, text: k}));
+$("f-kind").addEventListener("change", applyFilters);
 const stages = new Set(); DATA.groups.forEach(g => g.stages.forEach(s => stages.add(s)));
 for (const s of [...stages].sort()) $("f-stage").appendChild(el("option", {value: s, text: s}));
 $("f-stage").addEventListener("change", applyFilters);

@@ -93,6 +93,12 @@ class RunTables:
                 out.setdefault(bytes(d), []).append(RunFile(path, int(size), int(mtime)))
         return out
 
+    def iter_run_files(self, *, chunk: int = 65536) -> Iterator[list[tuple[bytes, RunFile]]]:
+        """This run's files in digest then path order, ``chunk`` at a time, with their digests."""
+        cur = self.db.execute("SELECT digest, path, size, mtime_ns FROM temp.run ORDER BY digest, path")
+        while rows := cur.fetchmany(chunk):
+            yield [(bytes(d), RunFile(path, int(size), int(mtime))) for d, path, size, mtime in rows]
+
     # -- features ----------------------------------------------------------------------
     def iter_run_features(self, fields: Sequence[str], *, chunk: int = 8192) -> Iterator[dict[str, np.ndarray]]:
         """Stream NumPy columns of ``fields`` (and ``digest``, (k, 16) uint8) for this run's

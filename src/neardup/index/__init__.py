@@ -1,0 +1,405 @@
+"""A saved collection and queries against it: "which of these new images do I already have?"
+
+``Index.build(paths, folder)`` extracts a collection once into ``folder``: a feature cache
+(``folder/cache``) and segments of memory-mapped search columns, files and multi-indexes
+(index/segment.py).  ``Index.open(folder).query(paths)`` extracts only the query images and
+finds, for each, its copies in the collection by the scan's own search and verification
+(pipeline/search.py ``verify_candidates``), so a query answers what a scan of the collection
+and the query together would pair, without listing or reading the collection again.
+``add(paths)`` appends a segment of the contents the index does not hold yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..candidates.mih import MultiIndex, PairBatch
+from ..candidates.search import WINDOW_BLOCK, keep_alike_slots
+from ..config import Progress, ScanOptions
+from ..errors import UsageError
+from ..features.extract import FEATURE_VERSION
+from ..group.explain import evidence_dict
+from ..records import SearchColumns, Stage
+from ..results import Failure, kind_of_stage
+from ..sources import check_root, configure
+from ..store import FeatureCache, RunFile
+from ..verify.rules import VerifyParams
+from .segment import Segment, path_hashes, write_segment
+
+__all__ = ["Index", "QueryResult", "Match", "QueryMatches", "INDEX_FORMAT"]
+
+INDEX_FORMAT = "neardup-index/1"
+#: query frame codes up to which the collection's crop windows are compared one by one with
+#: them (a pass over the windows per code); above, the windows are indexed a block at a time and
+#: queried, as a scan does (benchmarks/index.py measures both)
+BRUTE_WINDOW_CODES = 64
+
+
+def _noop(stage: str, advance: int, total: int | None) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A copy of a query image in the collection, with the evidence a scan would give the pair."""
+
+    path: str
+    stage: str
+    distance: int | None = None  # 256-bit hash distance, where the hash test decided
+    score: float | None = None  # layout correlation, where the crop test decided
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"path": self.path, "stage": self.stage, "kind": kind_of_stage(self.stage)}
+        if self.distance is not None:
+            d["distance"] = self.distance
+        if self.score is not None:
+            d["score"] = self.score
+        if self.evidence:
+            d["evidence"] = self.evidence
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class QueryMatches:
+    query: str
+    matches: list[Match]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "matches": [m.to_dict() for m in self.matches]}
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """``matches.json``: each query file with its copies in the collection, failures, stats."""
+
+    queries: list[QueryMatches]
+    failures: list[Failure]
+    stats: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"queries": [q.to_dict() for q in self.queries], "failures": [f.to_dict() for f in self.failures],
+                "stats": self.stats}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
+
+
+def _ingest_columns(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progress
+                    ) -> tuple[SearchColumns, list[Failure], int]:
+    """Extract ``paths`` into ``fc`` (what it holds is not read again) and load their columns."""
+    from ..pipeline.ingest import ingest  # noqa: PLC0415 - the extraction machinery loads on first use
+    from ..pipeline.rows import load_search_columns  # noqa: PLC0415
+
+    for p in paths:
+        check_root(p)
+    configure(retries=opts.retries)
+    got = ingest(paths, fc, opts, None, progress, lambda: None)
+    got.failures.sort(key=lambda f: f.path)
+    return load_search_columns(fc), got.failures, got.images
+
+
+class Index:
+    """A saved collection in ``folder`` (see the module docstring).  Open it with :meth:`open`
+    or make it with :meth:`build`; it holds no open handle between calls."""
+
+    def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
+        self.folder, self.meta = folder, meta
+        self.segments: list[Segment] = []
+        base = 0
+        for s in meta["segments"]:
+            seg = Segment(folder / s["name"], base)
+            self.segments.append(seg)
+            base += len(seg)
+        self.rows = base
+
+    # -- making and opening --------------------------------------------------------------
+    @classmethod
+    def build(cls, paths: Sequence[str | os.PathLike[str]], folder: str | os.PathLike[str], *,
+              options: ScanOptions | None = None, progress: Progress | None = None, **overrides: object) -> Index:
+        """Extract the collection under ``paths`` into a new index at ``folder`` (fast mode's
+        codes; ``radius``, ``hash_threshold`` and ``crop_ncc`` are fixed for its queries)."""
+        where = Path(folder)
+        if (where / "index.json").exists():
+            raise UsageError(f"{where} already holds an index; add to it with `neardup index add`, or choose "
+                             "another --index folder")
+        opts = _options(options, overrides)
+        where.mkdir(parents=True, exist_ok=True)
+        meta = {"format": INDEX_FORMAT, "features": FEATURE_VERSION, "radius": opts.radius,
+                "hash_threshold": opts.hash_threshold, "crop_ncc": opts.crop_ncc, "segments": [], "roots": [],
+                "created": time.time()}
+        index = cls(where, meta)
+        index.add(paths, options=opts, progress=progress)
+        return index
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str]) -> Index:
+        """The index at ``folder``, its segments memory-mapped (opening reads no column)."""
+        where = Path(folder)
+        try:
+            meta = json.loads((where / "index.json").read_text())
+        except FileNotFoundError:
+            raise UsageError(f"no index at {where}; make one with `neardup index build PATH... --index {where}`") from None
+        except ValueError as e:
+            raise UsageError(f"{where}/index.json is damaged ({e}); build the index again") from None
+        if meta.get("format") != INDEX_FORMAT:
+            raise UsageError(f"{where} holds an index of format {meta.get('format')!r}, not {INDEX_FORMAT}; build it again")
+        if meta.get("features") != FEATURE_VERSION:
+            raise UsageError(f"{where} was built with features {meta.get('features')!r}; this neardup computes "
+                             f"{FEATURE_VERSION!r}: build the index again")
+        return cls(where, meta)
+
+    @property
+    def files(self) -> int:
+        return sum(len(s.files) for s in self.segments)
+
+    def _options(self, overrides: dict[str, object]) -> ScanOptions:
+        return _options(None, {**overrides, "radius": self.meta["radius"], "hash_threshold": self.meta["hash_threshold"],
+                               "crop_ncc": self.meta["crop_ncc"]})
+
+    def add(self, paths: Sequence[str | os.PathLike[str]], *, options: ScanOptions | None = None,
+            progress: Progress | None = None, **overrides: object) -> dict[str, int]:
+        """Add the images under ``paths``: their files are recorded (those the index holds
+        already are skipped), and the contents it does not hold go into a new segment."""
+        roots = [os.fspath(p) for p in paths]
+        if not roots:
+            raise UsageError("give at least one folder or file to add")
+        opts = replace(options, radius=self.meta["radius"], hash_threshold=self.meta["hash_threshold"],
+                       crop_ncc=self.meta["crop_ncc"]) if options is not None else self._options(overrides)
+        with FeatureCache(self.folder / "cache") as fc:
+            cols, failures, images = _ingest_columns(roots, fc, opts, progress or _noop)
+            where = np.full(len(cols.digests), -1, np.int64)
+            for seg in self.segments:
+                local = seg.find(cols.digests)
+                where[local >= 0] = seg.base + local[local >= 0]
+            new = np.flatnonzero(where < 0)
+            where[new] = self.rows + np.arange(len(new))
+            known = [np.asarray(s.files.hashes) for s in self.segments]
+            files: list[tuple[int, RunFile]] = []
+            for chunk in fc.iter_run_files():
+                hashes = path_hashes(f.path for _, f in chunk)
+                fresh = np.ones(len(chunk), bool)
+                for k in known:
+                    if len(k):
+                        pos = np.minimum(np.searchsorted(k, hashes), len(k) - 1)
+                        fresh &= k[pos] != hashes
+                rows = np.searchsorted(np.ascontiguousarray(cols.digests).view(f"V{cols.digests.shape[1]}").ravel(),
+                                       np.frombuffer(b"".join(d for d, _ in chunk), f"V{cols.digests.shape[1]}"))
+                files += [(int(where[r]), f) for (_, f), r, ok in zip(chunk, rows.tolist(), fresh.tolist()) if ok]
+        if not files:
+            return {"images": images, "files": 0, "contents": 0, "failed": len(failures)}
+        name = f"seg-{len(self.segments):05d}"
+        write_segment(self.folder / name, _take(cols, new), files, radius=int(self.meta["radius"]))
+        self.meta["segments"].append({"name": name, "rows": int(len(new)), "files": len(files)})
+        self.meta["roots"] = sorted(set(self.meta["roots"]) | set(roots))
+        self.meta["updated"] = time.time()
+        tmp = self.folder / "index.json.tmp"
+        tmp.write_text(json.dumps(self.meta, indent=1))
+        os.replace(tmp, self.folder / "index.json")  # the new segment counts once this lands
+        self.segments.append(Segment(self.folder / name, self.rows))
+        self.rows += len(new)
+        return {"images": images, "files": len(files), "contents": int(len(new)), "failed": len(failures)}
+
+    # -- queries -----------------------------------------------------------------------------
+    def query(self, paths: Sequence[str | os.PathLike[str]], *, progress: Progress | None = None,
+              **overrides: object) -> QueryResult:
+        """Each image under ``paths`` with its copies in the collection (byte copies and every
+        pair the scan's search and verification accept), best evidence first."""
+        from ..pipeline.rows import RowAccess  # noqa: PLC0415 - the verification machinery loads on first use
+        from ..pipeline.search import Found, verify_candidates  # noqa: PLC0415
+
+        roots = [os.fspath(p) for p in paths]
+        if not roots:
+            raise UsageError("give at least one image or folder to query")
+        opts = self._options(overrides)
+        progress = progress or _noop
+        t0 = time.perf_counter()
+        with FeatureCache(self.folder / "cache") as fc, \
+                ThreadPoolExecutor(opts.worker_count, "neardup-query") as threads:
+            q, failures, images = _ingest_columns(roots, fc, opts, progress)
+            t_extract = time.perf_counter() - t0
+            exact, cands = self._candidates(q, opts, progress)
+            compact, q_row, c_row = self._compact(q, cands)
+            batches = [PairBatch(np.minimum(q_row[cands.a], c_row[cands.b]), np.maximum(q_row[cands.a], c_row[cands.b]),
+                                 cands.distance)] if len(cands) else []
+            batches = [PairBatch(b.a[b.a != b.b], b.b[b.a != b.b], b.distance[b.a != b.b]) for b in batches]
+            access = RowAccess(fc, compact)
+            found = Found(has_candidate=np.zeros(len(compact.digests), bool))
+            params = VerifyParams(hash_threshold=opts.hash_threshold, crop_ncc=opts.crop_ncc)
+            verify_candidates(batches, access, params, threads=threads, progress=progress, found=found)
+            queries = self._matches(fc, q, exact, compact, q_row, c_row, found)
+        stats = {"images": images, "queries": len(queries), "failed": len(failures),
+                 "with_matches": sum(1 for x in queries if x.matches),
+                 "matches": sum(len(x.matches) for x in queries), "candidate_pairs": found.candidates,
+                 "index_contents": self.rows, "index_files": self.files,
+                 "seconds": {"extract": round(t_extract, 3), "total": round(time.perf_counter() - t0, 3)},
+                 "settings": {"radius": opts.radius, "hash_threshold": opts.hash_threshold, "crop_ncc": opts.crop_ncc,
+                              "features": FEATURE_VERSION, "index": str(self.folder)}}
+        return QueryResult(queries, failures, stats)
+
+    def _candidates(self, q: SearchColumns, opts: ScanOptions, progress: Progress
+                    ) -> tuple[list[tuple[int, int]], PairBatch]:
+        """The byte copies ``(query row, global row)`` and the candidate pairs ``a`` = query row,
+        ``b`` = global row of the collection, by the scan's codes (candidates/search.py): the
+        query's frames, centres and crop windows against the collection's frames, its frames
+        against the collection's centres and crop windows."""
+        exact: list[tuple[int, int]] = []
+        parts: list[PairBatch] = []
+        qn = len(q.digests)
+        qrows = np.arange(qn, dtype=np.int64)
+        # query ids are negative (-1 - row), so the index's a < b puts the query first
+        qid = -1 - qrows
+        frame_codes = np.concatenate([q.p64, q.alt_p64])
+        frame_ids = np.concatenate([qid, -1 - q.alt_rows])
+        probe_codes = np.concatenate([frame_codes, q.c64, q.alt_c64])
+        probe_ids = np.concatenate([frame_ids, qid, -1 - q.alt_rows])
+        with_windows = qrows[~q.low_info] if q.windows.ndim == 2 and len(q.windows) == qn else qrows[:0]
+        per = q.windows.shape[1] if len(with_windows) else 0
+        win_codes = q.windows[with_windows].ravel() if per else np.zeros(0, np.uint64)
+        win_ids = np.repeat(-1 - with_windows, per)
+        for seg in self.segments:
+            local = seg.find(q.digests)
+            exact += [(int(r), seg.base + int(x)) for r, x in zip(qrows[local >= 0], local[local >= 0])]
+            found = [*seg.frames.query(np.concatenate([probe_codes, win_codes]), np.concatenate([probe_ids, win_ids])),
+                     *seg.centres.query(frame_codes, frame_ids),
+                     *_window_pairs(seg, frame_codes, frame_ids, radius=opts.radius)]
+            for pb in found:
+                a, b = -1 - pb.a, pb.b  # query row, local row
+                batch = keep_alike_slots(PairBatch(a, b, pb.distance), q.slot[a], np.asarray(seg.cols.slot)[b])
+                parts.append(PairBatch(batch.a, batch.b + seg.base, batch.distance))
+            progress("search", len(seg), self.rows)
+        if not parts:
+            return exact, PairBatch(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int16))
+        return exact, PairBatch(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("a", "b", "distance")))
+
+    def _segment_of(self, rows: np.ndarray) -> np.ndarray:
+        bases = np.array([s.base for s in self.segments], np.int64)
+        return np.searchsorted(bases, rows, side="right") - 1
+
+    def _compact(self, q: SearchColumns, cands: PairBatch) -> tuple[SearchColumns, np.ndarray, np.ndarray]:
+        """The query rows and the collection rows the candidates name, as one small set of
+        columns sorted by digest (what verification reads), and where each went: ``q_row[i]``
+        for query row i, ``c_row[g]`` for global row g (a dict-free lookup over the few rows)."""
+        rows = np.unique(cands.b)
+        seg_of = self._segment_of(rows)
+        picked = [_take(self.segments[s].cols, rows[seg_of == s] - self.segments[s].base) for s in np.unique(seg_of)]
+        both = _concat([q, *picked])
+        digests = np.ascontiguousarray(both.digests).view(f"V{both.digests.shape[1]}").ravel()
+        uniq, first, inverse = np.unique(digests, return_index=True, return_inverse=True)
+        compact = _take(both, first)
+        q_row = inverse[: len(q.digests)].astype(np.int64)
+        c_row = np.full(self.rows + 1, -1, np.int64) if len(rows) else np.zeros(0, np.int64)
+        order = np.concatenate([rows[seg_of == s] for s in np.unique(seg_of)]) if len(rows) else rows
+        if len(rows):
+            c_row[order] = inverse[len(q.digests):]
+        return compact, q_row, c_row
+
+    def _matches(self, fc: FeatureCache, q: SearchColumns, exact: list[tuple[int, int]], compact: SearchColumns,
+                 q_row: np.ndarray, c_row: np.ndarray, found: Any) -> list[QueryMatches]:
+        """Each query file with its matches: byte copies first, then by stage and distance."""
+        by_query: dict[int, dict[int, Match]] = {}
+        for r, g in exact:
+            by_query.setdefault(r, {})[g] = Match("", Stage.EXACT.label, 0)
+        query_of: dict[int, list[int]] = {}
+        for r, cr in enumerate(q_row.tolist()):
+            query_of.setdefault(cr, []).append(r)
+        coll_of: dict[int, list[int]] = {}
+        for g in np.flatnonzero(c_row >= 0).tolist():
+            coll_of.setdefault(int(c_row[g]), []).append(g)
+        for v in found.verified:
+            for k in range(len(v)):
+                ev = evidence_dict(int(v.stage[k]), int(v.d256[k]), int(v.p64[k]), float(v.colour[k]), float(v.ncc[k]))
+                stage = Stage(int(v.stage[k])).label
+                match = Match("", stage, int(v.d256[k]) if stage == "hash" else None,
+                              round(float(v.ncc[k]), 4) if stage == "crop" and np.isfinite(v.ncc[k]) else None, ev)
+                for x, y in ((int(v.a[k]), int(v.b[k])), (int(v.b[k]), int(v.a[k]))):
+                    for r in query_of.get(x, ()):
+                        for g in coll_of.get(y, ()):
+                            by_query.setdefault(r, {}).setdefault(g, match)
+        files = fc.run_files([q.digest(r) for r in range(len(q.digests))])
+        out: list[QueryMatches] = []
+        for r in range(len(q.digests)):
+            found_here = sorted(by_query.get(r, {}).items(),
+                                key=lambda gm: (gm[1].stage != "exact", gm[1].distance or 0, -(gm[1].score or 0), gm[0]))
+            matches = [replace(m, path=f.path) for g, m in found_here for f in self._files_of(g)]
+            for f in files.get(q.digest(r), []):
+                out.append(QueryMatches(f.path, [m for m in matches if m.path != f.path]))
+        out.sort(key=lambda x: x.query)
+        return out
+
+    def _files_of(self, row: int) -> list[RunFile]:
+        out: list[RunFile] = []
+        for seg in self.segments:
+            out += seg.files.of_row(row)
+        return out
+
+
+def _window_pairs(seg: Segment, codes: np.ndarray, ids: np.ndarray, *, radius: int) -> Iterator[PairBatch]:
+    """The segment's crop windows and tilted frames (not a low-information row's) within
+    ``radius`` of the query frame ``codes``: compared one by one when the codes are few, else
+    indexed a block of rows at a time as a scan does.  Pairs are (query id, local row)."""
+    win = seg.cols.windows
+    if not len(codes) or win.ndim != 2 or not win.shape[1]:
+        return
+    per = win.shape[1]
+    rows = np.flatnonzero(~np.asarray(seg.cols.low_info))
+    step = max(1, WINDOW_BLOCK // per)
+    for s in range(0, len(rows), step):
+        blk = rows[s : s + step]
+        block = np.asarray(win[blk]).ravel()
+        block_ids = np.repeat(blk, per)
+        if len(codes) <= BRUTE_WINDOW_CODES:
+            for code, qid in zip(codes.tolist(), ids.tolist()):
+                dist = np.bitwise_count(block ^ np.uint64(code)).astype(np.int16)
+                hit = np.flatnonzero(dist <= radius)
+                if len(hit):
+                    yield PairBatch(np.full(len(hit), qid, np.int64), block_ids[hit], dist[hit])
+        else:
+            yield from MultiIndex(block, block_ids, radius=radius).query(codes, ids)
+
+
+def _options(options: ScanOptions | None, overrides: dict[str, object]) -> ScanOptions:
+    opts = (options or ScanOptions()).with_overrides(**overrides)
+    opts.check()
+    if opts.mode != "fast" or opts.reference:
+        raise UsageError("an index holds fast mode's codes of one collection: --mode thorough and --reference do not "
+                         "apply to it (scan with them instead)")
+    return opts
+
+
+def _take(cols: SearchColumns, rows: np.ndarray) -> SearchColumns:
+    """The columns of ``rows`` (ascending), alternatives renumbered: a new, in-memory SearchColumns."""
+    rows = np.asarray(rows, np.int64)
+    pos = np.full(len(cols.digests) + 1, -1, np.int64)
+    pos[rows] = np.arange(len(rows))
+    alt_rows = np.asarray(cols.alt_rows)
+    keep = np.flatnonzero(pos[alt_rows] >= 0) if len(alt_rows) else np.zeros(0, np.int64)
+    keep = keep[np.argsort(pos[alt_rows[keep]], kind="stable")]  # alternatives stay in row order
+    windows = np.asarray(cols.windows)
+    return SearchColumns(np.asarray(cols.digests)[rows], np.ones(len(rows), np.int32), np.asarray(cols.p64)[rows],
+                         np.asarray(cols.c64)[rows], pos[alt_rows[keep]], np.asarray(cols.alt_p64)[keep],
+                         np.asarray(cols.alt_c64)[keep], np.asarray(cols.low_info)[rows],
+                         np.asarray(cols.colourful)[rows],
+                         windows=windows[rows] if windows.ndim == 2 and len(windows) == len(cols.digests) else windows,
+                         aspect=np.asarray(cols.aspect)[rows], slot=np.asarray(cols.slot)[rows])
+
+
+def _concat(parts: list[SearchColumns]) -> SearchColumns:
+    """Several SearchColumns end to end, alternatives renumbered (rows not sorted)."""
+    base = np.cumsum([0] + [len(p.digests) for p in parts])
+    return SearchColumns(
+        np.concatenate([p.digests for p in parts]), np.concatenate([p.counts for p in parts]),
+        np.concatenate([p.p64 for p in parts]), np.concatenate([p.c64 for p in parts]),
+        np.concatenate([p.alt_rows + b for p, b in zip(parts, base)]), np.concatenate([p.alt_p64 for p in parts]),
+        np.concatenate([p.alt_c64 for p in parts]), np.concatenate([p.low_info for p in parts]),
+        np.concatenate([p.colourful for p in parts]), windows=np.concatenate([p.windows for p in parts]),
+        aspect=np.concatenate([p.aspect for p in parts]), slot=np.concatenate([p.slot for p in parts]))

@@ -1,0 +1,119 @@
+"""One segment of a saved index: a batch of contents' search columns, their files, and the two
+multi-indexes of their frame and centre codes, as ``.npy`` files mapped on open.
+
+A segment is written once and never changed; ``index add`` writes a new one.  Everything a
+query needs about the collection is here or in the index's feature cache (read by digest), so a
+query neither lists nor reads the collection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..candidates.mih import MultiIndex
+from ..records import SearchColumns
+from ..store import RunFile
+
+__all__ = ["Segment", "SegmentFiles", "write_segment", "path_hashes", "SEGMENT_FORMAT"]
+
+SEGMENT_FORMAT = "neardup-segment/1"
+_COLUMNS = ("digests", "p64", "c64", "alt_rows", "alt_p64", "alt_c64", "low_info", "colourful", "aspect", "slot",
+            "windows")
+
+
+def path_hashes(paths: Iterable[str]) -> np.ndarray:
+    """64-bit hashes of file paths: which files an index holds, without holding their names."""
+    return np.array([int.from_bytes(hashlib.blake2b(p.encode(), digest_size=8).digest(), "little") for p in paths],
+                    dtype=np.uint64)
+
+
+@dataclass(frozen=True)
+class SegmentFiles:
+    """A segment's files: ``rows`` (global content rows, ascending), and their paths, sizes and times."""
+
+    rows: np.ndarray  # int64, ascending
+    offsets: np.ndarray  # int64 (k + 1,) into ``names``
+    names: np.ndarray  # uint8: the UTF-8 paths end to end
+    sizes: np.ndarray  # int64
+    mtimes: np.ndarray  # int64
+    hashes: np.ndarray  # uint64, sorted: path_hashes of every file, for ``index add``
+
+    def of_row(self, row: int) -> list[RunFile]:
+        """The files of global content ``row`` held in this segment, in path order."""
+        lo, hi = np.searchsorted(self.rows, [row, row + 1])
+        return [RunFile(bytes(self.names[self.offsets[i] : self.offsets[i + 1]]).decode(), int(self.sizes[i]),
+                        int(self.mtimes[i])) for i in range(int(lo), int(hi))]
+
+    def __len__(self) -> int:
+        return int(len(self.rows))
+
+
+class Segment:
+    """A segment folder, memory-mapped: ``cols`` (row i is local content i; global row
+    ``base + i``), ``files``, and the ``frames`` and ``centres`` multi-indexes (local ids)."""
+
+    def __init__(self, folder: Path, base: int) -> None:
+        meta = json.loads((folder / "segment.json").read_text())
+        if meta.get("format") != SEGMENT_FORMAT:
+            raise ValueError(f"{folder} is not a segment of format {SEGMENT_FORMAT}")
+        self.folder, self.base = folder, base
+
+        def load(name: str) -> np.ndarray:
+            return np.load(folder / f"{name}.npy", mmap_mode="r")
+
+        c = {k: load(k) for k in _COLUMNS}
+        self.cols = SearchColumns(c["digests"], np.ones(len(c["digests"]), np.int32), c["p64"], c["c64"],
+                                  c["alt_rows"], c["alt_p64"], c["alt_c64"], c["low_info"], c["colourful"],
+                                  windows=c["windows"], aspect=c["aspect"], slot=c["slot"])
+        self.files = SegmentFiles(load("file_rows"), load("file_offsets"), load("file_names"), load("file_sizes"),
+                                  load("file_mtimes"), load("file_hashes"))
+        self.frames = MultiIndex.load(folder / "frames")
+        self.centres = MultiIndex.load(folder / "centres")
+
+    def __len__(self) -> int:
+        return int(len(self.cols.digests))
+
+    def find(self, digests: np.ndarray) -> np.ndarray:
+        """The local row of each of ``digests`` (k, 16) in this segment, -1 where absent."""
+        n = len(self)
+        if not n or not len(digests):
+            return np.full(len(digests), -1, np.int64)
+        width = self.cols.digests.shape[1]
+        mine = np.ascontiguousarray(self.cols.digests).view(f"V{width}").ravel()
+        want = np.ascontiguousarray(digests).view(f"V{width}").ravel()
+        pos = np.minimum(np.searchsorted(mine, want), n - 1)
+        return np.where(mine[pos] == want, pos, -1).astype(np.int64)
+
+
+def write_segment(folder: Path, cols: SearchColumns, files: list[tuple[int, RunFile]], *, radius: int) -> None:
+    """Write ``cols`` (rows sorted by digest) and ``files`` ``(global row, file)`` as a segment;
+    the folder appears whole or not at all (written beside it, then renamed)."""
+    part = folder.with_name(folder.name + ".part")
+    part.mkdir(parents=True)
+    for name in _COLUMNS:
+        np.save(part / f"{name}.npy", np.ascontiguousarray(getattr(cols, name if name != "digests" else "digests")))
+    files = sorted(files, key=lambda rf: (rf[0], rf[1].path))
+    encoded = [f.path.encode() for _, f in files]
+    offsets = np.zeros(len(files) + 1, np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    np.save(part / "file_rows.npy", np.array([r for r, _ in files], np.int64))
+    np.save(part / "file_offsets.npy", offsets)
+    np.save(part / "file_names.npy", np.frombuffer(b"".join(encoded), np.uint8))
+    np.save(part / "file_sizes.npy", np.array([f.size for _, f in files], np.int64))
+    np.save(part / "file_mtimes.npy", np.array([f.mtime_ns for _, f in files], np.int64))
+    np.save(part / "file_hashes.npy", np.sort(path_hashes(f.path for _, f in files)))
+    n = len(cols.digests)
+    rows = np.arange(n, dtype=np.int64)
+    MultiIndex(np.concatenate([cols.p64, cols.alt_p64]), np.concatenate([rows, cols.alt_rows]),
+               radius=radius).save(part / "frames")
+    MultiIndex(np.concatenate([cols.c64, cols.alt_c64]), np.concatenate([rows, cols.alt_rows]),
+               radius=radius).save(part / "centres")
+    (part / "segment.json").write_text(json.dumps({"format": SEGMENT_FORMAT, "rows": n, "files": len(files)}))
+    os.replace(part, folder)
