@@ -31,7 +31,7 @@ def test_scan_writes_results_and_csv(tmp_path):
     assert res.exit_code == 0, res.output
     r = json.loads(out.read_text())
     assert [sorted(g["members"]) for g in r["groups"]] == [sorted([str(d / PHOTOS[0].name), str(d / "again.jpg")])]
-    assert pairs.read_text().splitlines()[0] == "a,b,stage,distance,score,keep"
+    assert pairs.read_text().splitlines()[0] == "a,b,stage,distance,score,keep,kind"
 
 
 def test_failures_give_their_own_exit_status(tmp_path):

@@ -24,6 +24,7 @@ import neardup
 from neardup import actions
 from neardup.config import ScanOptions
 from neardup.errors import UsageError
+from neardup.index import INDEX_FORMAT
 from neardup.pipeline.ingest import ingest
 from neardup.pipeline.rows import RowAccess, load_search_columns
 from neardup.pipeline.search import find_pairs
@@ -176,9 +177,9 @@ def test_index_add_appends_only_what_is_new(built, tmp_path):
     index = neardup.Index.open(copy)
     before = (index.rows, index.files)
     got = index.add([str(extra)], workers=1)
-    assert got == {"images": 2, "files": 2, "contents": 1, "failed": 0}
+    assert (got.images, got.files, got.contents, got.failures) == (2, 2, 1, [])
     again = neardup.Index.open(copy).add([str(extra), str(coll)], workers=1)
-    assert again["files"] == 0  # every file is held already
+    assert again.files == 0  # every file is held already
     reopened = neardup.Index.open(copy)
     assert (reopened.rows, reopened.files) == (before[0] + 1, before[1] + 2)
     q = tmp_path / "q"
@@ -191,9 +192,12 @@ def test_an_index_says_what_to_do_when_it_cannot_serve(tmp_path):
     with pytest.raises(UsageError, match="index build"):
         neardup.Index.open(tmp_path / "nothing")
     (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "index.json").write_text(json.dumps({"format": "neardup-index/1", "features": "nd-features-1",
+    (tmp_path / "old" / "index.json").write_text(json.dumps({"format": INDEX_FORMAT, "features": "nd-features-1",
                                                               "segments": []}))
     with pytest.raises(UsageError, match="build the index again"):
+        neardup.Index.open(tmp_path / "old")
+    (tmp_path / "old" / "index.json").write_text(json.dumps({"format": "neardup-index/0", "segments": []}))
+    with pytest.raises(UsageError, match="build it again"):
         neardup.Index.open(tmp_path / "old")
     with pytest.raises(UsageError, match="thorough"):
         neardup.Index.build([str(tmp_path)], tmp_path / "t", mode="thorough")
@@ -209,3 +213,17 @@ def test_matches_name_files_a_plan_can_check(built):
     (m,) = [m for m in x.matches if Path(m.path).name == "small.jpg"]
     assert actions.file_digest(m.path) == actions.file_digest(str(coll / name / "small.jpg"))
     assert np.isfinite(m.evidence["colour"])
+
+
+def test_index_build_reports_unreadable_files_and_refuses_to_overwrite(tmp_path):
+    coll = tmp_path / "coll"
+    _write(coll, {"one": _edit(SMALL[sorted(SMALL)[0]], "save", 90)})
+    (coll / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    idx = tmp_path / "idx"
+    run = subprocess.run([sys.executable, "-m", "neardup", "index", "build", str(coll), "--index", str(idx), "-q"],
+                         capture_output=True, text=True)
+    assert run.returncode == 3 and "broken.jpg" in run.stderr, run.stdout + run.stderr
+    assert neardup.Index.open(idx).files == 1
+    again = subprocess.run([sys.executable, "-m", "neardup", "index", "build", str(coll), "--index", str(idx), "-q"],
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "index add" in again.stderr

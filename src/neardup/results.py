@@ -171,14 +171,14 @@ class ScanResult:
         return json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
 
     def pairs_csv(self) -> str:
-        """One row per pair: a, b, stage, distance, score, keep (the group's keeper)."""
+        """One row per pair: a, b, stage, distance, score, keep (the group's keeper), kind."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["a", "b", "stage", "distance", "score", "keep"])
+        w.writerow(["a", "b", "stage", "distance", "score", "keep", "kind"])
         for g in self.groups:
             for p in g.pairs:
                 w.writerow([p.a, p.b, p.stage, "" if p.distance is None else p.distance,
-                            "" if p.score is None else p.score, g.keep])
+                            "" if p.score is None else p.score, g.keep, p.kind])
         return buf.getvalue()
 
     def is_reference(self, path: str) -> bool:

@@ -25,7 +25,7 @@ import numpy as np
 __all__ = ["PairBatch", "MultiIndex", "choose_chunks", "brute_force_pairs", "INDEX_FORMAT"]
 
 #: the layout :meth:`MultiIndex.save` writes
-INDEX_FORMAT = "neardup-mih/1"
+INDEX_FORMAT = "neardup-mih/2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +131,10 @@ class MultiIndex:
         out.mkdir(parents=True, exist_ok=True)
         meta = {"format": INDEX_FORMAT, "radius": self.radius, "size": self.size,
                 "chunks": [[shift, w] for shift, w, *_ in self.chunks]}
-        for k, (_, _, ids, offsets, _, codes, _) in enumerate(self.chunks):
+        for k, (_, _, ids, offsets, nonempty, codes, _) in enumerate(self.chunks):
             np.save(out / f"ids{k}.npy", ids)
             np.save(out / f"offsets{k}.npy", offsets)
+            np.save(out / f"nonempty{k}.npy", nonempty)
             np.save(out / f"codes{k}.npy", codes)
         (out / "mih.json").write_text(json.dumps(meta))
 
@@ -148,11 +149,15 @@ class MultiIndex:
         self.size, self.radius = int(meta["size"]), int(meta["radius"])
         m = len(meta["chunks"])
         self.chunks = []
+        def mapped(name: str) -> np.ndarray:
+            # a plain ndarray over the mapping: np.memmap's own indexing costs a Python call per gather
+            return np.asarray(np.load(src / name, mmap_mode="r"))
+
         for k, (shift, w) in enumerate(meta["chunks"]):
-            offsets = np.load(src / f"offsets{k}.npy", mmap_mode="r")
+            offsets = mapped(f"offsets{k}.npy")
             masks = _flip_masks(w, self.radius // m).astype(np.int32 if w < 31 else np.int64)
-            self.chunks.append((int(shift), int(w), np.load(src / f"ids{k}.npy", mmap_mode="r"), offsets,
-                                np.diff(offsets) > 0, np.load(src / f"codes{k}.npy", mmap_mode="r"), masks))
+            self.chunks.append((int(shift), int(w), mapped(f"ids{k}.npy"), offsets, mapped(f"nonempty{k}.npy"),
+                                mapped(f"codes{k}.npy"), masks))
         return self
 
     def query(

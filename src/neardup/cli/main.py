@@ -7,11 +7,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..config import DEFAULT_KINDS, ScanOptions
 from ..errors import NeardupError, UsageError
+
+if TYPE_CHECKING:
+    from ..results import Failure
 
 EXIT_OK = 0
 EXIT_FAILURES = 3  # finished, but some files could not be read or decoded
@@ -377,6 +381,7 @@ def index_build(paths: tuple[str, ...], index_dir: str, workers: int, quiet: boo
     except NeardupError as e:
         raise _fatal(e) from None
     click.echo(f"indexed {idx.files:,} files ({idx.rows:,} contents) in {index_dir}")
+    _say_failures(idx.added.failures if idx.added else [])
 
 
 @index_group.command("add")
@@ -394,8 +399,19 @@ def index_add(paths: tuple[str, ...], index_dir: str, workers: int, quiet: bool)
             got = idx.add(list(paths), progress=None if quiet else ui.update, workers=workers)
     except NeardupError as e:
         raise _fatal(e) from None
-    click.echo(f"added {got['files']:,} files ({got['contents']:,} new contents); the index holds {idx.files:,} files")
-    sys.exit(EXIT_FAILURES if got["failed"] else EXIT_OK)
+    click.echo(f"added {got.files:,} files ({got.contents:,} new contents); the index holds {idx.files:,} files")
+    _say_failures(got.failures)
+
+
+def _say_failures(failures: list[Failure]) -> None:
+    """Files an index could not take: listed (the first 20) on stderr, exit status 3."""
+    if not failures:
+        return
+    for f in failures[:20]:
+        click.echo(f"failed {f.path}: {f.reason} ({f.error})", err=True)
+    if len(failures) > 20:
+        click.echo(f"... and {len(failures) - 20:,} more", err=True)
+    sys.exit(EXIT_FAILURES)
 
 
 @main.command()

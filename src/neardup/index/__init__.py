@@ -35,9 +35,9 @@ from ..store import FeatureCache, RunFile
 from ..verify.rules import VerifyParams
 from .segment import Segment, path_hashes, write_segment
 
-__all__ = ["Index", "QueryResult", "Match", "QueryMatches", "INDEX_FORMAT"]
+__all__ = ["Index", "QueryResult", "Match", "QueryMatches", "Added", "INDEX_FORMAT"]
 
-INDEX_FORMAT = "neardup-index/1"
+INDEX_FORMAT = "neardup-index/2"
 #: query frame codes up to which the collection's crop windows are compared one by one with
 #: them (a pass over the windows per code); above, the windows are indexed a block at a time and
 #: queried, as a scan does (benchmarks/index.py measures both)
@@ -46,6 +46,16 @@ BRUTE_WINDOW_CODES = 64
 
 def _noop(stage: str, advance: int, total: int | None) -> None:
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """What :meth:`Index.add` did: images listed, files and new contents recorded, failures."""
+
+    images: int
+    files: int
+    contents: int
+    failures: list[Failure]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +124,8 @@ class Index:
 
     def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
         self.folder, self.meta = folder, meta
+        #: what the last :meth:`add` (or :meth:`build`) did: counts, and the files it could not read
+        self.added: Added | None = None
         self.segments: list[Segment] = []
         base = 0
         for s in meta["segments"]:
@@ -138,7 +150,7 @@ class Index:
                 "hash_threshold": opts.hash_threshold, "crop_ncc": opts.crop_ncc, "segments": [], "roots": [],
                 "created": time.time()}
         index = cls(where, meta)
-        index.add(paths, options=opts, progress=progress)
+        index.added = index.add(paths, options=opts, progress=progress)
         return index
 
     @classmethod
@@ -167,7 +179,7 @@ class Index:
                                "crop_ncc": self.meta["crop_ncc"]})
 
     def add(self, paths: Sequence[str | os.PathLike[str]], *, options: ScanOptions | None = None,
-            progress: Progress | None = None, **overrides: object) -> dict[str, int]:
+            progress: Progress | None = None, **overrides: object) -> Added:
         """Add the images under ``paths``: their files are recorded (those the index holds
         already are skipped), and the contents it does not hold go into a new segment."""
         roots = [os.fspath(p) for p in paths]
@@ -196,7 +208,8 @@ class Index:
                                        np.frombuffer(b"".join(d for d, _ in chunk), f"V{cols.digests.shape[1]}"))
                 files += [(int(where[r]), f) for (_, f), r, ok in zip(chunk, rows.tolist(), fresh.tolist()) if ok]
         if not files:
-            return {"images": images, "files": 0, "contents": 0, "failed": len(failures)}
+            self.added = Added(images, 0, 0, failures)
+            return self.added
         name = f"seg-{len(self.segments):05d}"
         write_segment(self.folder / name, _take(cols, new), files, radius=int(self.meta["radius"]))
         self.meta["segments"].append({"name": name, "rows": int(len(new)), "files": len(files)})
@@ -207,7 +220,8 @@ class Index:
         os.replace(tmp, self.folder / "index.json")  # the new segment counts once this lands
         self.segments.append(Segment(self.folder / name, self.rows))
         self.rows += len(new)
-        return {"images": images, "files": len(files), "contents": int(len(new)), "failed": len(failures)}
+        self.added = Added(images, len(files), int(len(new)), failures)
+        return self.added
 
     # -- queries -----------------------------------------------------------------------------
     def query(self, paths: Sequence[str | os.PathLike[str]], *, progress: Progress | None = None,
@@ -269,9 +283,11 @@ class Index:
         for seg in self.segments:
             local = seg.find(q.digests)
             exact += [(int(r), seg.base + int(x)) for r, x in zip(qrows[local >= 0], local[local >= 0])]
-            found = [*seg.frames.query(np.concatenate([probe_codes, win_codes]), np.concatenate([probe_ids, win_ids])),
-                     *seg.centres.query(frame_codes, frame_ids),
-                     *_window_pairs(seg, frame_codes, frame_ids, radius=opts.radius)]
+            threads = opts.worker_count
+            found = [*seg.frames.query(np.concatenate([probe_codes, win_codes]), np.concatenate([probe_ids, win_ids]),
+                                       threads=threads),
+                     *seg.centres.query(frame_codes, frame_ids, threads=threads),
+                     *_window_pairs(seg, frame_codes, frame_ids, radius=opts.radius, threads=threads)]
             for pb in found:
                 a, b = -1 - pb.a, pb.b  # query row, local row
                 batch = keep_alike_slots(PairBatch(a, b, pb.distance), q.slot[a], np.asarray(seg.cols.slot)[b])
@@ -343,7 +359,8 @@ class Index:
         return out
 
 
-def _window_pairs(seg: Segment, codes: np.ndarray, ids: np.ndarray, *, radius: int) -> Iterator[PairBatch]:
+def _window_pairs(seg: Segment, codes: np.ndarray, ids: np.ndarray, *, radius: int, threads: int
+                  ) -> Iterator[PairBatch]:
     """The segment's crop windows and tilted frames (not a low-information row's) within
     ``radius`` of the query frame ``codes``: compared one by one when the codes are few, else
     indexed a block of rows at a time as a scan does.  Pairs are (query id, local row)."""
@@ -364,7 +381,7 @@ def _window_pairs(seg: Segment, codes: np.ndarray, ids: np.ndarray, *, radius: i
                 if len(hit):
                     yield PairBatch(np.full(len(hit), qid, np.int64), block_ids[hit], dist[hit])
         else:
-            yield from MultiIndex(block, block_ids, radius=radius).query(codes, ids)
+            yield from MultiIndex(block, block_ids, radius=radius).query(codes, ids, threads=threads)
 
 
 def _options(options: ScanOptions | None, overrides: dict[str, object]) -> ScanOptions:

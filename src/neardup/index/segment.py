@@ -66,7 +66,8 @@ class Segment:
         self.folder, self.base = folder, base
 
         def load(name: str) -> np.ndarray:
-            return np.load(folder / f"{name}.npy", mmap_mode="r")
+            # a plain ndarray over the mapping (np.memmap's indexing is a Python call a gather)
+            return np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r"))
 
         c = {k: load(k) for k in _COLUMNS}
         self.cols = SearchColumns(c["digests"], np.ones(len(c["digests"]), np.int32), c["p64"], c["c64"],
