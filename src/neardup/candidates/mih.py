@@ -68,7 +68,8 @@ def _bucket_order(key: np.ndarray, width: int) -> np.ndarray:
 
 
 def choose_chunks(n: int, radius: int) -> int:
-    """The number of chunks that minimises probes x expected bucket size for ``n`` codes."""
+    """The number of chunks that minimises the cost of ``n`` codes querying an index of ``n``:
+    probes x expected bucket size, and the tables' construction."""
     best, best_cost = 3, math.inf
     for m in range(3, 17):
         width = 64 // m
@@ -76,7 +77,10 @@ def choose_chunks(n: int, radius: int) -> int:
             continue
         f = radius // m
         probes = sum(math.comb(width, k) for k in range(f + 1))
-        cost = m * probes * (1.0 + n / 2.0**width)
+        # per indexed code: the probes of one query and the hits they confirm, plus its share of
+        # building the m tables of 2**width buckets (which dominates for a few codes at a small
+        # radius: a 100-code index must not build three 2M-bucket tables)
+        cost = m * probes * (1.0 + n / 2.0**width) + m * 2.0**width / max(n, 1)
         if cost < best_cost:
             best, best_cost = m, cost
     return best
@@ -123,6 +127,16 @@ class MultiIndex:
             self.chunks.append((shift, w, ids[order].astype(id_t), offsets, counts > 0, codes[order], masks))
             del key, order, counts
             shift += w
+
+    def relabel(self, new_ids: np.ndarray) -> MultiIndex:
+        """This index with every id ``i`` reported as ``new_ids[i]`` (the tables are shared)."""
+        out = MultiIndex.__new__(MultiIndex)
+        out.size, out.radius = self.size, self.radius
+        new_ids = np.asarray(new_ids)
+        id_t = np.int32 if not len(new_ids) or int(new_ids.max()) < 2**31 - 1 else np.int64
+        out.chunks = [(shift, w, new_ids[ids].astype(id_t), offsets, nonempty, codes, masks)
+                      for shift, w, ids, offsets, nonempty, codes, masks in self.chunks]
+        return out
 
     def save(self, folder: str | os.PathLike[str]) -> None:
         """Write the index's tables to ``folder`` as ``.npy`` files that :meth:`load` maps back

@@ -4,6 +4,7 @@ multi-index hashing, streamed in blocks of query rows."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from ..features.content import SLOT_MAX, slot_distance
 from ..records import SearchColumns
 from .mih import MultiIndex, PairBatch
 
-__all__ = ["candidate_batches", "SEARCH_BLOCK", "WINDOW_BLOCK", "keep_alike_slots"]
+__all__ = ["candidate_batches", "SEARCH_BLOCK", "WINDOW_BLOCK", "keep_alike_slots", "SavedWindows"]
 
 #: query rows searched at a time (the progress bar's step; the index splits them further)
 SEARCH_BLOCK = 16_384
@@ -24,8 +25,20 @@ SEARCH_BLOCK = 16_384
 WINDOW_BLOCK = 2_000_000
 
 
+class SavedWindows(Protocol):
+    """Crop-window indexes an earlier run saved (pipeline/snapshot.py), and where new ones go."""
+
+    def windowed(self, n: int) -> np.ndarray: ...
+
+    def window_pairs(self, codes: np.ndarray, ids: np.ndarray, *, radius: int, threads: int,
+                     only: np.ndarray) -> Iterator[PairBatch]: ...
+
+    def keep_block(self, index: MultiIndex, rows: np.ndarray) -> None: ...
+
+
 def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads: int = 1,
-                      searched: Callable[[int], None] | None = None) -> Iterator[PairBatch]:
+                      searched: Callable[[int], None] | None = None,
+                      saved: SavedWindows | None = None) -> Iterator[PairBatch]:
     """Every pair within ``radius`` that involves a ``fresh`` row, exactly (pairs of two rows
     that are not fresh were found by an earlier run and are not searched again).
 
@@ -41,9 +54,12 @@ def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, th
     Two *framed* rows (a picture in a flat surround: features/content.py) are a candidate only
     when their slots show alike pictures: screenshots of one app are all within the radius of
     each other by their frames, and are handed on only with their copies, not with every other.
+
+    ``saved``: the old rows' window indexes an earlier run kept are queried instead of being
+    built again (the same pairs), and every window index built here is handed to it to keep.
     """
     slots = len(cols.slot) == len(cols.p64)
-    for batch in _all_batches(cols, fresh, radius=radius, threads=threads, searched=searched):
+    for batch in _all_batches(cols, fresh, radius=radius, threads=threads, searched=searched, saved=saved):
         if slots and len(batch):
             batch = keep_alike_slots(batch, cols.slot[batch.a], cols.slot[batch.b])
         if len(batch):
@@ -63,7 +79,7 @@ def keep_alike_slots(batch: PairBatch, slot_a: np.ndarray, slot_b: np.ndarray) -
 
 
 def _all_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads: int,
-                 searched: Callable[[int], None] | None) -> Iterator[PairBatch]:
+                 searched: Callable[[int], None] | None, saved: SavedWindows | None) -> Iterator[PairBatch]:
     """:func:`candidate_batches` before the framed rows' slots are compared."""
     n = len(cols.p64)
     step = SEARCH_BLOCK
@@ -89,6 +105,8 @@ def _all_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads
             blk = with_windows[s : s + rows_per_block]
             windows = MultiIndex(cols.windows[blk].ravel(), np.repeat(blk, per), radius=radius)
             yield from windows.query(codes, ids, threads=threads)
+            if saved is not None:
+                saved.keep_block(windows, blk)
             del windows
             if searched is not None:
                 searched(len(blk))
@@ -103,9 +121,20 @@ def _all_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads
     frame_ids = np.concatenate([np.arange(n, dtype=np.int64), cols.alt_rows])
     index = MultiIndex(frame_codes, frame_ids, radius=radius)
     yield from queries(index, new_rows, full_frame=True)
-    del index
-    # the fresh rows' windows against every frame
-    yield from window_pass(new_rows, frame_codes, frame_ids)
+    # the fresh rows' windows against every frame: a few fresh rows' windows query the frames
+    # (fewer queries than every frame querying their index; the same pairs either way)
+    with_windows = new_rows[~cols.low_info[new_rows]] if has_windows else new_rows[:0]
+    if len(with_windows) * per <= len(frame_codes):
+        yield from index.query(cols.windows[with_windows].ravel(), np.repeat(with_windows, per), threads=threads)
+        if searched is not None:
+            searched(len(new_rows))
+        if saved is not None and len(with_windows):  # kept for the next run, which queries it
+            saved.keep_block(MultiIndex(cols.windows[with_windows].ravel(), np.repeat(with_windows, per),
+                                        radius=radius), with_windows)
+        del index
+    else:
+        del index
+        yield from window_pass(new_rows, frame_codes, frame_ids)
     if len(new_rows) < n:
         # the other rows' centres against the fresh frames, and their windows likewise (indexed,
         # queried by the few fresh frames: a rerun with 1% new does not query 93 codes a row)
@@ -116,4 +145,10 @@ def _all_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads
         old_rows = np.flatnonzero(~fresh)
         yield from queries(index, old_rows, full_frame=False)
         del index
+        if saved is not None:  # the old rows' windows an earlier run indexed: queried as they are
+            held = saved.windowed(n) & ~fresh
+            yield from saved.window_pairs(fresh_codes, fresh_ids, radius=radius, threads=threads, only=held)
+            if searched is not None:
+                searched(int(held.sum()))
+            old_rows = old_rows[~held[old_rows]]
         yield from window_pass(old_rows, fresh_codes, fresh_ids)

@@ -33,7 +33,7 @@ from ..results import Failure, kind_of_stage
 from ..sources import check_root, configure
 from ..store import FeatureCache, RunFile
 from ..verify.rules import VerifyParams
-from .segment import Segment, path_hashes, write_segment
+from .segment import FileColumns, Segment, path_hashes, write_segment
 
 __all__ = ["Index", "QueryResult", "Match", "QueryMatches", "Added", "INDEX_FORMAT"]
 
@@ -196,7 +196,9 @@ class Index:
             new = np.flatnonzero(where < 0)
             where[new] = self.rows + np.arange(len(new))
             known = [np.asarray(s.files.hashes) for s in self.segments]
-            files: list[tuple[int, RunFile]] = []
+            files = FileColumns()
+            width = cols.digests.shape[1]
+            flat = np.ascontiguousarray(cols.digests).view(f"V{width}").ravel()
             for chunk in fc.iter_run_files():
                 hashes = path_hashes(f.path for _, f in chunk)
                 fresh = np.ones(len(chunk), bool)
@@ -204,14 +206,17 @@ class Index:
                     if len(k):
                         pos = np.minimum(np.searchsorted(k, hashes), len(k) - 1)
                         fresh &= k[pos] != hashes
-                rows = np.searchsorted(np.ascontiguousarray(cols.digests).view(f"V{cols.digests.shape[1]}").ravel(),
-                                       np.frombuffer(b"".join(d for d, _ in chunk), f"V{cols.digests.shape[1]}"))
-                files += [(int(where[r]), f) for (_, f), r, ok in zip(chunk, rows.tolist(), fresh.tolist()) if ok]
-        if not files:
+                rows = np.searchsorted(flat, np.frombuffer(b"".join(d for d, _ in chunk), f"V{width}"))
+                keep = np.flatnonzero(fresh)
+                if len(keep):
+                    files.add(where[rows[keep]], [chunk[i][1] for i in keep.tolist()])
+        if not len(files):
             self.added = Added(images, 0, 0, failures)
             return self.added
+        adding = cols if len(new) == len(cols.digests) else _take(cols, new)  # a build: no copy
+        del cols
         name = f"seg-{len(self.segments):05d}"
-        write_segment(self.folder / name, _take(cols, new), files, radius=int(self.meta["radius"]))
+        write_segment(self.folder / name, adding, files, radius=int(self.meta["radius"]))
         self.meta["segments"].append({"name": name, "rows": int(len(new)), "files": len(files)})
         self.meta["roots"] = sorted(set(self.meta["roots"]) | set(roots))
         self.meta["updated"] = time.time()

@@ -21,7 +21,7 @@ from ..candidates.mih import MultiIndex
 from ..records import SearchColumns
 from ..store import RunFile
 
-__all__ = ["Segment", "SegmentFiles", "write_segment", "path_hashes", "SEGMENT_FORMAT"]
+__all__ = ["Segment", "SegmentFiles", "FileColumns", "write_segment", "path_hashes", "SEGMENT_FORMAT"]
 
 SEGMENT_FORMAT = "neardup-segment/1"
 _COLUMNS = ("digests", "p64", "c64", "alt_rows", "alt_p64", "alt_c64", "low_info", "colourful", "aspect", "slot",
@@ -93,28 +93,65 @@ class Segment:
         return np.where(mine[pos] == want, pos, -1).astype(np.int64)
 
 
-def write_segment(folder: Path, cols: SearchColumns, files: list[tuple[int, RunFile]], *, radius: int) -> None:
-    """Write ``cols`` (rows sorted by digest) and ``files`` ``(global row, file)`` as a segment;
-    the folder appears whole or not at all (written beside it, then renamed)."""
+class FileColumns:
+    """Files gathered a chunk at a time as columns (no object per file): global row, path,
+    size, time; :meth:`sorted` orders them by row, keeping each row's files in path order."""
+
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+        self.names: list[bytes] = []
+        self.lengths: list[np.ndarray] = []
+        self.sizes: list[np.ndarray] = []
+        self.mtimes: list[np.ndarray] = []
+        self.hashes: list[np.ndarray] = []
+
+    def add(self, rows: np.ndarray, files: list[RunFile]) -> None:
+        encoded = [f.path.encode() for f in files]
+        self.rows.append(np.asarray(rows, np.int64))
+        self.names.append(b"".join(encoded))
+        self.lengths.append(np.array([len(e) for e in encoded], np.int64))
+        self.sizes.append(np.array([f.size for f in files], np.int64))
+        self.mtimes.append(np.array([f.mtime_ns for f in files], np.int64))
+        self.hashes.append(path_hashes(f.path for f in files))
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.rows)
+
+    def save(self, folder: Path) -> None:
+        def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+        rows, lengths = cat(self.rows, np.int64), cat(self.lengths, np.int64)
+        names = np.frombuffer(b"".join(self.names), np.uint8)
+        starts = np.zeros(len(lengths) + 1, np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        order = np.argsort(rows, kind="stable")
+        if np.array_equal(order, np.arange(len(rows))):
+            sorted_names = names
+        else:  # files of rows an earlier segment holds, added now: put in row order
+            sorted_names = np.concatenate([names[starts[i] : starts[i + 1]] for i in order.tolist()]) \
+                if len(order) else names
+        offsets = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(lengths[order], out=offsets[1:])
+        np.save(folder / "file_rows.npy", rows[order])
+        np.save(folder / "file_offsets.npy", offsets)
+        np.save(folder / "file_names.npy", sorted_names)
+        np.save(folder / "file_sizes.npy", cat(self.sizes, np.int64)[order])
+        np.save(folder / "file_mtimes.npy", cat(self.mtimes, np.int64)[order])
+        np.save(folder / "file_hashes.npy", np.sort(cat(self.hashes, np.uint64)))
+
+
+def write_segment(folder: Path, cols: SearchColumns, files: FileColumns, *, radius: int) -> None:
+    """Write ``cols`` (rows sorted by digest) and ``files`` as a segment; the folder appears
+    whole or not at all (written beside it, then renamed)."""
     part = folder.with_name(folder.name + ".part")
     part.mkdir(parents=True)
     for name in _COLUMNS:
-        np.save(part / f"{name}.npy", np.ascontiguousarray(getattr(cols, name if name != "digests" else "digests")))
-    files = sorted(files, key=lambda rf: (rf[0], rf[1].path))
-    encoded = [f.path.encode() for _, f in files]
-    offsets = np.zeros(len(files) + 1, np.int64)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    np.save(part / "file_rows.npy", np.array([r for r, _ in files], np.int64))
-    np.save(part / "file_offsets.npy", offsets)
-    np.save(part / "file_names.npy", np.frombuffer(b"".join(encoded), np.uint8))
-    np.save(part / "file_sizes.npy", np.array([f.size for _, f in files], np.int64))
-    np.save(part / "file_mtimes.npy", np.array([f.mtime_ns for _, f in files], np.int64))
-    np.save(part / "file_hashes.npy", np.sort(path_hashes(f.path for _, f in files)))
+        np.save(part / f"{name}.npy", np.ascontiguousarray(getattr(cols, name)))
+    files.save(part)
     n = len(cols.digests)
     rows = np.arange(n, dtype=np.int64)
-    MultiIndex(np.concatenate([cols.p64, cols.alt_p64]), np.concatenate([rows, cols.alt_rows]),
-               radius=radius).save(part / "frames")
-    MultiIndex(np.concatenate([cols.c64, cols.alt_c64]), np.concatenate([rows, cols.alt_rows]),
-               radius=radius).save(part / "centres")
+    for name, codes, alt in (("frames", cols.p64, cols.alt_p64), ("centres", cols.c64, cols.alt_c64)):
+        MultiIndex(np.concatenate([codes, alt]), np.concatenate([rows, cols.alt_rows]), radius=radius).save(part / name)
     (part / "segment.json").write_text(json.dumps({"format": SEGMENT_FORMAT, "rows": n, "files": len(files)}))
     os.replace(part, folder)

@@ -10,30 +10,38 @@ from ..features.extract import FEATURE_VERSION, SEARCH_CODES, is_low_info
 from ..features.quality import COLOURFUL, QUALITY_FIELDS
 from ..records import SearchColumns
 from ..store import CropRow, FeatureCache
+from .snapshot import RunSnapshot
 
 __all__ = ["load_search_columns", "RowAccess", "CropMemo", "member"]
 
 _SEARCH_FIELDS = ("p64", "c64", "canon", "alt_mask", "energy", "content_side", "quality", "windows", "width", "height")
 
 
-def load_search_columns(fc: FeatureCache) -> SearchColumns:
-    """The search codes and flags of every distinct content of this run, row i the i-th digest."""
+def load_search_columns(fc: FeatureCache, snapshot: RunSnapshot | None = None) -> SearchColumns:
+    """The search codes and flags of every distinct content of this run, row i the i-th digest:
+    from ``snapshot`` where it holds the row (memory-mapped), else from the store."""
     digests, counts = fc.run_contents()
     n = len(digests)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p64", "c64", "ar", "ap", "ac", "low", "col", "win", "slot", "asp")}
+    seg, local = snapshot.locate(digests) if snapshot is not None else (np.full(n, -1), np.full(n, -1))
+    saved = snapshot.gather(seg, local) if snapshot is not None and (seg >= 0).any() else None
+    missing = np.flatnonzero(seg < 0)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p64", "c64", "ar", "ap", "ac", "low", "col", "win", "slot",
+                                                          "asp")}
     done = 0
     colourfulness = QUALITY_FIELDS.index("colourfulness")
-    for c in fc.iter_run_features(_SEARCH_FIELDS):
+    only = digests[missing] if saved is not None else None
+    for c in fc.iter_run_features(_SEARCH_FIELDS, only=only):
         got = c["digest"]
         k = len(got)
-        if got.shape[1] != digests.shape[1] or not np.array_equal(got, digests[done : done + k]):
+        want = missing[done : done + k]
+        if got.shape[1] != digests.shape[1] or not np.array_equal(got, digests[want]):
             raise CacheError("features vanished from the cache during the run; run the scan again")
         p64, c64, canon, alt_mask = c["p64"], c["c64"], c["canon"].astype(np.int64), c["alt_mask"].astype(np.uint8)
-        local = np.arange(k)
-        parts["p64"].append(p64[local, canon])
-        parts["c64"].append(c64[local, canon])
+        at = np.arange(k)
+        parts["p64"].append(p64[at, canon])
+        parts["c64"].append(c64[at, canon])
         alt_row, alt_variant = np.nonzero((alt_mask[:, None] >> np.arange(8, dtype=np.uint8)) & 1)
-        parts["ar"].append(alt_row + done)
+        parts["ar"].append(want[alt_row])
         parts["ap"].append(p64[alt_row, alt_variant])
         parts["ac"].append(c64[alt_row, alt_variant])
         parts["low"].append(np.asarray(is_low_info(c["energy"], c["content_side"]), dtype=bool))
@@ -44,16 +52,36 @@ def load_search_columns(fc: FeatureCache) -> SearchColumns:
         parts["win"].append(c["windows"][:, :-1])
         parts["slot"].append(c["windows"][:, -1])
         done += k
-    if done != n:
+    if done != len(missing):
         raise CacheError("features vanished from the cache during the run; run the scan again")
 
-    def cat(key: str, dtype: type) -> np.ndarray:
-        return np.concatenate(parts.pop(key)).astype(dtype, copy=False) if n else np.zeros(0, dtype)
+    def cat(key: str, dtype: type, name: str, width: int | None = None) -> np.ndarray:
+        """Rows from the store and from the snapshot, in row order."""
+        shape = (n,) if width is None else (n, width)
+        out: np.ndarray = np.zeros(shape, dtype)
+        if parts[key]:
+            out[missing] = np.concatenate(parts.pop(key)).astype(dtype, copy=False)
+        if saved is not None:
+            out[saved["rows"]] = saved[name]
+        return out
 
-    windows = cat("win", np.uint64) if n else np.zeros((0, SEARCH_CODES - 1), np.uint64)
-    return SearchColumns(digests, counts, cat("p64", np.uint64), cat("c64", np.uint64), cat("ar", np.int64),
-                         cat("ap", np.uint64), cat("ac", np.uint64), cat("low", bool), cat("col", bool),
-                         windows=windows, aspect=cat("asp", np.float32), slot=cat("slot", np.uint64))
+    width = SEARCH_CODES - 1
+    if saved is not None and saved["windows"].ndim == 2:
+        width = saved["windows"].shape[1]
+    elif parts["win"]:
+        width = parts["win"][0].shape[1]
+    alt_rows = np.concatenate(parts.pop("ar") + ([saved["alt_rows"]] if saved is not None else [])) \
+        if n else np.zeros(0, np.int64)
+    alt_p64 = np.concatenate(parts.pop("ap") + ([saved["alt_p64"]] if saved is not None else [])) \
+        if n else np.zeros(0, np.uint64)
+    alt_c64 = np.concatenate(parts.pop("ac") + ([saved["alt_c64"]] if saved is not None else [])) \
+        if n else np.zeros(0, np.uint64)
+    order = np.argsort(alt_rows, kind="stable")  # ascending rows, each row's alternatives in order
+    return SearchColumns(digests, counts, cat("p64", np.uint64, "p64"), cat("c64", np.uint64, "c64"),
+                         alt_rows[order].astype(np.int64), alt_p64[order].astype(np.uint64),
+                         alt_c64[order].astype(np.uint64), cat("low", bool, "low_info"),
+                         cat("col", bool, "colourful"), windows=cat("win", np.uint64, "windows", width),
+                         aspect=cat("asp", np.float32, "aspect"), slot=cat("slot", np.uint64, "slot"))
 
 
 class CropMemo:

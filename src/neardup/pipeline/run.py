@@ -26,7 +26,8 @@ from .grouping import apart_rows, group_pairs
 from .ingest import ingest
 from .listing import ListingCounter
 from .rows import RowAccess, load_search_columns
-from .search import find_pairs
+from .search import find_pairs, run_key
+from .snapshot import RunSnapshot
 from .stats import StageClock, scan_stats
 from .thorough import Thorough
 
@@ -94,13 +95,16 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, spec: ModelSp
     with clock.stage("extract"):
         ingested = ingest(paths, fc, opts, spec, progress, lambda: counter.total if counter is not None else None)
     clock.workers_peak("extract")
+    # fast mode's runs keep their search columns and window indexes beside the cache for the next
+    # run over the same roots (pipeline/snapshot.py); thorough mode's k-NN changes with every image
+    snapshot = RunSnapshot.beside(fc.path, run_key(paths, opts)) if spec is None else None
     with clock.stage("load"):
-        cols = load_search_columns(fc)
+        cols = load_search_columns(fc, snapshot)
     params = VerifyParams(hash_threshold=opts.hash_threshold, crop_ncc=opts.crop_ncc)
     access = RowAccess(fc, cols)
     with clock.stage("candidates"):
         found = find_pairs(cols, fc, access, paths, opts, params, incremental=spec is None, threads=threads,
-                           progress=progress)
+                           progress=progress, snapshot=snapshot)
     clock.split("candidates", "verify", found.verify_seconds)
     parts: list[tuple[Verified, np.ndarray | None]] = [(v, None) for v in found.verified]
     thorough = None

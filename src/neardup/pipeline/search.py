@@ -21,6 +21,7 @@ from ..records import SearchColumns, Verified
 from ..store import FeatureCache
 from ..verify.rules import CropQueue, SeenPairs, VerifyParams, verify_batch
 from .rows import RowAccess, member
+from .snapshot import RunSnapshot
 
 __all__ = ["Found", "find_pairs", "run_key", "VERIFY_BATCH", "verify_candidates", "stored_tilt_codes"]
 
@@ -98,9 +99,12 @@ class _Verifier:
 
 
 def find_pairs(cols: SearchColumns, fc: FeatureCache, access: RowAccess, paths: list[str], opts: ScanOptions,
-               params: VerifyParams, *, incremental: bool, threads: Executor, progress: Progress) -> Found:
+               params: VerifyParams, *, incremental: bool, threads: Executor, progress: Progress,
+               snapshot: RunSnapshot | None = None) -> Found:
     """Every verified pair within the radius; on an incremental run only the contents new since
-    the last run are searched (against all), and its pairs are reused."""
+    the last run are searched (against all), and its pairs are reused.  ``snapshot``: the old
+    rows' saved window indexes are queried, not built again, and what this run builds (with
+    the columns of the rows it adds) is saved for the next."""
     n = len(cols.digests)
     found = Found(has_candidate=np.zeros(n, dtype=bool))
     found.key = run_key(paths, opts) if incremental else None
@@ -121,8 +125,10 @@ def find_pairs(cols: SearchColumns, fc: FeatureCache, access: RowAccess, paths: 
         progress("search", rows, n_queries)
 
     verify_candidates(candidate_batches(cols, fresh, radius=opts.radius, threads=opts.worker_count,
-                                        searched=searched), access, params, threads=threads, progress=progress,
-                      found=found)
+                                        searched=searched, saved=snapshot), access, params, threads=threads,
+                      progress=progress, found=found)
+    if snapshot is not None:
+        snapshot.save(cols)
     return found
 
 

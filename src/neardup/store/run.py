@@ -100,12 +100,22 @@ class RunTables:
             yield [(bytes(d), RunFile(path, int(size), int(mtime))) for d, path, size, mtime in rows]
 
     # -- features ----------------------------------------------------------------------
-    def iter_run_features(self, fields: Sequence[str], *, chunk: int = 8192) -> Iterator[dict[str, np.ndarray]]:
+    def iter_run_features(self, fields: Sequence[str], *, chunk: int = 8192,
+                          only: np.ndarray | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Stream NumPy columns of ``fields`` (and ``digest``, (k, 16) uint8) for this run's
-        distinct digests, in digest order, ``chunk`` rows at a time."""
+        distinct digests, in digest order, ``chunk`` rows at a time; with ``only`` ((k, 16)
+        uint8), for those digests alone (the rest come from a saved snapshot)."""
         cols = ", ".join(f"f.{c}" for c in ("digest", *fields))
+        source = "(SELECT DISTINCT digest FROM temp.run)"
+        if only is not None:
+            self.db.execute("DROP TABLE IF EXISTS temp.wanted")
+            self.db.execute("CREATE TEMP TABLE wanted (digest BLOB PRIMARY KEY)")
+            with self.db:
+                self.db.execute("BEGIN")
+                self.db.executemany("INSERT OR IGNORE INTO temp.wanted VALUES (?)", ((d.tobytes(),) for d in only))
+            source = "temp.wanted"
         cur = self.db.execute(
-            f"SELECT {cols} FROM (SELECT DISTINCT digest FROM temp.run) r "
+            f"SELECT {cols} FROM {source} r "
             "JOIN features f ON f.digest = r.digest AND f.version = ? ORDER BY f.digest",
             (FEATURE_VERSION,),
         )

@@ -1,0 +1,242 @@
+"""A run's search columns and crop-window indexes, saved beside the cache for the next run over
+the same roots (issue 19: reruns).
+
+An incremental run spent most of its time reading every row's codes back from the store and
+indexing the old rows' 93 crop-window and tilted-frame codes anew to meet a few fresh frames.
+Here both are kept as segments of ``.npy`` files, memory-mapped on the next run:
+
+- each segment holds the search columns of its rows (by digest: columns are a pure function of
+  the features, so a segment stays valid whatever became of the run that wrote it), and the
+  window multi-indexes the scan built for those rows, their ids relabelled to the segment;
+- a run loads the columns of the rows a segment holds from it, and only the rest from the
+  store; its fresh frames query the saved window indexes of the old rows, and the blocks it
+  builds (the fresh rows', and any old row no segment covers) become a new segment.
+
+Segments accumulate one per run that finds something new; past :data:`MAX_SEGMENTS` the
+snapshot is dropped and the next run writes one segment of everything (its search builds every
+block anyway).  A snapshot of another features version, or a damaged one, is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..candidates.mih import MultiIndex, PairBatch
+from ..features.extract import FEATURE_VERSION
+from ..records import SearchColumns
+
+__all__ = ["RunSnapshot", "SNAPSHOT_FORMAT", "MAX_SEGMENTS", "KEEP_SNAPSHOTS"]
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_FORMAT = "neardup-run-snapshot/1"
+#: segments a snapshot may gather (one per run with new contents) before it is written anew
+MAX_SEGMENTS = 12
+#: snapshots kept per cache (one per set of roots and settings), the least recently used dropped
+KEEP_SNAPSHOTS = 4
+_COLUMNS = ("digests", "p64", "c64", "alt_rows", "alt_p64", "alt_c64", "low_info", "colourful", "aspect", "slot",
+            "windows", "windowed")
+
+
+class _Segment:
+    """One saved segment, memory-mapped: its rows' columns (sorted by digest) and window indexes."""
+
+    def __init__(self, folder: Path) -> None:
+        meta = json.loads((folder / "segment.json").read_text())
+        self.folder = folder
+
+        def load(name: str) -> np.ndarray:
+            return np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r"))
+
+        self.columns = {k: load(k) for k in _COLUMNS}
+        self.blocks = [folder / f"windows-{k:03d}" for k in range(int(meta["blocks"]))]
+
+    def __len__(self) -> int:
+        return int(len(self.columns["digests"]))
+
+
+class RunSnapshot:
+    """The snapshot of the runs under one key, in ``folder`` (made on first save)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.segments: list[_Segment] = []
+        self._pending: list[tuple[MultiIndex, np.ndarray]] = []  # (block index, its rows) to save
+        try:
+            meta = json.loads((folder / "snapshot.json").read_text())
+            if meta.get("format") == SNAPSHOT_FORMAT and meta.get("features") == FEATURE_VERSION:
+                self.segments = [_Segment(folder / name) for name in meta["segments"]]
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError) as e:  # damaged: the run builds what it needs
+            logger.warning("ignoring the run snapshot in %s: %s", folder, e)
+            self.segments = []
+        self._where: tuple[np.ndarray, np.ndarray] | None = None
+        self._windowed = np.zeros(0, bool)
+
+    @classmethod
+    def beside(cls, cache_file: str, key: str) -> RunSnapshot | None:
+        """The snapshot for run ``key`` beside the store file ``cache_file`` (None in memory)."""
+        if cache_file == ":memory:":
+            return None
+        runs = Path(cache_file).parent / "runs"
+        folder = runs / key[:32]
+        if folder.is_dir():
+            os.utime(folder)  # recently used
+        return cls(folder)
+
+    # -- reading --------------------------------------------------------------------------
+    def locate(self, digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each of sorted ``digests`` (n, 16): the segment holding it (-1: none) and its row there."""
+        n = len(digests)
+        seg = np.full(n, -1, np.int64)
+        local = np.full(n, -1, np.int64)
+        if not n:
+            return seg, local
+        want = np.ascontiguousarray(digests).view(f"V{digests.shape[1]}").ravel()
+        windowed = np.zeros(n, bool)
+        for s, segment in enumerate(self.segments):
+            if not len(segment):
+                continue
+            mine = np.ascontiguousarray(segment.columns["digests"]).view(f"V{digests.shape[1]}").ravel()
+            pos = np.minimum(np.searchsorted(mine, want), len(mine) - 1)
+            found = mine[pos] == want
+            with_windows = found & segment.columns["windowed"][pos]
+            # a segment whose window indexes hold the row beats one that has its columns only
+            hit = (found & (seg < 0)) | (with_windows & ~windowed)
+            seg[hit], local[hit] = s, pos[hit]
+            windowed |= with_windows
+        self._where = (seg, local)
+        self._windowed = windowed
+        return seg, local
+
+    def gather(self, seg: np.ndarray, local: np.ndarray) -> dict[str, np.ndarray]:
+        """The columns of the rows ``seg >= 0`` (in row order), alternatives with their rows."""
+        rows = np.flatnonzero(seg >= 0)
+        first = self.segments[int(seg[rows[0]])].columns if len(rows) else None
+        out: dict[str, np.ndarray] = {}
+        for name in ("p64", "c64", "low_info", "colourful", "aspect", "slot", "windows"):
+            shape = (len(rows), *first[name].shape[1:]) if first is not None else (0,)
+            out[name] = np.empty(shape, first[name].dtype if first is not None else np.uint64)
+        alt_rows, alt_p64, alt_c64 = [], [], []
+        for s, segment in enumerate(self.segments):
+            pick = np.flatnonzero(seg[rows] == s)
+            if not len(pick):
+                continue
+            mine = local[rows[pick]]
+            for name in out:
+                out[name][pick] = segment.columns[name][mine]
+            to_row = np.full(len(segment), -1, np.int64)
+            to_row[mine] = rows[pick]
+            alt = to_row[segment.columns["alt_rows"]]
+            keep = alt >= 0
+            alt_rows.append(alt[keep])
+            alt_p64.append(segment.columns["alt_p64"][keep])
+            alt_c64.append(segment.columns["alt_c64"][keep])
+        out["rows"] = rows
+        out["alt_rows"] = np.concatenate(alt_rows) if alt_rows else np.zeros(0, np.int64)
+        out["alt_p64"] = np.concatenate(alt_p64) if alt_p64 else np.zeros(0, np.uint64)
+        out["alt_c64"] = np.concatenate(alt_c64) if alt_c64 else np.zeros(0, np.uint64)
+        return out
+
+    def covered(self, n: int) -> np.ndarray:
+        """(n,) bool: rows of this run (as :meth:`locate` last found them) a segment holds."""
+        if self._where is None or len(self._where[0]) != n:
+            return np.zeros(n, bool)
+        return self._where[0] >= 0
+
+    def windowed(self, n: int) -> np.ndarray:
+        """(n,) bool: rows whose crop windows a saved index holds (or that have none to search:
+        low-information rows)."""
+        if self._where is None or len(self._windowed) != n:
+            return np.zeros(n, bool)
+        return self._windowed
+
+    def window_pairs(self, codes: np.ndarray, ids: np.ndarray, *, radius: int, threads: int,
+                     only: np.ndarray) -> Iterator[PairBatch]:
+        """Pairs of ``codes`` (ids: this run's rows) with the saved crop windows of the rows
+        ``only`` marks, as this run's rows: what indexing those rows' windows anew would give."""
+        if self._where is None:
+            return
+        seg, local = self._where
+        neg = -1 - np.asarray(ids, np.int64)  # below every saved id: the query is pair.a
+        for s, segment in enumerate(self.segments):
+            to_row = np.full(len(segment), -1, np.int64)
+            mine = np.flatnonzero((seg == s) & only)
+            to_row[local[mine]] = mine
+            if not len(mine):
+                continue
+            for folder in segment.blocks:
+                for pb in MultiIndex.load(folder).query(codes, neg, threads=threads):
+                    a, b = -1 - pb.a, to_row[pb.b]
+                    ok = b >= 0
+                    if ok.any():
+                        a, b = a[ok], b[ok]
+                        yield PairBatch(np.minimum(a, b), np.maximum(a, b), pb.distance[ok])
+
+    # -- writing --------------------------------------------------------------------------
+    def keep_block(self, index: MultiIndex, rows: np.ndarray) -> None:
+        """A window index the search built over ``rows``' windows: saved with the next segment."""
+        self._pending.append((index, np.asarray(rows, np.int64)))
+
+    def save(self, cols: SearchColumns) -> None:
+        """Write the rows no segment holds, and those whose window indexes were kept, as a new
+        segment (no-op when there are none); past MAX_SEGMENTS the snapshot starts again."""
+        pending, self._pending = self._pending, []
+        rows = np.union1d(np.flatnonzero(~self.covered(len(cols.digests))),
+                          np.concatenate([r for _, r in pending]) if pending else [])
+        rows = rows.astype(np.int64)
+        if not len(rows):
+            return
+        try:
+            self._write(cols, rows, pending)
+        except OSError as e:  # a full disk costs the next run's speed, never this run's result
+            logger.warning("could not save the run snapshot in %s: %s", self.folder, e)
+
+    def _write(self, cols: SearchColumns, rows: np.ndarray, pending: list[tuple[MultiIndex, np.ndarray]]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        names = [s.folder.name for s in self.segments]
+        if len(names) >= MAX_SEGMENTS:
+            names = []
+        name = f"seg-{time.time_ns():x}-{os.getpid()}"
+        part = self.folder / (name + ".part")
+        part.mkdir()
+        pos = np.full(len(cols.digests) + 1, -1, np.int64)
+        pos[rows] = np.arange(len(rows))
+        alt = np.flatnonzero(pos[cols.alt_rows] >= 0) if len(cols.alt_rows) else np.zeros(0, np.int64)
+        windowed = cols.low_info[rows].copy()
+        for _, blk in pending:
+            windowed[pos[blk]] = True
+        columns = {"digests": cols.digests[rows], "p64": cols.p64[rows], "c64": cols.c64[rows], "windowed": windowed,
+                   "alt_rows": pos[cols.alt_rows[alt]], "alt_p64": cols.alt_p64[alt], "alt_c64": cols.alt_c64[alt],
+                   "low_info": cols.low_info[rows], "colourful": cols.colourful[rows], "aspect": cols.aspect[rows],
+                   "slot": cols.slot[rows], "windows": cols.windows[rows]}
+        for column, values in columns.items():
+            np.save(part / f"{column}.npy", np.ascontiguousarray(values))
+        for k, (index, _) in enumerate(pending):
+            index.relabel(pos).save(part / f"windows-{k:03d}")
+        (part / "segment.json").write_text(json.dumps({"rows": int(len(rows)), "blocks": len(pending)}))
+        os.replace(part, self.folder / name)
+        meta: dict[str, object] = {"format": SNAPSHOT_FORMAT, "features": FEATURE_VERSION,
+                                   "segments": [*names, name]}
+        tmp = self.folder / "snapshot.json.tmp"
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, self.folder / "snapshot.json")
+        for old in self.folder.iterdir():  # segments no manifest names: dropped, or torn by a crash
+            if old.is_dir() and old.name not in (*names, name):
+                shutil.rmtree(old, ignore_errors=True)
+        _drop_least_used(self.folder.parent)
+
+
+def _drop_least_used(runs: Path) -> None:
+    folders = sorted((f for f in runs.iterdir() if f.is_dir()), key=lambda f: f.stat().st_mtime, reverse=True)
+    for old in folders[KEEP_SNAPSHOTS:]:
+        shutil.rmtree(old, ignore_errors=True)

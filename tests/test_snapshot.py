@@ -1,0 +1,151 @@
+"""Run snapshots: the next run over the same roots reads its rows' columns and the old rows'
+window indexes from memory-mapped files, and must find exactly what it would without them."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import ImageOps
+
+import neardup
+from neardup.candidates import search as search_mod
+from neardup.candidates.search import candidate_batches
+from neardup.pipeline.rows import load_search_columns
+from neardup.pipeline.snapshot import RunSnapshot
+from neardup.records import SearchColumns
+from neardup.store import FeatureCache
+
+from .conftest import PHOTOS, encode, load_rgb
+
+
+def _columns(rng: np.random.Generator, n: int, radius: int, low_share: float) -> SearchColumns:
+    """Random rows whose crop windows are often within ``radius`` of other rows' frames."""
+    per = 5
+    p64 = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64)
+    c64 = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64)
+    windows = rng.integers(0, 2**63, size=(n, per), dtype=np.int64).astype(np.uint64)
+    for r in range(n):  # about half the rows have a window near another row's frame
+        if rng.random() < 0.5:
+            other = int(rng.integers(0, n))
+            flips = rng.integers(0, 64, size=int(rng.integers(0, radius + 2)))
+            code = p64[other]
+            for f in flips.tolist():
+                code ^= np.uint64(1) << np.uint64(f)
+            windows[r, int(rng.integers(0, per))] = code
+    digests = np.unique(rng.integers(0, 256, size=(n * 2, 16), dtype=np.uint8), axis=0)[:n]
+    alt_rows = np.flatnonzero(rng.random(n) < 0.2).astype(np.int64)
+    return SearchColumns(digests, np.ones(n, np.int32), p64, c64, alt_rows,
+                         rng.integers(0, 2**63, size=len(alt_rows), dtype=np.int64).astype(np.uint64),
+                         rng.integers(0, 2**63, size=len(alt_rows), dtype=np.int64).astype(np.uint64),
+                         rng.random(n) < low_share, np.zeros(n, bool), windows=windows,
+                         aspect=np.ones(n, np.float32), slot=np.zeros(n, np.uint64))
+
+
+def _subset(cols: SearchColumns, rows: np.ndarray) -> SearchColumns:
+    pos = np.full(len(cols.digests), -1, np.int64)
+    pos[rows] = np.arange(len(rows))
+    alt = np.flatnonzero(pos[cols.alt_rows] >= 0)
+    return SearchColumns(cols.digests[rows], cols.counts[rows], cols.p64[rows], cols.c64[rows], pos[cols.alt_rows[alt]],
+                         cols.alt_p64[alt], cols.alt_c64[alt], cols.low_info[rows], cols.colourful[rows],
+                         windows=cols.windows[rows], aspect=cols.aspect[rows], slot=cols.slot[rows])
+
+
+def _pairs(cols: SearchColumns, fresh: np.ndarray, radius: int, saved: RunSnapshot | None = None) -> set[tuple[int, int]]:
+    out: set[tuple[int, int]] = set()
+    for pb in candidate_batches(cols, fresh, radius=radius, saved=saved):
+        out.update(zip(pb.a.tolist(), pb.b.tolist()))
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 90), radius=st.integers(0, 8), fresh_share=st.floats(0, 1),
+       low_share=st.floats(0, 0.3), block=st.integers(8, 60))
+def test_saved_windows_find_what_windows_indexed_anew_find(seed, n, radius, fresh_share, low_share, block):
+    rng = np.random.default_rng(seed)
+    cols = _columns(rng, n, radius, low_share)
+    fresh = rng.random(n) < fresh_share
+    old = np.flatnonzero(~fresh)
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(search_mod, "WINDOW_BLOCK", block):
+        first = RunSnapshot(Path(tmp) / "run")
+        old_cols = _subset(cols, old)
+        first.locate(old_cols.digests)
+        _pairs(old_cols, np.ones(len(old), bool), radius, first)  # the earlier run over the old rows
+        first.save(old_cols)
+        later = RunSnapshot(Path(tmp) / "run")
+        seg, _ = later.locate(cols.digests)
+        assert ((seg >= 0) == ~fresh).all() and (later.windowed(n) <= ~fresh).all()
+        assert _pairs(cols, fresh, radius, later) == _pairs(cols, fresh, radius)
+        if not len(old):
+            return
+        # and the columns read back are those saved
+        got = later.gather(*later.locate(cols.digests))
+        assert np.array_equal(got["rows"], old) and np.array_equal(got["windows"], cols.windows[old])
+        assert np.array_equal(got["p64"], cols.p64[old]) and np.array_equal(got["low_info"], cols.low_info[old])
+        want_alts = np.flatnonzero(np.isin(cols.alt_rows, old))
+        order = np.argsort(got["alt_rows"], kind="stable")
+        assert np.array_equal(got["alt_rows"][order], cols.alt_rows[want_alts])
+        assert np.array_equal(got["alt_p64"][order], cols.alt_p64[want_alts])
+
+
+def _corner_crops(root: Path) -> dict[str, bytes]:
+    """Originals now; 80% corner crops of them later (found only by the originals' crop windows)."""
+    later = {}
+    for p in PHOTOS:
+        im = load_rgb(p)
+        w, h = im.size
+        (root / f"{p.stem}.jpg").write_bytes(encode(im, quality=92))
+        (root / f"{p.stem}_mirror.jpg").write_bytes(encode(ImageOps.mirror(im), quality=88))
+        later[f"{p.stem}_corner.jpg"] = encode(im.crop((0, 0, w * 80 // 100, h * 82 // 100)), quality=88)
+    return later
+
+
+def _groups(res: neardup.ScanResult) -> list[tuple[str, list[str]]]:
+    return sorted((g.keep, sorted(g.members)) for g in res.groups)
+
+
+def test_a_rerun_reads_the_snapshot_and_finds_what_a_cold_scan_finds(tmp_path):
+    root = tmp_path / "files"
+    root.mkdir()
+    later = _corner_crops(root)
+    cache = tmp_path / "cache"
+    neardup.scan([str(root)], cache=cache, workers=1)
+    (runs,) = (cache / "runs").iterdir()
+    assert len([s for s in runs.iterdir() if s.is_dir()]) == 1
+    for name, data in later.items():
+        (root / name).write_bytes(data)
+    again = neardup.scan([str(root)], cache=cache, workers=1)
+    cold = neardup.scan([str(root)], cache=None, workers=1)
+    assert _groups(again) == _groups(cold)
+    assert sum(any("_corner" in m for m in g.members) for g in cold.groups) >= 3
+    assert len([s for s in runs.iterdir() if s.is_dir()]) == 2  # the new rows' segment
+    # every row of this run is now in the snapshot: the columns come back as the store gives them
+    with FeatureCache(cache) as fc:
+        fc.start_run()
+        from neardup.config import ScanOptions
+        from neardup.pipeline.ingest import ingest
+
+        ingest([str(root)], fc, ScanOptions(workers=1), None, lambda *a: None, lambda: None)
+        snap = RunSnapshot(runs)
+        from_snapshot, from_store = load_search_columns(fc, snap), load_search_columns(fc)
+        assert snap.covered(len(from_store.digests)).all()
+    for field in SearchColumns.__dataclass_fields__:
+        assert np.array_equal(getattr(from_snapshot, field), getattr(from_store, field)), field
+
+
+def test_a_damaged_or_foreign_snapshot_is_ignored(tmp_path):
+    root = tmp_path / "files"
+    root.mkdir()
+    later = _corner_crops(root)
+    cache = tmp_path / "cache"
+    neardup.scan([str(root)], cache=cache, workers=1)
+    (runs,) = (cache / "runs").iterdir()
+    (runs / "snapshot.json").write_text("{not json")
+    for name, data in later.items():
+        (root / name).write_bytes(data)
+    again = neardup.scan([str(root)], cache=cache, workers=1)
+    assert _groups(again) == _groups(neardup.scan([str(root)], cache=None, workers=1))
