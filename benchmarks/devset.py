@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--radius", type=int, default=8)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--mode", choices=["fast", "thorough"], default="fast")
+    ap.add_argument("--model", type=Path, default=None, help="thorough: another ONNX model (benchmarks/quantise.py)")
     a = ap.parse_args()
     if not (a.out / "truth.csv").exists():
         subprocess.run([sys.executable, str(BENCH / "make_benchmark.py"), "--photos", str(BENCH / "photos" / "bsds500"),
@@ -44,7 +45,9 @@ def main() -> None:
 
             (Path(cache) / "models").symlink_to(Path(default_model_spec(None).path).parent)
         t = time.perf_counter()
-        r = neardup.scan([str(a.out / "images")], cache=cache, radius=a.radius, workers=a.workers, mode=a.mode)
+        extra = {"model": str(a.model)} if a.model is not None else {}
+        r = neardup.scan([str(a.out / "images")], cache=cache, radius=a.radius, workers=a.workers, mode=a.mode,
+                         **extra)
         wall = time.perf_counter() - t
     res = Path(tempfile.gettempdir()) / "neardup-devset-results.json"
     res.write_text(r.to_json())

@@ -19,69 +19,56 @@ _SEARCH_FIELDS = ("p64", "c64", "canon", "alt_mask", "energy", "content_side", "
 
 def load_search_columns(fc: FeatureCache, snapshot: RunSnapshot | None = None) -> SearchColumns:
     """The search codes and flags of every distinct content of this run, row i the i-th digest:
-    from ``snapshot`` where it holds the row (memory-mapped), else from the store."""
+    from ``snapshot`` where it holds the row (memory-mapped), else from the store.  Each column
+    is allocated once and filled a chunk at a time (the window codes are 744 bytes a row: a
+    second copy at 1M rows was the load stage's peak)."""
     digests, counts = fc.run_contents()
     n = len(digests)
     seg, local = snapshot.locate(digests) if snapshot is not None else (np.full(n, -1), np.full(n, -1))
     saved = snapshot.gather(seg, local) if snapshot is not None and (seg >= 0).any() else None
     missing = np.flatnonzero(seg < 0)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p64", "c64", "ar", "ap", "ac", "low", "col", "win", "slot",
-                                                          "asp")}
+    width = saved["windows"].shape[1] if saved is not None and saved["windows"].ndim == 2 else SEARCH_CODES - 1
+    p64, c64, slot = np.zeros(n, np.uint64), np.zeros(n, np.uint64), np.zeros(n, np.uint64)
+    low, colourful, aspect = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, np.float32)
+    windows = np.zeros((n, width), np.uint64)
+    alts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    if saved is not None:
+        rows = saved["rows"]
+        p64[rows], c64[rows], slot[rows] = saved["p64"], saved["c64"], saved["slot"]
+        low[rows], colourful[rows], aspect[rows] = saved["low_info"], saved["colourful"], saved["aspect"]
+        windows[rows] = saved["windows"]
+        alts.append((saved["alt_rows"], saved["alt_p64"], saved["alt_c64"]))
+        del saved
     done = 0
     colourfulness = QUALITY_FIELDS.index("colourfulness")
-    only = digests[missing] if saved is not None else None
+    only = digests[missing] if len(missing) < n else None
     for c in fc.iter_run_features(_SEARCH_FIELDS, only=only):
         got = c["digest"]
         k = len(got)
         want = missing[done : done + k]
         if got.shape[1] != digests.shape[1] or not np.array_equal(got, digests[want]):
             raise CacheError("features vanished from the cache during the run; run the scan again")
-        p64, c64, canon, alt_mask = c["p64"], c["c64"], c["canon"].astype(np.int64), c["alt_mask"].astype(np.uint8)
+        codes, centres = c["p64"], c["c64"]
+        canon, alt_mask = c["canon"].astype(np.int64), c["alt_mask"].astype(np.uint8)
         at = np.arange(k)
-        parts["p64"].append(p64[at, canon])
-        parts["c64"].append(c64[at, canon])
+        p64[want], c64[want] = codes[at, canon], centres[at, canon]
         alt_row, alt_variant = np.nonzero((alt_mask[:, None] >> np.arange(8, dtype=np.uint8)) & 1)
-        parts["ar"].append(want[alt_row])
-        parts["ap"].append(p64[alt_row, alt_variant])
-        parts["ac"].append(c64[alt_row, alt_variant])
-        parts["low"].append(np.asarray(is_low_info(c["energy"], c["content_side"]), dtype=bool))
-        parts["col"].append(c["quality"][:, colourfulness] > COLOURFUL)
-        aspect = c["width"].astype(np.float64) / np.maximum(c["height"].astype(np.float64), 1.0)
-        parts["asp"].append(aspect.astype(np.float32))
+        alts.append((want[alt_row], codes[alt_row, alt_variant], centres[alt_row, alt_variant]))
+        low[want] = np.asarray(is_low_info(c["energy"], c["content_side"]), dtype=bool)
+        colourful[want] = c["quality"][:, colourfulness] > COLOURFUL
+        aspect[want] = (c["width"].astype(np.float64) / np.maximum(c["height"].astype(np.float64), 1.0))
         # crop windows and tilted frames, made by the extractor; the slot code after them
-        parts["win"].append(c["windows"][:, :-1])
-        parts["slot"].append(c["windows"][:, -1])
+        windows[want] = c["windows"][:, :-1]
+        slot[want] = c["windows"][:, -1]
         done += k
     if done != len(missing):
         raise CacheError("features vanished from the cache during the run; run the scan again")
-
-    def cat(key: str, dtype: type, name: str, width: int | None = None) -> np.ndarray:
-        """Rows from the store and from the snapshot, in row order."""
-        shape = (n,) if width is None else (n, width)
-        out: np.ndarray = np.zeros(shape, dtype)
-        if parts[key]:
-            out[missing] = np.concatenate(parts.pop(key)).astype(dtype, copy=False)
-        if saved is not None:
-            out[saved["rows"]] = saved[name]
-        return out
-
-    width = SEARCH_CODES - 1
-    if saved is not None and saved["windows"].ndim == 2:
-        width = saved["windows"].shape[1]
-    elif parts["win"]:
-        width = parts["win"][0].shape[1]
-    alt_rows = np.concatenate(parts.pop("ar") + ([saved["alt_rows"]] if saved is not None else [])) \
-        if n else np.zeros(0, np.int64)
-    alt_p64 = np.concatenate(parts.pop("ap") + ([saved["alt_p64"]] if saved is not None else [])) \
-        if n else np.zeros(0, np.uint64)
-    alt_c64 = np.concatenate(parts.pop("ac") + ([saved["alt_c64"]] if saved is not None else [])) \
-        if n else np.zeros(0, np.uint64)
+    alt_rows = np.concatenate([a for a, _, _ in alts]) if alts else np.zeros(0, np.int64)
     order = np.argsort(alt_rows, kind="stable")  # ascending rows, each row's alternatives in order
-    return SearchColumns(digests, counts, cat("p64", np.uint64, "p64"), cat("c64", np.uint64, "c64"),
-                         alt_rows[order].astype(np.int64), alt_p64[order].astype(np.uint64),
-                         alt_c64[order].astype(np.uint64), cat("low", bool, "low_info"),
-                         cat("col", bool, "colourful"), windows=cat("win", np.uint64, "windows", width),
-                         aspect=cat("asp", np.float32, "aspect"), slot=cat("slot", np.uint64, "slot"))
+    alt_p64 = np.concatenate([p for _, p, _ in alts])[order] if alts else np.zeros(0, np.uint64)
+    alt_c64 = np.concatenate([q for _, _, q in alts])[order] if alts else np.zeros(0, np.uint64)
+    return SearchColumns(digests, counts, p64, c64, alt_rows[order].astype(np.int64), alt_p64.astype(np.uint64),
+                         alt_c64.astype(np.uint64), low, colourful, windows=windows, aspect=aspect, slot=slot)
 
 
 class CropMemo:
