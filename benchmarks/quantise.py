@@ -4,9 +4,10 @@
     python3 benchmarks/devset.py --seed 1 --mode thorough --model /tmp/lite0-int8.onnx
 
 Exports EfficientNet-Lite0 (the default model, feature map included) if needed, then quantises
-it with ONNX Runtime (QDQ, int8 weights, uint8 activations) calibrated on the CC0 photos in
-``../shared/bench/photos/pypi``, Kodak24 and imagededup's base images (not the dev set's BSDS
-photos), each shown at both sides the embedder uses (224 and 128).  Prints the time of one
+it with ONNX Runtime (QDQ, int8 weights, uint8 activations) calibrated on the UKBench, INRIA
+Holidays and DISC21 samples in ``../shared/bench/real`` (photos neither the dev set, built from
+BSDS, nor eval/contains.py, built from Kodak, the PyPI photos and imagededup's base images, is
+made of), each shown at both sides the embedder uses (224 and 128).  Prints the time of one
 image at each side, float and int8, on one thread, and the cosine between the float and int8
 embeddings of the calibration photos (how far quantisation moves them).
 """
@@ -25,7 +26,8 @@ from neardup.embed.regions import CONTAINED_SIDE
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT.parent / "shared" / "bench"
-SOURCES = [BENCH / "photos" / "pypi", BENCH / "real" / "kodak24", BENCH / "real" / "imagededup" / "base_images"]
+SOURCES = [BENCH / "real" / "nd_samples", *(BENCH / "real" / "imagededup" / d for d in
+                                           ("mixed_images", "mixed_nested_images", "formats_images", "history_extras"))]
 
 
 def calibration_photos(limit: int) -> list[np.ndarray]:
@@ -33,10 +35,13 @@ def calibration_photos(limit: int) -> list[np.ndarray]:
     step = max(1, len(paths) // limit)
     out = []
     for p in paths[::step][:limit]:
-        with Image.open(p) as im:
-            rgb = im.convert("RGB")
-            rgb.thumbnail((512, 512))
-            out.append(np.asarray(rgb))
+        try:
+            with Image.open(p) as im:
+                rgb = im.convert("RGB")
+        except OSError:  # the imagededup folders hold a deliberately corrupt file
+            continue
+        rgb.thumbnail((512, 512))
+        out.append(np.asarray(rgb))
     return out
 
 

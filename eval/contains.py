@@ -118,6 +118,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/contains-pop"))
     ap.add_argument("--keep", action="store_true", help="reuse the population in --out if it is there")
     ap.add_argument("--cache", type=Path, help="a cache folder to keep (cold when new; default: a temporary one)")
+    ap.add_argument("--model", type=Path, default=None, help="another ONNX model (benchmarks/quantise.py)")
     a = ap.parse_args()
     images = a.out / "images"
     truth_file = a.out / "truth.json"
@@ -131,7 +132,8 @@ def main() -> None:
         cache.mkdir(parents=True, exist_ok=True)
         if not (cache / "models").exists():
             (cache / "models").symlink_to(Path(default_model_spec(None).path).parent)
-        res = neardup.scan([str(images)], cache=str(cache), mode="thorough")
+        extra = {"model": str(a.model)} if a.model is not None else {}
+        res = neardup.scan([str(images)], cache=str(cache), mode="thorough", **extra)
     group_of: dict[str, int] = {}
     keep_of: dict[int, str] = {}
     stage_of: dict[frozenset[str], dict[str, object]] = {}
