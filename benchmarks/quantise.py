@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 from PIL import Image
 
 from neardup.embed.model import Embedder, ModelSpec, default_model_spec
@@ -51,9 +53,6 @@ def main() -> None:
     ap.add_argument("--calibration", type=int, default=200)
     ap.add_argument("--per-channel", action="store_true")
     a = ap.parse_args()
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     spec = default_model_spec(None)
     photos = calibration_photos(a.calibration)
     print(f"calibration photos: {len(photos)}")
