@@ -199,8 +199,8 @@ def test_an_index_says_what_to_do_when_it_cannot_serve(tmp_path):
     (tmp_path / "old" / "index.json").write_text(json.dumps({"format": "neardup-index/0", "segments": []}))
     with pytest.raises(UsageError, match="build it again"):
         neardup.Index.open(tmp_path / "old")
-    with pytest.raises(UsageError, match="thorough"):
-        neardup.Index.build([str(tmp_path)], tmp_path / "t", mode="thorough")
+    with pytest.raises(UsageError, match="--reference"):
+        neardup.Index.build([str(tmp_path)], tmp_path / "t", reference=(str(tmp_path),))
 
 
 def test_matches_name_files_a_plan_can_check(built):
@@ -227,3 +227,34 @@ def test_index_build_reports_unreadable_files_and_refuses_to_overwrite(tmp_path)
     again = subprocess.run([sys.executable, "-m", "neardup", "index", "build", str(coll), "--index", str(idx), "-q"],
                            capture_output=True, text=True)
     assert again.returncode == 2 and "index add" in again.stderr
+
+
+def test_a_thorough_index_finds_a_heavy_crop_without_reading_the_collection(model_cache, tmp_path):
+    """Thorough mode: the collection's embeddings sit in the index and its local features are
+    cached when it is built; a query of a 55% crop (beyond fast mode's crop windows) finds its
+    original by the embeddings and the local check, with the collection moved away."""
+    coll = tmp_path / "coll"
+    names = sorted(SMALL)
+    for n in names:
+        _write(coll, {n: encode(load_rgb(next(p for p in PHOTOS if p.stem == n)), quality=92)})
+    idx = tmp_path / "idx"
+    (idx / "cache").mkdir(parents=True)
+    (idx / "cache" / "models").symlink_to(Path(model_cache) / "models")
+    run = subprocess.run([sys.executable, "-m", "neardup", "index", "build", str(coll), "--index", str(idx), "--mode",
+                          "thorough", "-q"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    im = load_rgb(next(p for p in PHOTOS if p.stem == names[0]))
+    w, h = im.size
+    q = tmp_path / "q"
+    _write(q, {"heavy_crop": encode(im.crop((w // 5, h // 6, w // 5 + w * 55 // 100, h // 6 + h * 55 // 100)),
+                                    quality=88)})
+    fast = neardup.Index.build([str(coll)], tmp_path / "fast-idx", workers=1).query([str(q)], workers=1)
+    assert not fast.queries[0].matches  # beyond the fast codes
+    away = tmp_path / "away"
+    shutil.move(str(coll), away)
+    try:
+        (x,) = neardup.Index.open(idx).query([str(q)], workers=1).queries
+    finally:
+        shutil.move(str(away), coll)
+    assert [Path(m.path).stem for m in x.matches] == [names[0]]
+    assert x.matches[0].stage in ("local", "embedding") and x.matches[0].evidence["cosine"] > 0.5

@@ -368,7 +368,11 @@ def _index_options(f: Callable[..., None]) -> Callable[..., None]:
               help="Hamming radius of the exact 64-bit candidate search (fixed for the index's queries).")
 @click.option("--threshold", type=click.IntRange(0, 96), default=DEFAULTS.hash_threshold, show_default=True,
               help="Largest 256-bit hash distance accepted as a copy (fixed for the index's queries).")
-def index_build(paths: tuple[str, ...], index_dir: str, workers: int, quiet: bool, radius: int, threshold: int) -> None:
+@click.option("--mode", type=click.Choice(["fast", "thorough"]), default="fast", show_default=True,
+              help="thorough also keeps the CNN embeddings and local features (heavy crops, tilts, perspective); "
+                   "needs pip install 'neardup[cnn]'.")
+def index_build(paths: tuple[str, ...], index_dir: str, workers: int, quiet: bool, radius: int, threshold: int,
+                mode: str) -> None:
     """Extract the collection under PATHS into a new index at --index DIR."""
     from ..index import Index
     from .progress import ProgressUI
@@ -377,7 +381,7 @@ def index_build(paths: tuple[str, ...], index_dir: str, workers: int, quiet: boo
     try:
         with ui:
             idx = Index.build(list(paths), index_dir, progress=None if quiet else ui.update, workers=workers,
-                              radius=radius, hash_threshold=threshold)
+                              radius=radius, hash_threshold=threshold, mode=mode)
     except NeardupError as e:
         raise _fatal(e) from None
     click.echo(f"indexed {idx.files:,} files ({idx.rows:,} contents) in {index_dir}")

@@ -25,15 +25,18 @@ import numpy as np
 from ..candidates.mih import MultiIndex, PairBatch
 from ..candidates.search import WINDOW_BLOCK, keep_alike_slots
 from ..config import Progress, ScanOptions
+from ..embed.knn import KnnParams
+from ..embed.model import ModelSpec
 from ..errors import UsageError
 from ..features.extract import FEATURE_VERSION
 from ..group.explain import evidence_dict
-from ..records import SearchColumns, Stage
+from ..records import SearchColumns, Stage, Verified
 from ..results import Failure, kind_of_stage
 from ..sources import check_root, configure
 from ..store import FeatureCache, RunFile
 from ..verify.rules import VerifyParams
 from .segment import FileColumns, Segment, path_hashes, write_segment
+from .thorough import embedding_candidates, index_model, prepare_rows, verify_embedding_pairs, write_embeddings
 
 __all__ = ["Index", "QueryResult", "Match", "QueryMatches", "Added", "INDEX_FORMAT"]
 
@@ -104,8 +107,8 @@ class QueryResult:
         return json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
 
 
-def _ingest_columns(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progress
-                    ) -> tuple[SearchColumns, list[Failure], int]:
+def _ingest_columns(paths: list[str], fc: FeatureCache, opts: ScanOptions, progress: Progress,
+                    spec: ModelSpec | None = None) -> tuple[SearchColumns, list[Failure], int]:
     """Extract ``paths`` into ``fc`` (what it holds is not read again) and load their columns."""
     from ..pipeline.ingest import ingest  # noqa: PLC0415 - the extraction machinery loads on first use
     from ..pipeline.rows import load_search_columns  # noqa: PLC0415
@@ -113,7 +116,7 @@ def _ingest_columns(paths: list[str], fc: FeatureCache, opts: ScanOptions, progr
     for p in paths:
         check_root(p)
     configure(retries=opts.retries)
-    got = ingest(paths, fc, opts, None, progress, lambda: None)
+    got = ingest(paths, fc, opts, spec, progress, lambda: None)
     got.failures.sort(key=lambda f: f.path)
     return load_search_columns(fc), got.failures, got.images
 
@@ -146,7 +149,7 @@ class Index:
                              "another --index folder")
         opts = _options(options, overrides)
         where.mkdir(parents=True, exist_ok=True)
-        meta = {"format": INDEX_FORMAT, "features": FEATURE_VERSION, "radius": opts.radius,
+        meta = {"format": INDEX_FORMAT, "features": FEATURE_VERSION, "mode": opts.mode, "radius": opts.radius,
                 "hash_threshold": opts.hash_threshold, "crop_ncc": opts.crop_ncc, "segments": [], "roots": [],
                 "created": time.time()}
         index = cls(where, meta)
@@ -175,8 +178,16 @@ class Index:
         return sum(len(s.files) for s in self.segments)
 
     def _options(self, overrides: dict[str, object]) -> ScanOptions:
-        return _options(None, {**overrides, "radius": self.meta["radius"], "hash_threshold": self.meta["hash_threshold"],
-                               "crop_ncc": self.meta["crop_ncc"]})
+        return _options(None, {**overrides, **self._fixed()})
+
+    def _fixed(self) -> dict[str, Any]:
+        """The settings the index was built with, which its additions and queries keep."""
+        return {"radius": self.meta["radius"], "hash_threshold": self.meta["hash_threshold"],
+                "crop_ncc": self.meta["crop_ncc"], "mode": self.meta.get("mode", "fast")}
+
+    @property
+    def thorough(self) -> bool:
+        return self.meta.get("mode", "fast") == "thorough"
 
     def add(self, paths: Sequence[str | os.PathLike[str]], *, options: ScanOptions | None = None,
             progress: Progress | None = None, **overrides: object) -> Added:
@@ -185,10 +196,10 @@ class Index:
         roots = [os.fspath(p) for p in paths]
         if not roots:
             raise UsageError("give at least one folder or file to add")
-        opts = replace(options, radius=self.meta["radius"], hash_threshold=self.meta["hash_threshold"],
-                       crop_ncc=self.meta["crop_ncc"]) if options is not None else self._options(overrides)
+        opts = replace(options, **self._fixed()) if options is not None else self._options(overrides)
+        spec = index_model(opts, self.folder) if self.thorough else None
         with FeatureCache(self.folder / "cache") as fc:
-            cols, failures, images = _ingest_columns(roots, fc, opts, progress or _noop)
+            cols, failures, images = _ingest_columns(roots, fc, opts, progress or _noop, spec)
             where = np.full(len(cols.digests), -1, np.int64)
             for seg in self.segments:
                 local = seg.find(cols.digests)
@@ -210,13 +221,23 @@ class Index:
                 keep = np.flatnonzero(fresh)
                 if len(keep):
                     files.add(where[rows[keep]], [chunk[i][1] for i in keep.tolist()])
-        if not len(files):
-            self.added = Added(images, 0, 0, failures)
-            return self.added
-        adding = cols if len(new) == len(cols.digests) else _take(cols, new)  # a build: no copy
-        del cols
-        name = f"seg-{len(self.segments):05d}"
-        write_segment(self.folder / name, adding, files, radius=int(self.meta["radius"]))
+            if not len(files):
+                self.added = Added(images, 0, 0, failures)
+                return self.added
+            adding = cols if len(new) == len(cols.digests) else _take(cols, new)  # a build: no copy
+            extra = None
+            if spec is not None:
+                from ..pipeline.rows import RowAccess  # noqa: PLC0415 - the verification machinery loads on first use
+
+                prepare_rows(fc, cols, new, spec, opts, RowAccess(fc, cols))
+                digests = adding.digests
+
+                def extra(part: Path) -> None:
+                    write_embeddings(part, fc, digests, spec)
+
+            del cols
+            name = f"seg-{len(self.segments):05d}"
+            write_segment(self.folder / name, adding, files, radius=int(self.meta["radius"]), extra=extra)
         self.meta["segments"].append({"name": name, "rows": int(len(new)), "files": len(files)})
         self.meta["roots"] = sorted(set(self.meta["roots"]) | set(roots))
         self.meta["updated"] = time.time()
@@ -242,12 +263,20 @@ class Index:
         opts = self._options(overrides)
         progress = progress or _noop
         t0 = time.perf_counter()
+        spec = index_model(opts, self.folder) if self.thorough else None
         with FeatureCache(self.folder / "cache") as fc, \
                 ThreadPoolExecutor(opts.worker_count, "neardup-query") as threads:
-            q, failures, images = _ingest_columns(roots, fc, opts, progress)
+            q, failures, images = _ingest_columns(roots, fc, opts, progress, spec)
             t_extract = time.perf_counter() - t0
             exact, cands = self._candidates(q, opts, progress)
-            compact, q_row, c_row = self._compact(q, cands)
+            knn = KnnParams(threshold=opts.knn_threshold)
+            emb: list[tuple[np.ndarray, np.ndarray, float]] = []
+            if spec is not None and len(q.digests):
+                vectors = fc.fetch_embeddings([q.digest(r) for r in range(len(q.digests))], spec.model_id)
+                above, near = embedding_candidates(self.segments, vectors.astype(np.float32), knn)
+                emb = [(*above, knn.threshold), (*near, knn.mutual_floor)]
+            every = np.concatenate([cands.b, *(r for _, r, _ in emb)])
+            compact, q_row, c_row = self._compact(q, every)
             batches = [PairBatch(np.minimum(q_row[cands.a], c_row[cands.b]), np.maximum(q_row[cands.a], c_row[cands.b]),
                                  cands.distance)] if len(cands) else []
             batches = [PairBatch(b.a[b.a != b.b], b.b[b.a != b.b], b.distance[b.a != b.b]) for b in batches]
@@ -255,7 +284,18 @@ class Index:
             found = Found(has_candidate=np.zeros(len(compact.digests), bool))
             params = VerifyParams(hash_threshold=opts.hash_threshold, crop_ncc=opts.crop_ncc)
             verify_candidates(batches, access, params, threads=threads, progress=progress, found=found)
-            queries = self._matches(fc, q, exact, compact, q_row, c_row, found)
+            extra: list[tuple[Verified, np.ndarray]] = []
+            if spec is not None:
+                accepted = {(int(x), int(y)) for v in found.verified for x, y in zip(v.a, v.b)}
+                pairs = []
+                for qr, gr, floor in emb:
+                    a, b = np.minimum(q_row[qr], c_row[gr]), np.maximum(q_row[qr], c_row[gr])
+                    keep = np.array([x != y and (x, y) not in accepted for x, y in zip(a.tolist(), b.tolist())], bool)
+                    key = np.unique(a[keep] * len(compact.digests) + b[keep]) if keep.any() else np.zeros(0, np.int64)
+                    pairs.append((key // len(compact.digests), key % len(compact.digests), floor))
+                extra = verify_embedding_pairs(fc, compact, spec, opts, access, pairs, progress)
+            every_pair: list[tuple[Verified, np.ndarray | None]] = [(v, None) for v in found.verified]
+            queries = self._matches(fc, q, exact, q_row, c_row, every_pair + list(extra))
         stats = {"images": images, "queries": len(queries), "failed": len(failures),
                  "with_matches": sum(1 for x in queries if x.matches),
                  "matches": sum(len(x.matches) for x in queries), "candidate_pairs": found.candidates,
@@ -306,11 +346,11 @@ class Index:
         bases = np.array([s.base for s in self.segments], np.int64)
         return np.searchsorted(bases, rows, side="right") - 1
 
-    def _compact(self, q: SearchColumns, cands: PairBatch) -> tuple[SearchColumns, np.ndarray, np.ndarray]:
+    def _compact(self, q: SearchColumns, named: np.ndarray) -> tuple[SearchColumns, np.ndarray, np.ndarray]:
         """The query rows and the collection rows the candidates name, as one small set of
         columns sorted by digest (what verification reads), and where each went: ``q_row[i]``
         for query row i, ``c_row[g]`` for global row g (a dict-free lookup over the few rows)."""
-        rows = np.unique(cands.b)
+        rows = np.unique(named)
         seg_of = self._segment_of(rows)
         picked = [_take(self.segments[s].cols, rows[seg_of == s] - self.segments[s].base) for s in np.unique(seg_of)]
         both = _concat([q, *picked])
@@ -324,8 +364,8 @@ class Index:
             c_row[order] = inverse[len(q.digests):]
         return compact, q_row, c_row
 
-    def _matches(self, fc: FeatureCache, q: SearchColumns, exact: list[tuple[int, int]], compact: SearchColumns,
-                 q_row: np.ndarray, c_row: np.ndarray, found: Any) -> list[QueryMatches]:
+    def _matches(self, fc: FeatureCache, q: SearchColumns, exact: list[tuple[int, int]], q_row: np.ndarray,
+                 c_row: np.ndarray, verified: Sequence[tuple[Verified, np.ndarray | None]]) -> list[QueryMatches]:
         """Each query file with its matches: byte copies first, then by stage and distance."""
         by_query: dict[int, dict[int, Match]] = {}
         for r, g in exact:
@@ -336,12 +376,15 @@ class Index:
         coll_of: dict[int, list[int]] = {}
         for g in np.flatnonzero(c_row >= 0).tolist():
             coll_of.setdefault(int(c_row[g]), []).append(g)
-        for v in found.verified:
+        for v, extra in verified:
             for k in range(len(v)):
-                ev = evidence_dict(int(v.stage[k]), int(v.d256[k]), int(v.p64[k]), float(v.colour[k]), float(v.ncc[k]))
+                ev = evidence_dict(int(v.stage[k]), int(v.d256[k]), int(v.p64[k]), float(v.colour[k]), float(v.ncc[k]),
+                                   extra[k] if extra is not None else None)
                 stage = Stage(int(v.stage[k])).label
+                score = {"crop": ev.get("crop_ncc"), "local": ev.get("aligned_ncc"), "embedding": ev.get("cosine")}
+                got = score.get(stage)
                 match = Match("", stage, int(v.d256[k]) if stage == "hash" else None,
-                              round(float(v.ncc[k]), 4) if stage == "crop" and np.isfinite(v.ncc[k]) else None, ev)
+                              float(got) if isinstance(got, (int, float)) else None, ev)
                 for x, y in ((int(v.a[k]), int(v.b[k])), (int(v.b[k]), int(v.a[k]))):
                     for r in query_of.get(x, ()):
                         for g in coll_of.get(y, ()):
@@ -392,9 +435,9 @@ def _window_pairs(seg: Segment, codes: np.ndarray, ids: np.ndarray, *, radius: i
 def _options(options: ScanOptions | None, overrides: dict[str, object]) -> ScanOptions:
     opts = (options or ScanOptions()).with_overrides(**overrides)
     opts.check()
-    if opts.mode != "fast" or opts.reference:
-        raise UsageError("an index holds fast mode's codes of one collection: --mode thorough and --reference do not "
-                         "apply to it (scan with them instead)")
+    if opts.reference or opts.similar or opts.model is not None:
+        raise UsageError("an index holds one collection's codes (and, in thorough mode, the default model's "
+                         "embeddings): --reference, --similar and --model do not apply to it (scan with them instead)")
     return opts
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +77,8 @@ class Segment:
                                   load("file_mtimes"), load("file_hashes"))
         self.frames = MultiIndex.load(folder / "frames")
         self.centres = MultiIndex.load(folder / "centres")
+        #: (n, d) float16 CNN embeddings of a thorough index's rows, None in fast mode
+        self.embeddings = load("embeddings") if (folder / "embeddings.npy").exists() else None
 
     def __len__(self) -> int:
         return int(len(self.cols.digests))
@@ -141,9 +143,10 @@ class FileColumns:
         np.save(folder / "file_hashes.npy", np.sort(cat(self.hashes, np.uint64)))
 
 
-def write_segment(folder: Path, cols: SearchColumns, files: FileColumns, *, radius: int) -> None:
-    """Write ``cols`` (rows sorted by digest) and ``files`` as a segment; the folder appears
-    whole or not at all (written beside it, then renamed)."""
+def write_segment(folder: Path, cols: SearchColumns, files: FileColumns, *, radius: int,
+                  extra: Callable[[Path], None] | None = None) -> None:
+    """Write ``cols`` (rows sorted by digest) and ``files`` as a segment, and what ``extra``
+    writes into it; the folder appears whole or not at all (written beside it, then renamed)."""
     part = folder.with_name(folder.name + ".part")
     part.mkdir(parents=True)
     for name in _COLUMNS:
@@ -153,5 +156,7 @@ def write_segment(folder: Path, cols: SearchColumns, files: FileColumns, *, radi
     rows = np.arange(n, dtype=np.int64)
     for name, codes, alt in (("frames", cols.p64, cols.alt_p64), ("centres", cols.c64, cols.alt_c64)):
         MultiIndex(np.concatenate([codes, alt]), np.concatenate([rows, cols.alt_rows]), radius=radius).save(part / name)
+    if extra is not None:
+        extra(part)
     (part / "segment.json").write_text(json.dumps({"format": SEGMENT_FORMAT, "rows": n, "files": len(files)}))
     os.replace(part, folder)

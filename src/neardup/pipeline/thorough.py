@@ -247,6 +247,25 @@ class Thorough:
         finally:
             self.close()
 
+    def prepare_local(self, rows: np.ndarray) -> None:
+        """Compute and cache the local features of ``rows`` now (an index build: its queries
+        then verify against the collection without reading it)."""
+        for s in range(0, len(rows), LOCAL_BATCH):
+            self._features_many(np.asarray(rows[s : s + LOCAL_BATCH], np.int64))
+            self._lru.clear()
+        self.flush()
+
+    def verify_pairs(self, a: np.ndarray, b: np.ndarray, floor: float, progress: Progress
+                     ) -> list[tuple[Verified, np.ndarray]]:
+        """Embedding candidates ``a < b`` verified as the k-NN stage verifies them (exact cosine
+        at least ``floor``, the hash tests, else local features), outside a scan (a query)."""
+        self._uf = UnionFind(len(self.cols.digests))
+        try:
+            return list(self._batch(np.asarray(a, np.int64), np.asarray(b, np.int64), floor, np.zeros(0, np.int64),
+                                    SeenPairs(), progress))
+        finally:
+            self.flush()
+
     def _batch(self, a: np.ndarray, b: np.ndarray, floor: float, done: np.ndarray, tested: SeenPairs,
                progress: Progress) -> Iterator[tuple[Verified, np.ndarray]]:
         n = len(self.cols.digests)
