@@ -32,6 +32,8 @@ __all__ = ["index_model", "prepare_rows", "write_embeddings", "embedding_candida
 
 #: collection rows whose embeddings are compared with the queries at a time (~2.5 kB a row)
 EMBED_BLOCK = 65_536
+#: candidate pairs verified at a time (as a scan's k-NN stage: pipeline/thorough.py)
+VERIFY_CHUNK = 4096
 
 
 def index_model(opts: ScanOptions, folder: Path) -> ModelSpec:
@@ -113,8 +115,9 @@ def verify_embedding_pairs(fc: FeatureCache, compact: SearchColumns, spec: Model
     out: list[tuple[Verified, np.ndarray]] = []
     try:
         for a, b, floor in pairs:
-            if len(a):
-                out += thorough.verify_pairs(a, b, floor, progress)
+            # a bounded batch at a time: their embeddings are read back for the exact cosine
+            for s in range(0, len(a), VERIFY_CHUNK):
+                out += thorough.verify_pairs(a[s : s + VERIFY_CHUNK], b[s : s + VERIFY_CHUNK], floor, progress)
     finally:
         thorough.close()
     return out
