@@ -108,16 +108,26 @@ def _groups(res: neardup.ScanResult) -> list[tuple[str, list[str]]]:
     return sorted((g.keep, sorted(g.members)) for g in res.groups)
 
 
-def test_a_rerun_reads_the_snapshot_and_finds_what_a_cold_scan_finds(tmp_path):
+def _first_run(tmp_path: Path) -> tuple[Path, Path, Path, dict[str, bytes]]:
+    """Originals scanned on a cache: (folder, cache, snapshot folder, the crops to add later)."""
     root = tmp_path / "files"
     root.mkdir()
     later = _corner_crops(root)
     cache = tmp_path / "cache"
     neardup.scan([str(root)], cache=cache, workers=1)
     (runs,) = (cache / "runs").iterdir()
-    assert len([s for s in runs.iterdir() if s.is_dir()]) == 1
+    return root, cache, runs, later
+
+
+def _add(root: Path, later: dict[str, bytes]) -> None:
     for name, data in later.items():
         (root / name).write_bytes(data)
+
+
+def test_a_rerun_reads_the_snapshot_and_finds_what_a_cold_scan_finds(tmp_path):
+    root, cache, runs, later = _first_run(tmp_path)
+    assert len([s for s in runs.iterdir() if s.is_dir()]) == 1
+    _add(root, later)
     again = neardup.scan([str(root)], cache=cache, workers=1)
     cold = neardup.scan([str(root)], cache=None, workers=1)
     assert _groups(again) == _groups(cold)
@@ -138,14 +148,8 @@ def test_a_rerun_reads_the_snapshot_and_finds_what_a_cold_scan_finds(tmp_path):
 
 
 def test_a_damaged_or_foreign_snapshot_is_ignored(tmp_path):
-    root = tmp_path / "files"
-    root.mkdir()
-    later = _corner_crops(root)
-    cache = tmp_path / "cache"
-    neardup.scan([str(root)], cache=cache, workers=1)
-    (runs,) = (cache / "runs").iterdir()
+    root, cache, runs, later = _first_run(tmp_path)
     (runs / "snapshot.json").write_text("{not json")
-    for name, data in later.items():
-        (root / name).write_bytes(data)
+    _add(root, later)
     again = neardup.scan([str(root)], cache=cache, workers=1)
     assert _groups(again) == _groups(neardup.scan([str(root)], cache=None, workers=1))

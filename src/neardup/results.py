@@ -18,7 +18,7 @@ from typing import Any
 from .errors import UsageError
 
 __all__ = ["Pair", "Group", "Failure", "Root", "ScanResult", "load_results", "resolve_member", "KINDS", "kind_of_stage",
-           "loosest_kind"]
+           "loosest_kind", "evidence_fields"]
 
 #: the kinds of sameness, strictest first: ``copy`` (the same pixels, edited or not),
 #: ``contains`` (one shows the other whole inside a larger frame), ``similar`` (another shot of
@@ -29,6 +29,19 @@ KINDS = ("copy", "contains", "similar")
 def kind_of_stage(stage: str) -> str:
     """The kind of sameness a pair's stage establishes."""
     return stage if stage in ("contains", "similar") else "copy"
+
+
+def evidence_fields(distance: int | None, score: float | None, evidence: dict[str, Any]) -> dict[str, Any]:
+    """A pair's ``distance``, ``score`` and ``evidence`` as results.json writes them (each only
+    where there is one): a scan's pairs and a query's matches alike."""
+    d: dict[str, Any] = {}
+    if distance is not None:
+        d["distance"] = distance
+    if score is not None:
+        d["score"] = score
+    if evidence:
+        d["evidence"] = evidence
+    return d
 
 
 def loosest_kind(kinds: Iterable[str]) -> str:
@@ -51,14 +64,8 @@ class Pair:
         return kind_of_stage(self.stage)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"a": self.a, "b": self.b, "stage": self.stage, "kind": self.kind}
-        if self.distance is not None:
-            d["distance"] = self.distance
-        if self.score is not None:
-            d["score"] = self.score
-        if self.evidence:
-            d["evidence"] = self.evidence
-        return d
+        return {"a": self.a, "b": self.b, "stage": self.stage, "kind": self.kind,
+                **evidence_fields(self.distance, self.score, self.evidence)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Pair:

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -15,7 +15,11 @@ from ..config import DEFAULT_KINDS, ScanOptions
 from ..errors import NeardupError, UsageError
 
 if TYPE_CHECKING:
+    from ..config import Progress
+    from ..index import Index
     from ..results import Failure
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILURES = 3  # finished, but some files could not be read or decoded
@@ -393,6 +397,14 @@ def index_build(paths: tuple[str, ...], index_dir: str, workers: int, quiet: boo
 @_index_options
 def index_add(paths: tuple[str, ...], index_dir: str, workers: int, quiet: bool) -> None:
     """Add the images under PATHS to the index at --index DIR (files it holds are skipped)."""
+    idx, got = _on_index(index_dir, quiet, lambda idx, bar: idx.add(list(paths), progress=bar, workers=workers))
+    click.echo(f"added {got.files:,} files ({got.contents:,} new contents); the index holds {idx.files:,} files")
+    _say_failures(got.failures)
+
+
+def _on_index(index_dir: str, quiet: bool, work: Callable[[Index, Progress | None], T]) -> tuple[Index, T]:
+    """Open the index at ``index_dir`` and run ``work`` on it with the progress bars; a library
+    error is the CLI's error."""
     from ..index import Index
     from .progress import ProgressUI
 
@@ -400,11 +412,9 @@ def index_add(paths: tuple[str, ...], index_dir: str, workers: int, quiet: bool)
     try:
         idx = Index.open(index_dir)
         with ui:
-            got = idx.add(list(paths), progress=None if quiet else ui.update, workers=workers)
+            return idx, work(idx, None if quiet else ui.update)
     except NeardupError as e:
         raise _fatal(e) from None
-    click.echo(f"added {got.files:,} files ({got.contents:,} new contents); the index holds {idx.files:,} files")
-    _say_failures(got.failures)
 
 
 def _say_failures(failures: list[Failure]) -> None:
@@ -428,17 +438,8 @@ def query(paths: tuple[str, ...], index_dir: str, workers: int, quiet: bool, out
 
     Exit status: 0 done, 3 done but some query files failed (listed under "failures"), 2 error.
     """
-    from ..index import Index
-    from .progress import ProgressUI
-
     _check_writable(output, "-o")
-    ui = ProgressUI(enabled=not quiet)
-    try:
-        idx = Index.open(index_dir)
-        with ui:
-            result = idx.query(list(paths), progress=None if quiet else ui.update, workers=workers)
-    except NeardupError as e:
-        raise _fatal(e) from None
+    _, result = _on_index(index_dir, quiet, lambda idx, bar: idx.query(list(paths), progress=bar, workers=workers))
     _write(output, result.to_json())
     if not quiet:
         click.echo(f"{result.stats['with_matches']:,} of {result.stats['queries']:,} query files have copies in the "

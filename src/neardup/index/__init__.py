@@ -31,7 +31,7 @@ from ..errors import UsageError
 from ..features.extract import FEATURE_VERSION
 from ..group.explain import evidence_dict
 from ..records import SearchColumns, Stage, Verified
-from ..results import Failure, kind_of_stage
+from ..results import Failure, evidence_fields, kind_of_stage
 from ..sources import check_root, configure
 from ..store import FeatureCache, RunFile
 from ..verify.rules import VerifyParams
@@ -72,14 +72,8 @@ class Match:
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"path": self.path, "stage": self.stage, "kind": kind_of_stage(self.stage)}
-        if self.distance is not None:
-            d["distance"] = self.distance
-        if self.score is not None:
-            d["score"] = self.score
-        if self.evidence:
-            d["evidence"] = self.evidence
-        return d
+        return {"path": self.path, "stage": self.stage, "kind": kind_of_stage(self.stage),
+                **evidence_fields(self.distance, self.score, self.evidence)}
 
 
 @dataclass(frozen=True, slots=True)
