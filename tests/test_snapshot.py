@@ -153,3 +153,31 @@ def test_a_damaged_or_foreign_snapshot_is_ignored(tmp_path):
     _add(root, later)
     again = neardup.scan([str(root)], cache=cache, workers=1)
     assert _groups(again) == _groups(neardup.scan([str(root)], cache=None, workers=1))
+
+
+def test_an_unchanged_group_is_not_settled_again_and_a_changed_one_is(tmp_path, monkeypatch):
+    """A rerun takes the last run's groups for components nothing changed in (the keeper
+    contest is its dear part), and settles again exactly those whose files changed."""
+    from neardup.pipeline import grouping
+
+    root, cache, _, later = _first_run(tmp_path)
+    _add(root, later)
+    neardup.scan([str(root)], cache=cache, workers=1)
+    settled: list[int] = []
+    real = grouping.settle_keepers
+
+    def counting(comps, *args, **kwargs):
+        settled.append(len(comps))
+        return real(comps, *args, **kwargs)
+
+    monkeypatch.setattr(grouping, "settle_keepers", counting)
+    same = neardup.scan([str(root)], cache=cache, workers=1)
+    assert settled == [0] and _groups(same) == _groups(neardup.scan([str(root)], cache=None, workers=1))
+    # a member renamed: its component's groups must name the new path, so that one is settled again
+    name = next(n for n in later if any(m.endswith("/" + n) for g in same.groups for m in g.members))
+    (root / name).rename(root / f"renamed {name}")
+    settled.clear()
+    moved = neardup.scan([str(root)], cache=cache, workers=1)
+    assert settled[0] == 1
+    assert any(f"renamed {name}" in m for g in moved.groups for m in g.members)
+    assert _groups(moved) == _groups(neardup.scan([str(root)], cache=None, workers=1))

@@ -6,6 +6,8 @@ then splits each component into chain-free groups around its keeper (group/union
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
@@ -13,9 +15,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import __version__
+from ..features.extract import FEATURE_VERSION
+from ..features.lineage import LINEAGE_VERSION
 from ..group.explain import GroupFacts, evidence_dict, make_group
 from ..group.files import FileFacts, file_preference, root_index, under_any
-from ..group.settle import MemberFacts, settle_keepers
+from ..group.settle import DETAIL_VERSION, MemberFacts, settle_keepers
 from ..group.unionfind import UnionFind, guarded_groups
 from ..records import EXTRA_FIELDS, PairEvidence, SearchColumns, Stage, no_extra
 from ..results import Group
@@ -107,12 +112,15 @@ def _group_facts(rows: list[int], fc: FeatureCache, cols: SearchColumns, paths: 
 
 def group_pairs(pairs: PairEvidence, cols: SearchColumns, fc: FeatureCache, access: RowAccess, paths: list[str],
                 params: VerifyParams, *, apart: dict[int, set[int]], thorough: Thorough | None, threads: Executor,
-                max_pixels: int, reference: Sequence[str] = (), reference_groups: bool = False) -> Grouped:
+                max_pixels: int, reference: Sequence[str] = (), reference_groups: bool = False,
+                memo_key: str | None = None) -> Grouped:
     """The groups of one run's verified ``pairs`` (one row per pair), keepers first.
 
     A content with a file under one of the ``reference`` roots is its group's keeper (the best
     of them by the usual rules when there are several); groups whose every file is a reference
-    file are dropped unless ``reference_groups``."""
+    file are dropped unless ``reference_groups``.  With ``memo_key`` (a fast run's key), a
+    component whose contents, files, pairs and decisions are all as the last run under that key
+    saw them takes that run's groups as they were: the keeper contest is not settled again."""
     if apart and len(pairs):
         p = pairs.pairs
         pairs = pairs.select(np.array([y not in apart.get(x, ()) for x, y in zip(p.a.tolist(), p.b.tolist())],
@@ -125,17 +133,33 @@ def group_pairs(pairs: PairEvidence, cols: SearchColumns, fc: FeatureCache, acce
     member_rows = sorted({r for c in comps for r in c})
     dup_rows = np.flatnonzero(cols.counts > 1).tolist()
     member, facts = _group_facts(sorted(set(member_rows) | set(dup_rows)), fc, cols, paths, reference)
+    signatures: list[str] = []
+    known: dict[str, str] = {}
+    if memo_key is not None:
+        signatures = _signatures(comps, pairs, facts, apart, params, paths, reference)
+        known = fc.previous_groups(memo_key, signatures)
+    todo = [c for k, c in enumerate(comps) if not signatures or signatures[k] not in known]
     containers = _containers(pairs)
     member = replace(member, containers=containers)
-    settled = settle_keepers(comps, member, memo=fc, read=read_bytes, threads=threads, max_pixels=max_pixels,
+    settled = settle_keepers(todo, member, memo=fc, read=read_bytes, threads=threads, max_pixels=max_pixels,
                              order_key=lambda r: file_preference(facts.files[r][0]))
     out.measured = settled.measured
     facts = GroupFacts(facts.files, facts.images, settled.quality, facts.digest, facts.roots, settled.encoding,
                        settled.resaved, settled.consensus, settled.older, containers)
     guard = _Guard(pairs, access, params, apart, thorough, settled.scores, facts, strong=params.strong_threshold)
-    for comp in comps:
-        for keeper, rows_in, attach in guarded_groups(comp, guard.edges, guard.rank, guard.verify_pair, apart):
-            out.groups.append(make_group(keeper, rows_in, attach, facts, guard.evidence))
+    made: dict[str, str] = {}
+    for k, comp in enumerate(comps):
+        if signatures and signatures[k] in known:
+            groups = [Group.from_dict(g) for g in json.loads(known[signatures[k]])]
+        else:
+            groups = [make_group(keeper, rows_in, attach, facts, guard.evidence)
+                      for keeper, rows_in, attach in guarded_groups(comp, guard.edges, guard.rank, guard.verify_pair,
+                                                                    apart)]
+        if signatures:
+            made[signatures[k]] = known.get(signatures[k]) or json.dumps([g.to_dict() for g in groups])
+        out.groups.extend(groups)
+    if memo_key is not None:
+        fc.save_groups(memo_key, made)
     in_comp = set(member_rows)
     no_copies = GroupFacts(facts.files, facts.images, facts.quality, facts.digest, facts.roots)
     for r in dup_rows:
@@ -144,6 +168,41 @@ def group_pairs(pairs: PairEvidence, cols: SearchColumns, fc: FeatureCache, acce
     if reference and not reference_groups:
         out.groups = [g for g in out.groups if len(g.reference) < len(g.members)]
     out.groups.sort(key=lambda g: (-len(g.members), g.keep))
+    return out
+
+
+#: what a component's memoised groups depend on besides its data (bump when grouping changes)
+GROUPS_MEMO = "groups-1"
+
+
+def _signatures(comps: list[list[int]], pairs: PairEvidence, facts: GroupFacts, apart: dict[int, set[int]],
+                params: VerifyParams, paths: list[str], reference: Sequence[str]) -> list[str]:
+    """Per component, a digest of everything its groups are made from: its contents, their files
+    (path, size, time, root), its pairs' evidence and the decisions among its rows, and the
+    settings and code versions that turn those into groups."""
+    settings = json.dumps([GROUPS_MEMO, __version__, FEATURE_VERSION, DETAIL_VERSION, LINEAGE_VERSION,
+                           params.hash_threshold, params.crop_ncc, params.strong_threshold, paths, list(reference)])
+    p = pairs.pairs
+    comp_of = {r: k for k, comp in enumerate(comps) for r in comp}
+    by_comp: dict[int, list[int]] = {}
+    for k, a in enumerate(p.a.tolist()):
+        by_comp.setdefault(comp_of[a], []).append(k)
+    out = []
+    for k, comp in enumerate(comps):
+        h = hashlib.blake2b(settings.encode(), digest_size=20)
+        for r in sorted(comp):
+            h.update(facts.digest(r))
+            for f in facts.files[r]:
+                h.update(f"{f.path}\x00{f.size}\x00{f.mtime_ns}\x00{f.root}\x00{int(f.reference)}\x01".encode())
+            for other in sorted(facts.digest(x) for x in apart.get(r, ())):  # by content: row ids shift
+                h.update(b"apart" + other)
+        rows = np.asarray(by_comp.get(k, []), np.int64)
+        for x, y in zip(p.a[rows].tolist(), p.b[rows].tolist()):
+            h.update(facts.digest(x) + facts.digest(y))
+        for column in (p.stage, p.d256, p.p64, p.colour, p.ncc):
+            h.update(np.ascontiguousarray(column[rows]).tobytes())
+        h.update(np.ascontiguousarray(pairs.extra[rows]).tobytes())
+        out.append(h.hexdigest())
     return out
 
 

@@ -123,7 +123,7 @@ def _stages(paths: list[str], fc: FeatureCache, opts: ScanOptions, spec: ModelSp
         # contents a person marked "not a duplicate" of each other never share a group
         grouped = group_pairs(pairs, cols, fc, access, paths, params, apart=apart_rows(fc, cols), thorough=thorough,
                               threads=threads, max_pixels=opts.max_pixels, reference=opts.reference,
-                              reference_groups=opts.include_reference_groups)
+                              reference_groups=opts.include_reference_groups, memo_key=found.key)
         if thorough is not None:
             thorough.close()
     ingested.failures.sort(key=lambda f: f.path)

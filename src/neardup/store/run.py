@@ -173,6 +173,24 @@ class RunTables:
                                   column(6, np.float32)))
         return Verified.concat(found)
 
+    def previous_groups(self, key: str, components: Sequence[str]) -> dict[str, str]:
+        """The groups (JSON) the last run under ``key`` made of each of ``components`` (their
+        signatures) it had too."""
+        out: dict[str, str] = {}
+        for s in range(0, len(components), 900):
+            chunk = list(components[s : s + 900])
+            q = f"SELECT component, groups FROM run_groups WHERE key=? AND component IN ({','.join('?' * len(chunk))})"
+            out.update(self.db.execute(q, [key, *chunk]).fetchall())
+        return out
+
+    def save_groups(self, key: str, groups: dict[str, str]) -> None:
+        """This run's groups by component signature under ``key``, replacing the last run's."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM run_groups WHERE key=?", (key,))
+            self.db.executemany("INSERT OR REPLACE INTO run_groups VALUES (?, ?, ?)",
+                                ((key, c, g) for c, g in groups.items()))
+
     def save_run(self, key: str, digests: np.ndarray, pairs: Verified, before: np.ndarray | None = None) -> None:
         """Remember this run's contents and verified ``pairs`` (row ids into ``digests``) under ``key``.
 

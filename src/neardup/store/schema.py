@@ -105,6 +105,12 @@ CREATE TABLE IF NOT EXISTS run_pairs (
     ncc REAL,
     PRIMARY KEY (key, a, b)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_groups (
+    key TEXT NOT NULL,
+    component TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    PRIMARY KEY (key, component)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS local (
     digest BLOB NOT NULL,
     version TEXT NOT NULL,
