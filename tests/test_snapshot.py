@@ -173,6 +173,7 @@ def test_an_unchanged_group_is_not_settled_again_and_a_changed_one_is(tmp_path, 
     monkeypatch.setattr(grouping, "settle_keepers", counting)
     same = neardup.scan([str(root)], cache=cache, workers=1)
     assert settled == [0] and _groups(same) == _groups(neardup.scan([str(root)], cache=None, workers=1))
+    assert same.stats["reused_components"] >= 3
     # a member renamed: its component's groups must name the new path, so that one is settled again
     name = next(n for n in later if any(m.endswith("/" + n) for g in same.groups for m in g.members))
     (root / name).rename(root / f"renamed {name}")

@@ -41,6 +41,7 @@ class Grouped:
     verified: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # rows with a verified pair or a byte copy
     verified_pairs: int = 0
     measured: int = 0  # members the keeper's detail check measured
+    reused_components: int = 0  # components whose groups the last run under the same key made
 
 
 def apart_rows(fc: FeatureCache, cols: SearchColumns) -> dict[int, set[int]]:
@@ -139,6 +140,7 @@ def group_pairs(pairs: PairEvidence, cols: SearchColumns, fc: FeatureCache, acce
         signatures = _signatures(comps, pairs, facts, apart, params, paths, reference)
         known = fc.previous_groups(memo_key, signatures)
     todo = [c for k, c in enumerate(comps) if not signatures or signatures[k] not in known]
+    out.reused_components = len(comps) - len(todo)
     containers = _containers(pairs)
     member = replace(member, containers=containers)
     settled = settle_keepers(todo, member, memo=fc, read=read_bytes, threads=threads, max_pixels=max_pixels,

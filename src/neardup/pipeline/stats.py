@@ -99,6 +99,7 @@ def scan_stats(ingested: Ingested, cols: SearchColumns, found: Found, grouped: G
             "local_checks": thorough.n_local} if thorough else {}),
         "verified_pairs": grouped.verified_pairs,
         "detail_checks": grouped.measured,
+        "reused_components": grouped.reused_components,  # groups taken as the last run made them
         "groups": len(groups),
         "duplicates": sum(len(g.members) - 1 for g in groups),
         "exact_copies": int(cols.counts.sum()) - n,  # files whose bytes another listed file has
