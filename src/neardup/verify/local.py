@@ -281,6 +281,10 @@ def _aligned(athumb: np.ndarray, bthumb: np.ndarray, Ht: np.ndarray, params: Loc
     rough = _ncc(d32[m], warped[m])
     if rough < params.aligned_ncc - 0.3 or cover < params.min_cover:  # far off: no refinement will save it
         return LocalEvidence(matches, inliers, rough, min(cover, 1.0), placed=placed), Ht
+    if not placed:  # a RANSAC homography that already makes the views agree needs no refinement
+        first = _judged(cv2, d32, warped, m, cover, params, matches, inliers, placed)
+        if first is not None and first.accepted(params):
+            return first, b_to_a(M)
     try:  # sub-pixel refinement of the homography on the views themselves
         Mi = np.linalg.inv(M)
         Mi = (Mi / Mi[2, 2]).astype(np.float32)  # maps dst to src, as ECC wants
@@ -290,16 +294,26 @@ def _aligned(athumb: np.ndarray, bthumb: np.ndarray, Ht: np.ndarray, params: Loc
         warped, m, cover = aligned(M)
     except (cv2.error, np.linalg.LinAlgError):
         pass  # keep the first homography
-    if m.sum() < 64:
+    found = _judged(cv2, d32, warped, m, cover, params, matches, inliers, placed)
+    if found is None:
         return LocalEvidence(matches, inliers, float("nan"), min(cover, 1.0), placed=placed), b_to_a(M)
+    return found, b_to_a(M)
+
+
+def _judged(cv2: Any, d32: np.ndarray, warped: np.ndarray, m: np.ndarray, cover: float, params: LocalParams,
+            matches: int, inliers: int, placed: bool) -> LocalEvidence | None:
+    """The evidence of two aligned views: worst tile correlation, fine detail, and the frame
+    guard where the match would stand (None when the overlap is too small to judge)."""
+    if m.sum() < 64:
+        return None
     worst, _ = _tile_ncc(d32, warped, m, flat=4.0)
     # fine detail: the same pixels share their texture and noise, another shot does not
     _, detail = _tile_ncc(_band(cv2, d32), _band(cv2, warped), m, flat=1.0)
     found = LocalEvidence(matches, inliers, worst, min(cover, 1.0), detail, placed=placed)
     if not found.accepted(params):  # the guard is asked only of a match that would stand
-        return found, b_to_a(M)
+        return found
     framed = overlap_framed(cv2.GaussianBlur(d32, (0, 0), 2.0), cv2.GaussianBlur(warped, (0, 0), 2.0), m)
-    return replace(found, framed=framed), b_to_a(M)
+    return replace(found, framed=framed)
 
 
 #: ECC's refinement stops after this many steps or when a step moves the homography less than
