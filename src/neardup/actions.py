@@ -132,6 +132,7 @@ class Report:
     done: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     manifest: str | None = None
+    written: str | None = None  # the file an action wrote (stack)
 
 
 def load_decisions(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -469,7 +470,7 @@ def write_stacks(stacks: list[Stack], *, to: str | os.PathLike[str], manifest: s
     target = target.absolute()
     if target.exists():
         raise UsageError(f"{target} already exists; pass another --to (stacks never overwrite a file)")
-    rep = Report(done=[m for s in stacks for m in s.members])
+    rep = Report(done=[m for s in stacks for m in s.members], written=str(target))
     if dry_run:
         return rep
     body = json.dumps({"format": STACKS_FORMAT, "stacks": [s.to_dict() for s in stacks]}, indent=1,

@@ -279,7 +279,7 @@ def apply(results: str, decisions: str | None, action: str, kinds: str, to: str 
     _say_left(pl, chosen)
     if action == "stack":
         click.echo(f"{'would write' if not yes else 'wrote'} {len(pl.stacks)} stack(s) of {len(rep.done)} file(s) "
-                   f"to {to}")
+                   f"to {rep.written}")
         if rep.manifest:
             click.echo(f"manifest: {rep.manifest}  (undo: neardup undo {rep.manifest})")
         return
