@@ -40,10 +40,24 @@ def test_exported_model_matches_torch(model_cache):
     with torch.no_grad():
         want = net.extract_features(torch.from_numpy(x)).clamp(min=1e-6).pow(3).mean(dim=(2, 3)).pow(1 / 3).numpy()
         logits = net(torch.from_numpy(x)).numpy()
-    emb = Embedder(default_model_spec(model_cache))
+    exported = ModelSpec.from_file(Path(model_cache) / "models" / "efficientnet-lite0-gem3-map.onnx")
+    emb = Embedder(exported)
     got = np.asarray(emb.session.run(None, {emb.input_name: x})[0])
     assert got.shape == (2, 1280) and logits.shape == (2, 1000)
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+
+
+def test_the_default_model_is_the_int8_one_and_embeds_as_the_float_one_does(model_cache):
+    """Thorough mode runs the int8 model quantised at export (embed/quantise.py): its embeddings
+    of photos it was not calibrated on stay within a few hundredths of the float model's."""
+    spec = default_model_spec(model_cache)
+    assert spec.path.endswith("-int8.onnx") and "int8" in spec.model_id
+    exported = ModelSpec.from_file(Path(model_cache) / "models" / "efficientnet-lite0-gem3-map.onnx")
+    photos = [_rgb("rocket.jpg"), _rgb("chelsea.png")]
+    photos += [p[: p.shape[0] * 2 // 3] for p in photos]  # other views than the calibration's
+    fq = Embedder(spec).embed(photos).astype(np.float32)
+    ff = Embedder(exported).embed(photos).astype(np.float32)
+    assert ((fq * ff).sum(axis=1) > 0.95).all()
 
 
 def test_embeddings_are_unit_float16_and_see_edits(embedder):

@@ -10,6 +10,7 @@ first (class) token, rank 2 are used as they are.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from ..config import IMAGENET_MEAN, IMAGENET_STD, ScanOptions
 from ..errors import UsageError
 from ..store import default_cache_dir
 from .regions import CONTAINED_SIDE, REGIONS_VERSION, pool_regions, quantise_regions
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ModelSpec", "Embedder", "Views", "default_model_spec", "scan_model", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -85,14 +88,25 @@ class Views:
 
 
 def default_model_spec(cache_dir: str | os.PathLike[str] | None) -> ModelSpec:
-    """EfficientNet-Lite0 from ``cache_dir/models``, exported there on first use."""
+    """EfficientNet-Lite0 from ``cache_dir/models``, exported there and quantised to int8 on
+    first use (embed/quantise.py); the float model where the quantisation tools are missing."""
 
     folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / "models"
     target = folder / f"{DEFAULT_NAME}-gem3-map.onnx"
-    if not target.is_file():
-        from .export import export_lite0  # noqa: PLC0415 - PyTorch (the [export] extra) only to export the default model once
-        export_lite0(target)
-    return ModelSpec.from_file(target, name=DEFAULT_NAME)
+    int8 = folder / f"{DEFAULT_NAME}-gem3-map-int8.onnx"
+    if not int8.is_file():
+        if not target.is_file():
+            from .export import export_lite0  # noqa: PLC0415 - PyTorch (the [export] extra) only to export the default model once
+            export_lite0(target)
+        from .quantise import quantise_default  # noqa: PLC0415 - ONNX Runtime's quantisation tools, once
+
+        try:
+            quantise_default(target, int8)
+        except ImportError as e:
+            logger.warning("thorough mode runs the float model: quantising it needs %s (pip install 'neardup[export]')",
+                           e.name)
+            return ModelSpec.from_file(target, name=DEFAULT_NAME)
+    return ModelSpec.from_file(int8, name=f"{DEFAULT_NAME}-int8")
 
 
 def _rgb_input(rgb: np.ndarray, size: int) -> np.ndarray:
