@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .index import Index
     from .pipeline import Failure, Group, Pair, ScanOptions, ScanResult, load_results, scan
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "scan", "Index", "load_results", "ScanOptions", "ScanResult", "Group", "Pair", "Failure",

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import __version__
 from ..features.extract import FEATURE_VERSION
 from ..features.lineage import LINEAGE_VERSION
 from ..group.explain import GroupFacts, evidence_dict, make_group
@@ -27,6 +26,7 @@ from ..results import Group
 from ..sources import is_remote, read_bytes
 from ..store import FeatureCache
 from ..verify.rules import VerifyParams, verify_batch
+from ..version import __version__
 from .rows import RowAccess
 
 if TYPE_CHECKING:
