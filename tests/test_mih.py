@@ -91,3 +91,17 @@ def test_incremental_candidates_complete_a_full_search(seed, n, radius, fresh_sh
     old_pairs = {(a, b) for a, b in full if not fresh[a] and not fresh[b]}
     assert pairs(fresh) | old_pairs == full
     assert all(fresh[a] or fresh[b] for a, b in pairs(fresh))
+
+
+def test_by_query_keeps_query_and_index_ids_apart():
+    """Against a saved collection a query's id and an indexed id name different rows: pair 0
+    with 0 is a real pair and the query's id comes first, whatever the order of the ids."""
+    codes = np.array([0b1011, 1 << 40, 7], dtype=np.uint64)
+    index = MultiIndex(codes, np.array([0, 1, 2]), radius=2)
+    got = set()
+    for pb in index.query(np.array([0b1010, 7], dtype=np.uint64), np.array([5, 0]), by_query=True):
+        got.update(zip(pb.a.tolist(), pb.b.tolist(), pb.distance.tolist()))
+    assert got == {(5, 0, 1), (0, 2, 0), (0, 0, 2)}
+    plain = {(int(a), int(b)) for pb in index.query(np.array([7], dtype=np.uint64), np.array([2])) for a, b in
+             zip(pb.a, pb.b)}
+    assert (2, 2) not in plain  # a scan drops a row met by itself

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PairBatch", "MultiIndex", "choose_chunks", "brute_force_pairs", "INDEX_FORMAT"]
+__all__ = ["PairBatch", "MultiIndex", "choose_chunks", "brute_force_pairs", "MIH_FORMAT"]
 
 #: the layout :meth:`MultiIndex.save` writes
-INDEX_FORMAT = "neardup-mih/2"
+MIH_FORMAT = "neardup-mih/2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +143,7 @@ class MultiIndex:
         without reading them: a saved collection opens at once, whatever its size."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        meta = {"format": INDEX_FORMAT, "radius": self.radius, "size": self.size,
+        meta = {"format": MIH_FORMAT, "radius": self.radius, "size": self.size,
                 "chunks": [[shift, w] for shift, w, *_ in self.chunks]}
         for k, (_, _, ids, offsets, nonempty, codes, _) in enumerate(self.chunks):
             np.save(out / f"ids{k}.npy", ids)
@@ -157,8 +157,8 @@ class MultiIndex:
         """An index :meth:`save` wrote, its tables memory-mapped (pages are read as probes touch them)."""
         src = Path(folder)
         meta = json.loads((src / "mih.json").read_text())
-        if meta.get("format") != INDEX_FORMAT:
-            raise ValueError(f"{src} holds no multi-index of format {INDEX_FORMAT}")
+        if meta.get("format") != MIH_FORMAT:
+            raise ValueError(f"{src} holds no multi-index of format {MIH_FORMAT}")
         self = cls.__new__(cls)
         self.size, self.radius = int(meta["size"]), int(meta["radius"])
         m = len(meta["chunks"])
@@ -175,10 +175,14 @@ class MultiIndex:
         return self
 
     def query(
-        self, qcodes: np.ndarray, qids: np.ndarray, *, max_pairs: int = 262_144, threads: int = 1
+        self, qcodes: np.ndarray, qids: np.ndarray, *, max_pairs: int = 262_144, threads: int = 1,
+        by_query: bool = False,
     ) -> Iterator[PairBatch]:
         """Yield every (query, indexed) pair within the radius, normalised to ``a < b``.
 
+        With ``by_query``, ``a`` is the query's id and ``b`` the indexed one, as they are: query
+        and index ids then name different things (a query against a saved collection), and no
+        pair is dropped as a row with itself.
         Pairs of a row with itself are dropped; a pair may come more than once (from both
         ends, or from several indexed variants), which consumers treat as idempotent.
         Each batch holds at most about ``max_pairs`` probe hits before confirmation.
@@ -194,11 +198,11 @@ class MultiIndex:
 
         def run(block: tuple[int, int]) -> list[PairBatch]:
             s, e = block
-            return list(self._query_block(qcodes[s:e], qids[s:e], max_pairs))
+            return list(self._query_block(qcodes[s:e], qids[s:e], max_pairs, by_query))
 
         if threads <= 1:
             for s, e in blocks:
-                yield from self._query_block(qcodes[s:e], qids[s:e], max_pairs)
+                yield from self._query_block(qcodes[s:e], qids[s:e], max_pairs, by_query)
             return
         with ThreadPoolExecutor(max_workers=threads) as pool:
             window: deque[Future[list[PairBatch]]] = deque()
@@ -209,7 +213,7 @@ class MultiIndex:
             while window:
                 yield from window.popleft().result()
 
-    def _query_block(self, qc: np.ndarray, qi: np.ndarray, max_pairs: int) -> Iterator[PairBatch]:
+    def _query_block(self, qc: np.ndarray, qi: np.ndarray, max_pairs: int, by_query: bool) -> Iterator[PairBatch]:
         for shift, w, sorted_ids, offsets, nonempty, sorted_codes, masks in self.chunks:
             qkey = ((qc >> np.uint64(shift)) & np.uint64((1 << w) - 1)).astype(masks.dtype)
             # probe masks in slices so that a hub bucket never materialises all at once
@@ -228,10 +232,10 @@ class MultiIndex:
                 for s, e in zip(np.r_[0, cuts], np.r_[cuts, len(cnt)]):
                     if s >= e:
                         continue
-                    yield from self._expand(qc, qi, lo[s:e], cnt[s:e], qrow[s:e], sorted_ids, sorted_codes)
+                    yield from self._expand(qc, qi, lo[s:e], cnt[s:e], qrow[s:e], sorted_ids, sorted_codes, by_query)
 
     def _expand(self, qc: np.ndarray, qi: np.ndarray, lo: np.ndarray, cnt: np.ndarray, qrow: np.ndarray,
-                sorted_ids: np.ndarray, sorted_codes: np.ndarray) -> Iterator[PairBatch]:
+                sorted_ids: np.ndarray, sorted_codes: np.ndarray, by_query: bool) -> Iterator[PairBatch]:
         total = int(cnt.sum())
         if total == 0:
             return
@@ -243,6 +247,10 @@ class MultiIndex:
         a = qi[rep_q[keep]]
         b = sorted_ids[pos[keep]].astype(np.int64)
         d = dist[keep]
+        if by_query:
+            if a.size:
+                yield PairBatch(a, b, d)
+            return
         ne = a != b
         a, b, d = a[ne], b[ne], d[ne]
         lo_id, hi_id = np.minimum(a, b), np.maximum(a, b)

@@ -309,27 +309,25 @@ class Index:
         parts: list[PairBatch] = []
         qn = len(q.digests)
         qrows = np.arange(qn, dtype=np.int64)
-        # query ids are negative (-1 - row), so the index's a < b puts the query first
-        qid = -1 - qrows
         frame_codes = np.concatenate([q.p64, q.alt_p64])
-        frame_ids = np.concatenate([qid, -1 - q.alt_rows])
+        frame_ids = np.concatenate([qrows, q.alt_rows])
         probe_codes = np.concatenate([frame_codes, q.c64, q.alt_c64])
-        probe_ids = np.concatenate([frame_ids, qid, -1 - q.alt_rows])
+        probe_ids = np.concatenate([frame_ids, qrows, q.alt_rows])
         with_windows = qrows[~q.low_info] if q.windows.ndim == 2 and len(q.windows) == qn else qrows[:0]
         per = q.windows.shape[1] if len(with_windows) else 0
         win_codes = q.windows[with_windows].ravel() if per else np.zeros(0, np.uint64)
-        win_ids = np.repeat(-1 - with_windows, per)
+        win_ids = np.repeat(with_windows, per)
+        threads = opts.worker_count
         for seg in self.segments:
             local = seg.find(q.digests)
             exact += [(int(r), seg.base + int(x)) for r, x in zip(qrows[local >= 0], local[local >= 0])]
-            threads = opts.worker_count
+            # (query row, local row) pairs: the query's ids and the segment's name different rows
             found = [*seg.frames.query(np.concatenate([probe_codes, win_codes]), np.concatenate([probe_ids, win_ids]),
-                                       threads=threads),
-                     *seg.centres.query(frame_codes, frame_ids, threads=threads),
+                                       threads=threads, by_query=True),
+                     *seg.centres.query(frame_codes, frame_ids, threads=threads, by_query=True),
                      *_window_pairs(seg, frame_codes, frame_ids, radius=opts.radius, threads=threads)]
             for pb in found:
-                a, b = -1 - pb.a, pb.b  # query row, local row
-                batch = keep_alike_slots(PairBatch(a, b, pb.distance), q.slot[a], np.asarray(seg.cols.slot)[b])
+                batch = keep_alike_slots(pb, q.slot[pb.a], np.asarray(seg.cols.slot)[pb.b])
                 parts.append(PairBatch(batch.a, batch.b + seg.base, batch.distance))
             progress("search", len(seg), self.rows)
         if not parts:
@@ -423,7 +421,7 @@ def _window_pairs(seg: Segment, codes: np.ndarray, ids: np.ndarray, *, radius: i
                 if len(hit):
                     yield PairBatch(np.full(len(hit), qid, np.int64), block_ids[hit], dist[hit])
         else:
-            yield from MultiIndex(block, block_ids, radius=radius).query(codes, ids, threads=threads)
+            yield from MultiIndex(block, block_ids, radius=radius).query(codes, ids, threads=threads, by_query=True)
 
 
 def _options(options: ScanOptions | None, overrides: dict[str, object]) -> ScanOptions:

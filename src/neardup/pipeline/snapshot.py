@@ -167,7 +167,6 @@ class RunSnapshot:
         if self._where is None:
             return
         seg, local = self._where
-        neg = -1 - np.asarray(ids, np.int64)  # below every saved id: the query is pair.a
         for s, segment in enumerate(self.segments):
             to_row = np.full(len(segment), -1, np.int64)
             mine = np.flatnonzero((seg == s) & only)
@@ -175,9 +174,9 @@ class RunSnapshot:
             if not len(mine):
                 continue
             for folder in segment.blocks:
-                for pb in MultiIndex.load(folder).query(codes, neg, threads=threads):
-                    a, b = -1 - pb.a, to_row[pb.b]
-                    ok = b >= 0
+                for pb in MultiIndex.load(folder).query(codes, ids, threads=threads, by_query=True):
+                    a, b = pb.a, to_row[pb.b]
+                    ok = (b >= 0) & (a != b)
                     if ok.any():
                         a, b = a[ok], b[ok]
                         yield PairBatch(np.minimum(a, b), np.maximum(a, b), pb.distance[ok])
