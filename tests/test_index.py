@@ -211,8 +211,9 @@ def test_matches_name_files_a_plan_can_check(built):
     exact = [m for m in x.matches if m.stage == "exact"]
     assert not exact  # the query file itself is the indexed file: not its own match
     (m,) = [m for m in x.matches if Path(m.path).name == "small.jpg"]
-    assert actions.file_digest(m.path) == actions.file_digest(str(coll / name / "small.jpg"))
-    assert np.isfinite(m.evidence["colour"])
+    assert m.path == str(coll / name / "small.jpg")  # the path as the build listed it, resolvable now
+    assert actions.file_digest(m.path) != actions.file_digest(str(coll / name / "orig.jpg"))
+    assert m.stage == "hash" and m.distance is not None and np.isfinite(m.evidence["colour"])
 
 
 def test_index_build_reports_unreadable_files_and_refuses_to_overwrite(tmp_path):

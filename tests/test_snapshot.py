@@ -46,15 +46,6 @@ def _columns(rng: np.random.Generator, n: int, radius: int, low_share: float) ->
                          aspect=np.ones(n, np.float32), slot=np.zeros(n, np.uint64))
 
 
-def _subset(cols: SearchColumns, rows: np.ndarray) -> SearchColumns:
-    pos = np.full(len(cols.digests), -1, np.int64)
-    pos[rows] = np.arange(len(rows))
-    alt = np.flatnonzero(pos[cols.alt_rows] >= 0)
-    return SearchColumns(cols.digests[rows], cols.counts[rows], cols.p64[rows], cols.c64[rows], pos[cols.alt_rows[alt]],
-                         cols.alt_p64[alt], cols.alt_c64[alt], cols.low_info[rows], cols.colourful[rows],
-                         windows=cols.windows[rows], aspect=cols.aspect[rows], slot=cols.slot[rows])
-
-
 def _pairs(cols: SearchColumns, fresh: np.ndarray, radius: int, saved: RunSnapshot | None = None) -> set[tuple[int, int]]:
     out: set[tuple[int, int]] = set()
     for pb in candidate_batches(cols, fresh, radius=radius, saved=saved):
@@ -72,7 +63,7 @@ def test_saved_windows_find_what_windows_indexed_anew_find(seed, n, radius, fres
     old = np.flatnonzero(~fresh)
     with tempfile.TemporaryDirectory() as tmp, mock.patch.object(search_mod, "WINDOW_BLOCK", block):
         first = RunSnapshot(Path(tmp) / "run")
-        old_cols = _subset(cols, old)
+        old_cols = cols.take(old)
         first.locate(old_cols.digests)
         _pairs(old_cols, np.ones(len(old), bool), radius, first)  # the earlier run over the old rows
         first.save(old_cols)

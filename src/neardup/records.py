@@ -68,6 +68,28 @@ class SearchColumns:
     def digest(self, row: int) -> bytes:
         return self.digests[row].tobytes()
 
+    def take(self, rows: np.ndarray) -> SearchColumns:
+        """The columns of ``rows`` (distinct; ascending keeps the digests sorted) as new arrays,
+        the alternatives renumbered and kept in row order (``counts`` as they were)."""
+        rows = np.asarray(rows, np.int64)
+        n = len(self.digests)
+        pos = np.full(n + 1, -1, np.int64)
+        pos[rows] = np.arange(len(rows))
+        alt_rows = np.asarray(self.alt_rows)
+        keep = np.flatnonzero(pos[alt_rows] >= 0) if len(alt_rows) else np.zeros(0, np.int64)
+        keep = keep[np.argsort(pos[alt_rows[keep]], kind="stable")]
+        windows = np.asarray(self.windows)
+
+        def per_row(a: np.ndarray) -> np.ndarray:
+            a = np.asarray(a)
+            return a[rows] if len(a) == n else a  # a column the rows do not have stays as it is
+
+        return SearchColumns(per_row(self.digests), per_row(self.counts), per_row(self.p64), per_row(self.c64),
+                             pos[alt_rows[keep]], np.asarray(self.alt_p64)[keep], np.asarray(self.alt_c64)[keep],
+                             per_row(self.low_info), per_row(self.colourful),
+                             windows=windows[rows] if windows.ndim == 2 and len(windows) == n else windows,
+                             aspect=per_row(self.aspect), slot=per_row(self.slot))
+
 
 @dataclass(frozen=True, slots=True)
 class Verified:

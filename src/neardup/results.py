@@ -18,7 +18,7 @@ from typing import Any
 from .errors import UsageError
 
 __all__ = ["Pair", "Group", "Failure", "Root", "ScanResult", "load_results", "resolve_member", "KINDS", "kind_of_stage",
-           "loosest_kind", "evidence_fields"]
+           "loosest_kind", "evidence_fields", "lies_under"]
 
 #: the kinds of sameness, strictest first: ``copy`` (the same pixels, edited or not),
 #: ``contains`` (one shows the other whole inside a larger frame), ``similar`` (another shot of
@@ -191,7 +191,7 @@ class ScanResult:
     def is_reference(self, path: str) -> bool:
         """Whether a member as given in these results lies under a ``--reference`` root."""
         where = self.resolve(path)
-        return any(r.reference and _under(where, r.resolved) for r in self.roots)
+        return any(r.reference and lies_under(where, r.resolved) for r in self.roots)
 
     def resolve(self, path: str) -> str:
         """The absolute path of a member as given in these results (see :func:`resolve_member`)."""
@@ -228,9 +228,11 @@ def resolve_member(path: str, cwd: str | None) -> str:
     return os.path.normpath(os.path.join(cwd if cwd is not None else os.getcwd(), path))
 
 
-def _under(path: str, root: str) -> bool:
-    base = root.rstrip("/") or root
-    return path == root or path == base or path.startswith(base + "/")
+def lies_under(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or lies under it (as strings: paths as listed, roots as given,
+    URLs alike)."""
+    base = root.rstrip("/") if root not in ("/", "") else root
+    return path == root or path == base or path.startswith(base + "/") or (base == "/" and path.startswith("/"))
 
 
 def load_results(path: str | os.PathLike[str]) -> ScanResult:

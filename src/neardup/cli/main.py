@@ -15,6 +15,7 @@ from ..config import DEFAULT_KINDS, ScanOptions
 from ..errors import NeardupError, UsageError
 
 if TYPE_CHECKING:
+    from ..actions import Plan
     from ..config import Progress
     from ..index import Index
     from ..results import Failure
@@ -297,13 +298,12 @@ def apply(results: str, decisions: str | None, action: str, kinds: str, to: str 
                                   "since the scan?"))
 
 
-def _remember_apart(pl: object, cache_dir: str | None) -> None:
+def _remember_apart(pl: Plan, cache_dir: str | None) -> None:
     """Store a plan's "not a duplicate" pairs in the feature cache, so later scans keep them apart."""
     from .. import actions
     from ..features.extract import DIGEST
     from ..store import FeatureCache, default_cache_dir
 
-    assert isinstance(pl, actions.Plan)
     pairs = [(bytes.fromhex(da), bytes.fromhex(db)) for _, _, da, db in pl.not_duplicates]
     if pl.algo != DIGEST:  # results of an older version: remember the contents by today's digest
         pairs = []
@@ -317,11 +317,8 @@ def _remember_apart(pl: object, cache_dir: str | None) -> None:
     click.echo(f"remembered {len(pl.not_duplicates)} 'not a duplicate' pair(s) ({new} new): later scans keep them apart")
 
 
-def _say_left(pl: object, chosen: tuple[str, ...]) -> None:
+def _say_left(pl: Plan, chosen: tuple[str, ...]) -> None:
     """What the plan leaves alone on purpose: refused decisions, other kinds, reference files."""
-    from .. import actions
-
-    assert isinstance(pl, actions.Plan)
     for path, why in pl.refused:
         click.echo(f"refused {path}: {why}")
     if pl.other_kinds:

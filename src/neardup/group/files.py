@@ -23,6 +23,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..results import lies_under
+
 __all__ = ["FileFacts", "copy_mark", "file_preference", "why_preferred", "root_index", "under_any"]
 
 #: marks that copying tools and editors add to a file's stem (matched case-insensitively)
@@ -57,22 +59,17 @@ class FileFacts:
     reference: bool = False  # under a --reference root: always kept, never acted on
 
 
-def _under(path: str, root: str) -> bool:
-    base = root.rstrip("/") if root not in ("/", "") else root
-    return path == root or path == base or path.startswith(base + "/") or (base == "/" and path.startswith("/"))
-
-
 def root_index(path: str, roots: Sequence[str]) -> int:
     """The first of ``roots`` (as the user gave them) that ``path`` lies under."""
     for i, r in enumerate(roots):
-        if _under(path, r):
+        if lies_under(path, r):
             return i
     return len(roots)
 
 
 def under_any(path: str, roots: Sequence[str]) -> bool:
     """Whether ``path`` (as listed) lies under one of ``roots`` (as the user gave them)."""
-    return any(_under(path, r) for r in roots)
+    return any(lies_under(path, r) for r in roots)
 
 
 def file_preference(f: FileFacts) -> tuple[int, int, int, int, int, str]:

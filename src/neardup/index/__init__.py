@@ -218,7 +218,7 @@ class Index:
             if not len(files):
                 self.added = Added(images, 0, 0, failures)
                 return self.added
-            adding = cols if len(new) == len(cols.digests) else _take(cols, new)  # a build: no copy
+            adding = cols if len(new) == len(cols.digests) else cols.take(new)  # a build: no copy
             extra = None
             if spec is not None:
                 from ..pipeline.rows import RowAccess  # noqa: PLC0415 - the verification machinery loads on first use
@@ -344,11 +344,11 @@ class Index:
         for query row i, ``c_row[g]`` for global row g (a dict-free lookup over the few rows)."""
         rows = np.unique(named)
         seg_of = self._segment_of(rows)
-        picked = [_take(self.segments[s].cols, rows[seg_of == s] - self.segments[s].base) for s in np.unique(seg_of)]
+        picked = [self.segments[s].cols.take(rows[seg_of == s] - self.segments[s].base) for s in np.unique(seg_of)]
         both = _concat([q, *picked])
         digests = np.ascontiguousarray(both.digests).view(f"V{both.digests.shape[1]}").ravel()
         uniq, first, inverse = np.unique(digests, return_index=True, return_inverse=True)
-        compact = _take(both, first)
+        compact = both.take(first)
         q_row = inverse[: len(q.digests)].astype(np.int64)
         c_row = np.full(self.rows + 1, -1, np.int64) if len(rows) else np.zeros(0, np.int64)
         order = np.concatenate([rows[seg_of == s] for s in np.unique(seg_of)]) if len(rows) else rows
@@ -431,23 +431,6 @@ def _options(options: ScanOptions | None, overrides: dict[str, object]) -> ScanO
         raise UsageError("an index holds one collection's codes (and, in thorough mode, the default model's "
                          "embeddings): --reference, --similar and --model do not apply to it (scan with them instead)")
     return opts
-
-
-def _take(cols: SearchColumns, rows: np.ndarray) -> SearchColumns:
-    """The columns of ``rows`` (ascending), alternatives renumbered: a new, in-memory SearchColumns."""
-    rows = np.asarray(rows, np.int64)
-    pos = np.full(len(cols.digests) + 1, -1, np.int64)
-    pos[rows] = np.arange(len(rows))
-    alt_rows = np.asarray(cols.alt_rows)
-    keep = np.flatnonzero(pos[alt_rows] >= 0) if len(alt_rows) else np.zeros(0, np.int64)
-    keep = keep[np.argsort(pos[alt_rows[keep]], kind="stable")]  # alternatives stay in row order
-    windows = np.asarray(cols.windows)
-    return SearchColumns(np.asarray(cols.digests)[rows], np.ones(len(rows), np.int32), np.asarray(cols.p64)[rows],
-                         np.asarray(cols.c64)[rows], pos[alt_rows[keep]], np.asarray(cols.alt_p64)[keep],
-                         np.asarray(cols.alt_c64)[keep], np.asarray(cols.low_info)[rows],
-                         np.asarray(cols.colourful)[rows],
-                         windows=windows[rows] if windows.ndim == 2 and len(windows) == len(cols.digests) else windows,
-                         aspect=np.asarray(cols.aspect)[rows], slot=np.asarray(cols.slot)[rows])
 
 
 def _concat(parts: list[SearchColumns]) -> SearchColumns:

@@ -208,16 +208,14 @@ class RunSnapshot:
         name = f"seg-{time.time_ns():x}-{os.getpid()}"
         part = self.folder / (name + ".part")
         part.mkdir()
-        pos = np.full(len(cols.digests) + 1, -1, np.int64)
+        pos = np.full(len(cols.digests) + 1, -1, np.int64)  # this run's rows -> the segment's
         pos[rows] = np.arange(len(rows))
-        alt = np.flatnonzero(pos[cols.alt_rows] >= 0) if len(cols.alt_rows) else np.zeros(0, np.int64)
-        windowed = cols.low_info[rows].copy()
+        mine = cols.take(rows)
+        windowed = mine.low_info.copy()
         for _, blk in pending:
             windowed[pos[blk]] = True
-        columns = {"digests": cols.digests[rows], "p64": cols.p64[rows], "c64": cols.c64[rows], "windowed": windowed,
-                   "alt_rows": pos[cols.alt_rows[alt]], "alt_p64": cols.alt_p64[alt], "alt_c64": cols.alt_c64[alt],
-                   "low_info": cols.low_info[rows], "colourful": cols.colourful[rows], "aspect": cols.aspect[rows],
-                   "slot": cols.slot[rows], "windows": cols.windows[rows]}
+        columns = {name: getattr(mine, name) for name in _COLUMNS if name != "windowed"}
+        columns["windowed"] = windowed
         for column, values in columns.items():
             np.save(part / f"{column}.npy", np.ascontiguousarray(values))
         for k, (index, _) in enumerate(pending):
