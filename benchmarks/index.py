@@ -56,7 +56,7 @@ def _queries(root: Path, out: Path, k: int, seed: int = 7) -> list[str]:
     return [p.stem for p in picked]
 
 
-def phase(args: argparse.Namespace) -> dict[str, float]:
+def phase(args: argparse.Namespace) -> dict[str, object]:
     """One measured phase, in this process."""
     t = time.perf_counter()
     if args.phase == "build":
@@ -69,22 +69,24 @@ def phase(args: argparse.Namespace) -> dict[str, float]:
     before = _rss_mb()
     idx = neardup.Index.open(args.index)
     opened = time.perf_counter() - t
-    out: dict[str, float] = {"open_seconds": opened, "rss_after_open_mb": _rss_mb(), "rss_before_open_mb": before}
+    out: dict[str, object] = {"open_seconds": opened, "rss_after_open_mb": _rss_mb(), "rss_before_open_mb": before}
     if args.phase == "open":
         return out
     t = time.perf_counter()
     res = idx.query([str(args.queries)], workers=args.workers)
     wall = time.perf_counter() - t
     found = planted = 0
+    missed: list[str] = []
     for q in res.queries:
         stem = Path(q.query).stem.split("_", 1)[1]
         want = {f"{stem}.jpg"} | ({f"{stem}_copy.jpg"} if int(stem[3:]) < args.n // 50 else set())
         got = {Path(m.path).name for m in q.matches}
         planted += len(want)
         found += len(want & got)
+        missed += [f"{Path(q.query).name} -> {name}" for name in sorted(want - got)]
     return {**out, "queries": len(res.queries), "query_seconds": wall, "queries_per_s": len(res.queries) / wall,
             "peak_rss_mb": _peak_mb(), "planted": planted, "found": found, "matches": res.stats["matches"],
-            "extract_seconds": res.stats["seconds"]["extract"]}
+            "extract_seconds": res.stats["seconds"]["extract"], "missed": missed[:20]}
 
 
 def main() -> None:

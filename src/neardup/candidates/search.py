@@ -12,7 +12,8 @@ from ..features.content import SLOT_MAX, slot_distance
 from ..records import SearchColumns
 from .mih import MultiIndex, PairBatch
 
-__all__ = ["candidate_batches", "SEARCH_BLOCK", "WINDOW_BLOCK", "keep_alike_slots", "SavedWindows"]
+__all__ = ["candidate_batches", "SEARCH_BLOCK", "WINDOW_BLOCK", "keep_alike_slots", "SavedWindows",
+           "window_blocks"]
 
 #: query rows searched at a time (the progress bar's step; the index splits them further)
 SEARCH_BLOCK = 16_384
@@ -66,6 +67,16 @@ def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, th
             yield batch
 
 
+def window_blocks(windows: np.ndarray, rows: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The crop-window and tilted-frame codes of ``rows`` (``windows``: (n, per)), about
+    WINDOW_BLOCK codes at a time: ``(codes, the row of each, the block's rows)``."""
+    per = windows.shape[1] if windows.ndim == 2 else 0
+    step = max(1, WINDOW_BLOCK // max(per, 1))
+    for s in range(0, len(rows), step):
+        blk = rows[s : s + step]
+        yield np.asarray(windows[blk]).ravel(), np.repeat(blk, per), blk
+
+
 def keep_alike_slots(batch: PairBatch, slot_a: np.ndarray, slot_b: np.ndarray) -> PairBatch:
     """``batch`` without the pairs of two framed images (non-zero slot codes ``slot_a``,
     ``slot_b``, one per pair) whose slots show different pictures."""
@@ -99,11 +110,9 @@ def _all_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads
     def window_pass(rows: np.ndarray, codes: np.ndarray, ids: np.ndarray) -> Iterator[PairBatch]:
         """The windows of ``rows``, indexed a block at a time, queried by ``codes``."""
         with_windows = rows[~cols.low_info[rows]] if has_windows else rows[:0]
-        rows_per_block = max(1, WINDOW_BLOCK // max(per, 1))
         done = 0
-        for s in range(0, len(with_windows), rows_per_block):
-            blk = with_windows[s : s + rows_per_block]
-            windows = MultiIndex(cols.windows[blk].ravel(), np.repeat(blk, per), radius=radius)
+        for block_codes, block_ids, blk in window_blocks(cols.windows, with_windows):
+            windows = MultiIndex(block_codes, block_ids, radius=radius)
             yield from windows.query(codes, ids, threads=threads)
             if saved is not None:
                 saved.keep_block(windows, blk)

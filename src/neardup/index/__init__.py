@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..candidates.mih import MultiIndex, PairBatch
-from ..candidates.search import WINDOW_BLOCK, keep_alike_slots
+from ..candidates.search import keep_alike_slots, window_blocks
 from ..config import Progress, ScanOptions
 from ..embed.knn import KnnParams
 from ..embed.model import ModelSpec
@@ -407,13 +407,7 @@ def _window_pairs(seg: Segment, codes: np.ndarray, ids: np.ndarray, *, radius: i
     win = seg.cols.windows
     if not len(codes) or win.ndim != 2 or not win.shape[1]:
         return
-    per = win.shape[1]
-    rows = np.flatnonzero(~np.asarray(seg.cols.low_info))
-    step = max(1, WINDOW_BLOCK // per)
-    for s in range(0, len(rows), step):
-        blk = rows[s : s + step]
-        block = np.asarray(win[blk]).ravel()
-        block_ids = np.repeat(blk, per)
+    for block, block_ids, _ in window_blocks(win, np.flatnonzero(~np.asarray(seg.cols.low_info))):
         if len(codes) <= BRUTE_WINDOW_CODES:
             for code, qid in zip(codes.tolist(), ids.tolist()):
                 dist = np.bitwise_count(block ^ np.uint64(code)).astype(np.int16)
