@@ -6,7 +6,7 @@ worker runs by reading the files itself (a shared file system or cloud URLs) and
 features only, never pixels.  The driver writes them to its cache as they arrive, exactly as
 with local workers, so the result is identical.  At most ``2 * workers`` tasks are in flight,
 so the driver's memory stays bounded; a worker that dies loses its tasks, which the scheduler
-runs again elsewhere.
+runs again elsewhere; a batch that keeps failing is split (``_Flight``).
 """
 
 from __future__ import annotations
@@ -66,6 +66,55 @@ def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
     return Client(cluster, set_as_default=False), cluster
 
 
+class _Flight:
+    """The tasks in flight and what to do when one fails.
+
+    A batch that keeps failing runs one task per image; an image whose single task dies is kept
+    as a suspect and run again with nothing else in flight (``alone``), since the scheduler blames
+    every task a dying worker held, not only the one it was running.
+    """
+
+    def __init__(self, client: Any, run: Any) -> None:
+        from distributed import as_completed
+
+        self.client, self.run = client, run
+        self.pending = as_completed(loop=client.loop)
+        self.tasks: dict[Any, tuple[list[Item], str]] = {}
+        self.suspects: list[Item] = []
+
+    def submit(self, items: list[Item], stage: str) -> None:
+        # pure=False: a rerun of the same batch must run, not be served from a dead worker's memory
+        fut = self.client.submit(self.run, items, pure=False, retries=2 if stage == "batch" else 0)
+        self.tasks[fut.key] = (items, stage)
+        self.pending.add(fut)
+
+    def collect(self) -> Chunk | None:
+        """The next finished task's chunk; None where its images were sent round again."""
+        fut = next(self.pending)
+        items, stage = self.tasks.pop(fut.key)
+        try:
+            out: Chunk = fut.result()
+        except Exception as e:  # noqa: BLE001 - a task's error (KilledWorker, a worker's bug): rerun its images alone
+            fut.release()
+            killed = type(e).__name__ == "KilledWorker"
+            if stage == "batch":
+                for it in items:  # one bad image costs one failure row, not the batch
+                    self.submit([it], "single")
+                return None
+            if killed and stage == "single":
+                self.suspects.append(items[0])
+                return None
+            from ..pipeline.extract import Chunk, Outcome
+
+            it = items[0]
+            reason = "worker-killed" if killed else "worker-crashed"
+            return Chunk.of([Outcome(it.path, it.size, it.mtime_ns, None, False, "decode", reason,
+                                     f"its Dask task failed ({type(e).__name__}); the image was tried alone",
+                                     etag=it.etag)])
+        fut.release()
+        return out
+
+
 def dask_extract_many(
     items: Iterable[Item],
     *,
@@ -78,55 +127,27 @@ def dask_extract_many(
     time_budget: float = 0.0,
 ) -> Generator[Chunk, None, None]:
     """Yield chunks batch by batch, as Dask workers finish them (any order)."""
+    from functools import partial
+
     from ..pipeline.extract import batched
 
     client, cluster = _client(scheduler, workers)  # first: a missing dask is a usage error
-    from distributed import as_completed
-
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
         limit = 2 * n_workers
-        pending = as_completed(loop=client.loop)
-        batches: dict[Any, list[Item]] = {}
-
-        def submit(c: list[Item], single: bool) -> None:
-            # pure=False: a rerun of the same batch must run, not be served from a dead worker's memory
-            fut = client.submit(_run_batch, c, max_pixels, model, retries, time_budget, pure=False,
-                                retries=0 if single else 2)
-            batches[fut.key] = c
-            pending.add(fut)
-
-        def collect(fut: Any) -> Chunk | None:
-            c = batches.pop(fut.key)
-            try:
-                out: Chunk = fut.result()
-            except Exception as e:  # noqa: BLE001 - a task's error (KilledWorker, a worker's bug): rerun its images alone
-                fut.release()
-                if len(c) > 1:
-                    # the batch keeps killing workers (KilledWorker) or failing: run its images one
-                    # task each, so one bad image costs one failure row, not the run
-                    for it in c:
-                        submit([it], True)
-                    return None
-                path, size, mtime_ns, etag = c[0].path, c[0].size, c[0].mtime_ns, c[0].etag
-                from ..pipeline.extract import Chunk, Outcome
-
-                reason = "worker-killed" if type(e).__name__ == "KilledWorker" else "worker-crashed"
-                return Chunk.of([Outcome(path, size, mtime_ns, None, False, "decode", reason,
-                                         f"its Dask task failed ({type(e).__name__}); the image was tried alone",
-                                         etag=etag)])
-            fut.release()
-            return out
-
+        flight = _Flight(client, partial(_run_batch, max_pixels=max_pixels, spec=model, retries=retries,
+                                         time_budget=time_budget))
         for c in batched(items, chunk):
-            submit(c, False)
-            while len(batches) >= limit:
-                got = collect(next(pending))
-                if got is not None:
+            flight.submit(c, "batch")
+            while len(flight.tasks) >= limit:
+                if (got := flight.collect()) is not None:
                     yield got
-        while batches:
-            got = collect(next(pending))
-            if got is not None:
+        while flight.tasks:
+            if (got := flight.collect()) is not None:
+                yield got
+        while flight.suspects:
+            flight.submit([flight.suspects.pop()], "alone")
+            if (got := flight.collect()) is not None:
                 yield got
     except (OSError, TimeoutError) as e:
         raise NeardupError(f"lost the Dask scheduler ({type(e).__name__}: {e}); finished work is cached, "
