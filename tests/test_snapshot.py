@@ -15,6 +15,7 @@ from PIL import ImageOps
 import neardup
 from neardup.candidates import search as search_mod
 from neardup.candidates.search import candidate_batches
+from neardup.pipeline import snapshot as snapshot_mod
 from neardup.pipeline.rows import load_search_columns
 from neardup.pipeline.snapshot import RunSnapshot
 from neardup.records import SearchColumns
@@ -24,7 +25,8 @@ from .conftest import PHOTOS, encode, load_rgb
 
 
 def _columns(rng: np.random.Generator, n: int, radius: int, low_share: float) -> SearchColumns:
-    """Random rows whose crop windows are often within ``radius`` of other rows' frames."""
+    """Random rows whose crop windows and centres (in either orientation) are often within
+    ``radius`` of other rows' frames."""
     per = 5
     p64 = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64)
     c64 = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64)
@@ -39,9 +41,19 @@ def _columns(rng: np.random.Generator, n: int, radius: int, low_share: float) ->
             windows[r, int(rng.integers(0, per))] = code
     digests = np.unique(rng.integers(0, 256, size=(n * 2, 16), dtype=np.uint8), axis=0)[:n]
     alt_rows = np.flatnonzero(rng.random(n) < 0.2).astype(np.int64)
+    alt_c64 = rng.integers(0, 2**63, size=len(alt_rows), dtype=np.int64).astype(np.uint64)
+
+    def near_frames(codes: np.ndarray) -> None:  # a third of them near another row's frame
+        for i in np.flatnonzero(rng.random(len(codes)) < 1 / 3).tolist():
+            code = p64[int(rng.integers(0, n))]
+            for f in rng.integers(0, 64, size=int(rng.integers(0, radius + 2))).tolist():
+                code ^= np.uint64(1) << np.uint64(f)
+            codes[i] = code
+
+    near_frames(c64)
+    near_frames(alt_c64)
     return SearchColumns(digests, np.ones(n, np.int32), p64, c64, alt_rows,
-                         rng.integers(0, 2**63, size=len(alt_rows), dtype=np.int64).astype(np.uint64),
-                         rng.integers(0, 2**63, size=len(alt_rows), dtype=np.int64).astype(np.uint64),
+                         rng.integers(0, 2**63, size=len(alt_rows), dtype=np.int64).astype(np.uint64), alt_c64,
                          rng.random(n) < low_share, np.zeros(n, bool), windows=windows,
                          aspect=np.ones(n, np.float32), slot=np.zeros(n, np.uint64))
 
@@ -55,18 +67,20 @@ def _pairs(cols: SearchColumns, fresh: np.ndarray, radius: int, saved: RunSnapsh
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 90), radius=st.integers(0, 8), fresh_share=st.floats(0, 1),
-       low_share=st.floats(0, 0.3), block=st.integers(8, 60))
-def test_saved_windows_find_what_windows_indexed_anew_find(seed, n, radius, fresh_share, low_share, block):
+       low_share=st.floats(0, 0.3), block=st.integers(8, 60), staged=st.booleans())
+def test_saved_indexes_find_what_indexing_anew_finds(seed, n, radius, fresh_share, low_share, block, staged):
+    """Whether the window blocks wait in memory or on disk (``staged``) for the segment."""
     rng = np.random.default_rng(seed)
     cols = _columns(rng, n, radius, low_share)
     fresh = rng.random(n) < fresh_share
     old = np.flatnonzero(~fresh)
-    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(search_mod, "WINDOW_BLOCK", block):
+    with (tempfile.TemporaryDirectory() as tmp, mock.patch.object(search_mod, "WINDOW_BLOCK", block),
+          mock.patch.object(snapshot_mod, "KEEP_IN_MEMORY", 0 if staged else 10**6)):
         first = RunSnapshot(Path(tmp) / "run")
         old_cols = cols.take(old)
         first.locate(old_cols.digests)
         _pairs(old_cols, np.ones(len(old), bool), radius, first)  # the earlier run over the old rows
-        first.save(old_cols)
+        first.save(old_cols, radius=radius)
         later = RunSnapshot(Path(tmp) / "run")
         seg, _ = later.locate(cols.digests)
         assert ((seg >= 0) == ~fresh).all() and (later.windowed(n) <= ~fresh).all()

@@ -12,7 +12,7 @@ from ..features.content import SLOT_MAX, slot_distance
 from ..records import SearchColumns
 from .mih import MultiIndex, PairBatch
 
-__all__ = ["candidate_batches", "SEARCH_BLOCK", "WINDOW_BLOCK", "keep_alike_slots", "SavedWindows",
+__all__ = ["candidate_batches", "SEARCH_BLOCK", "WINDOW_BLOCK", "keep_alike_slots", "SavedIndexes",
            "window_blocks"]
 
 #: query rows searched at a time (the progress bar's step; the index splits them further)
@@ -26,10 +26,16 @@ SEARCH_BLOCK = 16_384
 WINDOW_BLOCK = 2_000_000
 
 
-class SavedWindows(Protocol):
-    """Crop-window indexes an earlier run saved (pipeline/snapshot.py), and where new ones go."""
+class SavedIndexes(Protocol):
+    """Crop-window and centre indexes an earlier run saved (pipeline/snapshot.py), and where
+    new window indexes go."""
+
+    def covered(self, n: int) -> np.ndarray: ...
 
     def windowed(self, n: int) -> np.ndarray: ...
+
+    def centre_pairs(self, codes: np.ndarray, ids: np.ndarray, *, threads: int,
+                     only: np.ndarray) -> Iterator[PairBatch]: ...
 
     def window_pairs(self, codes: np.ndarray, ids: np.ndarray, *, radius: int, threads: int,
                      only: np.ndarray) -> Iterator[PairBatch]: ...
@@ -39,7 +45,7 @@ class SavedWindows(Protocol):
 
 def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads: int = 1,
                       searched: Callable[[int], None] | None = None,
-                      saved: SavedWindows | None = None) -> Iterator[PairBatch]:
+                      saved: SavedIndexes | None = None) -> Iterator[PairBatch]:
     """Every pair within ``radius`` that involves a ``fresh`` row, exactly (pairs of two rows
     that are not fresh were found by an earlier run and are not searched again).
 
@@ -56,8 +62,9 @@ def candidate_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, th
     when their slots show alike pictures: screenshots of one app are all within the radius of
     each other by their frames, and are handed on only with their copies, not with every other.
 
-    ``saved``: the old rows' window indexes an earlier run kept are queried instead of being
-    built again (the same pairs), and every window index built here is handed to it to keep.
+    ``saved``: the old rows' window and centre indexes an earlier run kept are queried by the
+    fresh frames instead of the old rows querying the fresh ones (the same pairs), and every
+    window index built here is handed to it to keep.
     """
     slots = len(cols.slot) == len(cols.p64)
     for batch in _all_batches(cols, fresh, radius=radius, threads=threads, searched=searched, saved=saved):
@@ -90,74 +97,97 @@ def keep_alike_slots(batch: PairBatch, slot_a: np.ndarray, slot_b: np.ndarray) -
 
 
 def _all_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads: int,
-                 searched: Callable[[int], None] | None, saved: SavedWindows | None) -> Iterator[PairBatch]:
+                 searched: Callable[[int], None] | None, saved: SavedIndexes | None) -> Iterator[PairBatch]:
     """:func:`candidate_batches` before the framed rows' slots are compared."""
-    n = len(cols.p64)
-    step = SEARCH_BLOCK
-    has_windows = cols.windows.ndim == 2 and cols.windows.shape[0] == n and cols.windows.shape[1] > 0
-    per = cols.windows.shape[1] if has_windows else 0
+    new_rows = np.flatnonzero(fresh)
+    if len(cols.p64) < 2 or not len(new_rows):
+        return
+    search = _Search(cols, radius=radius, threads=threads, searched=searched, saved=saved)
+    yield from search.fresh(new_rows)
+    if len(new_rows) < len(cols.p64):
+        yield from search.old(fresh, new_rows)
 
-    def queries(index: MultiIndex, rows: np.ndarray, *, full_frame: bool) -> Iterator[PairBatch]:
+
+class _Search:
+    """The passes of :func:`candidate_batches` over one run's columns."""
+
+    def __init__(self, cols: SearchColumns, *, radius: int, threads: int, searched: Callable[[int], None] | None,
+                 saved: SavedIndexes | None) -> None:
+        self.cols, self.radius, self.threads, self.searched, self.saved = cols, radius, threads, searched, saved
+        n = len(cols.p64)
+        self.has_windows = cols.windows.ndim == 2 and cols.windows.shape[0] == n and cols.windows.shape[1] > 0
+        self.per = cols.windows.shape[1] if self.has_windows else 0
+
+    def told(self, rows: int) -> None:
+        if self.searched is not None:
+            self.searched(rows)
+
+    def queries(self, index: MultiIndex, rows: np.ndarray, *, full_frame: bool) -> Iterator[PairBatch]:
         """``rows``' centre windows (and full frames) in every orientation they may take."""
+        cols = self.cols
         alt_of = np.isin(cols.alt_rows, rows)
-        for s in range(0, len(rows), step):
-            blk = rows[s : s + step]
+        for s in range(0, len(rows), SEARCH_BLOCK):
+            blk = rows[s : s + SEARCH_BLOCK]
             sel = alt_of & (cols.alt_rows >= blk[0]) & (cols.alt_rows <= blk[-1])
             qc = np.concatenate([*([cols.p64[blk]] if full_frame else []), cols.c64[blk], cols.alt_c64[sel]])
             qi = np.concatenate([*([blk] if full_frame else []), blk, cols.alt_rows[sel]])
-            yield from index.query(qc, qi, threads=threads)
+            yield from index.query(qc, qi, threads=self.threads)
 
-    def window_pass(rows: np.ndarray, codes: np.ndarray, ids: np.ndarray) -> Iterator[PairBatch]:
+    def window_pass(self, rows: np.ndarray, codes: np.ndarray, ids: np.ndarray) -> Iterator[PairBatch]:
         """The windows of ``rows``, indexed a block at a time, queried by ``codes``."""
-        with_windows = rows[~cols.low_info[rows]] if has_windows else rows[:0]
+        cols = self.cols
+        with_windows = rows[~cols.low_info[rows]] if self.has_windows else rows[:0]
         done = 0
         for block_codes, block_ids, blk in window_blocks(cols.windows, with_windows):
-            windows = MultiIndex(block_codes, block_ids, radius=radius)
-            yield from windows.query(codes, ids, threads=threads)
-            if saved is not None:
-                saved.keep_block(windows, blk)
+            windows = MultiIndex(block_codes, block_ids, radius=self.radius)
+            yield from windows.query(codes, ids, threads=self.threads)
+            if self.saved is not None:
+                self.saved.keep_block(windows, blk)
             del windows
-            if searched is not None:
-                searched(len(blk))
+            self.told(len(blk))
             done += len(blk)
-        if searched is not None and done < len(rows):
-            searched(len(rows) - done)
+        if done < len(rows):
+            self.told(len(rows) - done)
 
-    new_rows = np.flatnonzero(fresh)
-    if n < 2 or not len(new_rows):
-        return
-    frame_codes = np.concatenate([cols.p64, cols.alt_p64])
-    frame_ids = np.concatenate([np.arange(n, dtype=np.int64), cols.alt_rows])
-    index = MultiIndex(frame_codes, frame_ids, radius=radius)
-    yield from queries(index, new_rows, full_frame=True)
-    # the fresh rows' windows against every frame: a few fresh rows' windows query the frames
-    # (fewer queries than every frame querying their index; the same pairs either way)
-    with_windows = new_rows[~cols.low_info[new_rows]] if has_windows else new_rows[:0]
-    if len(with_windows) * per <= len(frame_codes):
-        yield from index.query(cols.windows[with_windows].ravel(), np.repeat(with_windows, per), threads=threads)
-        if searched is not None:
-            searched(len(new_rows))
-        if saved is not None and len(with_windows):  # kept for the next run, which queries it
-            saved.keep_block(MultiIndex(cols.windows[with_windows].ravel(), np.repeat(with_windows, per),
-                                        radius=radius), with_windows)
-        del index
-    else:
-        del index
-        yield from window_pass(new_rows, frame_codes, frame_ids)
-    if len(new_rows) < n:
-        # the other rows' centres against the fresh frames, and their windows likewise (indexed,
-        # queried by the few fresh frames: a rerun with 1% new does not query 93 codes a row)
+    def fresh(self, new_rows: np.ndarray) -> Iterator[PairBatch]:
+        """The fresh rows' frames and centres against every frame, and their windows likewise."""
+        cols, n = self.cols, len(self.cols.p64)
+        frame_codes = np.concatenate([cols.p64, cols.alt_p64])
+        frame_ids = np.concatenate([np.arange(n, dtype=np.int64), cols.alt_rows])
+        index = MultiIndex(frame_codes, frame_ids, radius=self.radius)
+        yield from self.queries(index, new_rows, full_frame=True)
+        # a few fresh rows' windows query the frames (fewer queries than every frame querying
+        # their index; the same pairs either way)
+        with_windows = new_rows[~cols.low_info[new_rows]] if self.has_windows else new_rows[:0]
+        if len(with_windows) * self.per > len(frame_codes):
+            del index
+            yield from self.window_pass(new_rows, frame_codes, frame_ids)
+            return
+        codes, ids = cols.windows[with_windows].ravel(), np.repeat(with_windows, self.per)
+        yield from index.query(codes, ids, threads=self.threads)
+        self.told(len(new_rows))
+        if self.saved is not None and len(with_windows):  # kept for the next run, which queries it
+            self.saved.keep_block(MultiIndex(codes, ids, radius=self.radius), with_windows)
+
+    def old(self, fresh: np.ndarray, new_rows: np.ndarray) -> Iterator[PairBatch]:
+        """The other rows' centres and windows against the fresh frames: from the indexes an
+        earlier run saved where it did, else indexed (the few fresh frames query them: a rerun
+        with 1% new does not query 93 codes a row)."""
+        cols, n, saved = self.cols, len(self.cols.p64), self.saved
         alt_new = np.isin(cols.alt_rows, new_rows)
         fresh_codes = np.concatenate([cols.p64[new_rows], cols.alt_p64[alt_new]])
         fresh_ids = np.concatenate([new_rows, cols.alt_rows[alt_new]])
-        index = MultiIndex(fresh_codes, fresh_ids, radius=radius)
         old_rows = np.flatnonzero(~fresh)
-        yield from queries(index, old_rows, full_frame=False)
-        del index
-        if saved is not None:  # the old rows' windows an earlier run indexed: queried as they are
-            held = saved.windowed(n) & ~fresh
-            yield from saved.window_pairs(fresh_codes, fresh_ids, radius=radius, threads=threads, only=held)
-            if searched is not None:
-                searched(int(held.sum()))
-            old_rows = old_rows[~held[old_rows]]
-        yield from window_pass(old_rows, fresh_codes, fresh_ids)
+        none = np.zeros(n, bool)
+        centred = saved.covered(n) & ~fresh if saved is not None else none
+        windowed = saved.windowed(n) & ~fresh if saved is not None else none
+        if saved is not None:
+            yield from saved.centre_pairs(fresh_codes, fresh_ids, threads=self.threads, only=centred)
+        if not centred[old_rows].all():
+            yield from self.queries(MultiIndex(fresh_codes, fresh_ids, radius=self.radius),
+                                    old_rows[~centred[old_rows]], full_frame=False)
+        if saved is not None:
+            yield from saved.window_pairs(fresh_codes, fresh_ids, radius=self.radius, threads=self.threads,
+                                          only=windowed)
+            self.told(int(windowed.sum()))
+        yield from self.window_pass(old_rows[~windowed[old_rows]], fresh_codes, fresh_ids)

@@ -128,7 +128,7 @@ def find_pairs(cols: SearchColumns, fc: FeatureCache, access: RowAccess, paths: 
                                         searched=searched, saved=snapshot), access, params, threads=threads,
                       progress=progress, found=found)
     if snapshot is not None:
-        snapshot.save(cols)
+        snapshot.save(cols, radius=opts.radius)
     return found
 
 

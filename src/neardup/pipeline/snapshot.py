@@ -6,11 +6,14 @@ indexing the old rows' 93 crop-window and tilted-frame codes anew to meet a few 
 Here both are kept as segments of ``.npy`` files, memory-mapped on the next run:
 
 - each segment holds the search columns of its rows (by digest: columns are a pure function of
-  the features, so a segment stays valid whatever became of the run that wrote it), and the
-  window multi-indexes the scan built for those rows, their ids relabelled to the segment;
+  the features, so a segment stays valid whatever became of the run that wrote it), the window
+  multi-indexes the scan built for those rows merged into one (their ids relabelled to the
+  segment), and a multi-index of the rows' centre codes;
 - a run loads the columns of the rows a segment holds from it, and only the rest from the
-  store; its fresh frames query the saved window indexes of the old rows, and the blocks it
-  builds (the fresh rows', and any old row no segment covers) become a new segment.
+  store; its fresh frames query the saved window and centre indexes of the old rows (a probe
+  per code, where indexing the old rows anew would cost a query per old code), and the blocks
+  it builds (the fresh rows', and any old row no segment covers) become a new segment.  Blocks
+  are written to disk as the search hands them over, so none is held until the run ends.
 
 Segments accumulate one per run that finds something new; past :data:`MAX_SEGMENTS` the
 snapshot is dropped and the next run writes one segment of everything (its search builds every
@@ -24,12 +27,12 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from ..candidates.mih import MultiIndex, PairBatch
+from ..candidates.mih import MultiIndex, PairBatch, save_merged
 from ..features.extract import FEATURE_VERSION
 from ..records import SearchColumns
 
@@ -37,9 +40,12 @@ __all__ = ["RunSnapshot", "SNAPSHOT_FORMAT", "MAX_SEGMENTS", "KEEP_SNAPSHOTS"]
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_FORMAT = "neardup-run-snapshot/1"
+SNAPSHOT_FORMAT = "neardup-run-snapshot/2"
 #: segments a snapshot may gather (one per run with new contents) before it is written anew
 MAX_SEGMENTS = 12
+#: window codes of a block the search hands over that is kept in memory until the run's end (an
+#: incremental run's fresh rows); larger blocks are written to disk at once
+KEEP_IN_MEMORY = 262_144
 #: snapshots kept per cache (one per set of roots and settings), the least recently used dropped
 KEEP_SNAPSHOTS = 4
 _COLUMNS = ("digests", "p64", "c64", "alt_rows", "alt_p64", "alt_c64", "low_info", "colourful", "aspect", "slot",
@@ -57,7 +63,8 @@ class _Segment:
             return np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r"))
 
         self.columns = {k: load(k) for k in _COLUMNS}
-        self.blocks = [folder / f"windows-{k:03d}" for k in range(int(meta["blocks"]))]
+        self.blocks = [folder / "windows"] if meta["windows"] else []
+        self.centres = folder / "centres"
 
     def __len__(self) -> int:
         return int(len(self.columns["digests"]))
@@ -69,7 +76,9 @@ class RunSnapshot:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.segments: list[_Segment] = []
-        self._pending: list[tuple[MultiIndex, np.ndarray]] = []  # (block index, its rows) to save
+        # (a block index, in memory or staged on disk, and its rows) to save
+        self._pending: list[tuple[MultiIndex | Path, np.ndarray]] = []
+        self._staging: Path | None = None
         try:
             meta = json.loads((folder / "snapshot.json").read_text())
             if meta.get("format") == SNAPSHOT_FORMAT and meta.get("features") == FEATURE_VERSION:
@@ -164,6 +173,15 @@ class RunSnapshot:
                      only: np.ndarray) -> Iterator[PairBatch]:
         """Pairs of ``codes`` (ids: this run's rows) with the saved crop windows of the rows
         ``only`` marks, as this run's rows: what indexing those rows' windows anew would give."""
+        yield from self._saved_pairs(lambda segment: segment.blocks, codes, ids, threads=threads, only=only)
+
+    def centre_pairs(self, codes: np.ndarray, ids: np.ndarray, *, threads: int, only: np.ndarray) -> Iterator[PairBatch]:
+        """Pairs of ``codes`` with the saved centre codes (every orientation they may take) of
+        the rows ``only`` marks, which a segment holds (:meth:`covered`)."""
+        yield from self._saved_pairs(lambda segment: [segment.centres], codes, ids, threads=threads, only=only)
+
+    def _saved_pairs(self, indexes: Callable[[_Segment], list[Path]], codes: np.ndarray, ids: np.ndarray, *,
+                     threads: int, only: np.ndarray) -> Iterator[PairBatch]:
         if self._where is None:
             return
         seg, local = self._where
@@ -173,7 +191,7 @@ class RunSnapshot:
             to_row[local[mine]] = mine
             if not len(mine):
                 continue
-            for folder in segment.blocks:
+            for folder in indexes(segment):
                 for pb in MultiIndex.load(folder).query(codes, ids, threads=threads, by_query=True):
                     a, b = pb.a, to_row[pb.b]
                     ok = (b >= 0) & (a != b)
@@ -183,24 +201,43 @@ class RunSnapshot:
 
     # -- writing --------------------------------------------------------------------------
     def keep_block(self, index: MultiIndex, rows: np.ndarray) -> None:
-        """A window index the search built over ``rows``' windows: saved with the next segment."""
-        self._pending.append((index, np.asarray(rows, np.int64)))
+        """A window index the search built over ``rows``' windows, merged into the next segment
+        by :meth:`save`: a large one is written to disk now (the search drops it), so that the
+        blocks of a whole collection are never held at once."""
+        if index.size <= KEEP_IN_MEMORY:
+            self._pending.append((index, np.asarray(rows, np.int64)))
+            return
+        try:
+            if self._staging is None:
+                self._staging = self.folder / f"staged-{time.time_ns():x}-{os.getpid()}.part"
+                self._staging.mkdir(parents=True)
+            block = self._staging / f"{len(self._pending):03d}"
+            index.save(block)
+        except OSError as e:  # a full disk costs the next run's speed, never this run's result
+            logger.warning("could not keep a window index in %s: %s", self.folder, e)
+            return
+        self._pending.append((block, np.asarray(rows, np.int64)))
 
-    def save(self, cols: SearchColumns) -> None:
+    def save(self, cols: SearchColumns, *, radius: int) -> None:
         """Write the rows no segment holds, and those whose window indexes were kept, as a new
-        segment (no-op when there are none); past MAX_SEGMENTS the snapshot starts again."""
+        segment (no-op when there are none), its indexes for queries within ``radius``; past
+        MAX_SEGMENTS the snapshot starts again."""
         pending, self._pending = self._pending, []
         rows = np.union1d(np.flatnonzero(~self.covered(len(cols.digests))),
                           np.concatenate([r for _, r in pending]) if pending else [])
         rows = rows.astype(np.int64)
-        if not len(rows):
-            return
         try:
-            self._write(cols, rows, pending)
+            if len(rows):
+                self._write(cols, rows, pending, radius)
         except OSError as e:  # a full disk costs the next run's speed, never this run's result
             logger.warning("could not save the run snapshot in %s: %s", self.folder, e)
+        finally:
+            if self._staging is not None:
+                shutil.rmtree(self._staging, ignore_errors=True)
+                self._staging = None
 
-    def _write(self, cols: SearchColumns, rows: np.ndarray, pending: list[tuple[MultiIndex, np.ndarray]]) -> None:
+    def _write(self, cols: SearchColumns, rows: np.ndarray, pending: list[tuple[MultiIndex | Path, np.ndarray]],
+               radius: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         names = [s.folder.name for s in self.segments]
         if len(names) >= MAX_SEGMENTS:
@@ -218,9 +255,13 @@ class RunSnapshot:
         columns["windowed"] = windowed
         for column, values in columns.items():
             np.save(part / f"{column}.npy", np.ascontiguousarray(values))
-        for k, (index, _) in enumerate(pending):
-            index.relabel(pos).save(part / f"windows-{k:03d}")
-        (part / "segment.json").write_text(json.dumps({"rows": int(len(rows)), "blocks": len(pending)}))
+        if pending:
+            save_merged([MultiIndex.load(b) if isinstance(b, Path) else b for b, _ in pending], part / "windows",
+                        relabel=pos)
+        local = np.arange(len(rows), dtype=np.int64)
+        MultiIndex(np.concatenate([mine.c64, mine.alt_c64]), np.concatenate([local, mine.alt_rows]),
+                   radius=radius).save(part / "centres")
+        (part / "segment.json").write_text(json.dumps({"rows": int(len(rows)), "windows": bool(pending)}))
         os.replace(part, self.folder / name)
         meta: dict[str, object] = {"format": SNAPSHOT_FORMAT, "features": FEATURE_VERSION,
                                    "segments": [*names, name]}
