@@ -25,35 +25,30 @@ from .conftest import PHOTOS, encode, load_rgb
 
 
 def _columns(rng: np.random.Generator, n: int, radius: int, low_share: float) -> SearchColumns:
-    """Random rows whose crop windows and centres (in either orientation) are often within
-    ``radius`` of other rows' frames."""
+    """Random rows whose frames, crop windows and centres (in either orientation) are often
+    within ``radius`` of other rows' frames."""
     per = 5
     p64 = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64)
-    c64 = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64)
-    windows = rng.integers(0, 2**63, size=(n, per), dtype=np.int64).astype(np.uint64)
-    for r in range(n):  # about half the rows have a window near another row's frame
-        if rng.random() < 0.5:
-            other = int(rng.integers(0, n))
-            flips = rng.integers(0, 64, size=int(rng.integers(0, radius + 2)))
-            code = p64[other]
-            for f in flips.tolist():
-                code ^= np.uint64(1) << np.uint64(f)
-            windows[r, int(rng.integers(0, per))] = code
-    digests = np.unique(rng.integers(0, 256, size=(n * 2, 16), dtype=np.uint8), axis=0)[:n]
-    alt_rows = np.flatnonzero(rng.random(n) < 0.2).astype(np.int64)
-    alt_c64 = rng.integers(0, 2**63, size=len(alt_rows), dtype=np.int64).astype(np.uint64)
 
-    def near_frames(codes: np.ndarray) -> None:  # a third of them near another row's frame
-        for i in np.flatnonzero(rng.random(len(codes)) < 1 / 3).tolist():
+    def near_frames(codes: np.ndarray, share: float = 1 / 3) -> None:  # some near another row's frame
+        for i in np.flatnonzero(rng.random(codes.shape[0]) < share).tolist():
             code = p64[int(rng.integers(0, n))]
             for f in rng.integers(0, 64, size=int(rng.integers(0, radius + 2))).tolist():
                 code ^= np.uint64(1) << np.uint64(f)
-            codes[i] = code
+            codes.reshape(len(codes), -1)[i, int(rng.integers(0, codes.size // max(len(codes), 1)))] = code
 
+    near_frames(p64)  # copies of one another
+    c64 = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64)
+    windows = rng.integers(0, 2**63, size=(n, per), dtype=np.int64).astype(np.uint64)
+    near_frames(windows, 1 / 2)
     near_frames(c64)
+    digests = np.unique(rng.integers(0, 256, size=(n * 2, 16), dtype=np.uint8), axis=0)[:n]
+    alt_rows = np.flatnonzero(rng.random(n) < 0.2).astype(np.int64)
+    alt_p64 = rng.integers(0, 2**63, size=len(alt_rows), dtype=np.int64).astype(np.uint64)
+    alt_c64 = rng.integers(0, 2**63, size=len(alt_rows), dtype=np.int64).astype(np.uint64)
+    near_frames(alt_p64)
     near_frames(alt_c64)
-    return SearchColumns(digests, np.ones(n, np.int32), p64, c64, alt_rows,
-                         rng.integers(0, 2**63, size=len(alt_rows), dtype=np.int64).astype(np.uint64), alt_c64,
+    return SearchColumns(digests, np.ones(n, np.int32), p64, c64, alt_rows, alt_p64, alt_c64,
                          rng.random(n) < low_share, np.zeros(n, bool), windows=windows,
                          aspect=np.ones(n, np.float32), slot=np.zeros(n, np.uint64))
 

@@ -27,8 +27,8 @@ WINDOW_BLOCK = 2_000_000
 
 
 class SavedIndexes(Protocol):
-    """Crop-window and centre indexes an earlier run saved (pipeline/snapshot.py), and where
-    new window indexes go."""
+    """Full-frame, crop-window and centre indexes an earlier run saved (pipeline/snapshot.py),
+    and where new window indexes go."""
 
     def covered(self, n: int) -> np.ndarray: ...
 
@@ -36,6 +36,9 @@ class SavedIndexes(Protocol):
 
     def centre_pairs(self, codes: np.ndarray, ids: np.ndarray, *, threads: int,
                      only: np.ndarray) -> Iterator[PairBatch]: ...
+
+    def frame_pairs(self, codes: np.ndarray, ids: np.ndarray, *, threads: int,
+                    only: np.ndarray) -> Iterator[PairBatch]: ...
 
     def window_pairs(self, codes: np.ndarray, ids: np.ndarray, *, radius: int, threads: int,
                      only: np.ndarray) -> Iterator[PairBatch]: ...
@@ -103,7 +106,7 @@ def _all_batches(cols: SearchColumns, fresh: np.ndarray, *, radius: int, threads
     if len(cols.p64) < 2 or not len(new_rows):
         return
     search = _Search(cols, radius=radius, threads=threads, searched=searched, saved=saved)
-    yield from search.fresh(new_rows)
+    yield from search.fresh(fresh, new_rows)
     if len(new_rows) < len(cols.p64):
         yield from search.old(fresh, new_rows)
 
@@ -122,8 +125,10 @@ class _Search:
         if self.searched is not None:
             self.searched(rows)
 
-    def queries(self, index: MultiIndex, rows: np.ndarray, *, full_frame: bool) -> Iterator[PairBatch]:
-        """``rows``' centre windows (and full frames) in every orientation they may take."""
+    def queries(self, against: Callable[[np.ndarray, np.ndarray], Iterator[PairBatch]], rows: np.ndarray, *,
+                full_frame: bool) -> Iterator[PairBatch]:
+        """``rows``' centre windows (and full frames) in every orientation they may take, asked
+        ``against`` an index (codes, ids)."""
         cols = self.cols
         alt_of = np.isin(cols.alt_rows, rows)
         for s in range(0, len(rows), SEARCH_BLOCK):
@@ -131,7 +136,7 @@ class _Search:
             sel = alt_of & (cols.alt_rows >= blk[0]) & (cols.alt_rows <= blk[-1])
             qc = np.concatenate([*([cols.p64[blk]] if full_frame else []), cols.c64[blk], cols.alt_c64[sel]])
             qi = np.concatenate([*([blk] if full_frame else []), blk, cols.alt_rows[sel]])
-            yield from index.query(qc, qi, threads=self.threads)
+            yield from against(qc, qi)
 
     def window_pass(self, rows: np.ndarray, codes: np.ndarray, ids: np.ndarray) -> Iterator[PairBatch]:
         """The windows of ``rows``, indexed a block at a time, queried by ``codes``."""
@@ -149,22 +154,33 @@ class _Search:
         if done < len(rows):
             self.told(len(rows) - done)
 
-    def fresh(self, new_rows: np.ndarray) -> Iterator[PairBatch]:
-        """The fresh rows' frames and centres against every frame, and their windows likewise."""
+    def fresh(self, fresh: np.ndarray, new_rows: np.ndarray) -> Iterator[PairBatch]:
+        """The fresh rows' frames and centres against every frame, and their windows likewise
+        (the frames of old rows an earlier run saved from its index, the rest indexed here)."""
         cols, n = self.cols, len(self.cols.p64)
-        frame_codes = np.concatenate([cols.p64, cols.alt_p64])
-        frame_ids = np.concatenate([np.arange(n, dtype=np.int64), cols.alt_rows])
-        index = MultiIndex(frame_codes, frame_ids, radius=self.radius)
-        yield from self.queries(index, new_rows, full_frame=True)
+        saved_frames = self.saved.covered(n) & ~fresh if self.saved is not None else np.zeros(n, bool)
+        here = np.flatnonzero(~saved_frames)
+        alt_here = ~saved_frames[cols.alt_rows]
+        index = MultiIndex(np.concatenate([cols.p64[here], cols.alt_p64[alt_here]]),
+                           np.concatenate([here, cols.alt_rows[alt_here]]), radius=self.radius)
+
+        def against_frames(codes: np.ndarray, ids: np.ndarray) -> Iterator[PairBatch]:
+            yield from index.query(codes, ids, threads=self.threads)
+            if self.saved is not None and saved_frames.any():
+                yield from self.saved.frame_pairs(codes, ids, threads=self.threads, only=saved_frames)
+
+        yield from self.queries(against_frames, new_rows, full_frame=True)
         # a few fresh rows' windows query the frames (fewer queries than every frame querying
         # their index; the same pairs either way)
         with_windows = new_rows[~cols.low_info[new_rows]] if self.has_windows else new_rows[:0]
-        if len(with_windows) * self.per > len(frame_codes):
+        if len(with_windows) * self.per > n + len(cols.alt_rows):
             del index
+            frame_codes = np.concatenate([cols.p64, cols.alt_p64])
+            frame_ids = np.concatenate([np.arange(n, dtype=np.int64), cols.alt_rows])
             yield from self.window_pass(new_rows, frame_codes, frame_ids)
             return
         codes, ids = cols.windows[with_windows].ravel(), np.repeat(with_windows, self.per)
-        yield from index.query(codes, ids, threads=self.threads)
+        yield from against_frames(codes, ids)
         self.told(len(new_rows))
         if self.saved is not None and len(with_windows):  # kept for the next run, which queries it
             self.saved.keep_block(MultiIndex(codes, ids, radius=self.radius), with_windows)
@@ -184,7 +200,8 @@ class _Search:
         if saved is not None:
             yield from saved.centre_pairs(fresh_codes, fresh_ids, threads=self.threads, only=centred)
         if not centred[old_rows].all():
-            yield from self.queries(MultiIndex(fresh_codes, fresh_ids, radius=self.radius),
+            index = MultiIndex(fresh_codes, fresh_ids, radius=self.radius)
+            yield from self.queries(lambda codes, ids: index.query(codes, ids, threads=self.threads),
                                     old_rows[~centred[old_rows]], full_frame=False)
         if saved is not None:
             yield from saved.window_pairs(fresh_codes, fresh_ids, radius=self.radius, threads=self.threads,

@@ -8,10 +8,10 @@ Here both are kept as segments of ``.npy`` files, memory-mapped on the next run:
 - each segment holds the search columns of its rows (by digest: columns are a pure function of
   the features, so a segment stays valid whatever became of the run that wrote it), the window
   multi-indexes the scan built for those rows merged into one (their ids relabelled to the
-  segment), and a multi-index of the rows' centre codes;
+  segment), and multi-indexes of the rows' full-frame and centre codes;
 - a run loads the columns of the rows a segment holds from it, and only the rest from the
-  store; its fresh frames query the saved window and centre indexes of the old rows (a probe
-  per code, where indexing the old rows anew would cost a query per old code), and the blocks
+  store; its fresh codes query the saved frame, window and centre indexes of the old rows (a
+  probe per code, where indexing the old rows anew would cost a query per old code), and the blocks
   it builds (the fresh rows', and any old row no segment covers) become a new segment.  Blocks
   are written to disk as the search hands them over, so none is held until the run ends.
 
@@ -40,7 +40,7 @@ __all__ = ["RunSnapshot", "SNAPSHOT_FORMAT", "MAX_SEGMENTS", "KEEP_SNAPSHOTS"]
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_FORMAT = "neardup-run-snapshot/2"
+SNAPSHOT_FORMAT = "neardup-run-snapshot/3"
 #: segments a snapshot may gather (one per run with new contents) before it is written anew
 MAX_SEGMENTS = 12
 #: window codes of a block the search hands over that is kept in memory until the run's end (an
@@ -65,6 +65,7 @@ class _Segment:
         self.columns = {k: load(k) for k in _COLUMNS}
         self.blocks = [folder / "windows"] if meta["windows"] else []
         self.centres = folder / "centres"
+        self.frames = folder / "frames"
 
     def __len__(self) -> int:
         return int(len(self.columns["digests"]))
@@ -180,6 +181,11 @@ class RunSnapshot:
         the rows ``only`` marks, which a segment holds (:meth:`covered`)."""
         yield from self._saved_pairs(lambda segment: [segment.centres], codes, ids, threads=threads, only=only)
 
+    def frame_pairs(self, codes: np.ndarray, ids: np.ndarray, *, threads: int, only: np.ndarray) -> Iterator[PairBatch]:
+        """Pairs of ``codes`` with the saved full-frame codes (every orientation they may take)
+        of the rows ``only`` marks, which a segment holds (:meth:`covered`)."""
+        yield from self._saved_pairs(lambda segment: [segment.frames], codes, ids, threads=threads, only=only)
+
     def _saved_pairs(self, indexes: Callable[[_Segment], list[Path]], codes: np.ndarray, ids: np.ndarray, *,
                      threads: int, only: np.ndarray) -> Iterator[PairBatch]:
         if self._where is None:
@@ -258,9 +264,10 @@ class RunSnapshot:
         if pending:
             save_merged([MultiIndex.load(b) if isinstance(b, Path) else b for b, _ in pending], part / "windows",
                         relabel=pos)
-        local = np.arange(len(rows), dtype=np.int64)
-        MultiIndex(np.concatenate([mine.c64, mine.alt_c64]), np.concatenate([local, mine.alt_rows]),
-                   radius=radius).save(part / "centres")
+        local = np.concatenate([np.arange(len(rows), dtype=np.int64), mine.alt_rows])
+        for kind, codes in (("centres", np.concatenate([mine.c64, mine.alt_c64])),
+                            ("frames", np.concatenate([mine.p64, mine.alt_p64]))):
+            MultiIndex(codes, local, radius=radius).save(part / kind)
         (part / "segment.json").write_text(json.dumps({"rows": int(len(rows)), "windows": bool(pending)}))
         os.replace(part, self.folder / name)
         meta: dict[str, object] = {"format": SNAPSHOT_FORMAT, "features": FEATURE_VERSION,
