@@ -106,37 +106,3 @@ def test_by_query_keeps_query_and_index_ids_apart():
              zip(pb.a, pb.b)}
     assert (2, 2) not in plain  # a scan drops a row met by itself
 
-
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), sizes=st.lists(st.integers(0, 150), min_size=1, max_size=4),
-       radius=st.integers(0, 10), chunks=st.lists(st.one_of(st.none(), st.integers(3, 8)), min_size=4, max_size=4))
-def test_merged_index_answers_as_its_parts_do(tmp_path_factory, seed, sizes, radius, chunks):
-    """save_merged: one saved index of the parts (of any chunk layouts, ids relabelled) gives the
-    pairs querying each part gives."""
-    from neardup.candidates import save_merged
-
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 2**63, size=20, dtype=np.int64).astype(np.uint64)
-    parts, start = [], 0
-    for size, m in zip(sizes, chunks):
-        codes = rng.integers(0, 2**63, size=size, dtype=np.int64).astype(np.uint64)
-        near = rng.random(size) < 0.5  # half of them near a query
-        flips = np.uint64(1) << rng.integers(0, 64, size=size).astype(np.uint64)
-        codes[near] = base[rng.integers(0, len(base), size=int(near.sum()))] ^ flips[near]
-        parts.append(MultiIndex(codes, np.arange(start, start + size), radius=radius, n_chunks=m))
-        start += size
-    relabel = rng.permutation(start + 1) + 7
-    queries = base ^ (np.uint64(1) << rng.integers(0, 64, size=len(base)).astype(np.uint64))
-    folder = tmp_path_factory.mktemp("merged")
-    save_merged(parts, folder, relabel=relabel)
-    merged = MultiIndex.load(folder)
-    assert merged.size == sum(sizes)
-
-    def pairs(index, relabelled):
-        got = set()
-        for pb in index.query(queries, np.arange(len(queries)), by_query=True, max_pairs=53):
-            got.update(zip(pb.a.tolist(), (relabel[pb.b] if relabelled else pb.b).tolist()))
-        return got
-
-    want = set().union(*(pairs(p, True) for p in parts))
-    assert pairs(merged, False) == want

@@ -64,18 +64,23 @@ def _pairs(cols: SearchColumns, fresh: np.ndarray, radius: int, saved: RunSnapsh
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 90), radius=st.integers(0, 8), fresh_share=st.floats(0, 1),
        low_share=st.floats(0, 0.3), block=st.integers(8, 60), staged=st.booleans())
 def test_saved_indexes_find_what_indexing_anew_finds(seed, n, radius, fresh_share, low_share, block, staged):
-    """Whether the window blocks wait in memory or on disk (``staged``) for the segment."""
+    """Two earlier runs (the second adding rows, so its segment holds rows that are not the
+    run's first ones) then one with fresh rows; window blocks wait in memory or on disk
+    (``staged``) for their segment."""
     rng = np.random.default_rng(seed)
     cols = _columns(rng, n, radius, low_share)
     fresh = rng.random(n) < fresh_share
     old = np.flatnonzero(~fresh)
     with (tempfile.TemporaryDirectory() as tmp, mock.patch.object(search_mod, "WINDOW_BLOCK", block),
           mock.patch.object(snapshot_mod, "KEEP_IN_MEMORY", 0 if staged else 10**6)):
-        first = RunSnapshot(Path(tmp) / "run")
         old_cols = cols.take(old)
-        first.locate(old_cols.digests)
-        _pairs(old_cols, np.ones(len(old), bool), radius, first)  # the earlier run over the old rows
-        first.save(old_cols, radius=radius)
+        added = rng.random(len(old)) < 0.5  # the old rows the second earlier run added
+        for rows, new in ((np.flatnonzero(~added), None), (np.arange(len(old)), added)):
+            earlier = RunSnapshot(Path(tmp) / "run")
+            run_cols = old_cols.take(rows)
+            earlier.locate(run_cols.digests)
+            _pairs(run_cols, np.ones(len(rows), bool) if new is None else new, radius, earlier)
+            earlier.save(run_cols, radius=radius)
         later = RunSnapshot(Path(tmp) / "run")
         seg, _ = later.locate(cols.digests)
         assert ((seg >= 0) == ~fresh).all() and (later.windowed(n) <= ~fresh).all()

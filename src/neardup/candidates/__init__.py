@@ -1,5 +1,5 @@
 """Candidate pairs: exact Hamming-radius search over hash codes."""
 
-from .mih import MultiIndex, PairBatch, brute_force_pairs, choose_chunks, save_merged
+from .mih import MultiIndex, PairBatch, brute_force_pairs, choose_chunks
 
-__all__ = ["MultiIndex", "PairBatch", "brute_force_pairs", "choose_chunks", "save_merged"]
+__all__ = ["MultiIndex", "PairBatch", "brute_force_pairs", "choose_chunks"]

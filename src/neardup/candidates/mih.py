@@ -15,14 +15,14 @@ import json
 import math
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PairBatch", "MultiIndex", "choose_chunks", "brute_force_pairs", "MIH_FORMAT", "save_merged"]
+__all__ = ["PairBatch", "MultiIndex", "choose_chunks", "brute_force_pairs", "MIH_FORMAT"]
 
 #: the layout :meth:`MultiIndex.save` writes
 MIH_FORMAT = "neardup-mih/2"
@@ -177,17 +177,6 @@ class MultiIndex:
                                 mapped(f"codes{k}.npy"), masks))
         return self
 
-    def layout(self) -> list[tuple[int, int]]:
-        """(shift, width) of each chunk."""
-        return [(shift, w) for shift, w, *_ in self.chunks]
-
-    def entries(self) -> tuple[np.ndarray, np.ndarray]:
-        """(codes, ids) of every entry, in one chunk's bucket order."""
-        if not self.chunks:
-            return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-        _, _, ids, _, _, codes, _ = self.chunks[0]
-        return codes, ids
-
     def query(
         self, qcodes: np.ndarray, qids: np.ndarray, *, max_pairs: int = 262_144, threads: int = 1,
         by_query: bool = False,
@@ -270,76 +259,6 @@ class MultiIndex:
         lo_id, hi_id = np.minimum(a, b), np.maximum(a, b)
         if lo_id.size:
             yield PairBatch(lo_id, hi_id, d)
-
-
-def save_merged(parts: Sequence[MultiIndex], folder: str | os.PathLike[str], *,
-                relabel: np.ndarray | None = None) -> None:
-    """Write the union of ``parts`` as one index that :meth:`MultiIndex.load` maps back, each id
-    ``i`` written as ``relabel[i]``.
-
-    Few queries against many blocks cost a probe per block each; against their union, one
-    (docs/benchmarks.md, "Reruns with run snapshots").  The union is written a part at a time:
-    each part's tables are already in bucket order, so its entries go to their places in the
-    union in one monotone scatter per chunk, and only one part is held at once.  A part of
-    another chunk layout is indexed again first (a small one: blocks of one size share theirs).
-    """
-    parts = [p for p in parts if p.size]
-    radius = parts[0].radius if parts else 0
-    if any(p.radius != radius for p in parts):
-        raise ValueError("cannot merge indexes of different radii")
-    total = sum(p.size for p in parts)
-    out = Path(folder)
-    if not total:
-        MultiIndex(np.zeros(0, np.uint64), np.zeros(0, np.int64), radius=radius).save(out)
-        return
-    layout = _layout(choose_chunks(total, radius))
-    parts = [_same_layout(p, layout, radius) for p in parts]
-    if len(parts) == 1:
-        (parts[0].relabel(relabel) if relabel is not None else parts[0]).save(out)
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    top = max(int(p.entries()[1].max()) for p in parts)
-    if relabel is not None:
-        top = int(np.asarray(relabel).max())
-    id_t = np.int32 if top < 2**31 - 1 else np.int64
-    off_t = np.int32 if total < 2**31 - 1 else np.int64
-    for k, (_, w) in enumerate(layout):
-        counts = np.zeros(1 << w, np.int64)
-        for part in parts:
-            counts += _bucket_sizes(part.chunks[k][3])
-        offsets = np.zeros((1 << w) + 1, off_t)
-        np.cumsum(counts, out=offsets[1:])
-        ids_out = np.lib.format.open_memmap(out / f"ids{k}.npy", mode="w+", dtype=id_t, shape=(total,))
-        codes_out = np.lib.format.open_memmap(out / f"codes{k}.npy", mode="w+", dtype=np.uint64, shape=(total,))
-        free = offsets[:-1].astype(np.int64)  # each bucket's next free place in the union
-        for part in parts:
-            _, _, ids, part_offsets, _, codes, _ = part.chunks[k]
-            part_start = np.asarray(part_offsets[:-1], np.int64)
-            part_counts = _bucket_sizes(part_offsets)
-            dest = np.repeat(free - part_start, part_counts) + np.arange(len(ids))
-            ids_out[dest] = np.asarray(relabel)[ids] if relabel is not None else ids
-            codes_out[dest] = codes
-            free += part_counts
-            del dest
-        ids_out.flush()
-        codes_out.flush()
-        del ids_out, codes_out
-        np.save(out / f"offsets{k}.npy", offsets)
-        np.save(out / f"nonempty{k}.npy", counts > 0)
-    meta = {"format": MIH_FORMAT, "radius": radius, "size": total, "chunks": [list(c) for c in layout]}
-    (out / "mih.json").write_text(json.dumps(meta))
-
-
-def _bucket_sizes(offsets: np.ndarray) -> np.ndarray:
-    bounds = np.asarray(offsets, np.int64)
-    return bounds[1:] - bounds[:-1]
-
-
-def _same_layout(part: MultiIndex, layout: list[tuple[int, int]], radius: int) -> MultiIndex:
-    if part.layout() == layout:
-        return part
-    codes, ids = part.entries()
-    return MultiIndex(np.asarray(codes), np.asarray(ids), radius=radius, n_chunks=len(layout))
 
 
 def brute_force_pairs(codes: np.ndarray, radius: int) -> set[tuple[int, int]]:

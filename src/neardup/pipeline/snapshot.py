@@ -7,13 +7,13 @@ Here both are kept as segments of ``.npy`` files, memory-mapped on the next run:
 
 - each segment holds the search columns of its rows (by digest: columns are a pure function of
   the features, so a segment stays valid whatever became of the run that wrote it), the window
-  multi-indexes the scan built for those rows merged into one (their ids relabelled to the
-  segment), and multi-indexes of the rows' full-frame and centre codes;
+  multi-indexes the scan built for those rows (their ids the writing run's rows, which the
+  segment lists), and multi-indexes of the rows' full-frame and centre codes;
 - a run loads the columns of the rows a segment holds from it, and only the rest from the
   store; its fresh codes query the saved frame, window and centre indexes of the old rows (a
   probe per code, where indexing the old rows anew would cost a query per old code), and the blocks
-  it builds (the fresh rows', and any old row no segment covers) become a new segment.  Blocks
-  are written to disk as the search hands them over, so none is held until the run ends.
+  it builds (the fresh rows', and any old row no segment covers) become a new segment.  Large
+  blocks are written to disk as the search hands them over, so none is held until the run ends.
 
 Segments accumulate one per run that finds something new; past :data:`MAX_SEGMENTS` the
 snapshot is dropped and the next run writes one segment of everything (its search builds every
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..candidates.mih import MultiIndex, PairBatch, save_merged
+from ..candidates.mih import MultiIndex, PairBatch
 from ..features.extract import FEATURE_VERSION
 from ..records import SearchColumns
 
@@ -48,7 +48,7 @@ MAX_SEGMENTS = 12
 KEEP_IN_MEMORY = 262_144
 #: snapshots kept per cache (one per set of roots and settings), the least recently used dropped
 KEEP_SNAPSHOTS = 4
-_COLUMNS = ("digests", "p64", "c64", "alt_rows", "alt_p64", "alt_c64", "low_info", "colourful", "aspect", "slot",
+_COLUMNS = ("run_rows", "digests", "p64", "c64", "alt_rows", "alt_p64", "alt_c64", "low_info", "colourful", "aspect", "slot",
             "windows", "windowed")
 
 
@@ -63,7 +63,7 @@ class _Segment:
             return np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r"))
 
         self.columns = {k: load(k) for k in _COLUMNS}
-        self.blocks = [folder / "windows"] if meta["windows"] else []
+        self.blocks = [folder / f"windows-{k:03d}" for k in range(int(meta["blocks"]))]
         self.centres = folder / "centres"
         self.frames = folder / "frames"
 
@@ -174,7 +174,8 @@ class RunSnapshot:
                      only: np.ndarray) -> Iterator[PairBatch]:
         """Pairs of ``codes`` (ids: this run's rows) with the saved crop windows of the rows
         ``only`` marks, as this run's rows: what indexing those rows' windows anew would give."""
-        yield from self._saved_pairs(lambda segment: segment.blocks, codes, ids, threads=threads, only=only)
+        yield from self._saved_pairs(lambda segment: segment.blocks, codes, ids, threads=threads, only=only,
+                                     by_run_row=True)
 
     def centre_pairs(self, codes: np.ndarray, ids: np.ndarray, *, threads: int, only: np.ndarray) -> Iterator[PairBatch]:
         """Pairs of ``codes`` with the saved centre codes (every orientation they may take) of
@@ -187,7 +188,9 @@ class RunSnapshot:
         yield from self._saved_pairs(lambda segment: [segment.frames], codes, ids, threads=threads, only=only)
 
     def _saved_pairs(self, indexes: Callable[[_Segment], list[Path]], codes: np.ndarray, ids: np.ndarray, *,
-                     threads: int, only: np.ndarray) -> Iterator[PairBatch]:
+                     threads: int, only: np.ndarray, by_run_row: bool = False) -> Iterator[PairBatch]:
+        """``by_run_row``: the indexes' ids are rows of the run that wrote the segment (its
+        window blocks, saved as the search built them), not the segment's own rows."""
         if self._where is None:
             return
         seg, local = self._where
@@ -199,7 +202,8 @@ class RunSnapshot:
                 continue
             for folder in indexes(segment):
                 for pb in MultiIndex.load(folder).query(codes, ids, threads=threads, by_query=True):
-                    a, b = pb.a, to_row[pb.b]
+                    held = np.searchsorted(segment.columns["run_rows"], pb.b) if by_run_row else pb.b
+                    a, b = pb.a, to_row[held]
                     ok = (b >= 0) & (a != b)
                     if ok.any():
                         a, b = a[ok], b[ok]
@@ -207,8 +211,8 @@ class RunSnapshot:
 
     # -- writing --------------------------------------------------------------------------
     def keep_block(self, index: MultiIndex, rows: np.ndarray) -> None:
-        """A window index the search built over ``rows``' windows, merged into the next segment
-        by :meth:`save`: a large one is written to disk now (the search drops it), so that the
+        """A window index the search built over ``rows``' windows, for the next segment
+        (:meth:`save`): a large one is written to disk now (the search drops it), so that the
         blocks of a whole collection are never held at once."""
         if index.size <= KEEP_IN_MEMORY:
             self._pending.append((index, np.asarray(rows, np.int64)))
@@ -257,18 +261,21 @@ class RunSnapshot:
         windowed = mine.low_info.copy()
         for _, blk in pending:
             windowed[pos[blk]] = True
-        columns = {name: getattr(mine, name) for name in _COLUMNS if name != "windowed"}
+        columns = {name: getattr(mine, name) for name in _COLUMNS if name not in ("windowed", "run_rows")}
         columns["windowed"] = windowed
+        columns["run_rows"] = rows
         for column, values in columns.items():
             np.save(part / f"{column}.npy", np.ascontiguousarray(values))
-        if pending:
-            save_merged([MultiIndex.load(b) if isinstance(b, Path) else b for b, _ in pending], part / "windows",
-                        relabel=pos)
+        for k, (block, _) in enumerate(pending):  # ids: this run's rows, as run_rows lists them
+            if isinstance(block, Path):
+                os.replace(block, part / f"windows-{k:03d}")
+            else:
+                block.save(part / f"windows-{k:03d}")
         local = np.concatenate([np.arange(len(rows), dtype=np.int64), mine.alt_rows])
         for kind, codes in (("centres", np.concatenate([mine.c64, mine.alt_c64])),
                             ("frames", np.concatenate([mine.p64, mine.alt_p64]))):
             MultiIndex(codes, local, radius=radius).save(part / kind)
-        (part / "segment.json").write_text(json.dumps({"rows": int(len(rows)), "windows": bool(pending)}))
+        (part / "segment.json").write_text(json.dumps({"rows": int(len(rows)), "blocks": len(pending)}))
         os.replace(part, self.folder / name)
         meta: dict[str, object] = {"format": SNAPSHOT_FORMAT, "features": FEATURE_VERSION,
                                    "segments": [*names, name]}
