@@ -3,11 +3,15 @@
     python3 benchmarks/incremental.py /tmp/devset/images [--share 0.01]
     python3 benchmarks/scale.py --n 100000 && python3 benchmarks/incremental.py /tmp/ndscale/v2-100000
     python3 benchmarks/incremental.py /tmp/ndscale/v2-100000 --profile /tmp/incprof   # + cProfile of both reruns
+    python3 benchmarks/incremental.py /tmp/ndscale/v2-100000 --passes   # + where the +1% run's search went
 
 The files (any tree) are hard-linked into a temporary folder, every ``1/share``-th one held back;
 ``neardup.scan`` runs in this process with a fresh cache, then again after the held-back files
 are linked in, then once more unchanged.  Prints the three wall times, the incremental run's
-share of the full run, and the per-stage seconds and counters of the incremental run.
+share of the full run, and the per-stage seconds and counters of the incremental run.  With
+``--passes``, also the +1% run's seconds in parts of its candidate search: indexes built in
+memory, the run snapshot's saved frame, centre and window indexes queried, and the snapshot's
+save (timers around those public methods; the rest of the stage is the in-memory queries).
 """
 
 from __future__ import annotations
@@ -18,9 +22,14 @@ import json
 import os
 import tempfile
 import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import neardup
+from neardup.candidates import MultiIndex
+from neardup.pipeline.snapshot import RunSnapshot
 
 
 def main() -> None:
@@ -29,6 +38,7 @@ def main() -> None:
     ap.add_argument("--share", type=float, default=0.01)
     ap.add_argument("--profile", type=Path, default=None,
                     help="also write cProfile stats of the incremental and the unchanged run here (inc.prof, same.prof)")
+    ap.add_argument("--passes", action="store_true", help="also time the +1%% run's candidate search by part")
     a = ap.parse_args()
     files = sorted(p for p in a.folder.rglob("*") if p.is_file())
     every = max(2, round(1 / a.share))
@@ -50,7 +60,10 @@ def main() -> None:
         full = time.perf_counter() - t
         for p in later:
             link(p)
+        passes = _Passes() if a.passes else None
         r, inc = _timed(imgs, cache, a.profile / "inc.prof" if a.profile else None)
+        if passes is not None:
+            passes.stop()
         _, same = _timed(imgs, cache, a.profile / "same.prof" if a.profile else None)
         snapshot = sum(f.stat().st_size for f in (cache / "runs").rglob("*") if f.is_file())
     print(f"full run, {len(files) - len(later):,} images: {full:.2f} s; +{len(later):,} new "
@@ -59,6 +72,8 @@ def main() -> None:
           f"{r.stats['reused_pairs']} pairs); unchanged rerun {same:.2f} s = {same / full:.1%}")
     print(json.dumps({name: st["seconds"] for name, st in r.stats["stages"].items()}))
     print(f"run snapshot on disk: {snapshot / 2**20:.0f} MiB ({snapshot / len(files):,.0f} bytes an image)")
+    if passes is not None:
+        print("+1% run's search by part (s):", json.dumps({k: round(v, 3) for k, v in passes.seconds.items()}))
 
 
 def _timed(imgs: Path, cache: Path, profile: Path | None) -> tuple[neardup.ScanResult, float]:
@@ -74,6 +89,62 @@ def _timed(imgs: Path, cache: Path, profile: Path | None) -> tuple[neardup.ScanR
         profile.parent.mkdir(parents=True, exist_ok=True)
         prof.dump_stats(profile)
     return r, wall
+
+
+class _Passes:
+    """Timers around parts of the search (see the module's docstring), installed until stop()."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.saving = False
+        self._saved: list[tuple[type, str, Any]] = []
+        for name in ("frame_pairs", "centre_pairs", "window_pairs"):
+            self._wrap_pass(name, f"saved {name.split('_')[0]} indexes queried")
+        passes = self
+        build, save = MultiIndex.__init__, RunSnapshot.save
+
+        def built(index: MultiIndex, *args: Any, **kw: Any) -> None:
+            t = time.perf_counter()
+            build(index, *args, **kw)
+            if not passes.saving:  # the snapshot's own indexes count as its save
+                passes.seconds["indexes built in memory"] += time.perf_counter() - t
+
+        def saved(snapshot: RunSnapshot, *args: Any, **kw: Any) -> None:
+            t, passes.saving = time.perf_counter(), True
+            try:
+                save(snapshot, *args, **kw)
+            finally:
+                passes.saving = False
+                passes.seconds["snapshot saved"] += time.perf_counter() - t
+
+        self._install(MultiIndex, "__init__", built)
+        self._install(RunSnapshot, "save", saved)
+
+    def _install(self, cls: type, name: str, wrapper: Callable[..., Any]) -> None:
+        self._saved.append((cls, name, getattr(cls, name)))
+        setattr(cls, name, wrapper)
+
+    def _wrap_pass(self, name: str, label: str) -> None:
+        original = getattr(RunSnapshot, name)
+        passes = self
+
+        def wrapper(*args: Any, **kw: Any) -> Iterator[Any]:
+            it = original(*args, **kw)
+            while True:  # the consumer's time between batches is not the pass's
+                t = time.perf_counter()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    passes.seconds[label] += time.perf_counter() - t
+                    return
+                passes.seconds[label] += time.perf_counter() - t
+                yield item
+
+        self._install(RunSnapshot, name, wrapper)
+
+    def stop(self) -> None:
+        for cls, name, original in reversed(self._saved):
+            setattr(cls, name, original)
 
 
 if __name__ == "__main__":
