@@ -53,7 +53,9 @@ _COLUMNS = ("run_rows", "digests", "p64", "c64", "alt_rows", "alt_p64", "alt_c64
 
 
 class _Segment:
-    """One saved segment, memory-mapped: its rows' columns (sorted by digest) and window indexes."""
+    """One saved segment, memory-mapped: its rows' columns (sorted by digest), their window
+    indexes (ids: the writing run's rows, ``run_rows``) and their frame and centre indexes (ids:
+    the segment's rows)."""
 
     def __init__(self, folder: Path) -> None:
         meta = json.loads((folder / "segment.json").read_text())
