@@ -158,7 +158,9 @@ def test_reference_blobs_keep_and_stay(tmp_path, monkeypatch):
         # every reference keeper marked for removal, a new file kept in its place
         keep = [next(m for m in g["members"] if m != g["keep"]) for g in groups]
         dec.write_text(json.dumps({"format": "neardup-decisions/1", "keep": keep, "remove": [g["keep"] for g in groups]}))
-        run = _cli("apply", str(res), "--decisions", str(dec), "--action", "quarantine", "--to", "az://lib/q", "--yes")
+        # a blob action writes its manifest in the working folder: the test's, not the checkout
+        run = _cli("apply", str(res), "--decisions", str(dec), "--action", "quarantine", "--to", "az://lib/q", "--yes",
+                   cwd=tmp_path)
         assert run.returncode == 0, run.stdout + run.stderr
         after = names()
         master = {k: v for k, v in before.items() if "/master/" in k}
