@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: Bump when any extractor changes its output: it is part of every cache key.
-FEATURE_VERSION = "nd-features-12"
+FEATURE_VERSION = "nd-features-13"
 #: the search codes stored with an image: its crop windows and tilted frames (features/windows.py),
 #: then its slot code (features/content.py; 0 when it is not framed)
 SEARCH_CODES = WINDOW_CODES + 1
@@ -277,6 +277,14 @@ def _hash_features(layout: np.ndarray, colour: np.ndarray) -> dict[str, np.ndarr
 CANVAS_STEP = 32
 
 
+def _mix(f: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``f[..., 0] * w0 + f[..., 1] * w1 + f[..., 2] * w2``, every pixel rounded alike."""
+    out = f[..., 0] * weights[0]
+    out += f[..., 1] * weights[1]
+    out += f[..., 2] * weights[2]
+    return out
+
+
 def _canvas(members: list[tuple[int, np.ndarray, bool]], shape: tuple[int, int],
             kept: np.ndarray, side: np.ndarray, layout: np.ndarray, colour: np.ndarray) -> None:
     """The pixel work for images padded onto one canvas size: luma and half-resolution chroma,
@@ -291,10 +299,12 @@ def _canvas(members: list[tuple[int, np.ndarray, bool]], shape: tuple[int, int],
         rgb[j, : a.shape[0], : a.shape[1]] = a
         hs[j], ws[j] = a.shape[:2]
     f = rgb.astype(np.float32)
-    luma = np.dot(f.reshape(-1, 3), _LUMA).reshape(m, H, W)
-    half = np.ascontiguousarray(f[:, ::2, ::2]).reshape(-1, 3)
-    chroma = np.stack([np.dot(half, _CHROMA[:, 0]), np.dot(half, _CHROMA[:, 1])]).reshape(2, m, H // 2, W // 2)
-    chroma = np.ascontiguousarray(chroma.transpose(1, 0, 2, 3))
+    # weighted sums written as ufuncs, not np.dot: a dot product's SIMD path (fused or not) can
+    # depend on where a pixel falls in the stack, and a last-bit difference may round a layout
+    # cell the other way, making an image's features depend on its batch
+    luma = _mix(f, _LUMA)
+    half = f[:, ::2, ::2]
+    chroma = np.stack([_mix(half, _CHROMA[:, 0]), _mix(half, _CHROMA[:, 1])], axis=1)
     ids = np.array([i for i, _, _ in members], dtype=np.int64)
     uniform, refs = outer_lines(luma, hs, ws)
     bounds = [(0, int(h), 0, int(w)) for h, w in zip(hs.tolist(), ws.tolist())]
