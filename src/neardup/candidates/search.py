@@ -40,7 +40,7 @@ class SavedIndexes(Protocol):
     def frame_pairs(self, codes: np.ndarray, ids: np.ndarray, *, threads: int,
                     only: np.ndarray) -> Iterator[PairBatch]: ...
 
-    def window_pairs(self, codes: np.ndarray, ids: np.ndarray, *, radius: int, threads: int,
+    def window_pairs(self, codes: np.ndarray, ids: np.ndarray, *, threads: int,
                      only: np.ndarray) -> Iterator[PairBatch]: ...
 
     def keep_block(self, index: MultiIndex, rows: np.ndarray) -> None: ...
@@ -204,7 +204,6 @@ class _Search:
             yield from self.queries(lambda codes, ids: index.query(codes, ids, threads=self.threads),
                                     old_rows[~centred[old_rows]], full_frame=False)
         if saved is not None:
-            yield from saved.window_pairs(fresh_codes, fresh_ids, radius=self.radius, threads=self.threads,
-                                          only=windowed)
+            yield from saved.window_pairs(fresh_codes, fresh_ids, threads=self.threads, only=windowed)
             self.told(int(windowed.sum()))
         yield from self.window_pass(old_rows[~windowed[old_rows]], fresh_codes, fresh_ids)

@@ -172,8 +172,7 @@ class RunSnapshot:
             return np.zeros(n, bool)
         return self._windowed
 
-    def window_pairs(self, codes: np.ndarray, ids: np.ndarray, *, radius: int, threads: int,
-                     only: np.ndarray) -> Iterator[PairBatch]:
+    def window_pairs(self, codes: np.ndarray, ids: np.ndarray, *, threads: int, only: np.ndarray) -> Iterator[PairBatch]:
         """Pairs of ``codes`` (ids: this run's rows) with the saved crop windows of the rows
         ``only`` marks, as this run's rows: what indexing those rows' windows anew would give."""
         yield from self._saved_pairs(lambda segment: segment.blocks, codes, ids, threads=threads, only=only,
