@@ -222,11 +222,13 @@ class MultiIndex:
             # probe masks in slices so that a hub bucket never materialises all at once
             mstep = max(1, min(len(masks), 1 << 14))
             for m0 in range(0, len(masks), mstep):
-                keys = qkey[:, None] ^ masks[None, m0 : m0 + mstep]
-                qrow, col = np.nonzero(nonempty[keys])
-                if qrow.size == 0:
+                width = min(mstep, len(masks) - m0)
+                keys = (qkey[:, None] ^ masks[None, m0 : m0 + width]).ravel()
+                probe = np.flatnonzero(nonempty[keys])  # most probes of a sparse table end here
+                if probe.size == 0:
                     continue
-                k = keys[qrow, col]
+                k = keys[probe]
+                qrow = probe // width
                 lo = offsets[k].astype(np.int64)
                 cnt = offsets[k + 1] - lo
                 # split so that one batch expands to at most ~max_pairs hits
@@ -239,20 +241,26 @@ class MultiIndex:
 
     def _expand(self, qc: np.ndarray, qi: np.ndarray, lo: np.ndarray, cnt: np.ndarray, qrow: np.ndarray,
                 sorted_ids: np.ndarray, sorted_codes: np.ndarray, by_query: bool) -> Iterator[PairBatch]:
-        total = int(cnt.sum())
-        if total == 0:
-            return
-        rep_q = np.repeat(qrow, cnt)
-        base = np.repeat(lo - np.cumsum(np.r_[0, cnt[:-1]]), cnt)
-        pos = base + np.arange(total)
+        # a bucket of one code (most, in a table about as large as its codes) is confirmed in
+        # place; only the larger buckets are spread into one position per code
+        many = np.flatnonzero(cnt > 1)
+        if len(many):
+            extra = cnt[many] - 1
+            rep = np.repeat(np.arange(len(many)), extra)
+            first = np.cumsum(extra) - extra
+            pos = np.concatenate([lo, lo[many][rep] + 1 + (np.arange(len(rep)) - first[rep])])
+            rep_q = np.concatenate([qrow, qrow[many][rep]])
+        else:
+            pos, rep_q = lo, qrow
         dist = _popcount64(qc[rep_q] ^ sorted_codes[pos])
-        keep = dist <= self.radius
+        keep = np.flatnonzero(dist <= self.radius)
+        if not keep.size:
+            return
         a = qi[rep_q[keep]]
         b = sorted_ids[pos[keep]].astype(np.int64)
         d = dist[keep]
         if by_query:
-            if a.size:
-                yield PairBatch(a, b, d)
+            yield PairBatch(a, b, d)
             return
         ne = a != b
         a, b, d = a[ne], b[ne], d[ne]
