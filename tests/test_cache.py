@@ -73,6 +73,30 @@ def test_older_cache_layout_is_rebuilt_not_fatal(tmp_path):
         assert c.integrity_ok()
 
 
+def test_an_older_layout_of_the_large_row_tables_is_replaced(tmp_path):
+    """Schema 6 kept features, embeddings and local features in WITHOUT ROWID tables; a cache of
+    that layout must come back with the rowid tables, not keep the old ones under the new version."""
+    import sqlite3
+
+    with FeatureCache(tmp_path):
+        pass
+    db = sqlite3.connect(tmp_path / "features.sqlite")
+    for table, key in (("embeddings", "model"), ("local", "version")):
+        db.execute(f"DROP TABLE {table}")
+        db.execute(f"CREATE TABLE {table} (digest BLOB NOT NULL, {key} TEXT NOT NULL, x BLOB NOT NULL, "
+                   f"PRIMARY KEY (digest, {key})) WITHOUT ROWID")
+    db.execute("UPDATE meta SET value='6' WHERE key='schema'")
+    db.commit()
+    db.close()
+    with FeatureCache(tmp_path) as c:
+        assert c.integrity_ok()
+    db = sqlite3.connect(tmp_path / "features.sqlite")
+    layouts = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type='table'").fetchall())
+    db.close()
+    for table in ("features", "embeddings", "local"):
+        assert "WITHOUT ROWID" not in layouts[table], table
+
+
 def test_crop_verdicts_are_cached_so_a_rerun_pays_no_crop_test(tmp_path, monkeypatch):
     from PIL import Image
 

@@ -40,7 +40,7 @@ from .thorough import embedding_candidates, index_model, prepare_rows, verify_em
 
 __all__ = ["Index", "QueryResult", "Match", "QueryMatches", "Added", "INDEX_FORMAT"]
 
-INDEX_FORMAT = "neardup-index/2"
+INDEX_FORMAT = "neardup-index/3"
 #: query frame codes up to which the collection's crop windows are compared one by one with
 #: them (a pass over the windows per code); above, the windows are indexed a block at a time and
 #: queried, as a scan does (benchmarks/index.py measures both)

@@ -16,13 +16,17 @@ from ..errors import CacheError
 
 __all__ = ["SCHEMA_VERSION", "SCHEMA", "default_cache_dir", "connect"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: bytes of the store read through a memory map: none.  Every mapped page a scan touches
 #: counts in its resident memory, so a map as large as the store makes a scan hold the store's
 #: size; through the page cache the scan ran no slower (benchmarks/stage_memory.py,
 #: docs/benchmarks.md "Memory at scale")
 MMAP_BYTES = 0
 
+#: the tables of large rows (features, embeddings, local features) are rowid tables with their
+#: key as a unique index, not WITHOUT ROWID: inserting a few-kB row at a random digest's place
+#: in a clustered b-tree rewrote pages all over the file (schema 7: benchmarks/cache_writes.py,
+#: docs/benchmarks.md "Store writes")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
@@ -55,13 +59,13 @@ CREATE TABLE IF NOT EXISTS features (
     d256 BLOB NOT NULL,
     sig BLOB NOT NULL,
     PRIMARY KEY (digest, version)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS embeddings (
     digest BLOB NOT NULL,
     model TEXT NOT NULL,
     vec BLOB NOT NULL,
     PRIMARY KEY (digest, model)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS crops (
     a BLOB NOT NULL,
     b BLOB NOT NULL,
@@ -116,7 +120,7 @@ CREATE TABLE IF NOT EXISTS local (
     version TEXT NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (digest, version)
-) WITHOUT ROWID;
+);
 """
 
 
@@ -157,6 +161,7 @@ def connect(directory: str | os.PathLike[str] | None) -> tuple[sqlite3.Connectio
         if row is not None and row[0] != str(SCHEMA_VERSION):
             # features are derived data: an older layout is rebuilt, never a reason to stop
             db.executescript("DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS features; "
+                             "DROP TABLE IF EXISTS embeddings; DROP TABLE IF EXISTS local; "
                              "DROP TABLE IF EXISTS run_contents; DROP TABLE IF EXISTS run_pairs;")
         db.executescript(SCHEMA)
         db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
