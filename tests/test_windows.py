@@ -187,3 +187,27 @@ def test_the_tilt_hypothesis_from_the_stored_codes_is_the_one_made_from_the_layo
     assert (stored.variant == made.variant).all() and (stored.b_tilted == made.b_tilted).all()
     assert (stored.view == made.view).all()
     assert np.array_equal(stored.view_a, made.view_a) and np.array_equal(stored.view_b, made.view_b)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_coarse_pass_scores_as_the_fft_correlation_does(seed):
+    """best_inside_coarse (direct, float32) must give the FFT correlation's best score on every
+    size of the grid: crops of a photo's layout (high scores, where the coarse bar decides) and
+    unrelated layouts, flat ones included (no template: -1)."""
+    rng = np.random.default_rng(seed)
+    photo = load_rgb(PHOTOS[seed % len(PHOTOS)]).convert("L")
+    big, small = [], []
+    for _ in range(40):
+        w, h = photo.size
+        cw, ch = int(w * rng.uniform(0.7, 1.0)), int(h * rng.uniform(0.7, 1.0))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        big.append(np.asarray(photo.resize((16, 16), Image.Resampling.BOX), np.float32))
+        small.append(np.asarray(photo.crop((x, y, x + cw, y + ch)).resize((16, 16), Image.Resampling.BOX), np.float32))
+    big.append(rng.uniform(0, 255, (16, 16)).astype(np.float32))
+    small.append(np.full((16, 16), 77.0, np.float32))
+    big, small = np.stack(big), np.stack(small)
+    sizes = [(round(16 * fy), round(16 * fx)) for fy in rules.CROP_SCALES for fx in rules.CROP_SCALES][:-1]
+    want = rules.best_inside_batch(big, small, sizes)
+    got = rules.best_inside_coarse(big, small, sizes)
+    assert want[:-1].max() > rules.COARSE_BAR  # the crops reach the bar: the comparison matters there
+    np.testing.assert_allclose(got, want, atol=1e-4)

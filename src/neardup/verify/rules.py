@@ -32,7 +32,7 @@ from ..records import Stage, Verified
 from .template import aligned_frame, shared_frame
 
 __all__ = ["VerifyParams", "Verified", "SeenPairs", "CropQueue", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
-           "best_inside_batch",
+           "best_inside_batch", "best_inside_coarse",
            "crop_aligned", "framed_crop", "crop_explains", "crop_variant", "crop_hypothesis", "crop_match", "CropMatch", "tilt_views", "TiltHypothesis", "tilt_accepted",
            "d256_distance"]
 
@@ -284,6 +284,39 @@ def best_inside_batch(big: np.ndarray, small: np.ndarray, sizes: list[tuple[int,
     return best
 
 
+def best_inside_coarse(big: np.ndarray, small: np.ndarray, sizes: list[tuple[int, int]]) -> np.ndarray:
+    """:func:`best_inside_batch` without placements, for the coarse pass's 16x16 layouts: each
+    template is correlated at its few offsets (at most 5x5) directly, in float32, which is
+    several times faster there than an FFT per template (benchmarks/crop_coarse.py); the
+    normalisation is the same, and the scores agree to ~1e-6, far inside what the coarse bar
+    decides."""
+    p, side, _ = big.shape
+    big32 = np.asarray(big, np.float32)
+    small32 = np.asarray(small, np.float32)
+    b64 = big32.astype(np.float64)
+    sat = np.zeros((p, side + 1, side + 1))
+    sat2 = np.zeros((p, side + 1, side + 1))
+    sat[:, 1:, 1:] = b64.cumsum(1).cumsum(2)
+    sat2[:, 1:, 1:] = (b64 * b64).cumsum(1).cumsum(2)
+    best = np.full(p, -1.0)
+    for th, tw in sizes:
+        t = _bilinear(side, th).astype(np.float32) @ small32 @ _bilinear(side, tw).T.astype(np.float32)
+        t -= t.mean(axis=(1, 2), keepdims=True)
+        tn = np.sqrt((t.astype(np.float64) ** 2).sum(axis=(1, 2)))
+        ny, nx = side - th + 1, side - tw + 1
+        num = np.empty((p, ny, nx))
+        for y in range(ny):
+            for x in range(nx):
+                num[:, y, x] = np.einsum("pij,pij->p", big32[:, y : y + th, x : x + tw], t)
+        ws = sat[:, th:, tw:] - sat[:, :-th, tw:] - sat[:, th:, :-tw] + sat[:, :-th, :-tw]
+        ws2 = sat2[:, th:, tw:] - sat2[:, :-th, tw:] - sat2[:, th:, :-tw] + sat2[:, :-th, :-tw]
+        den = np.sqrt(np.maximum(ws2 - ws * ws / (th * tw), 0.0)) * tn[:, None, None] + 1e-6
+        ncc = num / den
+        ncc[tn < 1e-3] = -1.0
+        best = np.maximum(best, ncc.reshape(p, -1).max(axis=1))
+    return best
+
+
 @dataclass(frozen=True, slots=True)
 class CropMatch:
     """The crop test's verdict on pairs, and where it placed each."""
@@ -400,7 +433,7 @@ def _match_all(a: np.ndarray, b: np.ndarray, scales: tuple[float, ...], pool: Ex
     small_a, small_b = _halved(a), _halved(b)
     side = small_a.shape[1]
     sizes = [t for t in _sizes(side, scales) if whole or t != (side, side)]
-    coarse = np.maximum(best_inside_batch(small_a, small_b, sizes), best_inside_batch(small_b, small_a, sizes))
+    coarse = np.maximum(best_inside_coarse(small_a, small_b, sizes), best_inside_coarse(small_b, small_a, sizes))
     go = np.flatnonzero(coarse >= COARSE_BAR)
     # a pair the coarse pass refuses is placed whole (it is refused; the placement only has to be one)
     whole_frame = np.tile(np.array([a.shape[1], a.shape[2], 0, 0], np.int64), (len(a), 1))
