@@ -1,7 +1,11 @@
 """Exact Hamming-radius search over 64-bit codes by multi-index hashing.
 
 Pigeonhole: split the 64 bits into ``m`` chunks; two codes within distance ``r`` agree to
-within ``r // m`` bits on at least one chunk.  Each chunk has a direct-address table (a CSR
+within ``r // m`` bits on at least one chunk.  A chunk takes every ``m``-th bit (bit ``i`` goes to
+chunk ``i % m``), not a run of neighbours: a code's bits follow its DCT coefficients in order, so
+a run of them is one band of frequencies, which pictures of one kind share (smooth pictures have
+a near-constant high band) and which then crowds a few buckets; interleaved, every chunk mixes
+all bands (docs/benchmarks.md "Interleaved chunks").  Each chunk has a direct-address table (a CSR
 offset array over the sorted chunk values), every query probes its chunk value with up to
 ``r // m`` bits flipped, and each hit is confirmed by a full popcount.  Nothing is skipped and
 nothing is capped: the result is exactly the brute-force set of pairs, streamed in bounded
@@ -10,6 +14,7 @@ batches so that a hub of look-alike codes costs time, never memory.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -25,7 +30,7 @@ import numpy as np
 __all__ = ["PairBatch", "MultiIndex", "choose_chunks", "brute_force_pairs", "MIH_FORMAT"]
 
 #: the layout :meth:`MultiIndex.save` writes
-MIH_FORMAT = "neardup-mih/2"
+MIH_FORMAT = "neardup-mih/3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +91,33 @@ def choose_chunks(n: int, radius: int) -> int:
     return best
 
 
-def _layout(m: int) -> list[tuple[int, int]]:
-    """(shift, width) of each of ``m`` chunks of a 64-bit code."""
-    widths = [64 // m + (1 if i < 64 % m else 0) for i in range(m)]
-    return [(sum(widths[:i]), w) for i, w in enumerate(widths)]
+def _widths(m: int) -> list[int]:
+    """Bits in each of ``m`` interleaved chunks of a 64-bit code: chunk ``c`` holds bits c, c+m, ..."""
+    return [len(range(c, 64, m)) for c in range(m)]
+
+
+@functools.lru_cache(maxsize=16)
+def _interleave_table(m: int) -> np.ndarray:
+    """(m, 8, 256) uint32: what byte ``j`` of a code, of value ``v``, puts in chunk ``c``'s key
+    (bit ``i = 8j + k`` goes to chunk ``i % m`` at place ``i // m``): a key is 8 table lookups."""
+    table = np.zeros((m, 8, 256), np.uint32)
+    value = np.arange(256, dtype=np.uint32)
+    for i in range(64):
+        j, k = divmod(i, 8)
+        table[i % m, j] |= ((value >> np.uint32(k)) & np.uint32(1)) << np.uint32(i // m)
+    return table
+
+
+def _chunk_key(code_bytes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """The chunk key of every code, from its (n, 8) little-endian bytes and its chunk's table."""
+    key = table[0][code_bytes[:, 0]]
+    for j in range(1, 8):
+        key |= table[j][code_bytes[:, j]]
+    return key
+
+
+def _code_bytes(codes: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(codes, dtype="<u8").view(np.uint8).reshape(-1, 8)
 
 
 class MultiIndex:
@@ -119,16 +147,19 @@ class MultiIndex:
         # per chunk: the CSR offsets (int32 keeps the table cache-friendly), a byte map of
         # non-empty buckets so that most probes stop at one small gather, and the codes in
         # bucket order so that confirming a hit reads memory in sequence
+        # per chunk: (its index, its width, ids, offsets, non-empty map, codes, probe masks)
         self.chunks: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         off_t = np.int32 if len(codes) < 2**31 - 1 else np.int64
-        for shift, w in _layout(m):
-            key = ((codes >> np.uint64(shift)) & np.uint64((1 << w) - 1)).astype(np.int64)
+        code_bytes = _code_bytes(codes)
+        table = _interleave_table(m)
+        for chunk, w in enumerate(_widths(m)):
+            key = _chunk_key(code_bytes, table[chunk]).astype(np.int64)
             order = _bucket_order(key, w)
             counts = np.bincount(key, minlength=1 << w)
             offsets = np.zeros((1 << w) + 1, dtype=off_t)
             np.cumsum(counts, out=offsets[1:])
             masks = _flip_masks(w, radius // m).astype(np.int32 if w < 31 else np.int64)
-            self.chunks.append((shift, w, ids[order].astype(id_t), offsets, counts > 0, codes[order], masks))
+            self.chunks.append((chunk, w, ids[order].astype(id_t), offsets, counts > 0, codes[order], masks))
             del key, order, counts
 
     def relabel(self, new_ids: np.ndarray) -> MultiIndex:
@@ -137,8 +168,8 @@ class MultiIndex:
         out.size, out.radius = self.size, self.radius
         new_ids = np.asarray(new_ids)
         id_t = np.int32 if not len(new_ids) or int(new_ids.max()) < 2**31 - 1 else np.int64
-        out.chunks = [(shift, w, new_ids[ids].astype(id_t), offsets, nonempty, codes, masks)
-                      for shift, w, ids, offsets, nonempty, codes, masks in self.chunks]
+        out.chunks = [(chunk, w, new_ids[ids].astype(id_t), offsets, nonempty, codes, masks)
+                      for chunk, w, ids, offsets, nonempty, codes, masks in self.chunks]
         return out
 
     def save(self, folder: str | os.PathLike[str]) -> None:
@@ -147,7 +178,7 @@ class MultiIndex:
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         meta = {"format": MIH_FORMAT, "radius": self.radius, "size": self.size,
-                "chunks": [[shift, w] for shift, w, *_ in self.chunks]}
+                "chunks": [[chunk, w] for chunk, w, *_ in self.chunks]}
         for k, (_, _, ids, offsets, nonempty, codes, _) in enumerate(self.chunks):
             np.save(out / f"ids{k}.npy", ids)
             np.save(out / f"offsets{k}.npy", offsets)
@@ -170,10 +201,10 @@ class MultiIndex:
             # a plain ndarray over the mapping: np.memmap's own indexing costs a Python call per gather
             return np.asarray(np.load(src / name, mmap_mode="r"))
 
-        for k, (shift, w) in enumerate(meta["chunks"]):
+        for k, (chunk, w) in enumerate(meta["chunks"]):
             offsets = mapped(f"offsets{k}.npy")
             masks = _flip_masks(w, self.radius // m).astype(np.int32 if w < 31 else np.int64)
-            self.chunks.append((int(shift), int(w), mapped(f"ids{k}.npy"), offsets, mapped(f"nonempty{k}.npy"),
+            self.chunks.append((int(chunk), int(w), mapped(f"ids{k}.npy"), offsets, mapped(f"nonempty{k}.npy"),
                                 mapped(f"codes{k}.npy"), masks))
         return self
 
@@ -217,8 +248,10 @@ class MultiIndex:
                 yield from window.popleft().result()
 
     def _query_block(self, qc: np.ndarray, qi: np.ndarray, max_pairs: int, by_query: bool) -> Iterator[PairBatch]:
-        for shift, w, sorted_ids, offsets, nonempty, sorted_codes, masks in self.chunks:
-            qkey = ((qc >> np.uint64(shift)) & np.uint64((1 << w) - 1)).astype(masks.dtype)
+        table = _interleave_table(len(self.chunks))
+        q_bytes = _code_bytes(qc)
+        for chunk, _, sorted_ids, offsets, nonempty, sorted_codes, masks in self.chunks:
+            qkey = _chunk_key(q_bytes, table[chunk]).astype(masks.dtype)
             # probe masks in slices so that a hub bucket never materialises all at once
             mstep = max(1, min(len(masks), 1 << 14))
             for m0 in range(0, len(masks), mstep):

@@ -40,7 +40,7 @@ __all__ = ["RunSnapshot", "SNAPSHOT_FORMAT", "MAX_SEGMENTS", "KEEP_SNAPSHOTS"]
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_FORMAT = "neardup-run-snapshot/3"
+SNAPSHOT_FORMAT = "neardup-run-snapshot/4"
 #: segments a snapshot may gather (one per run with new contents) before it is written anew
 MAX_SEGMENTS = 12
 #: window codes of a block the search hands over that is kept in memory until the run's end (an
