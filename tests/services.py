@@ -124,14 +124,20 @@ class MotoServer(_Child):
         return f"http://127.0.0.1:{self.port}"
 
 
+def dask_command() -> str | None:
+    """The ``dask`` command beside this interpreter first: a venv's tools need no activated PATH."""
+    return shutil.which("dask", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+
+
 class DaskScheduler(_Child):
     ready_text = "Scheduler at:"
 
     def __init__(self) -> None:
-        if shutil.which("dask") is None:
+        dask = dask_command()
+        if dask is None:
             _missing("dask[distributed]")
         self.port = free_port()
-        super().__init__(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
+        super().__init__([dask, "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
                           "--dashboard-address", ":0", "--no-show"])
 
     @property
@@ -145,7 +151,7 @@ class DaskWorker(_Child):
     ready_text = "Registered to:"
 
     def __init__(self, address: str) -> None:
-        super().__init__(["dask", "worker", address, "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1",
+        super().__init__([dask_command() or "dask", "worker", address, "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1",
                           "--no-dashboard"])
 
     def kill(self) -> None:
