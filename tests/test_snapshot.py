@@ -3,6 +3,8 @@ window indexes from memory-mapped files, and must find exactly what it would wit
 
 from __future__ import annotations
 
+import shutil
+
 import tempfile
 from pathlib import Path
 from unittest import mock
@@ -150,6 +152,25 @@ def test_a_rerun_reads_the_snapshot_and_finds_what_a_cold_scan_finds(tmp_path):
         assert snap.covered(len(from_store.digests)).all()
     for field in SearchColumns.__dataclass_fields__:
         assert np.array_equal(getattr(from_snapshot, field), getattr(from_store, field)), field
+
+
+def test_an_unchanged_rerun_without_a_snapshot_writes_one(tmp_path):
+    """A snapshot lost (or of an older format, after an upgrade) must not leave every later
+    unchanged rerun reading its columns from the store: the first such rerun writes it again."""
+    root, cache, runs, _ = _first_run(tmp_path)
+    shutil.rmtree(runs)
+    again = neardup.scan([str(root)], cache=cache, workers=1)
+    assert again.stats["searched_contents"] == 0
+    (rewritten,) = (cache / "runs").iterdir()
+    with FeatureCache(cache) as fc:
+        fc.start_run()
+        from neardup.config import ScanOptions
+        from neardup.pipeline.ingest import ingest
+
+        ingest([str(root)], fc, ScanOptions(workers=1), None, lambda *a: None, lambda: None)
+        snap = RunSnapshot(rewritten)
+        n = len(load_search_columns(fc, snap).digests)
+    assert snap.covered(n).all()
 
 
 def test_a_damaged_or_foreign_snapshot_is_ignored(tmp_path):

@@ -118,6 +118,8 @@ def find_pairs(cols: SearchColumns, fc: FeatureCache, access: RowAccess, paths: 
     new_rows = np.flatnonzero(fresh)
     found.searched = int(len(new_rows)) if n > 1 else 0
     if n < 2 or not len(new_rows):
+        if snapshot is not None and n:  # an unchanged rerun whose snapshot was lost or of an older
+            snapshot.save(cols, radius=opts.radius)  # format keeps the columns, or each rerun reads the store
         return found
     n_queries = int(len(new_rows)) + (int(n - len(new_rows)) if len(new_rows) < n else 0)
 
