@@ -22,6 +22,7 @@ block anyway).  A snapshot of another features version, or a damaged one, is ign
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -258,7 +259,9 @@ class RunSnapshot:
         part.mkdir()
         pos = np.full(len(cols.digests) + 1, -1, np.int64)  # this run's rows -> the segment's
         pos[rows] = np.arange(len(rows))
-        mine = cols.take(rows)
+        # the window codes (744 bytes a row) are written a chunk of rows at a time, not copied
+        # whole with the other columns: at 1M rows that copy was the candidate stage's peak
+        mine = dataclasses.replace(cols, windows=np.zeros((0, 0), np.uint64)).take(rows)
         windowed = mine.low_info.copy()
         for _, blk in pending:
             windowed[pos[blk]] = True
@@ -266,7 +269,10 @@ class RunSnapshot:
         columns["windowed"] = windowed
         columns["run_rows"] = rows
         for column, values in columns.items():
-            np.save(part / f"{column}.npy", np.ascontiguousarray(values))
+            if column == "windows":
+                _save_rows(part / "windows.npy", cols.windows, rows, len(cols.digests))
+            else:
+                np.save(part / f"{column}.npy", np.ascontiguousarray(values))
         for k, (block, _) in enumerate(pending):  # ids: this run's rows, as run_rows lists them
             if isinstance(block, Path):
                 os.replace(block, part / f"windows-{k:03d}")
@@ -287,6 +293,22 @@ class RunSnapshot:
             if old.is_dir() and old.name not in (*names, name):
                 shutil.rmtree(old, ignore_errors=True)
         _drop_least_used(self.folder.parent)
+
+
+def _save_rows(path: Path, values: np.ndarray, rows: np.ndarray, n: int, *, step: int = 65_536) -> None:
+    """``values[rows]`` as a ``.npy`` file, gathered and written ``step`` rows at a time (a
+    column without a row for each of the run's ``n`` rows, which :meth:`SearchColumns.take`
+    leaves as it is, is written whole)."""
+    values = np.asarray(values)
+    if values.ndim != 2 or len(values) != n:
+        np.save(path, np.ascontiguousarray(values))
+        return
+    header = {"descr": np.lib.format.dtype_to_descr(values.dtype), "fortran_order": False,
+              "shape": (len(rows), values.shape[1])}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for s in range(0, len(rows), step):
+            np.ascontiguousarray(values[rows[s : s + step]]).tofile(f)
 
 
 def _drop_least_used(runs: Path) -> None:
