@@ -4,7 +4,6 @@ window indexes from memory-mapped files, and must find exactly what it would wit
 from __future__ import annotations
 
 import shutil
-
 import tempfile
 from pathlib import Path
 from unittest import mock

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..features.content import SLOT_MAX, slot_distance
 from ..records import SearchColumns
+from ..spill import release_pages
 from .mih import MultiIndex, PairBatch
 
 __all__ = ["candidate_batches", "SEARCH_BLOCK", "WINDOW_BLOCK", "keep_alike_slots", "SavedIndexes",
@@ -84,7 +85,9 @@ def window_blocks(windows: np.ndarray, rows: np.ndarray) -> Iterator[tuple[np.nd
     step = max(1, WINDOW_BLOCK // max(per, 1))
     for s in range(0, len(rows), step):
         blk = rows[s : s + step]
-        yield np.asarray(windows[blk]).ravel(), np.repeat(blk, per), blk
+        codes = np.asarray(windows[blk]).ravel()
+        release_pages(windows)  # a file mapping's pages go once the block is copied out
+        yield codes, np.repeat(blk, per), blk
 
 
 def keep_alike_slots(batch: PairBatch, slot_a: np.ndarray, slot_b: np.ndarray) -> PairBatch:

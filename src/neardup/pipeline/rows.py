@@ -1,7 +1,10 @@
-"""The run's distinct contents as rows: their search columns in memory, everything else read
-from the store a batch of rows at a time."""
+"""The run's distinct contents as rows: their search columns in memory (the window codes in a
+file mapping past :data:`~neardup.spill.SPILL_BYTES`), everything else read from the store a
+batch of rows at a time."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -9,6 +12,7 @@ from ..errors import CacheError
 from ..features.extract import FEATURE_VERSION, SEARCH_CODES, is_low_info
 from ..features.quality import COLOURFUL, QUALITY_FIELDS
 from ..records import SearchColumns
+from ..spill import release_pages, spilled_zeros
 from ..store import CropRow, FeatureCache
 from .snapshot import RunSnapshot
 
@@ -25,18 +29,19 @@ def load_search_columns(fc: FeatureCache, snapshot: RunSnapshot | None = None) -
     digests, counts = fc.run_contents()
     n = len(digests)
     seg, local = snapshot.locate(digests) if snapshot is not None else (np.full(n, -1), np.full(n, -1))
-    saved = snapshot.gather(seg, local) if snapshot is not None and (seg >= 0).any() else None
+    from_snapshot = snapshot is not None and bool((seg >= 0).any())
     missing = np.flatnonzero(seg < 0)
-    width = saved["windows"].shape[1] if saved is not None and saved["windows"].ndim == 2 else SEARCH_CODES - 1
+    width = snapshot.window_width() if snapshot is not None and from_snapshot else SEARCH_CODES - 1
     p64, c64, slot = np.zeros(n, np.uint64), np.zeros(n, np.uint64), np.zeros(n, np.uint64)
     low, colourful, aspect = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, np.float32)
-    windows = np.zeros((n, width), np.uint64)
+    # the largest column by far: in a file past SPILL_BYTES, its pages dropped after each pass
+    windows = spilled_zeros((n, width), np.uint64, folder=None if fc.path == ":memory:" else Path(fc.path).parent)
     alts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    if saved is not None:
+    if snapshot is not None and from_snapshot:
+        saved = snapshot.gather(seg, local, windows=windows)
         rows = saved["rows"]
         p64[rows], c64[rows], slot[rows] = saved["p64"], saved["c64"], saved["slot"]
         low[rows], colourful[rows], aspect[rows] = saved["low_info"], saved["colourful"], saved["aspect"]
-        windows[rows] = saved["windows"]
         alts.append((saved["alt_rows"], saved["alt_p64"], saved["alt_c64"]))
         del saved
     done = 0
@@ -59,6 +64,7 @@ def load_search_columns(fc: FeatureCache, snapshot: RunSnapshot | None = None) -
         aspect[want] = (c["width"].astype(np.float64) / np.maximum(c["height"].astype(np.float64), 1.0))
         # crop windows and tilted frames, made by the extractor; the slot code after them
         windows[want] = c["windows"][:, :-1]
+        release_pages(windows)
         slot[want] = c["windows"][:, -1]
         done += k
     if done != len(missing):

@@ -18,6 +18,7 @@ from ..config import Progress, ScanOptions
 from ..features.extract import FEATURE_VERSION
 from ..features.windows import WINDOW_CODES, WINDOWS
 from ..records import SearchColumns, Verified
+from ..spill import CHUNK_ROWS, release_pages
 from ..store import FeatureCache
 from ..verify.rules import CropQueue, SeenPairs, VerifyParams, verify_batch
 from .rows import RowAccess, member
@@ -58,7 +59,13 @@ def stored_tilt_codes(cols: SearchColumns) -> np.ndarray | None:
     w = cols.windows
     if w.ndim != 2 or w.shape[0] != len(cols.p64) or w.shape[1] != WINDOW_CODES:
         return None
-    return w[:, len(WINDOWS) :]
+    # a copy (12 of the 92 codes a row): the verification reads rows at random, which would
+    # bring every page of a file-mapped window column back into memory
+    tilts = np.empty((len(w), WINDOW_CODES - len(WINDOWS)), w.dtype)
+    for s in range(0, len(w), CHUNK_ROWS):
+        tilts[s : s + CHUNK_ROWS] = w[s : s + CHUNK_ROWS, len(WINDOWS) :]
+        release_pages(w)
+    return tilts
 
 
 class _Verifier:

@@ -36,6 +36,7 @@ import numpy as np
 from ..candidates.mih import MultiIndex, PairBatch
 from ..features.extract import FEATURE_VERSION
 from ..records import SearchColumns
+from ..spill import CHUNK_ROWS, release_pages
 
 __all__ = ["RunSnapshot", "SNAPSHOT_FORMAT", "MAX_SEGMENTS", "KEEP_SNAPSHOTS"]
 
@@ -131,12 +132,21 @@ class RunSnapshot:
         self._windowed = windowed
         return seg, local
 
-    def gather(self, seg: np.ndarray, local: np.ndarray) -> dict[str, np.ndarray]:
-        """The columns of the rows ``seg >= 0`` (in row order), alternatives with their rows."""
+    def window_width(self) -> int:
+        """Window and tilt codes a row in this snapshot's segments (0 without segments)."""
+        w = self.segments[0].columns["windows"] if self.segments else None
+        return int(w.shape[1]) if w is not None and w.ndim == 2 else 0
+
+    def gather(self, seg: np.ndarray, local: np.ndarray, *, windows: np.ndarray | None = None
+               ) -> dict[str, np.ndarray]:
+        """The columns of the rows ``seg >= 0`` (in row order), alternatives with their rows.
+        With ``windows`` ((n, W), the run's rows), the window codes are copied into it a chunk
+        of rows at a time instead (:func:`~neardup.spill.release_pages` after each: it may be
+        a file mapping)."""
         rows = np.flatnonzero(seg >= 0)
         first = self.segments[int(seg[rows[0]])].columns if len(rows) else None
         out: dict[str, np.ndarray] = {}
-        for name in ("p64", "c64", "low_info", "colourful", "aspect", "slot", "windows"):
+        for name in ("p64", "c64", "low_info", "colourful", "aspect", "slot", *(() if windows is not None else ("windows",))):
             shape = (len(rows), *first[name].shape[1:]) if first is not None else (0,)
             out[name] = np.empty(shape, first[name].dtype if first is not None else np.uint64)
         alt_rows, alt_p64, alt_c64 = [], [], []
@@ -147,6 +157,10 @@ class RunSnapshot:
             mine = local[rows[pick]]
             for name in out:
                 out[name][pick] = segment.columns[name][mine]
+            if windows is not None:
+                for c in range(0, len(pick), CHUNK_ROWS):
+                    windows[rows[pick[c : c + CHUNK_ROWS]]] = segment.columns["windows"][mine[c : c + CHUNK_ROWS]]
+                    release_pages(windows)
             to_row = np.full(len(segment), -1, np.int64)
             to_row[mine] = rows[pick]
             alt = to_row[segment.columns["alt_rows"]]
@@ -295,7 +309,7 @@ class RunSnapshot:
         _drop_least_used(self.folder.parent)
 
 
-def _save_rows(path: Path, values: np.ndarray, rows: np.ndarray, n: int, *, step: int = 65_536) -> None:
+def _save_rows(path: Path, values: np.ndarray, rows: np.ndarray, n: int, *, step: int = CHUNK_ROWS) -> None:
     """``values[rows]`` as a ``.npy`` file, gathered and written ``step`` rows at a time (a
     column without a row for each of the run's ``n`` rows, which :meth:`SearchColumns.take`
     leaves as it is, is written whole)."""
@@ -309,6 +323,7 @@ def _save_rows(path: Path, values: np.ndarray, rows: np.ndarray, n: int, *, step
         np.lib.format.write_array_header_1_0(f, header)
         for s in range(0, len(rows), step):
             np.ascontiguousarray(values[rows[s : s + step]]).tofile(f)
+            release_pages(values)
 
 
 def _drop_least_used(runs: Path) -> None:

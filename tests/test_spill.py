@@ -1,0 +1,96 @@
+"""The window codes spilled to a file mapping (neardup.spill): the same data, the same scan."""
+
+from __future__ import annotations
+
+import mmap
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import ImageOps
+
+import neardup
+from neardup import spill
+from neardup.config import ScanOptions
+from neardup.pipeline.ingest import ingest
+from neardup.pipeline.rows import load_search_columns
+from neardup.spill import release_pages, spilled_zeros
+from neardup.store import FeatureCache
+
+from .conftest import PHOTOS, encode, load_rgb
+
+
+def _mapped(arr: np.ndarray) -> bool:
+    base: object = arr
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    return isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_small_columns_stay_ordinary_arrays():
+    assert not _mapped(spilled_zeros((1000, 92), np.uint64))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_a_spilled_column_keeps_its_data_and_gives_its_pages_back():
+    rows = spill.SPILL_BYTES // (92 * 8) + 30_000  # past the threshold: a file mapping
+    a = spilled_zeros((rows, 92), np.uint64)
+    assert _mapped(a) and a.flags.writeable and not a.any()
+    pattern = np.arange(rows * 92, dtype=np.uint64).reshape(rows, 92)
+    release_pages(a)  # what reading it for zeros brought in
+    before = _rss_mb()
+    a[:] = pattern
+    filled = _rss_mb()
+    release_pages(a[10:20])  # any view of it
+    after = _rss_mb()
+    size_mb = a.nbytes / 2**20
+    assert filled - before > 0.8 * size_mb
+    assert after < before + 0.2 * size_mb
+    assert np.array_equal(a, pattern)  # read back from the file, not zeros
+    release_pages(pattern)  # an ordinary array: nothing happens
+    assert np.array_equal(a[::7], pattern[::7])
+
+
+def _corpus(root: Path) -> dict[str, bytes]:
+    """Photos, mirrors and (returned, to add later) corner crops: the crops need the windows."""
+    root.mkdir()
+    later = {}
+    for p in PHOTOS:
+        im = load_rgb(p)
+        w, h = im.size
+        (root / f"{p.stem}.jpg").write_bytes(encode(im, quality=92))
+        (root / f"{p.stem}_mirror.jpg").write_bytes(encode(ImageOps.mirror(im), quality=88))
+        later[f"{p.stem}_corner.jpg"] = encode(im.crop((w * 15 // 100, 0, w, h * 80 // 100)), quality=88)
+    return later
+
+
+def _groups(res: neardup.ScanResult) -> list[tuple[str, list[str]]]:
+    return sorted((g.keep, sorted(g.members)) for g in res.groups)
+
+
+def test_a_scan_with_spilled_windows_finds_what_one_in_memory_finds(tmp_path, monkeypatch):
+    root = tmp_path / "files"
+    later = _corpus(root)
+    in_memory = neardup.scan([str(root)], cache=tmp_path / "a", workers=1)
+    monkeypatch.setattr(spill, "SPILL_BYTES", 0)
+    with FeatureCache(tmp_path / "a") as fc:  # the window column is a file mapping now
+        fc.start_run()
+        ingest([str(root)], fc, ScanOptions(workers=1), None, lambda *a: None, lambda: None)
+        assert _mapped(load_search_columns(fc).windows)
+    spilled = neardup.scan([str(root)], cache=tmp_path / "b", workers=1)
+    assert _groups(spilled) == _groups(in_memory)
+    for name, data in later.items():
+        (root / name).write_bytes(data)
+    again = neardup.scan([str(root)], cache=tmp_path / "b", workers=1)  # columns and windows from the snapshot
+    monkeypatch.setattr(spill, "SPILL_BYTES", 64 * 2**20)
+    cold = neardup.scan([str(root)], cache=None, workers=1)
+    assert sum(any("_corner" in m for m in g.members) for g in cold.groups) >= 3
+    assert _groups(again) == _groups(cold)
