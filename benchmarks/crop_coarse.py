@@ -1,4 +1,4 @@
-"""The crop test's coarse pass: FFT correlation (float64) against direct correlation (float32).
+"""The crop test's coarse pass: FFT correlation against direct correlation (both float64).
 
     python3 benchmarks/crop_coarse.py [--pairs 4096]
 

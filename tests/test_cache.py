@@ -75,7 +75,8 @@ def test_older_cache_layout_is_rebuilt_not_fatal(tmp_path):
 
 def test_an_older_layout_of_the_large_row_tables_is_replaced(tmp_path):
     """Schema 6 kept features, embeddings and local features in WITHOUT ROWID tables; a cache of
-    that layout must come back with the rowid tables, not keep the old ones under the new version."""
+    that layout must come back with the rowid tables, not keep the old ones under the new version,
+    and with its embeddings and local features moved across, not computed again."""
     import sqlite3
 
     with FeatureCache(tmp_path):
@@ -85,6 +86,7 @@ def test_an_older_layout_of_the_large_row_tables_is_replaced(tmp_path):
         db.execute(f"DROP TABLE {table}")
         db.execute(f"CREATE TABLE {table} (digest BLOB NOT NULL, {key} TEXT NOT NULL, x BLOB NOT NULL, "
                    f"PRIMARY KEY (digest, {key})) WITHOUT ROWID")
+        db.execute(f"INSERT INTO {table} VALUES (?, 'k', ?)", (b"d" * 16, table.encode()))
     db.execute("UPDATE meta SET value='6' WHERE key='schema'")
     db.commit()
     db.close()
@@ -95,6 +97,11 @@ def test_an_older_layout_of_the_large_row_tables_is_replaced(tmp_path):
     db.close()
     for table in ("features", "embeddings", "local"):
         assert "WITHOUT ROWID" not in layouts[table], table
+    assert not any(name.endswith("_old") for name in layouts)
+    db = sqlite3.connect(tmp_path / "features.sqlite")
+    for table in ("embeddings", "local"):  # dear to compute and valid across features versions: kept
+        assert db.execute(f"SELECT * FROM {table}").fetchall() == [(b"d" * 16, "k", table.encode())], table
+    db.close()
 
 
 def test_crop_verdicts_are_cached_so_a_rerun_pays_no_crop_test(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ page cache, which the system reclaims as it needs (docs/benchmarks.md, "A millio
 
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import tempfile
@@ -16,6 +17,8 @@ import tempfile
 import numpy as np
 
 __all__ = ["SPILL_BYTES", "CHUNK_ROWS", "spilled_zeros", "release_pages"]
+
+logger = logging.getLogger(__name__)
 
 #: arrays up to this size are ordinary ones: a file mapping saves nothing worth its page faults
 SPILL_BYTES = 64 * 2**20
@@ -31,15 +34,27 @@ def spilled_zeros(shape: tuple[int, ...], dtype: np.dtype | type, *, folder: str
     size = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
     if size <= SPILL_BYTES:
         return np.zeros(shape, dt)
-    with tempfile.TemporaryFile(dir=folder) as f:  # unlinked: nothing is left behind, even by a crash
-        f.truncate(size)
-        mapped = mmap.mmap(f.fileno(), size)
+    try:
+        with tempfile.TemporaryFile(dir=folder) as f:  # unlinked: nothing is left behind, even by a crash
+            if hasattr(os, "posix_fallocate"):
+                # the blocks are reserved now: a full disk is an error here, not a SIGBUS when a
+                # page of the mapping is first written
+                os.posix_fallocate(f.fileno(), 0, size)
+            else:  # pragma: no cover - platforms without posix_fallocate
+                f.truncate(size)
+            mapped = mmap.mmap(f.fileno(), size)
+    except OSError as e:  # no room for the file: held in memory, as before there was a file
+        logger.warning("could not spill %d MB to %s (%s); holding it in memory", size >> 20,
+                       folder or tempfile.gettempdir(), e)
+        return np.zeros(shape, dt)
     return np.frombuffer(mapped, dt).reshape(shape)
 
 
 def release_pages(arr: np.ndarray) -> None:
     """Drop the pages of the file mapping behind ``arr`` (any view of a :func:`spilled_zeros`
-    array) from this process's memory; the data stays in the file.  A no-op for other arrays."""
+    array, or of a read-only ``np.load(..., mmap_mode="r")``) from this process's memory; the
+    data stays in the file and is read back on the next touch.  A no-op for an array that no
+    mapping backs.  Never for a copy-on-write mapping (``mmap_mode="c"``): its changes would go."""
     base: object = arr
     while isinstance(base, np.ndarray) and base.base is not None:
         base = base.base

@@ -105,6 +105,7 @@ def _interleave_table(m: int) -> np.ndarray:
     for i in range(64):
         j, k = divmod(i, 8)
         table[i % m, j] |= ((value >> np.uint32(k)) & np.uint32(1)) << np.uint32(i // m)
+    table.flags.writeable = False  # shared by every caller through the cache
     return table
 
 
@@ -117,6 +118,7 @@ def _chunk_key(code_bytes: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 
 def _code_bytes(codes: np.ndarray) -> np.ndarray:
+    """(n, 8) bytes of each code, least significant first, whatever the machine's byte order."""
     return np.ascontiguousarray(codes, dtype="<u8").view(np.uint8).reshape(-1, 8)
 
 
@@ -144,10 +146,10 @@ class MultiIndex:
         self.size = len(codes)
         self.radius = radius
         m = n_chunks or choose_chunks(len(codes), radius)
-        # per chunk: the CSR offsets (int32 keeps the table cache-friendly), a byte map of
-        # non-empty buckets so that most probes stop at one small gather, and the codes in
-        # bucket order so that confirming a hit reads memory in sequence
-        # per chunk: (its index, its width, ids, offsets, non-empty map, codes, probe masks)
+        # per chunk: (its index, its width, ids, offsets, non-empty map, codes, probe masks): the
+        # CSR offsets (int32 keeps the table cache-friendly), a byte map of non-empty buckets so
+        # that most probes stop at one small gather, and the codes in bucket order so that
+        # confirming a hit reads memory in sequence
         self.chunks: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         off_t = np.int32 if len(codes) < 2**31 - 1 else np.int64
         code_bytes = _code_bytes(codes)

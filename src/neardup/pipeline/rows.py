@@ -31,7 +31,7 @@ def load_search_columns(fc: FeatureCache, snapshot: RunSnapshot | None = None) -
     seg, local = snapshot.locate(digests) if snapshot is not None else (np.full(n, -1), np.full(n, -1))
     from_snapshot = snapshot is not None and bool((seg >= 0).any())
     missing = np.flatnonzero(seg < 0)
-    width = snapshot.window_width() if snapshot is not None and from_snapshot else SEARCH_CODES - 1
+    width = (snapshot.window_width() if snapshot is not None and from_snapshot else 0) or SEARCH_CODES - 1
     p64, c64, slot = np.zeros(n, np.uint64), np.zeros(n, np.uint64), np.zeros(n, np.uint64)
     low, colourful, aspect = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, np.float32)
     # the largest column by far: in a file past SPILL_BYTES, its pages dropped after each pass

@@ -146,7 +146,8 @@ class RunSnapshot:
         rows = np.flatnonzero(seg >= 0)
         first = self.segments[int(seg[rows[0]])].columns if len(rows) else None
         out: dict[str, np.ndarray] = {}
-        for name in ("p64", "c64", "low_info", "colourful", "aspect", "slot", *(() if windows is not None else ("windows",))):
+        names = ("p64", "c64", "low_info", "colourful", "aspect", "slot", *(() if windows is not None else ("windows",)))
+        for name in names:
             shape = (len(rows), *first[name].shape[1:]) if first is not None else (0,)
             out[name] = np.empty(shape, first[name].dtype if first is not None else np.uint64)
         alt_rows, alt_p64, alt_c64 = [], [], []
@@ -158,9 +159,11 @@ class RunSnapshot:
             for name in out:
                 out[name][pick] = segment.columns[name][mine]
             if windows is not None:
+                source = segment.columns["windows"]
                 for c in range(0, len(pick), CHUNK_ROWS):
-                    windows[rows[pick[c : c + CHUNK_ROWS]]] = segment.columns["windows"][mine[c : c + CHUNK_ROWS]]
+                    windows[rows[pick[c : c + CHUNK_ROWS]]] = source[mine[c : c + CHUNK_ROWS]]
                     release_pages(windows)
+                    release_pages(source)  # the segment's file, mapped read-only
             to_row = np.full(len(segment), -1, np.int64)
             to_row[mine] = rows[pick]
             alt = to_row[segment.columns["alt_rows"]]

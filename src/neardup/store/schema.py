@@ -158,13 +158,34 @@ def connect(directory: str | os.PathLike[str] | None) -> tuple[sqlite3.Connectio
         db.execute("PRAGMA cache_size=-65536")
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        kept: list[str] = []
         if row is not None and row[0] != str(SCHEMA_VERSION):
-            # features are derived data: an older layout is rebuilt, never a reason to stop
+            # features are derived data: an older layout is rebuilt, never a reason to stop; the
+            # embeddings and local features (dear, and valid whatever the features version) are
+            # moved into tables of the current layout
             db.executescript("DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS features; "
-                             "DROP TABLE IF EXISTS embeddings; DROP TABLE IF EXISTS local; "
                              "DROP TABLE IF EXISTS run_contents; DROP TABLE IF EXISTS run_pairs;")
+            kept = _set_aside(db, ("embeddings", "local"))
         db.executescript(SCHEMA)
+        for table in kept:
+            with db:
+                db.execute("BEGIN")
+                db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM {table}_old")
+                db.execute(f"DROP TABLE {table}_old")
         db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
     except sqlite3.DatabaseError as e:
         raise CacheError(f"cannot open the feature cache {target}: {e}; delete it or pass another --cache DIR") from None
     return db, target
+
+
+def _set_aside(db: sqlite3.Connection, tables: tuple[str, ...]) -> list[str]:
+    """Rename those of ``tables`` whose layout is not the current one's to ``NAME_old`` (their
+    rows are copied into the new tables once they exist); returns the renamed ones."""
+    layouts = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type='table'").fetchall())
+    moved = []
+    for table in tables:
+        if table in layouts and "WITHOUT ROWID" in (layouts[table] or ""):
+            db.execute(f"DROP TABLE IF EXISTS {table}_old")
+            db.execute(f"ALTER TABLE {table} RENAME TO {table}_old")
+            moved.append(table)
+    return moved

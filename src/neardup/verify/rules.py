@@ -286,28 +286,26 @@ def best_inside_batch(big: np.ndarray, small: np.ndarray, sizes: list[tuple[int,
 
 def best_inside_coarse(big: np.ndarray, small: np.ndarray, sizes: list[tuple[int, int]]) -> np.ndarray:
     """:func:`best_inside_batch` without placements, for the coarse pass's 16x16 layouts: each
-    template is correlated at its few offsets (at most 5x5) directly, in float32, which is
-    several times faster there than an FFT per template (benchmarks/crop_coarse.py); the
-    normalisation is the same, and the scores agree to ~1e-6, far inside what the coarse bar
-    decides."""
+    template is correlated at its few offsets (at most 5x5) directly instead of by an FFT per
+    template, several times faster there (benchmarks/crop_coarse.py).  In float64 like the FFT:
+    over a flat window the correlation is ~0 only if the template's mean is removed exactly."""
     p, side, _ = big.shape
-    big32 = np.asarray(big, np.float32)
-    small32 = np.asarray(small, np.float32)
-    b64 = big32.astype(np.float64)
+    b64 = np.asarray(big, np.float64)
+    small64 = np.asarray(small, np.float64)
     sat = np.zeros((p, side + 1, side + 1))
     sat2 = np.zeros((p, side + 1, side + 1))
     sat[:, 1:, 1:] = b64.cumsum(1).cumsum(2)
     sat2[:, 1:, 1:] = (b64 * b64).cumsum(1).cumsum(2)
     best = np.full(p, -1.0)
     for th, tw in sizes:
-        t = _bilinear(side, th).astype(np.float32) @ small32 @ _bilinear(side, tw).T.astype(np.float32)
+        t = _bilinear(side, th) @ small64 @ _bilinear(side, tw).T
         t -= t.mean(axis=(1, 2), keepdims=True)
-        tn = np.sqrt((t.astype(np.float64) ** 2).sum(axis=(1, 2)))
+        tn = np.sqrt((t * t).sum(axis=(1, 2)))
         ny, nx = side - th + 1, side - tw + 1
         num = np.empty((p, ny, nx))
         for y in range(ny):
             for x in range(nx):
-                num[:, y, x] = np.einsum("pij,pij->p", big32[:, y : y + th, x : x + tw], t)
+                num[:, y, x] = np.einsum("pij,pij->p", b64[:, y : y + th, x : x + tw], t)
         ws = sat[:, th:, tw:] - sat[:, :-th, tw:] - sat[:, th:, :-tw] + sat[:, :-th, :-tw]
         ws2 = sat2[:, th:, tw:] - sat2[:, :-th, tw:] - sat2[:, th:, :-tw] + sat2[:, :-th, :-tw]
         den = np.sqrt(np.maximum(ws2 - ws * ws / (th * tw), 0.0)) * tn[:, None, None] + 1e-6
