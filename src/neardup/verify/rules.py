@@ -225,6 +225,9 @@ REFINE_FROM = 0.88
 SOFTEN = 0.5
 #: pairs given the crop test at once (the correlation planes of a batch are ~200 kB a pair)
 CROP_BATCH = 32
+#: pairs given the hinted crop search at once (benchmarks/crop_memory.py: 4,096 at once held
+#: ~0.5 GB above the queue's own arrays; a few hundred keep NumPy's calls large)
+HINT_BATCH = 256
 
 
 @lru_cache(maxsize=64)
@@ -438,7 +441,7 @@ def _match_all(a: np.ndarray, b: np.ndarray, scales: tuple[float, ...], pool: Ex
     out = CropMatch(coarse.copy(), np.ones(len(a), bool), whole_frame)
     hinted = len(go) and hint is not None and scales == CROP_SCALES and not whole
     if hinted:
-        first = _match_hinted(a[go], b[go], np.asarray(hint)[go])
+        first = _hinted_all(a[go], b[go], np.asarray(hint)[go], pool)
         out.ncc[go], out.inside_a[go], out.where[go] = first.ncc, first.inside_a, first.where
         go = go[first.ncc < bar]  # the codes may have pointed at the wrong window: all sizes
     if len(go):
@@ -448,6 +451,18 @@ def _match_all(a: np.ndarray, b: np.ndarray, scales: tuple[float, ...], pool: Ex
         rows = go[take]
         out.ncc[rows], out.inside_a[rows], out.where[rows] = fine.ncc[take], fine.inside_a[take], fine.where[take]
     return out
+
+
+def _hinted_all(a: np.ndarray, b: np.ndarray, hint: np.ndarray, pool: Executor | None) -> CropMatch:
+    """:func:`_match_hinted` a HINT_BATCH of pairs at a time (each pair's result is its own):
+    its correlation planes are ~100 kB a pair, and 4,096 look-alikes at once held ~0.5 GB."""
+    def one(s: int) -> CropMatch:
+        return _match_hinted(a[s : s + HINT_BATCH], b[s : s + HINT_BATCH], hint[s : s + HINT_BATCH])
+
+    starts = range(0, len(a), HINT_BATCH)
+    parts = list(pool.map(one, starts)) if pool is not None and len(a) > HINT_BATCH else [one(s) for s in starts]
+    return CropMatch(np.concatenate([m.ncc for m in parts]), np.concatenate([m.inside_a for m in parts]),
+                     np.concatenate([m.where for m in parts]))
 
 
 def _match_full(a: np.ndarray, b: np.ndarray, scales: tuple[float, ...], pool: Executor | None, *,
