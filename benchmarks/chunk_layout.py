@@ -7,8 +7,8 @@ snapshot kept (up to ``--windows``, from rows that have windows) as the index an
 codes (with their orientation alternatives, repeated up to ``--queries``) as the queries, as the
 window search does.  The index interleaves bits (chunk ``i % m``); the contiguous layout is the
 same index over codes whose bits were first permuted so that each interleaved chunk holds a run
-of neighbouring bits.  Prints the seconds of the queries in each layout (best of 2, one thread)
-and the probe hits each confirmed.
+of neighbouring bits.  Prints the seconds of the queries in each layout (best of 2, one thread),
+the probe hits each confirmed, and how crowded each chunk's buckets are.
 """
 
 from __future__ import annotations
@@ -56,13 +56,17 @@ def main() -> None:
     for name, perm in (("neighbouring bits", contiguous), ("interleaved", np.arange(64))):
         index_codes, query_codes = _permuted(window_codes, perm), _permuted(frames, perm)
         index = MultiIndex(index_codes, np.arange(len(index_codes)), radius=8, n_chunks=m)
+        # per chunk: how many codes (itself included) an indexed code shares its bucket with, on average
+        crowding = [float((np.diff(offsets.astype(np.int64)) ** 2).sum() / max(index.size, 1))
+                    for _, _, _, offsets, *_ in index.chunks]
         best, hits = np.inf, 0
         for _ in range(2):
             t = time.perf_counter()
             hits = sum(len(b) for b in index.query(query_codes, np.arange(len(query_codes)) + len(index_codes)))
             best = min(best, time.perf_counter() - t)
         print(f"{name}: {len(index_codes):,} window codes queried by {len(query_codes):,} frame codes in {best:.2f} s "
-              f"({hits:,} pairs within the radius, duplicates included)")
+              f"({hits:,} pairs within the radius, duplicates included); codes a bucket shares, by chunk: "
+              + ", ".join(f"{c:.1f}" for c in crowding))
 
 
 if __name__ == "__main__":

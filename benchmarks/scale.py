@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 import neardup
+from neardup import spill
 from neardup.verify.rules import CropQueue
 
 
@@ -74,7 +75,11 @@ def main() -> None:
                     help="keep the feature cache here (a rerun then measures the stages after extraction)")
     ap.add_argument("--crop-pairs", action="store_true",
                     help="also count the pairs handed to the crop and tilt tests (wraps CropQueue.add)")
+    ap.add_argument("--no-spill", action="store_true",
+                    help="hold the window codes in memory whatever their size (neardup.spill.SPILL_BYTES), for an A/B")
     a = ap.parse_args()
+    if a.no_spill:
+        spill.SPILL_BYTES = 1 << 62
     queued = [0]
     if a.crop_pairs:
         add = CropQueue.add

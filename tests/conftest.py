@@ -87,6 +87,26 @@ def make_corpus(root: Path, n_extra: int = 0) -> Path:
     return root
 
 
+def corner_crop_corpus(root: Path, *, left: float = 0.0) -> dict[str, bytes]:
+    """Originals and mirrors written now; ~80% corner crops of the originals (starting at
+    ``left`` of the width) returned to add later: only the originals' crop windows find them."""
+    root.mkdir(parents=True, exist_ok=True)
+    later = {}
+    for p in PHOTOS:
+        im = load_rgb(p)
+        w, h = im.size
+        (root / f"{p.stem}.jpg").write_bytes(encode(im, quality=92))
+        (root / f"{p.stem}_mirror.jpg").write_bytes(encode(ImageOps.mirror(im), quality=88))
+        x0 = int(w * left)
+        later[f"{p.stem}_corner.jpg"] = encode(im.crop((x0, 0, x0 + w * 80 // 100, h * 82 // 100)), quality=88)
+    return later
+
+
+def group_shape(result: neardup.ScanResult) -> list[tuple[str, list[str]]]:
+    """Groups as (keeper, sorted members), sorted: two scans that agree give equal shapes."""
+    return sorted((g.keep, sorted(g.members)) for g in result.groups)
+
+
 def files_of(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 

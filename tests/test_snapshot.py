@@ -11,7 +11,6 @@ from unittest import mock
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import ImageOps
 
 import neardup
 from neardup.candidates import search as search_mod
@@ -22,7 +21,7 @@ from neardup.pipeline.snapshot import RunSnapshot
 from neardup.records import SearchColumns
 from neardup.store import FeatureCache
 
-from .conftest import PHOTOS, encode, load_rgb
+from .conftest import corner_crop_corpus, group_shape
 
 
 def _columns(rng: np.random.Generator, n: int, radius: int, low_share: float) -> SearchColumns:
@@ -98,27 +97,11 @@ def test_saved_indexes_find_what_indexing_anew_finds(seed, n, radius, fresh_shar
         assert np.array_equal(got["alt_p64"][order], cols.alt_p64[want_alts])
 
 
-def _corner_crops(root: Path) -> dict[str, bytes]:
-    """Originals now; 80% corner crops of them later (found only by the originals' crop windows)."""
-    later = {}
-    for p in PHOTOS:
-        im = load_rgb(p)
-        w, h = im.size
-        (root / f"{p.stem}.jpg").write_bytes(encode(im, quality=92))
-        (root / f"{p.stem}_mirror.jpg").write_bytes(encode(ImageOps.mirror(im), quality=88))
-        later[f"{p.stem}_corner.jpg"] = encode(im.crop((0, 0, w * 80 // 100, h * 82 // 100)), quality=88)
-    return later
-
-
-def _groups(res: neardup.ScanResult) -> list[tuple[str, list[str]]]:
-    return sorted((g.keep, sorted(g.members)) for g in res.groups)
-
-
 def _first_run(tmp_path: Path) -> tuple[Path, Path, Path, dict[str, bytes]]:
     """Originals scanned on a cache: (folder, cache, snapshot folder, the crops to add later)."""
     root = tmp_path / "files"
     root.mkdir()
-    later = _corner_crops(root)
+    later = corner_crop_corpus(root)
     cache = tmp_path / "cache"
     neardup.scan([str(root)], cache=cache, workers=1)
     (runs,) = (cache / "runs").iterdir()
@@ -136,7 +119,7 @@ def test_a_rerun_reads_the_snapshot_and_finds_what_a_cold_scan_finds(tmp_path):
     _add(root, later)
     again = neardup.scan([str(root)], cache=cache, workers=1)
     cold = neardup.scan([str(root)], cache=None, workers=1)
-    assert _groups(again) == _groups(cold)
+    assert group_shape(again) == group_shape(cold)
     assert sum(any("_corner" in m for m in g.members) for g in cold.groups) >= 3
     assert len([s for s in runs.iterdir() if s.is_dir()]) == 2  # the new rows' segment
     # every row of this run is now in the snapshot: the columns come back as the store gives them
@@ -177,7 +160,7 @@ def test_a_damaged_or_foreign_snapshot_is_ignored(tmp_path):
     (runs / "snapshot.json").write_text("{not json")
     _add(root, later)
     again = neardup.scan([str(root)], cache=cache, workers=1)
-    assert _groups(again) == _groups(neardup.scan([str(root)], cache=None, workers=1))
+    assert group_shape(again) == group_shape(neardup.scan([str(root)], cache=None, workers=1))
 
 
 def test_an_unchanged_group_is_not_settled_again_and_a_changed_one_is(tmp_path, monkeypatch):
@@ -197,7 +180,7 @@ def test_an_unchanged_group_is_not_settled_again_and_a_changed_one_is(tmp_path, 
 
     monkeypatch.setattr(grouping, "settle_keepers", counting)
     same = neardup.scan([str(root)], cache=cache, workers=1)
-    assert settled == [0] and _groups(same) == _groups(neardup.scan([str(root)], cache=None, workers=1))
+    assert settled == [0] and group_shape(same) == group_shape(neardup.scan([str(root)], cache=None, workers=1))
     assert same.stats["reused_components"] >= 3
     # a member renamed: its component's groups must name the new path, so that one is settled again
     name = next(n for n in later if any(m.endswith("/" + n) for g in same.groups for m in g.members))
@@ -206,4 +189,4 @@ def test_an_unchanged_group_is_not_settled_again_and_a_changed_one_is(tmp_path, 
     moved = neardup.scan([str(root)], cache=cache, workers=1)
     assert settled[0] == 1
     assert any(f"renamed {name}" in m for g in moved.groups for m in g.members)
-    assert _groups(moved) == _groups(neardup.scan([str(root)], cache=None, workers=1))
+    assert group_shape(moved) == group_shape(neardup.scan([str(root)], cache=None, workers=1))

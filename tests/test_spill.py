@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import ImageOps
 
 import neardup
 from neardup import spill
@@ -18,7 +17,7 @@ from neardup.pipeline.rows import load_search_columns
 from neardup.spill import release_pages, spilled_zeros
 from neardup.store import FeatureCache
 
-from .conftest import PHOTOS, encode, load_rgb
+from .conftest import corner_crop_corpus, group_shape
 
 
 def _mapped(arr: np.ndarray) -> bool:
@@ -59,26 +58,9 @@ def test_a_spilled_column_keeps_its_data_and_gives_its_pages_back():
     assert np.array_equal(a[::7], pattern[::7])
 
 
-def _corpus(root: Path) -> dict[str, bytes]:
-    """Photos, mirrors and (returned, to add later) corner crops: the crops need the windows."""
-    root.mkdir()
-    later = {}
-    for p in PHOTOS:
-        im = load_rgb(p)
-        w, h = im.size
-        (root / f"{p.stem}.jpg").write_bytes(encode(im, quality=92))
-        (root / f"{p.stem}_mirror.jpg").write_bytes(encode(ImageOps.mirror(im), quality=88))
-        later[f"{p.stem}_corner.jpg"] = encode(im.crop((w * 15 // 100, 0, w, h * 80 // 100)), quality=88)
-    return later
-
-
-def _groups(res: neardup.ScanResult) -> list[tuple[str, list[str]]]:
-    return sorted((g.keep, sorted(g.members)) for g in res.groups)
-
-
 def test_a_scan_with_spilled_windows_finds_what_one_in_memory_finds(tmp_path, monkeypatch):
     root = tmp_path / "files"
-    later = _corpus(root)
+    later = corner_crop_corpus(root, left=0.15)  # a right-hand corner: not test_snapshot's
     in_memory = neardup.scan([str(root)], cache=tmp_path / "a", workers=1)
     monkeypatch.setattr(spill, "SPILL_BYTES", 0)
     with FeatureCache(tmp_path / "a") as fc:  # the window column is a file mapping now
@@ -86,11 +68,11 @@ def test_a_scan_with_spilled_windows_finds_what_one_in_memory_finds(tmp_path, mo
         ingest([str(root)], fc, ScanOptions(workers=1), None, lambda *a: None, lambda: None)
         assert _mapped(load_search_columns(fc).windows)
     spilled = neardup.scan([str(root)], cache=tmp_path / "b", workers=1)
-    assert _groups(spilled) == _groups(in_memory)
+    assert group_shape(spilled) == group_shape(in_memory)
     for name, data in later.items():
         (root / name).write_bytes(data)
     again = neardup.scan([str(root)], cache=tmp_path / "b", workers=1)  # columns and windows from the snapshot
     monkeypatch.setattr(spill, "SPILL_BYTES", 64 * 2**20)
     cold = neardup.scan([str(root)], cache=None, workers=1)
     assert sum(any("_corner" in m for m in g.members) for g in cold.groups) >= 3
-    assert _groups(again) == _groups(cold)
+    assert group_shape(again) == group_shape(cold)

@@ -77,6 +77,26 @@ def test_most_such_crops_pass_the_crop_test_in_the_orientation_it_picks():
     assert passed.mean() >= 0.8, passed.mean()
 
 
+def test_the_hinted_search_gives_each_pair_the_same_verdict_in_any_batch(monkeypatch):
+    """The hinted search runs HINT_BATCH pairs at a time to bound its memory: the crops (and,
+    paired with other photos' crops, look-alikes) must get the same score, side and placement
+    whether the batch holds 3 pairs or all of them (to the last bits of its products)."""
+    cases = [_crop_case(p, c, m) for p in PHOTOS for c in CORNERS for m in (False, True)]
+    sa = np.stack([o.sig for o, _ in cases] * 2)
+    sb = np.stack([c.sig for _, c in cases] + [c.sig for _, c in cases[7:] + cases[:7]])
+    pa, pb = np.stack([o.p64 for o, _ in cases] * 2), np.stack([c.p64 for _, c in cases] + [c.p64 for _, c in cases[7:] + cases[:7]])
+    variant, hint = rules.crop_hypothesis(sa, sb, pa, pb)
+    monkeypatch.setattr(rules, "HINT_BATCH", 3)
+    small = crop_match(sa, sb, variant, hint=hint)
+    monkeypatch.setattr(rules, "HINT_BATCH", 10_000)
+    whole = crop_match(sa, sb, variant, hint=hint)
+    assert (whole.ncc >= rules.COARSE_BAR).sum() >= len(cases)  # the hinted search ran on most of them
+    # the products' rounding may differ in the last bit with the batch's size (as a queue's
+    # flush already varies with the search's order), nothing more
+    np.testing.assert_allclose(small.ncc, whole.ncc, rtol=0, atol=1e-12)
+    assert np.array_equal(small.inside_a, whole.inside_a) and np.array_equal(small.where, whole.where)
+
+
 def test_no_layouts_no_codes():
     assert windows.window_codes(np.zeros((0, 32, 32), np.uint8)).shape == (0, len(windows.WINDOWS))
 

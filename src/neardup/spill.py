@@ -4,7 +4,7 @@ shared, whose pages are dropped from the process after each pass over them.
 The crop-window and tilted-frame codes of a million rows are 744 MB; held as an ordinary array
 they were most of a scan's memory.  Mapped from a file, the pages a pass touches count in the
 process's memory only until :func:`release_pages`; the data stays in the file and the kernel's
-page cache, which the system reclaims as it needs (docs/benchmarks.md, "A million images").
+page cache, which the system reclaims as it needs (docs/benchmarks.md, "Window codes out of memory").
 """
 
 from __future__ import annotations

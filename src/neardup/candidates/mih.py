@@ -5,7 +5,7 @@ within ``r // m`` bits on at least one chunk.  A chunk takes every ``m``-th bit 
 chunk ``i % m``), not a run of neighbours: a code's bits follow its DCT coefficients in order, so
 a run of them is one band of frequencies, which pictures of one kind share (smooth pictures have
 a near-constant high band) and which then crowds a few buckets; interleaved, every chunk mixes
-all bands (docs/benchmarks.md "Interleaved chunks").  Each chunk has a direct-address table (a CSR
+all bands (docs/benchmarks.md, "Faster search, crop test and store writes").  Each chunk has a direct-address table (a CSR
 offset array over the sorted chunk values), every query probes its chunk value with up to
 ``r // m`` bits flipped, and each hit is confirmed by a full popcount.  Nothing is skipped and
 nothing is capped: the result is exactly the brute-force set of pairs, streamed in bounded
@@ -257,13 +257,13 @@ class MultiIndex:
             # probe masks in slices so that a hub bucket never materialises all at once
             mstep = max(1, min(len(masks), 1 << 14))
             for m0 in range(0, len(masks), mstep):
-                width = min(mstep, len(masks) - m0)
-                keys = (qkey[:, None] ^ masks[None, m0 : m0 + width]).ravel()
+                n_masks = min(mstep, len(masks) - m0)
+                keys = (qkey[:, None] ^ masks[None, m0 : m0 + n_masks]).ravel()
                 probe = np.flatnonzero(nonempty[keys])  # most probes of a sparse table end here
                 if probe.size == 0:
                     continue
                 k = keys[probe]
-                qrow = probe // width
+                qrow = probe // n_masks
                 lo = offsets[k].astype(np.int64)
                 cnt = offsets[k + 1] - lo
                 # split so that one batch expands to at most ~max_pairs hits

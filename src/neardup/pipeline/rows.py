@@ -29,16 +29,16 @@ def load_search_columns(fc: FeatureCache, snapshot: RunSnapshot | None = None) -
     digests, counts = fc.run_contents()
     n = len(digests)
     seg, local = snapshot.locate(digests) if snapshot is not None else (np.full(n, -1), np.full(n, -1))
-    from_snapshot = snapshot is not None and bool((seg >= 0).any())
+    saved_in = snapshot if snapshot is not None and (seg >= 0).any() else None  # holds some rows
     missing = np.flatnonzero(seg < 0)
-    width = (snapshot.window_width() if snapshot is not None and from_snapshot else 0) or SEARCH_CODES - 1
+    width = (saved_in.window_width() if saved_in is not None else 0) or SEARCH_CODES - 1
     p64, c64, slot = np.zeros(n, np.uint64), np.zeros(n, np.uint64), np.zeros(n, np.uint64)
     low, colourful, aspect = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, np.float32)
     # the largest column by far: in a file past SPILL_BYTES, its pages dropped after each pass
     windows = spilled_zeros((n, width), np.uint64, folder=None if fc.path == ":memory:" else Path(fc.path).parent)
     alts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    if snapshot is not None and from_snapshot:
-        saved = snapshot.gather(seg, local, windows=windows)
+    if saved_in is not None:
+        saved = saved_in.gather(seg, local, windows=windows)
         rows = saved["rows"]
         p64[rows], c64[rows], slot[rows] = saved["p64"], saved["c64"], saved["slot"]
         low[rows], colourful[rows], aspect[rows] = saved["low_info"], saved["colourful"], saved["aspect"]

@@ -282,14 +282,12 @@ class RunSnapshot:
         windowed = mine.low_info.copy()
         for _, blk in pending:
             windowed[pos[blk]] = True
-        columns = {name: getattr(mine, name) for name in _COLUMNS if name not in ("windowed", "run_rows")}
+        columns = {name: getattr(mine, name) for name in _COLUMNS if name not in ("windowed", "run_rows", "windows")}
         columns["windowed"] = windowed
         columns["run_rows"] = rows
         for column, values in columns.items():
-            if column == "windows":
-                _save_rows(part / "windows.npy", cols.windows, rows, len(cols.digests))
-            else:
-                np.save(part / f"{column}.npy", np.ascontiguousarray(values))
+            np.save(part / f"{column}.npy", np.ascontiguousarray(values))
+        _save_rows(part / "windows.npy", cols.windows, rows, len(cols.digests))
         for k, (block, _) in enumerate(pending):  # ids: this run's rows, as run_rows lists them
             if isinstance(block, Path):
                 os.replace(block, part / f"windows-{k:03d}")

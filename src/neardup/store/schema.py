@@ -26,7 +26,7 @@ MMAP_BYTES = 0
 #: the tables of large rows (features, embeddings, local features) are rowid tables with their
 #: key as a unique index, not WITHOUT ROWID: inserting a few-kB row at a random digest's place
 #: in a clustered b-tree rewrote pages all over the file (schema 7: benchmarks/cache_writes.py,
-#: docs/benchmarks.md "Store writes")
+#: docs/benchmarks.md "Faster search, crop test and store writes")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
