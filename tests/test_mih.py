@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neardup.candidates import MultiIndex, brute_force_pairs
+from neardup.candidates.mih import PairBatch
 
 
-def _collect(index, codes, threads=1):
+def _collect(index, codes, threads=1, engine="auto"):
     got = set()
-    for pb in index.query(codes, np.arange(len(codes)), max_pairs=97, threads=threads):
+    for pb in index.query(codes, np.arange(len(codes)), max_pairs=97, threads=threads, engine=engine):
         assert (pb.a < pb.b).all()
         got.update(zip(pb.a.tolist(), pb.b.tolist()))
     return got
@@ -25,8 +27,9 @@ def _collect(index, codes, threads=1):
     hub=st.floats(0, 0.5),
     chunks=st.one_of(st.none(), st.integers(1, 8)),
     threads=st.integers(1, 3),
+    engine=st.sampled_from(["numpy", "compiled"]),
 )
-def test_search_equals_brute_force(seed, n, radius, hub, chunks, threads):
+def test_search_equals_brute_force(seed, n, radius, hub, chunks, threads, engine):
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2) + rng.integers(0, 2, n).astype(np.uint64)
     k = int(n * hub)
@@ -37,7 +40,31 @@ def test_search_equals_brute_force(seed, n, radius, hub, chunks, threads):
     if chunks is not None and 64 // chunks > 26:
         chunks = None
     idx = MultiIndex(codes, np.arange(n), radius=radius, n_chunks=chunks)
-    assert _collect(idx, codes, threads) == brute_force_pairs(codes, radius)
+    assert _collect(idx, codes, threads, engine) == brute_force_pairs(codes, radius)
+
+
+@pytest.mark.parametrize("wide_ids", [False, True])
+def test_compiled_loop_equals_numpy_loop_pair_for_pair(tmp_path, wide_ids):
+    """The compiled loop (candidates/_mihkernel.c) yields the NumPy loop's pairs and distances,
+    from an index in memory and one mapped from disk, with 32- and 64-bit ids, and in batches
+    so small that a hub's bucket is left and resumed many times."""
+    rng = np.random.default_rng(7)
+    codes = _codes(rng, 3_000, 3)
+    codes[:400] = codes[0] ^ (np.uint64(1) << rng.integers(0, 64, 400).astype(np.uint64))  # a hub
+    ids = np.arange(len(codes)) + (2**40 if wide_ids else 0)
+    built = MultiIndex(codes, ids, radius=6)
+    built.save(tmp_path / "index")
+    for index in (built, MultiIndex.load(tmp_path / "index")):
+        for max_pairs in (5, 262_144):
+            runs = [sorted(zip(pb.a.tolist(), pb.b.tolist(), pb.distance.tolist()))
+                    for engine in ("numpy", "compiled")
+                    for pb in [_concat(index.query(codes[::3], ids[::3], max_pairs=max_pairs, engine=engine))]]
+            assert runs[0] == runs[1] and len(runs[0]) > 1_000
+
+
+def _concat(batches):
+    parts = list(batches)
+    return PairBatch(*(np.concatenate([getattr(pb, f) for pb in parts]) for f in ("a", "b", "distance")))
 
 
 def test_duplicate_ids_from_several_variants_are_pairs_once_normalised():

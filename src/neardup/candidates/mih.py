@@ -25,9 +25,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Literal
+
 import numpy as np
 
-__all__ = ["PairBatch", "MultiIndex", "choose_chunks", "brute_force_pairs", "MIH_FORMAT"]
+try:  # the query's inner loop, compiled at install where a C compiler was found (_mihkernel.c)
+    from . import _mihkernel
+except ImportError:  # pragma: no cover - depends on the install
+    _mihkernel = None  # type: ignore[assignment]
+
+__all__ = ["PairBatch", "MultiIndex", "choose_chunks", "brute_force_pairs", "MIH_FORMAT", "COMPILED", "Engine"]
+
+#: whether the compiled query loop is installed (else every query runs the NumPy loop, ~3x slower)
+COMPILED = _mihkernel is not None
+
+#: which loop a query runs: "auto" (the compiled one where installed), "numpy" or "compiled"
+Engine = Literal["auto", "numpy", "compiled"]
 
 #: the layout :meth:`MultiIndex.save` writes
 MIH_FORMAT = "neardup-mih/3"
@@ -212,7 +225,7 @@ class MultiIndex:
 
     def query(
         self, qcodes: np.ndarray, qids: np.ndarray, *, max_pairs: int = 262_144, threads: int = 1,
-        by_query: bool = False,
+        by_query: bool = False, engine: Engine = "auto",
     ) -> Iterator[PairBatch]:
         """Yield every (query, indexed) pair within the radius, normalised to ``a < b``.
 
@@ -222,6 +235,8 @@ class MultiIndex:
         Pairs of a row with itself are dropped; a pair may come more than once (from both
         ends, or from several indexed variants), which consumers treat as idempotent.
         Each batch holds at most about ``max_pairs`` probe hits before confirmation.
+        ``engine``: both loops find exactly the same pairs; "auto" runs the compiled one
+        (:data:`COMPILED`) unless an array is of a foreign byte order.
         With ``threads > 1`` blocks of queries run on a thread pool (NumPy releases the GIL
         in the gathers that dominate), at most ``2 * threads`` blocks in flight, and batches
         come back in query order, so the output does not depend on the thread count.
@@ -231,14 +246,15 @@ class MultiIndex:
         n = len(qcodes)
         step = max(1, min(n, 4096))
         blocks = [(s, min(n, s + step)) for s in range(0, n, step)]
+        query_block = self._query_compiled if self._compiled(engine) else self._query_block
 
         def run(block: tuple[int, int]) -> list[PairBatch]:
             s, e = block
-            return list(self._query_block(qcodes[s:e], qids[s:e], max_pairs, by_query))
+            return list(query_block(qcodes[s:e], qids[s:e], max_pairs, by_query))
 
         if threads <= 1:
             for s, e in blocks:
-                yield from self._query_block(qcodes[s:e], qids[s:e], max_pairs, by_query)
+                yield from query_block(qcodes[s:e], qids[s:e], max_pairs, by_query)
             return
         with ThreadPoolExecutor(max_workers=threads) as pool:
             window: deque[Future[list[PairBatch]]] = deque()
@@ -248,6 +264,41 @@ class MultiIndex:
                     yield from window.popleft().result()
             while window:
                 yield from window.popleft().result()
+
+    def _compiled(self, engine: Engine) -> bool:
+        """Whether a query runs the compiled loop, which reads the tables as native integers."""
+        if engine == "numpy":
+            return False
+        if _mihkernel is None:
+            if engine == "compiled":
+                raise RuntimeError("the compiled multi-index query is not installed (no C compiler at install): "
+                                   "reinstall neardup where one is, or use engine='numpy'")
+            return False
+        native = all(a.dtype.isnative and a.flags.c_contiguous
+                     for _, _, ids, offsets, _, codes, _ in self.chunks for a in (ids, offsets, codes))
+        if engine == "compiled" and not native:
+            raise ValueError("this index's tables are of a foreign byte order: use engine='numpy'")
+        return native
+
+    def _query_compiled(self, qc: np.ndarray, qi: np.ndarray, max_pairs: int, by_query: bool) -> Iterator[PairBatch]:
+        """:meth:`_query_block` by the compiled loop (_mihkernel.c): the same pairs, ``max_pairs``
+        at most a batch."""
+        if _mihkernel is None:  # _compiled() chose this loop only where it is installed
+            raise RuntimeError("the compiled multi-index query is not installed")
+        table = _interleave_table(len(self.chunks))
+        q_bytes = _code_bytes(qc)
+        keys = np.empty((len(self.chunks), len(qc)), np.int64)
+        tables = []
+        for k, (chunk, _, ids, offsets, _, codes, masks) in enumerate(self.chunks):
+            keys[k] = _chunk_key(q_bytes, table[chunk])
+            tables.append((offsets, offsets.itemsize, codes, ids, ids.itemsize, masks.astype(np.int64)))
+        cap = max(1, max_pairs)
+        out_q, out_id, out_d = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int16)
+        state = np.zeros(4, np.int64)  # where the loop resumes once a full batch is handed on
+        while state[0] < len(qc):
+            n = _mihkernel.search(qc, keys, tuple(tables), self.radius, out_q, out_id, out_d, state)
+            if n:
+                yield from _as_pairs(qi[out_q[:n]], out_id[:n].copy(), out_d[:n].copy(), by_query)
 
     def _query_block(self, qc: np.ndarray, qi: np.ndarray, max_pairs: int, by_query: bool) -> Iterator[PairBatch]:
         table = _interleave_table(len(self.chunks))
@@ -291,17 +342,19 @@ class MultiIndex:
         keep = np.flatnonzero(dist <= self.radius)
         if not keep.size:
             return
-        a = qi[rep_q[keep]]
-        b = sorted_ids[pos[keep]].astype(np.int64)
-        d = dist[keep]
-        if by_query:
-            yield PairBatch(a, b, d)
-            return
-        ne = a != b
-        a, b, d = a[ne], b[ne], d[ne]
-        lo_id, hi_id = np.minimum(a, b), np.maximum(a, b)
-        if lo_id.size:
-            yield PairBatch(lo_id, hi_id, d)
+        yield from _as_pairs(qi[rep_q[keep]], sorted_ids[pos[keep]].astype(np.int64), dist[keep], by_query)
+
+
+def _as_pairs(a: np.ndarray, b: np.ndarray, d: np.ndarray, by_query: bool) -> Iterator[PairBatch]:
+    """Query ids ``a``, indexed ids ``b`` and distances as :meth:`MultiIndex.query` yields them:
+    as they are ``by_query``, else without a row paired with itself and as ``a < b``."""
+    if by_query:
+        yield PairBatch(a, b, d)
+        return
+    ne = a != b
+    a, b, d = a[ne], b[ne], d[ne]
+    if a.size:
+        yield PairBatch(np.minimum(a, b), np.maximum(a, b), d)
 
 
 def brute_force_pairs(codes: np.ndarray, radius: int) -> set[tuple[int, int]]:
