@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Literal
 
 import numpy as np
