@@ -88,6 +88,9 @@ def test_results_json_contract(imagededup_result):
     assert {"images", "decoded", "from_cache", "failed", "candidate_pairs", "verified_pairs", "stages"} <= set(s)
     for st in s["stages"].values():
         assert {"seconds", "peak_rss_mb"} <= set(st)
+    # the install built the compiled search loop (pip does where a C compiler is, as on CI); a
+    # NumPy-only install says "numpy" here, which is what a user of a slow scan should look at
+    assert s["search_loop"] == "compiled"
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ colour (``low_info_colour_max``, chroma units), and they never take the crop pat
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
@@ -171,10 +171,11 @@ def _crop_variant(sig_a: np.ndarray, sig_b: np.ndarray, p64_a: np.ndarray, p64_b
     return _hypothesis(sig_a, sig_b, p64_a, p64_b)[0]
 
 
-def _hypothesis(sig_a: np.ndarray, sig_b: np.ndarray, p64_a: np.ndarray, p64_b: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
-    codes_a, turn_a = turned_window_codes(sig_a)  # (P, W): a's window turned by u
-    codes_b, turn_b = turned_window_codes(sig_b)
+def _hypothesis(sig_a: np.ndarray, sig_b: np.ndarray, p64_a: np.ndarray, p64_b: np.ndarray,
+                turned_a: tuple[np.ndarray, np.ndarray] | None = None,
+                turned_b: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    codes_a, turn_a = turned_a if turned_a is not None else turned_window_codes(sig_a)  # (P, W): a's window turned by u
+    codes_b, turn_b = turned_b if turned_b is not None else turned_window_codes(sig_b)
     full = (np.bitwise_count(p64_a[:, :1] ^ p64_b), np.broadcast_to(_EIGHT, p64_b.shape))
     # a's window turned by u ~ b turned by c: b turned by c, then by u's inverse, is a
     in_a = (np.bitwise_count(codes_a[:, :, None] ^ p64_b[:, None, :]),
@@ -198,16 +199,25 @@ def _hypothesis(sig_a: np.ndarray, sig_b: np.ndarray, p64_a: np.ndarray, p64_b: 
     return chosen, np.column_stack([direction, sides]).astype(np.int64)
 
 
-def crop_hypothesis(sig_a: np.ndarray, sig_b: np.ndarray, p64_a: np.ndarray, p64_b: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def crop_hypothesis(sig_a: np.ndarray, sig_b: np.ndarray, p64_a: np.ndarray, p64_b: np.ndarray, *,
+                    turned_a: tuple[np.ndarray, np.ndarray] | None = None,
+                    turned_b: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`crop_variant`, and what the codes that agree best say of the crop: (P, 3) int64
     rows of direction (+1: b inside a, -1: a inside b, 0: the full frames agree best) and the
-    matching window's height and width in a's frame."""
+    matching window's height and width in a's frame.
+
+    ``turned_a``, ``turned_b``: each pair's :func:`~neardup.features.windows.turned_window_codes`
+    of a and of b, where the caller has them: a look-alike is in many pairs, and is coded once."""
     p64_a, p64_b = np.asarray(p64_a, np.uint64), np.asarray(p64_b, np.uint64)
     if not len(p64_a):
         return np.zeros(0, np.int64), np.zeros((0, 3), np.int64)
+
+    def part(turned: tuple[np.ndarray, np.ndarray] | None, s: int) -> tuple[np.ndarray, np.ndarray] | None:
+        return None if turned is None else (turned[0][s : s + PAIR_CHUNK], turned[1][s : s + PAIR_CHUNK])
+
     parts = [_hypothesis(sig_a[s : s + PAIR_CHUNK], sig_b[s : s + PAIR_CHUNK], p64_a[s : s + PAIR_CHUNK],
-                         p64_b[s : s + PAIR_CHUNK]) for s in range(0, len(p64_a), PAIR_CHUNK)]
+                         p64_b[s : s + PAIR_CHUNK], part(turned_a, s), part(turned_b, s))
+             for s in range(0, len(p64_a), PAIR_CHUNK)]
     return np.concatenate([v for v, _ in parts]), np.concatenate([h for _, h in parts])
 
 
@@ -602,9 +612,32 @@ def verify_batch(
     return Verified(a[keep], b[keep], stage[keep], d[keep], p64_dist[keep].astype(np.int16), cdist[keep], ncc[keep])
 
 
+@dataclass(frozen=True, slots=True)
+class _CropBatch:
+    """A flush of the crop queue with what the store holds for it: the pairs and their evidence,
+    the crop memo's correlations (nan where none) and the layouts of every distinct row."""
+
+    a: np.ndarray
+    b: np.ndarray
+    p64_a: np.ndarray  # (P, 8) a's full-frame codes
+    p64_b: np.ndarray
+    d256: np.ndarray
+    p64: np.ndarray
+    colour: np.ndarray
+    known: np.ndarray  # (P,) float32
+    sigs: np.ndarray  # (R, 32, 32) the layouts of the R distinct rows
+    at_a: np.ndarray  # (P,) a's place in ``sigs``
+    at_b: np.ndarray
+
+
 class CropQueue:
     """Pairs waiting for the crop test, run a few thousand at a time: the test's cost is per
-    batch as much as per pair, and the candidate search hands out batches of any size."""
+    batch as much as per pair, and the candidate search hands out batches of any size.
+
+    A full batch is read from the store here, then tested on a thread of its own while the
+    search goes on (one batch at a time; its verdicts depend on nothing else): at a million
+    images the tests of look-alike pairs took as long as the search (docs/benchmarks.md, "A
+    compiled query")."""
 
     def __init__(self, *, load_sigs: Callable[[np.ndarray], np.ndarray], params: VerifyParams,
                  aspect: np.ndarray | None = None, tilt_codes: np.ndarray | None = None,
@@ -615,6 +648,9 @@ class CropQueue:
         self._parts: list[tuple[np.ndarray, ...]] = []
         self._n = 0
         self._done: list[Verified] = []
+        self._tester: ThreadPoolExecutor | None = None
+        self._testing: Future[tuple[Verified, np.ndarray]] | None = None
+        self._tested: _CropBatch | None = None
 
     def add(self, a: np.ndarray, b: np.ndarray, p64_a: np.ndarray, p64_b: np.ndarray, d256: np.ndarray,
             p64: np.ndarray, colour: np.ndarray) -> None:
@@ -622,62 +658,97 @@ class CropQueue:
         self._parts.append((a, b, p64_a, p64_b, d256, p64, colour))
         self._n += len(a)
         if self._n >= self.limit:
-            self._done.append(self._run())
+            self._submit()
 
     def flush(self) -> Verified:
         """The accepted crop pairs of everything queued, with their evidence."""
-        if self._n:
-            self._done.append(self._run())
+        try:
+            if self._n:
+                self._submit()
+            self._collect()
+        finally:
+            if self._tester is not None:
+                self._tester.shutdown(wait=True)
+                self._tester = None
         done, self._done = self._done, []
         return Verified.concat(done)
 
-    def _run(self) -> Verified:
+    def _submit(self) -> None:
+        """Read the queued pairs' evidence, then test them beside the search (once the batch
+        before is done: one batch's arrays in flight)."""
+        batch = self._read()
+        self._collect()
+        if self._tester is None:
+            self._tester = ThreadPoolExecutor(1, thread_name_prefix="neardup-crop")
+        self._testing, self._tested = self._tester.submit(self._test, batch), batch
+
+    def _collect(self) -> None:
+        """The verdicts of the batch being tested, its new correlations written to the memo
+        (here: the store is this thread's)."""
+        if self._testing is None or self._tested is None:
+            return
+        verified, crop_ncc = self._testing.result()
+        batch, self._testing, self._tested = self._tested, None, None
+        todo = np.flatnonzero(np.isnan(batch.known))
+        if self.crop_cache is not None and len(todo):
+            self.crop_cache.put(batch.a[todo], batch.b[todo], crop_ncc[todo])
+        self._done.append(verified)
+
+    def _read(self) -> _CropBatch:
         a, b, p64_a, p64_b, d, p, c = (np.concatenate(x) for x in zip(*self._parts))
         self._parts, self._n = [], 0
-        ncc = np.full(len(a), np.nan, dtype=np.float32)
-        todo = np.arange(len(a))
+        known = np.full(len(a), np.nan, dtype=np.float32)
         if self.crop_cache is not None and len(a):
-            ncc[:] = self.crop_cache.get(a, b)  # nan where not cached
-            todo = np.flatnonzero(np.isnan(ncc))
+            known[:] = self.crop_cache.get(a, b)  # nan where not cached
+        # look-alikes come in many pairs each: every distinct row is read (and coded) once
+        distinct, where = np.unique(np.concatenate([a, b]), return_inverse=True)
+        return _CropBatch(a, b, p64_a, p64_b, d, p, c, known, self.load_sigs(distinct), where[: len(a)], where[len(a) :])
+
+    def _test(self, x: _CropBatch) -> tuple[Verified, np.ndarray]:
+        """The crop and tilt tests of a batch (no store access: it runs beside the search); the
+        verdicts, and every pair's crop-test correlation (what the memo keeps)."""
+        ncc = x.known.copy()
+        todo = np.flatnonzero(np.isnan(ncc))
+        sig_a, sig_b = x.sigs[x.at_a], x.sigs[x.at_b]
+        placed = len(todo) == len(x.a)  # every pair placed here: its orientation known
+        variant, match = np.zeros(0, np.int64), None
         if len(todo):
-            sig_a, sig_b = self.load_sigs(a[todo]), self.load_sigs(b[todo])
-            variant, hint = crop_hypothesis(sig_a, sig_b, p64_a[todo], p64_b[todo])
-            match = crop_match(sig_a, sig_b, variant, pool=self.pool, hint=hint, bar=self.params.crop_ncc)
+            codes, turns = turned_window_codes(x.sigs)
+            ta, tb = x.at_a[todo], x.at_b[todo]
+            variant, hint = crop_hypothesis(sig_a[todo], sig_b[todo], x.p64_a[todo], x.p64_b[todo],
+                                            turned_a=(codes[ta], turns[ta]), turned_b=(codes[tb], turns[tb]))
+            match = crop_match(sig_a[todo], sig_b[todo], variant, pool=self.pool, hint=hint, bar=self.params.crop_ncc)
             ncc[todo] = match.ncc
-            if self.crop_cache is not None:
-                self.crop_cache.put(a[todo], b[todo], ncc[todo])
+        crop_ncc = ncc.copy()
         keep = ncc >= self.params.crop_ncc
         if keep.any():
             rows = np.flatnonzero(keep)
-            placed = len(todo) == len(a)  # read and placed above: not again
-            if placed:
-                sa, sb, turn = sig_a[rows], sig_b[rows], variant[rows]
-            else:
-                sa, sb = self.load_sigs(a[rows]), self.load_sigs(b[rows])
-                turn = crop_variant(sa, sb, p64_a[rows], p64_b[rows])
+            sa, sb = sig_a[rows], sig_b[rows]
+            turn = variant[rows] if placed else crop_variant(sa, sb, x.p64_a[rows], x.p64_b[rows])
             keep[rows] = crop_explains(sa, sb, turn, ncc[rows])
             if self.params.frame_guard:
-                keep[rows] &= ~framed_crop(sa, sb, turn, select_match(match, rows) if placed else None)
+                keep[rows] &= ~framed_crop(sa, sb, turn, select_match(match, rows) if placed and match is not None else None)
         if self.aspect is not None:
-            keep |= self._tilts(a, b, p64_a, p64_b, ncc, keep)
-        return Verified(a[keep], b[keep], np.full(int(keep.sum()), Stage.CROP, np.uint8), d[keep], p[keep].astype(np.int16),
-                        c[keep], ncc[keep])
+            keep |= self._tilts(x, ncc, keep, sig_a, sig_b)
+        verified = Verified(x.a[keep], x.b[keep], np.full(int(keep.sum()), Stage.CROP, np.uint8), x.d256[keep],
+                            x.p64[keep].astype(np.int16), x.colour[keep], ncc[keep])
+        return verified, crop_ncc
 
-    def _tilts(self, a: np.ndarray, b: np.ndarray, p64_a: np.ndarray, p64_b: np.ndarray, ncc: np.ndarray,
-               keep: np.ndarray) -> np.ndarray:
+    def _tilts(self, x: _CropBatch, ncc: np.ndarray, keep: np.ndarray, sig_a: np.ndarray, sig_b: np.ndarray
+               ) -> np.ndarray:
         """Pairs the crop test refused that stand as a tilt of one another (their correlation
         written into ``ncc``).  Not memoised: it is as cheap as one crop test."""
         assert self.aspect is not None
         rows = np.flatnonzero(~keep)
-        out = np.zeros(len(a), dtype=bool)
+        out = np.zeros(len(x.a), dtype=bool)
         if not len(rows):
             return out
-        sa, sb = self.load_sigs(a[rows]), self.load_sigs(b[rows])
-        ok, tilt_ncc = tilt_accepted(sa, sb, self.aspect[a[rows]], self.aspect[b[rows]], p64_a[rows], p64_b[rows],
-                                     self.params.crop_ncc, frame_guard=self.params.frame_guard, pool=self.pool,
-                                     untilted=ncc[rows],
-                                     codes_a=None if self.tilt_codes is None else self.tilt_codes[a[rows]],
-                                     codes_b=None if self.tilt_codes is None else self.tilt_codes[b[rows]])
+        a, b = x.a[rows], x.b[rows]
+        ok, tilt_ncc = tilt_accepted(sig_a[rows], sig_b[rows], self.aspect[a], self.aspect[b], x.p64_a[rows],
+                                     x.p64_b[rows], self.params.crop_ncc, frame_guard=self.params.frame_guard,
+                                     pool=self.pool, untilted=ncc[rows],
+                                     codes_a=None if self.tilt_codes is None else self.tilt_codes[a],
+                                     codes_b=None if self.tilt_codes is None else self.tilt_codes[b])
         out[rows[ok]] = True
         ncc[rows[ok]] = tilt_ncc[ok]
         return out
