@@ -4,6 +4,7 @@ its own orientation, and they find crops taken anywhere, in either aspect."""
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -235,3 +236,49 @@ def test_the_coarse_pass_scores_as_the_fft_correlation_does(seed):
     got = rules.best_inside_coarse(big, small, sizes)
     assert want[:-2].max() > rules.COARSE_BAR  # the crops reach the bar: the comparison matters there
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_the_crop_queue_tests_beside_its_caller_and_reads_the_store_on_the_callers_thread():
+    """A full batch is tested on the queue's own thread while the caller goes on: the verdicts
+    are those of one batch tested at the end, and every read of the store (layouts, the crop
+    memo) and every write to it happens on the caller's thread, which owns the store."""
+    cases = [_crop_case(p, c, m) for p in PHOTOS for c in CORNERS for m in (False, True)]
+    n = len(cases)
+    sigs = np.stack([o.sig for o, _ in cases] + [c.sig for _, c in cases])  # originals, then crops
+    p64 = np.stack([o.p64 for o, _ in cases] + [c.p64 for _, c in cases])
+    # each original with its own crop, and with another photo's crop (a look-alike the test refuses)
+    a = np.r_[np.arange(n), np.arange(n)]
+    b = np.r_[n + np.arange(n), n + np.roll(np.arange(n), 2 * len(CORNERS))]  # the next photo's
+    seen: list[threading.Thread] = []
+    memo: dict[tuple[int, int], float] = {}
+
+    class Memo:
+        def get(self, x, y):
+            seen.append(threading.current_thread())
+            return np.array([memo.get(k, np.nan) for k in zip(x.tolist(), y.tolist())], np.float32)
+
+        def put(self, x, y, ncc):
+            seen.append(threading.current_thread())
+            memo.update(zip(zip(x.tolist(), y.tolist()), ncc.tolist()))
+
+    def load_sigs(rows):
+        seen.append(threading.current_thread())
+        return sigs[rows]
+
+    def verdicts(limit):
+        memo.clear()
+        queue = rules.CropQueue(load_sigs=load_sigs, params=rules.VerifyParams(), aspect=np.full(2 * n, 1.5),
+                                crop_cache=Memo(), limit=limit)
+        zeros = np.zeros(len(a))
+        for s in range(0, len(a), 5):
+            part = slice(s, s + 5)
+            queue.add(a[part], b[part], p64[a[part]], p64[b[part]], zeros[part], zeros[part], zeros[part])
+        got = queue.flush()
+        return sorted(zip(got.a.tolist(), got.b.tolist())), dict(memo)
+
+    beside, memo_beside = verdicts(limit=7)
+    at_end, memo_at_end = verdicts(limit=10_000)
+    assert beside == at_end and memo_beside.keys() == memo_at_end.keys() == set(zip(a.tolist(), b.tolist()))
+    assert len(beside) >= 0.7 * n  # most crops pass (with the queue's frame guard too), no look-alike
+    assert all(bb == aa + n for aa, bb in beside)
+    assert set(seen) == {threading.current_thread()}
