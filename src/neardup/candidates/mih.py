@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - depends on the install
 
 __all__ = ["PairBatch", "MultiIndex", "choose_chunks", "brute_force_pairs", "MIH_FORMAT", "COMPILED", "Engine"]
 
-#: whether the compiled query loop is installed (else every query runs the NumPy loop, ~3x slower)
+#: whether the compiled query loop is installed (else every query runs the NumPy loop, about 2x slower)
 COMPILED = _mihkernel is not None
 
 #: which loop a query runs: "auto" (the compiled one where installed), "numpy" or "compiled"

@@ -117,6 +117,6 @@ def scan_stats(ingested: Ingested, cols: SearchColumns, found: Found, grouped: G
                         if model_id else {})},
         "stages": clock.stages,
         # the candidate search's inner loop: "compiled" (candidates/_mihkernel.c) or "numpy" where
-        # no C compiler was found at install (the same pairs, ~3x slower: the reason a scan is slow)
+        # no C compiler was found at install (the same pairs, about 2x slower: the reason a scan is slow)
         "search_loop": "compiled" if COMPILED else "numpy",
     }
