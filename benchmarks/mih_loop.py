@@ -1,4 +1,4 @@
-"""The multi-index query's two loops, NumPy and compiled (candidates/_mihkernel.c), on one index.
+"""The multi-index query's two loops, NumPy and compiled (candidates/mih_loop.c), on one index.
 
     python3 benchmarks/mih_loop.py --snapshot CACHE/runs/KEY    # a run snapshot's real codes
     python3 benchmarks/mih_loop.py                                 # seeded look-alike codes

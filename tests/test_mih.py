@@ -45,7 +45,7 @@ def test_search_equals_brute_force(seed, n, radius, hub, chunks, threads, engine
 
 @pytest.mark.parametrize("wide_ids", [False, True])
 def test_compiled_loop_equals_numpy_loop_pair_for_pair(tmp_path, wide_ids):
-    """The compiled loop (candidates/_mihkernel.c) yields the NumPy loop's pairs and distances,
+    """The compiled loop (candidates/mih_loop.c) yields the NumPy loop's pairs and distances,
     from an index in memory and one mapped from disk, with 32- and 64-bit ids, and in batches
     so small that a hub's bucket is left and resumed many times."""
     rng = np.random.default_rng(7)

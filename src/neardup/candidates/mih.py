@@ -28,15 +28,15 @@ from typing import Literal
 
 import numpy as np
 
-try:  # the query's inner loop, compiled at install where a C compiler was found (_mihkernel.c)
-    from . import _mihkernel
+try:  # the query's inner loop, compiled at install where a C compiler was found (mih_loop.c)
+    from .mih_loop import search as _compiled_search
 except ImportError:  # pragma: no cover - depends on the install
-    _mihkernel = None  # type: ignore[assignment]
+    _compiled_search = None  # type: ignore[assignment]
 
 __all__ = ["PairBatch", "MultiIndex", "choose_chunks", "brute_force_pairs", "MIH_FORMAT", "COMPILED", "Engine"]
 
 #: whether the compiled query loop is installed (else every query runs the NumPy loop, about 2x slower)
-COMPILED = _mihkernel is not None
+COMPILED = _compiled_search is not None
 
 #: which loop a query runs: "auto" (the compiled one where installed), "numpy" or "compiled"
 Engine = Literal["auto", "numpy", "compiled"]
@@ -268,7 +268,7 @@ class MultiIndex:
         """Whether a query runs the compiled loop, which reads the tables as native integers."""
         if engine == "numpy":
             return False
-        if _mihkernel is None:
+        if _compiled_search is None:
             if engine == "compiled":
                 raise RuntimeError("the compiled multi-index query is not installed (no C compiler at install): "
                                    "reinstall neardup where one is, or use engine='numpy'")
@@ -280,9 +280,9 @@ class MultiIndex:
         return native
 
     def _query_compiled(self, qc: np.ndarray, qi: np.ndarray, max_pairs: int, by_query: bool) -> Iterator[PairBatch]:
-        """:meth:`_query_block` by the compiled loop (_mihkernel.c): the same pairs, ``max_pairs``
+        """:meth:`_query_block` by the compiled loop (mih_loop.c): the same pairs, ``max_pairs``
         at most a batch."""
-        if _mihkernel is None:  # _compiled() chose this loop only where it is installed
+        if _compiled_search is None:  # _compiled() chose this loop only where it is installed
             raise RuntimeError("the compiled multi-index query is not installed")
         table = _interleave_table(len(self.chunks))
         q_bytes = _code_bytes(qc)
@@ -295,7 +295,7 @@ class MultiIndex:
         out_q, out_id, out_d = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int16)
         state = np.zeros(4, np.int64)  # where the loop resumes once a full batch is handed on
         while state[0] < len(qc):
-            n = _mihkernel.search(qc, keys, tuple(tables), self.radius, out_q, out_id, out_d, state)
+            n = _compiled_search(qc, keys, tuple(tables), self.radius, out_q, out_id, out_d, state)
             if n:
                 yield from _as_pairs(qi[out_q[:n]], out_id[:n].copy(), out_d[:n].copy(), by_query)
 

@@ -116,7 +116,7 @@ def scan_stats(ingested: Ingested, cols: SearchColumns, found: Found, grouped: G
                      **({"model": model_id, "knn_threshold": opts.knn_threshold, "similar": opts.similar}
                         if model_id else {})},
         "stages": clock.stages,
-        # the candidate search's inner loop: "compiled" (candidates/_mihkernel.c) or "numpy" where
+        # the candidate search's inner loop: "compiled" (candidates/mih_loop.c) or "numpy" where
         # no C compiler was found at install (the same pairs, about 2x slower: the reason a scan is slow)
         "search_loop": "compiled" if COMPILED else "numpy",
     }

@@ -193,7 +193,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_mihkernel", "The multi-index query's inner loop.", -1, methods, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "mih_loop", "The multi-index query's inner loop.", -1, methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__mihkernel(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit_mih_loop(void) { return PyModule_Create(&module); }

@@ -1,4 +1,4 @@
-"""Types of the compiled multi-index query loop (_mihkernel.c)."""
+"""Types of the compiled multi-index query loop (mih_loop.c)."""
 
 import numpy as np
 
