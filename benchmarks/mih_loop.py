@@ -3,8 +3,8 @@
     python3 benchmarks/mih_loop.py --snapshot CACHE/runs/KEY    # a run snapshot's real codes
     python3 benchmarks/mih_loop.py                                 # seeded look-alike codes
 
-With ``--snapshot`` (the ``runs/KEY`` folder of a scan's cache; ``benchmarks/scale.py --n 100000``
-leaves one under its cache), the first saved window block (2M crop-window and tilted-frame codes)
+With ``--snapshot`` (the ``runs/KEY`` folder a scan leaves in its cache: e.g. ``neardup scan
+/tmp/ndscale/v2-100000 --cache /tmp/c -o /dev/null``, then ``/tmp/c/runs/*``), the first saved window block (2M crop-window and tilted-frame codes)
 is loaded into memory and queried by the first ``--queries`` frame codes of the same run, as a
 scan's window pass does.  Without it, 2M codes in clusters of near neighbours (a few bits apart,
 as look-alike textures make them) and queries drawn from them with a few bits flipped.  Prints
