@@ -233,7 +233,8 @@ class MultiIndex:
         pair is dropped as a row with itself.
         Pairs of a row with itself are dropped; a pair may come more than once (from both
         ends, or from several indexed variants), which consumers treat as idempotent.
-        Each batch holds at most about ``max_pairs`` probe hits before confirmation.
+        Each batch holds at most about ``max_pairs`` probe hits before confirmation (the NumPy
+        loop) or ``max_pairs`` confirmed pairs (the compiled one).
         ``engine``: both loops find exactly the same pairs; "auto" runs the compiled one
         (:data:`COMPILED`) unless an array is of a foreign byte order.
         With ``threads > 1`` blocks of queries run on a thread pool (NumPy releases the GIL

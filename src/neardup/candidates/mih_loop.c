@@ -98,7 +98,7 @@ static POPCNT_CLONES Py_ssize_t run(const Job *job)
             const int64_t key = job->qkeys[c * nq + q];
             /* a tile of probes at a time: their buckets' bounds are loaded (independent loads,
              * which the CPU overlaps) and their codes prefetched before any is confirmed;
-             * probed one by one, each would wait for its own cache miss (2.5x slower) */
+             * probed one by one, each would wait for its own cache miss */
             for (int64_t t0 = mi0; t0 < n_masks; t0 += TILE) {
                 const int64_t tn = n_masks - t0 < TILE ? n_masks - t0 : TILE;
                 int64_t lo[TILE], hi[TILE];

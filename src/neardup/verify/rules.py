@@ -649,8 +649,8 @@ class CropQueue:
         self._n = 0
         self._done: list[Verified] = []
         self._tester: ThreadPoolExecutor | None = None
-        self._testing: Future[tuple[Verified, np.ndarray]] | None = None
-        self._tested: _CropBatch | None = None
+        # the batch under test on the tester's thread, and its verdicts to come
+        self._in_flight: tuple[_CropBatch, Future[tuple[Verified, np.ndarray]]] | None = None
 
     def add(self, a: np.ndarray, b: np.ndarray, p64_a: np.ndarray, p64_b: np.ndarray, d256: np.ndarray,
             p64: np.ndarray, colour: np.ndarray) -> None:
@@ -680,15 +680,16 @@ class CropQueue:
         self._collect()
         if self._tester is None:
             self._tester = ThreadPoolExecutor(1, thread_name_prefix="neardup-crop")
-        self._testing, self._tested = self._tester.submit(self._test, batch), batch
+        self._in_flight = batch, self._tester.submit(self._test, batch)
 
     def _collect(self) -> None:
         """The verdicts of the batch being tested, its new correlations written to the memo
         (here: the store is this thread's)."""
-        if self._testing is None or self._tested is None:
+        if self._in_flight is None:
             return
-        verified, crop_ncc = self._testing.result()
-        batch, self._testing, self._tested = self._tested, None, None
+        batch, testing = self._in_flight
+        verified, crop_ncc = testing.result()
+        self._in_flight = None
         todo = np.flatnonzero(np.isnan(batch.known))
         if self.crop_cache is not None and len(todo):
             self.crop_cache.put(batch.a[todo], batch.b[todo], crop_ncc[todo])
