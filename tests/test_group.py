@@ -85,3 +85,23 @@ def test_seen_pairs_matches_a_python_set(batches):
             expect.append(k not in ref)
             ref.add(k)
         assert mask.tolist() == expect
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 200), st.integers(0, 64)), max_size=40), max_size=10))
+def test_seen_pairs_keeps_the_least_distance_of_each_key(batches):
+    import numpy as np
+
+    from neardup.verify.rules import SeenPairs
+
+    seen, least = SeenPairs(), {}
+    for batch in batches:
+        keys = np.array([k for k, _ in batch], dtype=np.int64)
+        seen.fresh(keys, np.array([d for _, d in batch], dtype=np.int16))
+        for k, d in batch:
+            least[k] = min(d, least.get(k, d))
+        for run in seen.runs:  # runs stay sorted and distinct whatever order the merges took
+            assert np.all(np.diff(run) > 0)
+        assert len(seen) == len(least)
+        if least:
+            assert seen.least(np.array(sorted(least), np.int64)).tolist() == [least[k] for k in sorted(least)]

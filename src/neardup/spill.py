@@ -9,14 +9,18 @@ page cache, which the system reclaims as it needs (docs/benchmarks.md, "Window c
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import mmap
 import os
 import tempfile
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
-__all__ = ["SPILL_BYTES", "CHUNK_ROWS", "spilled_zeros", "release_pages"]
+__all__ = ["SPILL_BYTES", "CHUNK_ROWS", "spilled_zeros", "release_pages", "return_freed_memory"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,3 +66,25 @@ def release_pages(arr: np.ndarray) -> None:
         base = base.obj
     if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
         base.madvise(mmap.MADV_DONTNEED)
+
+
+@lru_cache(maxsize=1)
+def _libc() -> Any:
+    """The C library, where it has glibc's ``malloc_trim`` (None elsewhere)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+def return_freed_memory() -> None:
+    """Give the memory the C allocator holds free back to the system (glibc's ``malloc_trim``;
+    a no-op elsewhere).  Each thread that allocates gets an arena of its own, and an array of
+    a few MB freed in one arena is kept there for that thread: a search whose query, crop and
+    verify threads each freed their last block held hundreds of MB that no array used
+    (docs/benchmarks.md, "Memory at a million").  Called between blocks of work, not inside."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..features.content import SLOT_MAX, slot_distance
 from ..records import SearchColumns
-from ..spill import release_pages
+from ..spill import release_pages, return_freed_memory
 from .mih import MultiIndex, PairBatch
 
 __all__ = ["candidate_batches", "SEARCH_BLOCK", "WINDOW_BLOCK", "keep_alike_slots", "SavedIndexes",
@@ -152,6 +152,7 @@ class _Search:
             if self.saved is not None:
                 self.saved.keep_block(windows, blk)
             del windows
+            return_freed_memory()  # the block's index was built and queried on several threads
             self.told(len(blk))
             done += len(blk)
         if done < len(rows):

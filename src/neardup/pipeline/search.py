@@ -18,7 +18,6 @@ from ..config import Progress, ScanOptions
 from ..features.extract import FEATURE_VERSION
 from ..features.windows import WINDOW_CODES, WINDOWS
 from ..records import SearchColumns, Verified
-from ..spill import CHUNK_ROWS, release_pages
 from ..store import FeatureCache
 from ..verify.rules import CropQueue, SeenPairs, VerifyParams, verify_batch
 from .rows import RowAccess, member
@@ -55,17 +54,15 @@ def run_key(paths: list[str], opts: ScanOptions) -> str:
 
 def stored_tilt_codes(cols: SearchColumns) -> np.ndarray | None:
     """(n, 12) the tilted-frame codes the extractor stored for every row (``cols.windows``
-    after the crop windows), or None where the columns carry none."""
+    after the crop windows), or None where the columns carry none.
+
+    A view, not a copy: the crop queue gathers the rows of each batch from it and drops the
+    pages of a file-mapped column after (:func:`~neardup.spill.release_pages`), so a million
+    rows' tilt codes (96 MB) are never held at once (docs/benchmarks.md, "Memory at a million")."""
     w = cols.windows
     if w.ndim != 2 or w.shape[0] != len(cols.p64) or w.shape[1] != WINDOW_CODES:
         return None
-    # a copy (12 of the 92 codes a row): the verification reads rows at random, which would
-    # bring every page of a file-mapped window column back into memory
-    tilts = np.empty((len(w), WINDOW_CODES - len(WINDOWS)), w.dtype)
-    for s in range(0, len(w), CHUNK_ROWS):
-        tilts[s : s + CHUNK_ROWS] = w[s : s + CHUNK_ROWS, len(WINDOWS) :]
-        release_pages(w)
-    return tilts
+    return w[:, len(WINDOWS) :]
 
 
 class _Verifier:

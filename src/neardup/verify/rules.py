@@ -29,6 +29,7 @@ from ..features.colour import GRID, colour_distance
 from ..features.orient import INVERSE, compose, orient_layouts
 from ..features.windows import SIDE, TILT_ANGLES, WINDOWS, frame_codes, tilted_layouts, turned_window_codes
 from ..records import Stage, Verified
+from ..spill import release_pages, return_freed_memory
 from .template import aligned_frame, shared_frame
 
 __all__ = ["VerifyParams", "Verified", "SeenPairs", "CropQueue", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
@@ -57,6 +58,22 @@ class CropCache(Protocol):
     def get(self, a: np.ndarray, b: np.ndarray) -> np.ndarray: ...
 
     def put(self, a: np.ndarray, b: np.ndarray, ncc: np.ndarray) -> None: ...
+
+
+def _merge_sorted(keys: np.ndarray, dists: np.ndarray, more: np.ndarray, more_dists: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Two sorted runs of distinct keys (none in both) as one, with their distances: each key
+    of the shorter run goes where a binary search puts it (no sort of the whole, whose
+    permutation alone was 8 bytes a pair at the largest merge of a million-image search)."""
+    if len(more) > len(keys):
+        keys, dists, more, more_dists = more, more_dists, keys, dists
+    at = np.searchsorted(keys, more) + np.arange(len(more))
+    rest = np.ones(len(keys) + len(more), bool)
+    rest[at] = False
+    out, out_d = np.empty(len(rest), keys.dtype), np.empty(len(rest), dists.dtype)
+    out[at], out_d[at] = more, more_dists
+    out[rest], out_d[rest] = keys, dists
+    return out, out_d
 
 
 class SeenPairs:
@@ -92,10 +109,7 @@ class SeenPairs:
         new, new_d = uniq[~seen], least[~seen]
         if len(new):
             while self.runs and len(self.runs[-1]) <= len(new):
-                merged = np.concatenate([self.runs.pop(), new])  # disjoint: a merge, no dedup
-                merged_d = np.concatenate([self.dists.pop(), new_d])
-                o = np.argsort(merged, kind="stable")
-                new, new_d = merged[o], merged_d[o]
+                new, new_d = _merge_sorted(self.runs.pop(), self.dists.pop(), new, new_d)
             self.runs.append(new)
             self.dists.append(new_d)
         return mask
@@ -628,6 +642,7 @@ class _CropBatch:
     sigs: np.ndarray  # (R, 32, 32) the layouts of the R distinct rows
     at_a: np.ndarray  # (P,) a's place in ``sigs``
     at_b: np.ndarray
+    tilts: np.ndarray | None  # (R, 12) the distinct rows' stored tilted-frame codes, if known
 
 
 class CropQueue:
@@ -644,7 +659,9 @@ class CropQueue:
                  crop_cache: CropCache | None = None, pool: Executor | None = None, limit: int = 4096) -> None:
         self.load_sigs, self.params, self.crop_cache, self.pool, self.limit = load_sigs, params, crop_cache, pool, limit
         self.aspect = aspect  # width / height of every row: the tilt test needs it
-        self.tilt_codes = tilt_codes  # (n, 12) every row's stored tilted-frame codes, if known
+        # (n, 12) every row's stored tilted-frame codes, if known: a batch's rows are copied out
+        # (_read), the pages of a file-mapped column dropped after
+        self.tilt_codes = tilt_codes
         self._parts: list[tuple[np.ndarray, ...]] = []
         self._n = 0
         self._done: list[Verified] = []
@@ -657,13 +674,13 @@ class CropQueue:
         """Queue pairs ``(a, b)`` with their 8 full-frame codes each and their evidence so far."""
         self._parts.append((a, b, p64_a, p64_b, d256, p64, colour))
         self._n += len(a)
-        if self._n >= self.limit:
+        while self._n >= self.limit:  # a verify batch may bring several batches' worth
             self._submit()
 
     def flush(self) -> Verified:
         """The accepted crop pairs of everything queued, with their evidence."""
         try:
-            if self._n:
+            while self._n:
                 self._submit()
             self._collect()
         finally:
@@ -694,16 +711,30 @@ class CropQueue:
         if self.crop_cache is not None and len(todo):
             self.crop_cache.put(batch.a[todo], batch.b[todo], crop_ncc[todo])
         self._done.append(verified)
+        return_freed_memory()  # the batch's arrays were made and freed on the tester's and pool's threads
 
     def _read(self) -> _CropBatch:
-        a, b, p64_a, p64_b, d, p, c = (np.concatenate(x) for x in zip(*self._parts))
-        self._parts, self._n = [], 0
+        """The first ``limit`` queued pairs (the rest stay queued), with what the store holds
+        for them: a batch's arrays grow with its pairs, so none is larger than the limit."""
+        a, b, p64_a, p64_b, d, p, c = whole = tuple(np.concatenate(x) for x in zip(*self._parts))
+        rest = len(a) - self.limit
+        if rest > 0:
+            self._parts = [tuple(x[self.limit :] for x in whole)]
+            a, b, p64_a, p64_b, d, p, c = (x[: self.limit].copy() for x in whole)
+        else:
+            self._parts = []
+        self._n = max(rest, 0)
         known = np.full(len(a), np.nan, dtype=np.float32)
         if self.crop_cache is not None and len(a):
             known[:] = self.crop_cache.get(a, b)  # nan where not cached
         # look-alikes come in many pairs each: every distinct row is read (and coded) once
         distinct, where = np.unique(np.concatenate([a, b]), return_inverse=True)
-        return _CropBatch(a, b, p64_a, p64_b, d, p, c, known, self.load_sigs(distinct), where[: len(a)], where[len(a) :])
+        tilts = None
+        if self.tilt_codes is not None:
+            tilts = np.asarray(self.tilt_codes[distinct])
+            release_pages(self.tilt_codes)
+        return _CropBatch(a, b, p64_a, p64_b, d, p, c, known, self.load_sigs(distinct), where[: len(a)], where[len(a) :],
+                          tilts)
 
     def _test(self, x: _CropBatch) -> tuple[Verified, np.ndarray]:
         """The crop and tilt tests of a batch (no store access: it runs beside the search); the
@@ -748,8 +779,8 @@ class CropQueue:
         ok, tilt_ncc = tilt_accepted(sig_a[rows], sig_b[rows], self.aspect[a], self.aspect[b], x.p64_a[rows],
                                      x.p64_b[rows], self.params.crop_ncc, frame_guard=self.params.frame_guard,
                                      pool=self.pool, untilted=ncc[rows],
-                                     codes_a=None if self.tilt_codes is None else self.tilt_codes[a],
-                                     codes_b=None if self.tilt_codes is None else self.tilt_codes[b])
+                                     codes_a=None if x.tilts is None else x.tilts[x.at_a[rows]],
+                                     codes_b=None if x.tilts is None else x.tilts[x.at_b[rows]])
         out[rows[ok]] = True
         ncc[rows[ok]] = tilt_ncc[ok]
         return out
