@@ -133,3 +133,34 @@ def test_by_query_keeps_query_and_index_ids_apart():
              zip(pb.a, pb.b)}
     assert (2, 2) not in plain  # a scan drops a row met by itself
 
+
+
+@pytest.mark.parametrize("engine", ["numpy", "compiled"])
+def test_a_hub_block_is_handed_over_a_batch_at_a_time(engine):
+    """Queries of one block that find millions of pairs (a hub of look-alike codes) are handed
+    to the consumer as they are found, a few batches at a time, on every thread: not held until
+    the block is done (1,200 equal codes: 7M pairs with each chunk's, ~120 MB if held)."""
+    import tracemalloc
+
+    codes = np.zeros(1_200, np.uint64)
+    index = MultiIndex(codes, np.arange(len(codes)), radius=2)
+    expect = sum(len(pb) for pb in index.query(codes, np.arange(len(codes)), max_pairs=20_000, engine=engine))
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        pairs = 0
+        for pb in index.query(codes, np.arange(len(codes)), max_pairs=20_000, threads=2, engine=engine):
+            pairs += len(pb)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert pairs == expect > 1_200 * 1_199
+    assert peak < 30 * 2**20, f"{peak / 2**20:.0f} MB held at once"
+
+
+def test_a_consumer_that_stops_early_leaves_no_query_thread_waiting():
+    codes = np.zeros(3_000, np.uint64)
+    index = MultiIndex(codes, np.arange(len(codes)), radius=2)
+    batches = index.query(codes, np.arange(len(codes)), max_pairs=1_000, threads=2)
+    assert len(next(batches)) > 0
+    batches.close()  # returns only once every thread has stopped (the pool is shut down inside)

@@ -19,9 +19,11 @@ import itertools
 import json
 import math
 import os
+import queue
+import threading
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -132,6 +134,59 @@ def _chunk_key(code_bytes: np.ndarray, table: np.ndarray) -> np.ndarray:
 def _code_bytes(codes: np.ndarray) -> np.ndarray:
     """(n, 8) bytes of each code, least significant first, whatever the machine's byte order."""
     return np.ascontiguousarray(codes, dtype="<u8").view(np.uint8).reshape(-1, 8)
+
+
+#: batches a query thread may have waiting for the consumer (each up to ``max_pairs`` pairs)
+HANDOVER_DEPTH = 2
+
+
+class _Handover:
+    """One block of queries' batches, from the thread that finds them to the consumer, at most
+    HANDOVER_DEPTH waiting: a block of look-alike queries that finds millions of pairs waits for
+    them to be taken instead of holding them all (a block used to be handed over whole)."""
+
+    _END = object()
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=HANDOVER_DEPTH)
+        self._stop = threading.Event()
+        self._taken_all = False  # the end (or the error) was taken: the thread is done with it
+
+    def fill(self, batches: Iterator[PairBatch]) -> None:
+        """Run on a query thread: every batch of ``batches``, then the end (or the error)."""
+        try:
+            for pb in batches:
+                if self._stop.is_set():
+                    break
+                self._queue.put(pb)
+        except Exception as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            self._queue.put(_Failed(e))
+            return
+        self._queue.put(self._END)
+
+    def drain(self) -> Iterator[PairBatch]:
+        """The block's batches, in the order they were found."""
+        while True:
+            item = self._queue.get()
+            if item is self._END or isinstance(item, _Failed):
+                self._taken_all = True
+                if isinstance(item, _Failed):
+                    raise item.error
+                return
+            assert isinstance(item, PairBatch)
+            yield item
+
+    def cancel(self) -> None:
+        """Stop the block and take what it put, until its thread has finished."""
+        self._stop.set()
+        while not self._taken_all:
+            item = self._queue.get()
+            self._taken_all = item is self._END or isinstance(item, _Failed)
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
 
 
 class MultiIndex:
@@ -248,22 +303,26 @@ class MultiIndex:
         blocks = [(s, min(n, s + step)) for s in range(0, n, step)]
         query_block = self._query_compiled if self._compiled(engine) else self._query_block
 
-        def run(block: tuple[int, int]) -> list[PairBatch]:
-            s, e = block
-            return list(query_block(qcodes[s:e], qids[s:e], max_pairs, by_query))
-
         if threads <= 1:
             for s, e in blocks:
                 yield from query_block(qcodes[s:e], qids[s:e], max_pairs, by_query)
             return
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            window: deque[Future[list[PairBatch]]] = deque()
-            for b in blocks:
-                window.append(pool.submit(run, b))
-                if len(window) >= 2 * threads:
-                    yield from window.popleft().result()
-            while window:
-                yield from window.popleft().result()
+            window: deque[_Handover] = deque()
+            try:
+                for s, e in blocks:
+                    handover = _Handover()
+                    pool.submit(handover.fill, query_block(qcodes[s:e], qids[s:e], max_pairs, by_query))
+                    window.append(handover)
+                    if len(window) >= 2 * threads:
+                        yield from window[0].drain()
+                        window.popleft()  # (only once drained: cancel() below must see a block left half-taken)
+                while window:
+                    yield from window[0].drain()
+                    window.popleft()
+            finally:  # the consumer stopped early: no query thread may stay blocked on a full hand-over
+                for handover in window:
+                    handover.cancel()
 
     def _compiled(self, engine: Engine) -> bool:
         """Whether a query runs the compiled loop, which reads the tables as native integers."""

@@ -1,0 +1,71 @@
+"""What a scan's driver holds at its peak: the largest allocations by where they were made.
+
+    python3 benchmarks/memory_peak.py /tmp/ndscale/v2-100000 [--top 12] [--step-mb 15]
+
+Runs ``neardup.scan`` in this process on a fresh cache with ``tracemalloc`` on (12 frames a
+trace; the scan runs ~5x slower).  A thread takes a snapshot each time the traced memory passes
+its last high by ``--step-mb``; the last one is the peak's.  Prints the traced peak, the RSS at
+that moment, and the ``--top`` allocation sites (neardup's frames of each traceback).  NumPy
+reports its arrays to tracemalloc; what C libraries allocate themselves (SQLite's page cache,
+the allocator's free lists) is in the RSS only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+import neardup
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--step-mb", type=float, default=15.0)
+    a = ap.parse_args()
+    tracemalloc.start(12)
+    high = [0]
+    peak: list[tuple[int, float, tracemalloc.Snapshot]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.3):
+            traced, _ = tracemalloc.get_traced_memory()
+            if traced > high[0] + a.step_mb * 2**20:
+                high[0] = traced
+                peak[:] = [(traced, _rss_mb(), tracemalloc.take_snapshot())]
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with tempfile.TemporaryDirectory(dir="/tmp") as cache:
+        t = time.perf_counter()
+        neardup.scan([str(a.folder)], cache=cache)
+        wall = time.perf_counter() - t
+    stop.set()
+    watcher.join()
+    if not peak:
+        print(f"wall {wall:.1f} s; traced memory never passed {a.step_mb} MB")
+        return
+    traced, rss, snap = peak[0]
+    print(f"wall {wall:.1f} s (under tracemalloc); traced peak {traced / 2**20:.0f} MB, RSS then {rss:.0f} MB")
+    for stat in snap.statistics("traceback")[: a.top]:
+        print(f"{stat.size / 2**20:7.1f} MB in {stat.count} blocks")
+        for line in stat.traceback.format():
+            if "neardup" in line or not line.lstrip().startswith("File"):
+                print("      ", line.strip()[:160])
+
+
+if __name__ == "__main__":
+    main()
