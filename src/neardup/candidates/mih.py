@@ -293,8 +293,9 @@ class MultiIndex:
         ``engine``: both loops find exactly the same pairs; "auto" runs the compiled one
         (:data:`COMPILED`) unless an array is of a foreign byte order.
         With ``threads > 1`` blocks of queries run on a thread pool (NumPy releases the GIL
-        in the gathers that dominate), at most ``2 * threads`` blocks in flight, and batches
-        come back in query order, so the output does not depend on the thread count.
+        in the gathers that dominate), at most ``2 * threads`` blocks in flight, each handing
+        its batches over as it finds them (at most HANDOVER_DEPTH waiting), and batches come
+        back in query order, so the output does not depend on the thread count.
         """
         qcodes = np.ascontiguousarray(qcodes, dtype=np.uint64)
         qids = np.ascontiguousarray(qids, dtype=np.int64)
