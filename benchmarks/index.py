@@ -26,17 +26,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).parent))
+from proc_memory import rss_mb  # noqa: E402
 from scale import make  # noqa: E402
 
 import neardup  # noqa: E402
 from neardup.embed.model import default_model_spec  # noqa: E402
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _peak_mb() -> float:
@@ -66,10 +60,10 @@ def phase(args: argparse.Namespace) -> dict[str, object]:
         t = time.perf_counter()
         idx = neardup.Index.build([str(args.collection)], args.index, workers=args.workers, mode=args.mode)
         return {"seconds": time.perf_counter() - t, "peak_rss_mb": _peak_mb(), "files": idx.files, "rows": idx.rows}
-    before = _rss_mb()
+    before = rss_mb()
     idx = neardup.Index.open(args.index)
     opened = time.perf_counter() - t
-    out: dict[str, object] = {"open_seconds": opened, "rss_after_open_mb": _rss_mb(), "rss_before_open_mb": before}
+    out: dict[str, object] = {"open_seconds": opened, "rss_after_open_mb": rss_mb(), "rss_before_open_mb": before}
     if args.phase == "open":
         return out
     t = time.perf_counter()

@@ -19,14 +19,9 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from proc_memory import rss_mb
+
 import neardup
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
@@ -45,7 +40,7 @@ def main() -> None:
             traced, _ = tracemalloc.get_traced_memory()
             if traced > high[0] + a.step_mb * 2**20:
                 high[0] = traced
-                peak[:] = [(traced, _rss_mb(), tracemalloc.take_snapshot())]
+                peak[:] = [(traced, rss_mb(), tracemalloc.take_snapshot())]
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()

@@ -158,6 +158,7 @@ def test_a_hub_block_is_handed_over_a_batch_at_a_time(engine):
     assert peak < 30 * 2**20, f"{peak / 2**20:.0f} MB held at once"
 
 
+@pytest.mark.timeout(60)  # a thread left blocked on a full hand-over hangs the pool's shutdown: fail, not hang
 def test_a_consumer_that_stops_early_leaves_no_query_thread_waiting():
     codes = np.zeros(3_000, np.uint64)
     index = MultiIndex(codes, np.arange(len(codes)), radius=2)

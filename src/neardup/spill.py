@@ -82,9 +82,9 @@ def _libc() -> Any:
 def return_freed_memory() -> None:
     """Give the memory the C allocator holds free back to the system (glibc's ``malloc_trim``;
     a no-op elsewhere).  Each thread that allocates gets an arena of its own, and an array of
-    a few MB freed in one arena is kept there for that thread: a search whose query, crop and
-    verify threads each freed their last block held hundreds of MB that no array used
-    (docs/benchmarks.md, "Memory at a million").  Called between blocks of work, not inside."""
+    a few MB freed in one arena is kept there for that thread, so a search whose query, crop
+    and verify threads each freed their last block held memory no array used (docs/benchmarks.md,
+    "Memory at a million").  Called between blocks of work, not inside."""
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
