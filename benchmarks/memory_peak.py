@@ -1,8 +1,9 @@
 """What a scan's driver holds at its peak: the largest allocations by where they were made.
 
-    python3 benchmarks/memory_peak.py /tmp/ndscale/v2-100000 [--top 12] [--step-mb 15]
+    python3 benchmarks/memory_peak.py /tmp/ndscale/v2-100000 [more folders] [--top 12] [--step-mb 15] [--cache DIR]
 
-Runs ``neardup.scan`` in this process on a fresh cache with ``tracemalloc`` on (12 frames a
+Runs ``neardup.scan`` of the folders in this process on a fresh cache (or ``--cache``: kept, so a
+second run measures the stages after extraction) with ``tracemalloc`` on (12 frames a
 trace; the scan runs ~5x slower).  A thread takes a snapshot each time the traced memory passes
 its last high by ``--step-mb``; the last one is the peak's.  Prints the traced peak, the RSS at
 that moment, and the ``--top`` allocation sites (neardup's frames of each traceback).  NumPy
@@ -26,7 +27,8 @@ import neardup
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("folder", type=Path)
+    ap.add_argument("folders", type=Path, nargs="+")
+    ap.add_argument("--cache", type=Path, default=None, help="keep the feature cache here")
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--step-mb", type=float, default=15.0)
     a = ap.parse_args()
@@ -34,19 +36,22 @@ def main() -> None:
     high = [0]
     peak: list[tuple[int, float, tracemalloc.Snapshot]] = []
     stop = threading.Event()
+    t0 = time.perf_counter()
 
     def watch() -> None:
         while not stop.wait(0.3):
             traced, _ = tracemalloc.get_traced_memory()
             if traced > high[0] + a.step_mb * 2**20:
                 high[0] = traced
+                print(f"  {time.perf_counter() - t0:6.0f} s: traced {traced / 2**20:.0f} MB, RSS {rss_mb():.0f} MB",
+                      flush=True)
                 peak[:] = [(traced, rss_mb(), tracemalloc.take_snapshot())]
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    with tempfile.TemporaryDirectory(dir="/tmp") as cache:
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         t = time.perf_counter()
-        neardup.scan([str(a.folder)], cache=cache)
+        neardup.scan([str(f) for f in a.folders], cache=str(a.cache or tmp))
         wall = time.perf_counter() - t
     stop.set()
     watcher.join()

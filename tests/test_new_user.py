@@ -187,6 +187,14 @@ def test_a_folder_without_images_says_so_and_why(tmp_path):
     assert "holds no files" in r.stderr, r.stderr
 
 
+def test_a_rerun_from_the_cache_does_not_say_no_image_was_found(tmp_path):
+    photos = _folder(tmp_path)
+    for out in ("r1.json", "r2.json"):  # the second reads no file: every image comes from the cache
+        r = _neardup("scan", str(photos), "-o", str(tmp_path / out), "--cache", str(tmp_path / "cache"), "-q")
+        assert r.returncode == 0 and "no image found" not in r.stderr, r.stderr
+    assert json.loads((tmp_path / "r2.json").read_text())["stats"]["from_cache"] > 0
+
+
 # -- the keeper of byte copies: the plain, older, first-named file -------------------------
 @pytest.mark.parametrize(("name", "mark"), [
     ("x - Copy.jpg", "Copy"), ("x (1).jpg", "(1"), ("copy_of_x.jpg", "copy"), ("Copy of x.png", "Copy"),

@@ -146,7 +146,7 @@ def scan(paths: tuple[str, ...], output: str, csv_path: str | None, cache_dir: s
         _write(csv_path, result.pairs_csv())
     if not quiet:
         ui.summary(result, output)
-    if not result.stats["read"]:
+    if not result.stats["unique_contents"]:  # nothing read now nor taken from the cache
         click.echo(_no_image(paths, result), err=True)
     sys.exit(EXIT_FAILURES if result.failures else EXIT_OK)
 
