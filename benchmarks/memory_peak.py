@@ -14,6 +14,8 @@ the allocator's free lists) is in the RSS only.
 from __future__ import annotations
 
 import argparse
+import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -25,13 +27,26 @@ from proc_memory import rss_mb
 import neardup
 
 
+def _forget_runs(cache: Path) -> None:
+    """The cache without its runs' pairs and snapshots (a benchmark's reach into the store's
+    tables: the library never forgets a run by itself)."""
+    shutil.rmtree(cache / "runs", ignore_errors=True)
+    with sqlite3.connect(cache / "features.sqlite") as db:
+        for table in ("run_contents", "run_pairs", "run_groups"):
+            db.execute(f"DELETE FROM {table}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("folders", type=Path, nargs="+")
     ap.add_argument("--cache", type=Path, default=None, help="keep the feature cache here")
+    ap.add_argument("--forget-runs", action="store_true",
+                    help="drop the --cache's earlier runs first: the search runs again on the cached features")
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--step-mb", type=float, default=15.0)
     a = ap.parse_args()
+    if a.forget_runs and a.cache is not None:
+        _forget_runs(a.cache)
     tracemalloc.start(12)
     high = [0]
     peak: list[tuple[int, float, tracemalloc.Snapshot]] = []
@@ -51,8 +66,10 @@ def main() -> None:
     watcher.start()
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         t = time.perf_counter()
-        neardup.scan([str(f) for f in a.folders], cache=str(a.cache or tmp))
+        r = neardup.scan([str(f) for f in a.folders], cache=str(a.cache or tmp))
         wall = time.perf_counter() - t
+    print(f"candidate pairs {r.stats['candidate_pairs']:,}, reused pairs {r.stats['reused_pairs']:,}; "
+          + ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in r.stats["stages"].items()))
     stop.set()
     watcher.join()
     if not peak:

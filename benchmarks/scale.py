@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -66,6 +69,21 @@ def make(root: Path, n: int, seed: int = 3) -> None:
     done.touch()
 
 
+def _progress_log() -> Callable[[str, int, int | None], None]:
+    """A progress callback that prints a stage's start and each tenth of it it passes."""
+    done: dict[str, int] = {}
+    told: dict[str, int] = {}
+
+    def update(stage: str, advance: int, total: int | None) -> None:
+        done[stage] = done.get(stage, 0) + advance
+        tenth = done[stage] * 10 // total if total else 0
+        if told.get(stage, -1) < tenth:
+            told[stage] = tenth
+            print(f"{time.time():.1f} {stage} {done[stage]:,}/{total or 0:,}", file=sys.stderr, flush=True)
+
+    return update
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=10_000)
@@ -75,9 +93,15 @@ def main() -> None:
                     help="keep the feature cache here (a rerun then measures the stages after extraction)")
     ap.add_argument("--crop-pairs", action="store_true",
                     help="also count the pairs handed to the crop and tilt tests (wraps CropQueue.add)")
+    ap.add_argument("--log-progress", action="store_true",
+                    help="print each stage's start and every tenth of it, with seconds since the epoch (to line "
+                         "up with tree_pss.py --trace)")
     ap.add_argument("--no-spill", action="store_true",
                     help="hold the window codes in memory whatever their size (neardup.spill.SPILL_BYTES), for an A/B")
     a = ap.parse_args()
+    if a.log_progress:  # the search's phases (frames, then window blocks) log at debug level
+        logging.basicConfig(format="%(created).1f %(name)s %(message)s", stream=sys.stderr)
+        logging.getLogger("neardup.candidates").setLevel(logging.DEBUG)
     if a.no_spill:
         spill.SPILL_BYTES = 1 << 62
     queued = [0]
@@ -93,7 +117,7 @@ def main() -> None:
     make(root, a.n)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        r = neardup.scan([str(root)], cache=str(a.cache or tmp))
+        r = neardup.scan([str(root)], cache=str(a.cache or tmp), progress=_progress_log() if a.log_progress else None)
         wall = time.perf_counter() - t
     planted = sum(1 for g in r.groups if len(g.members) == 2
                   and {Path(m).name.replace("_copy", "") for m in g.members} == {Path(g.members[0]).name.replace("_copy", "")})

@@ -3,6 +3,7 @@ multi-index hashing, streamed in blocks of query rows."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -15,6 +16,8 @@ from .mih import MultiIndex, PairBatch
 
 __all__ = ["candidate_batches", "SEARCH_BLOCK", "WINDOW_BLOCK", "keep_alike_slots", "SavedIndexes",
            "window_blocks"]
+
+logger = logging.getLogger(__name__)
 
 #: query rows searched at a time (the progress bar's step; the index splits them further)
 SEARCH_BLOCK = 16_384
@@ -155,6 +158,7 @@ class _Search:
             return_freed_memory()  # the block's index was built and queried on several threads
             self.told(len(blk))
             done += len(blk)
+            logger.debug("windows of %d of %d rows searched", done, len(with_windows))
         if done < len(rows):
             self.told(len(rows) - done)
 
@@ -174,6 +178,7 @@ class _Search:
                 yield from self.saved.frame_pairs(codes, ids, threads=self.threads, only=saved_frames)
 
         yield from self.queries(against_frames, new_rows, full_frame=True)
+        logger.debug("frames and centres of %d rows searched against %d frame codes", len(new_rows), index.size)
         # a few fresh rows' windows query the frames (fewer queries than every frame querying
         # their index; the same pairs either way)
         with_windows = new_rows[~cols.low_info[new_rows]] if self.has_windows else new_rows[:0]
