@@ -34,6 +34,38 @@ def _rss_mb() -> float:
     raise AssertionError("no VmRSS")
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_scattered_rows_are_taken_without_mapping_the_whole_file(monkeypatch):
+    rows = 2 * spill.SPILL_BYTES // (93 * 8)  # 128 MB of window codes in a file mapping
+    a = spilled_zeros((rows, 93), np.uint64)
+    a[:] = np.arange(rows, dtype=np.uint64)[:, None]
+    release_pages(a)
+    pick = np.random.default_rng(5).choice(rows, 8000, replace=False)  # a crop batch's rows, scattered
+    mapped_then: list[float] = []
+    release = spill.release_pages
+
+    def watched(arr: np.ndarray) -> None:  # what the gather mapped, read before each release
+        mapped_then.append(_rss_file_mb())
+        release(arr)
+
+    monkeypatch.setattr(spill, "release_pages", watched)
+    before = _rss_file_mb()
+    got = spill.take_rows(a[:, 81:], pick)
+    assert np.array_equal(got, np.repeat(pick.astype(np.uint64)[:, None], 12, axis=1))
+    # gathered at once, the rows' pages and their neighbours' (fault-around) were the whole file
+    assert max(mapped_then) - before < 48, (max(mapped_then), before, a.nbytes >> 20)
+    ordinary = np.arange(20).reshape(10, 2)
+    assert np.array_equal(spill.take_rows(ordinary, np.array([3, 1, 3])), ordinary[[3, 1, 3]])
+    assert spill.take_rows(a, np.zeros(0, np.int64)).shape == (0, 93)
+
+
+def _rss_file_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no RssFile")
+
+
 def test_small_columns_stay_ordinary_arrays():
     assert not _mapped(spilled_zeros((1000, 92), np.uint64))
 

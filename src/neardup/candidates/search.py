@@ -11,7 +11,7 @@ import numpy as np
 
 from ..features.content import SLOT_MAX, slot_distance
 from ..records import SearchColumns
-from ..spill import release_pages, return_freed_memory
+from ..spill import release_pages, return_freed_memory, take_rows
 from .mih import MultiIndex, PairBatch
 
 __all__ = ["candidate_batches", "SEARCH_BLOCK", "WINDOW_BLOCK", "keep_alike_slots", "SavedIndexes",
@@ -188,7 +188,7 @@ class _Search:
             frame_ids = np.concatenate([np.arange(n, dtype=np.int64), cols.alt_rows])
             yield from self.window_pass(new_rows, frame_codes, frame_ids)
             return
-        codes, ids = cols.windows[with_windows].ravel(), np.repeat(with_windows, self.per)
+        codes, ids = take_rows(cols.windows, with_windows).ravel(), np.repeat(with_windows, self.per)
         yield from against_frames(codes, ids)
         self.told(len(new_rows))
         if self.saved is not None and len(with_windows):  # kept for the next run, which queries it

@@ -29,7 +29,7 @@ from ..features.colour import GRID, colour_distance
 from ..features.orient import INVERSE, compose, orient_layouts
 from ..features.windows import SIDE, TILT_ANGLES, WINDOWS, frame_codes, tilted_layouts, turned_window_codes
 from ..records import Stage, Verified
-from ..spill import release_pages, return_freed_memory
+from ..spill import return_freed_memory, take_rows
 from .template import aligned_frame, shared_frame
 
 __all__ = ["VerifyParams", "Verified", "SeenPairs", "CropQueue", "verify_batch", "crop_ncc", "crop_ncc_batch", "orient_colour",
@@ -731,8 +731,7 @@ class CropQueue:
         distinct, where = np.unique(np.concatenate([a, b]), return_inverse=True)
         tilts = None
         if self.tilt_codes is not None:
-            tilts = np.asarray(self.tilt_codes[distinct])
-            release_pages(self.tilt_codes)
+            tilts = take_rows(self.tilt_codes, distinct)
         return _CropBatch(a, b, p64_a, p64_b, d, p, c, known, self.load_sigs(distinct), where[: len(a)], where[len(a) :],
                           tilts)
 
