@@ -36,7 +36,7 @@ import numpy as np
 from ..candidates.mih import MultiIndex, PairBatch
 from ..features.extract import FEATURE_VERSION
 from ..records import SearchColumns
-from ..spill import CHUNK_ROWS, release_pages
+from ..spill import CHUNK_ROWS, release_pages, take_rows
 
 __all__ = ["RunSnapshot", "SNAPSHOT_FORMAT", "MAX_SEGMENTS", "KEEP_SNAPSHOTS"]
 
@@ -323,8 +323,7 @@ def _save_rows(path: Path, values: np.ndarray, rows: np.ndarray, n: int, *, step
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(f, header)
         for s in range(0, len(rows), step):
-            np.ascontiguousarray(values[rows[s : s + step]]).tofile(f)
-            release_pages(values)
+            take_rows(values, rows[s : s + step]).tofile(f)  # an incremental run's new rows are scattered
 
 
 def _drop_least_used(runs: Path) -> None:
