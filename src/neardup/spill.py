@@ -74,9 +74,9 @@ def release_pages(arr: np.ndarray) -> None:
 def take_rows(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``arr[rows]``, a copy; when a file mapping backs ``arr`` it is read a span of
     :data:`GATHER_BYTES` of the file at a time, its pages released after each
-    (:func:`release_pages`).  Gathered at once, 8,000 scattered rows of a million rows' window
-    codes mapped 716 MB of the file for an instant: the tilt codes of one crop batch
-    (benchmarks/gather_pages.py)."""
+    (:func:`release_pages`).  Gathered at once, the scattered rows of one crop batch's tilt
+    codes mapped nearly the whole file of a million rows' window codes for an instant
+    (benchmarks/gather_pages.py, docs/benchmarks.md "The million's spike")."""
     rows = np.asarray(rows, dtype=np.int64)
     stride = abs(arr.strides[0]) if arr.ndim and arr.strides else 0
     if _mapping(arr) is None or not len(rows) or not stride:
