@@ -26,6 +26,7 @@ from PIL import Image
 
 import neardup
 from neardup import spill
+from neardup.candidates import search as candidate_search
 from neardup.verify.rules import CropQueue
 
 
@@ -96,12 +97,16 @@ def main() -> None:
     ap.add_argument("--log-progress", action="store_true",
                     help="print each stage's start and every tenth of it, with seconds since the epoch (to line "
                          "up with tree_pss.py --trace)")
+    ap.add_argument("--window-block", type=int, default=None,
+                    help="window codes indexed at a time (neardup.candidates.search.WINDOW_BLOCK), for an A/B")
     ap.add_argument("--no-spill", action="store_true",
                     help="hold the window codes in memory whatever their size (neardup.spill.SPILL_BYTES), for an A/B")
     a = ap.parse_args()
     if a.log_progress:  # the search's phases (frames, then window blocks) log at debug level
         logging.basicConfig(format="%(created).1f %(name)s %(message)s", stream=sys.stderr)
         logging.getLogger("neardup.candidates").setLevel(logging.DEBUG)
+    if a.window_block:
+        candidate_search.WINDOW_BLOCK = a.window_block
     if a.no_spill:
         spill.SPILL_BYTES = 1 << 62
     queued = [0]
