@@ -23,11 +23,14 @@ logger = logging.getLogger(__name__)
 SEARCH_BLOCK = 16_384
 
 
-#: crop-window and tilted-frame codes indexed at a time (about 100 MB of index with its tables):
+#: crop-window and tilted-frame codes indexed at a time (about 200 MB of index with its tables):
 #: the windows of a block of rows are indexed and every full frame queries them, which finds
 #: the same pairs as every window querying the frames, with a query per row and block instead
-#: of one per window (benchmarks/window_queries.py --swap: 3x faster at 10k rows, 4.6x at 100k)
-WINDOW_BLOCK = 2_000_000
+#: of one per window (benchmarks/window_queries.py --swap: 3x faster at 10k rows, 4.6x at 100k).
+#: Every frame's probes are paid once per block: fewer, larger blocks cost less time and more
+#: memory (docs/benchmarks.md, "The million's spike": 4M codes against 2M, a sixth less time
+#: in the window pass at 1M for ~70 MB more)
+WINDOW_BLOCK = 4_000_000
 
 
 class SavedIndexes(Protocol):
