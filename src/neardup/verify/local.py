@@ -286,11 +286,7 @@ def _aligned(athumb: np.ndarray, bthumb: np.ndarray, Ht: np.ndarray, params: Loc
         if first is not None and first.accepted(params):
             return first, b_to_a(M)
     try:  # sub-pixel refinement of the homography on the views themselves
-        Mi = np.linalg.inv(M)
-        Mi = (Mi / Mi[2, 2]).astype(np.float32)  # maps dst to src, as ECC wants
-        _, Mi = cv2.findTransformECC(d32, src32, Mi, cv2.MOTION_HOMOGRAPHY,
-                                     (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, *(ECC_PLACED if placed else ECC_KEYPOINTS)), None, 1)
-        M = np.linalg.inv(Mi)
+        M = _refined(cv2, d32, src32, M, placed=placed)
         warped, m, cover = aligned(M)
     except (cv2.error, np.linalg.LinAlgError):
         pass  # keep the first homography
@@ -298,6 +294,30 @@ def _aligned(athumb: np.ndarray, bthumb: np.ndarray, Ht: np.ndarray, params: Loc
     if found is None:
         return LocalEvidence(matches, inliers, float("nan"), min(cover, 1.0), placed=placed), b_to_a(M)
     return found, b_to_a(M)
+
+
+def _refined(cv2: Any, d32: np.ndarray, src32: np.ndarray, M: np.ndarray, *, placed: bool) -> np.ndarray:
+    """``M`` (src pixels to dst's) refined by ECC on the views themselves.  From a layout's
+    placement (off by up to a cell), coarse to fine: most steps on both views halved
+    (``cv2.pyrDown``: a quarter of the pixels), then a few at full size."""
+    levels = ((1, *ECC_PLACED_COARSE), (0, *ECC_PLACED_FINE)) if placed else ((0, *ECC_KEYPOINTS),)
+    Mi = np.linalg.inv(M)  # maps dst to src, as ECC wants
+    for level, steps, eps in levels:
+        if not steps:
+            continue
+        # pyrDown's pixel i is the full view's pixel 2i (its filter is centred there)
+        half = np.diag([0.5**level, 0.5**level, 1.0])
+        d, s = (cv2.pyrDown(d32), cv2.pyrDown(src32)) if level else (d32, src32)
+        Mk = half @ Mi @ np.linalg.inv(half)
+        try:
+            _, Mk = cv2.findTransformECC(d, s, (Mk / Mk[2, 2]).astype(np.float32), cv2.MOTION_HOMOGRAPHY,
+                                         (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, steps, eps), None, 1)
+        except cv2.error:
+            if not level:
+                raise
+            continue  # the halved views did not converge: the full ones start from M
+        Mi = np.linalg.inv(half) @ Mk.astype(np.float64) @ half
+    return np.linalg.inv(Mi)
 
 
 def _judged(cv2: Any, d32: np.ndarray, warped: np.ndarray, m: np.ndarray, cover: float, params: LocalParams,
@@ -318,11 +338,13 @@ def _judged(cv2: Any, d32: np.ndarray, warped: np.ndarray, m: np.ndarray, cover:
 
 #: ECC's refinement stops after this many steps or when a step moves the homography less than
 #: this.  From a RANSAC homography, 15 and 1e-3 take about two thirds of the time of 30 and 1e-4
-#: and leave the aligned views as alike (benchmarks/thorough_parts.py replays them); from a
-#: layout's placement (match_inset), which is off by a cell, the full 30 and 1e-4: with 1e-3
-#: fewer insets stand than tests/test_contains.py asks for
+#: and leave the aligned views as alike (benchmarks/thorough_parts.py replays them).  From a
+#: layout's placement (match_inset), which is off by a cell: 30 steps to 1e-4 on the views
+#: halved (with 1e-3 fewer insets stand than tests/test_contains.py asks for), then 5 at full
+#: size; benchmarks/inset_ecc.py replays the placements against 30 / 1e-4 at full size
 ECC_KEYPOINTS = (15, 1e-3)
-ECC_PLACED = (30, 1e-4)
+ECC_PLACED_COARSE = (30, 1e-4)
+ECC_PLACED_FINE = (5, 1e-3)
 
 #: scales tried around the layout's placement of a picture inside another (:func:`match_inset`):
 #: the layout places it to a cell of 32, about 3% of the frame
