@@ -19,11 +19,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 import neardup
+from neardup.embed.model import default_model_spec
 from neardup.pipeline import thorough
 from neardup.verify import local
 
@@ -32,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 Placement = tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]
 
 
-def record(scan: callable) -> list[Placement]:  # type: ignore[valid-type]
+def record(scan: Callable[[], None]) -> list[Placement]:
     """The placements ``match_inset`` is asked to check while ``scan`` runs."""
     got: list[Placement] = []
     lock = threading.Lock()
@@ -83,8 +85,6 @@ def main() -> None:
 
     def devset() -> None:
         with tempfile.TemporaryDirectory() as cache:
-            from neardup.embed.model import default_model_spec
-
             (Path(cache) / "models").symlink_to(Path(default_model_spec(None).path).parent)
             neardup.scan([str(a.devset / "images")], cache=cache, mode="thorough")
 

@@ -37,6 +37,32 @@ def test_features_round_trip(tmp_path):
         assert c.integrity_ok()
 
 
+def test_known_files_join_the_run_in_the_store_and_only_the_rest_come_back(tmp_path):
+    """A listing batch joins the run inside SQLite (ingest's rerun path): exactly the entries
+    lookup_files trusts join, a cached failure comes back as one, everything else is unknown."""
+    data = [p.read_bytes() for p in PHOTOS[:3]]
+    batch = features_batch([decode(d) for d in data], [digest_bytes(d) for d in data])
+    digests = [d.tobytes() for d in batch.digest]
+    with FeatureCache(tmp_path) as c:
+        c.put_batch([FileRow("same.jpg", 10, 20, digests[0]), FileRow("touched.jpg", 10, 20, digests[1]),
+                     FileRow("blob", 10, 20, digests[2], etag="v1"), FileRow("copy.jpg", 11, 21, digests[0]),
+                     FileRow("broken.jpg", 5, 6, None, "decode", "corrupt", "not an image")], batch)
+        listing = [("same.jpg", 10, 20, None), ("touched.jpg", 10, 99, None), ("blob", 10, 20, "v2"),
+                   ("broken.jpg", 5, 6, None), ("new.jpg", 1, 1, None), ("copy.jpg", 11, 21, None)]
+        c.start_run()
+        known = c.add_known_to_run(listing)
+        assert known.joined == 2 and known.unknown == [1, 2, 4]
+        assert [(i, r.path, r.error_stage, r.error_reason) for i, r in known.failures] == [(3, "broken.jpg", "decode",
+                                                                                           "corrupt")]
+        trusted = c.lookup_files(listing)
+        assert sorted(p for p, r in trusted.items() if r.digest) == ["copy.jpg", "same.jpg"]
+        run, counts = c.run_contents()
+        assert [d.tobytes() for d in run] == [digests[0]] and counts.tolist() == [2]
+        # with a model, a file whose embedding by it is missing is read again
+        c.start_run()
+        assert c.add_known_to_run(listing, model="lite0").unknown == [0, 1, 2, 4, 5]
+
+
 def test_rerun_decodes_nothing_and_changed_file_is_redone(tmp_path):
     src = tmp_path / "imgs"
     src.mkdir()

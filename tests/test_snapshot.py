@@ -136,6 +136,23 @@ def test_a_rerun_reads_the_snapshot_and_finds_what_a_cold_scan_finds(tmp_path):
         assert np.array_equal(getattr(from_snapshot, field), getattr(from_store, field)), field
 
 
+def test_an_unchanged_rerun_uses_the_saved_columns_as_they_are(tmp_path):
+    """When the one saved segment holds exactly this run's rows, the columns come from it
+    without a copy (the window codes stay its read-only mapping) and equal the store's."""
+    root, cache, runs, _ = _first_run(tmp_path)
+    with FeatureCache(cache) as fc:
+        fc.start_run()
+        from neardup.config import ScanOptions
+        from neardup.pipeline.ingest import ingest
+
+        ingest([str(root)], fc, ScanOptions(workers=1), None, lambda *a: None, lambda: None)
+        snap = RunSnapshot(runs)
+        from_snapshot, from_store = load_search_columns(fc, snap), load_search_columns(fc)
+    assert len(snap.segments) == 1 and not from_snapshot.windows.flags.writeable
+    for field in SearchColumns.__dataclass_fields__:
+        assert np.array_equal(getattr(from_snapshot, field), getattr(from_store, field)), field
+
+
 def test_an_unchanged_rerun_without_a_snapshot_writes_one(tmp_path):
     """A snapshot lost (or of an older format, after an upgrade) must not leave every later
     unchanged rerun reading its columns from the store: the first such rerun writes it again."""

@@ -89,20 +89,14 @@ def _misses(paths: list[str], fc: FeatureCache, opts: ScanOptions, model_id: str
     (or its failures) as the pool pulls the misses."""
     for batch in batched(list_entries(paths, got.failures, got.tally), opts.batch):
         got.listed += len(batch)
-        known = fc.lookup_files([(e.path, e.size, e.mtime_ns, e.etag) for e in batch], model=model_id)
-        found: list[RunRow] = []
-        for e in batch:
-            rec = known.get(e.path)
-            if rec is None:
-                yield e
-                continue
-            got.cached += 1
-            if rec.digest is not None:
-                found.append(RunRow(e.path, rec.digest, e.size, e.mtime_ns))
-            else:
-                got.failures.append(Failure(e.path, rec.error_stage or "decode", rec.error or "", rec.error_reason or ""))
-        fc.add_run(found)
-        progress("extract", len(known), listed_total())
+        # the known files join the run inside the store; only the rest come back here
+        known = fc.add_known_to_run([(e.path, e.size, e.mtime_ns, e.etag) for e in batch], model=model_id)
+        got.cached += known.joined + len(known.failures)
+        for _, rec in known.failures:
+            got.failures.append(Failure(rec.path, rec.error_stage or "decode", rec.error or "", rec.error_reason or ""))
+        progress("extract", known.joined + len(known.failures), listed_total())
+        for i in known.unknown:
+            yield batch[i]
 
 
 def _store(fc: FeatureCache, chunk: Chunk, spec: ModelSpec | None) -> None:

@@ -32,12 +32,20 @@ def load_search_columns(fc: FeatureCache, snapshot: RunSnapshot | None = None) -
     saved_in = snapshot if snapshot is not None and (seg >= 0).any() else None  # holds some rows
     missing = np.flatnonzero(seg < 0)
     width = (saved_in.window_width() if saved_in is not None else 0) or SEARCH_CODES - 1
-    p64, c64, slot = np.zeros(n, np.uint64), np.zeros(n, np.uint64), np.zeros(n, np.uint64)
-    low, colourful, aspect = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, np.float32)
-    # the largest column by far: in a file past SPILL_BYTES, its pages dropped after each pass
-    windows = spilled_zeros((n, width), np.uint64, folder=None if fc.path == ":memory:" else Path(fc.path).parent)
     alts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    if saved_in is not None:
+    whole = saved_in.whole(n) if saved_in is not None and not len(missing) else None
+    if whole is not None:  # an unchanged rerun: the saved segment holds every row, in order
+        p64, c64, slot = (np.array(whole[k], np.uint64) for k in ("p64", "c64", "slot"))
+        low, colourful = np.array(whole["low_info"], bool), np.array(whole["colourful"], bool)
+        aspect = np.array(whole["aspect"], np.float32)
+        windows = whole["windows"]  # read-only and mapped: nothing copied
+        alts.append((np.asarray(whole["alt_rows"], np.int64), np.array(whole["alt_p64"]), np.array(whole["alt_c64"])))
+    else:
+        p64, c64, slot = np.zeros(n, np.uint64), np.zeros(n, np.uint64), np.zeros(n, np.uint64)
+        low, colourful, aspect = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, np.float32)
+        # the largest column by far: in a file past SPILL_BYTES, its pages dropped after each pass
+        windows = spilled_zeros((n, width), np.uint64, folder=None if fc.path == ":memory:" else Path(fc.path).parent)
+    if saved_in is not None and whole is None:
         saved = saved_in.gather(seg, local, windows=windows)
         rows = saved["rows"]
         p64[rows], c64[rows], slot[rows] = saved["p64"], saved["c64"], saved["slot"]
@@ -47,7 +55,7 @@ def load_search_columns(fc: FeatureCache, snapshot: RunSnapshot | None = None) -
     done = 0
     colourfulness = QUALITY_FIELDS.index("colourfulness")
     only = digests[missing] if len(missing) < n else None
-    for c in fc.iter_run_features(_SEARCH_FIELDS, only=only):
+    for c in fc.iter_run_features(_SEARCH_FIELDS, only=only) if len(missing) else ():
         got = c["digest"]
         k = len(got)
         want = missing[done : done + k]

@@ -132,6 +132,17 @@ class RunSnapshot:
         self._windowed = windowed
         return seg, local
 
+    def whole(self, n: int) -> dict[str, np.ndarray] | None:
+        """The columns of the one segment that holds exactly the ``n`` rows :meth:`locate` last
+        found, in their order (an unchanged rerun), else None: the run can use them as they
+        are, the window codes still mapped, instead of gathering a copy."""
+        if self._where is None or len(self.segments) != 1 or len(self.segments[0]) != n:
+            return None
+        seg, local = self._where
+        if len(seg) != n or not (seg == 0).all() or not np.array_equal(local, np.arange(n)):
+            return None
+        return self.segments[0].columns
+
     def window_width(self) -> int:
         """Window and tilt codes a row in this snapshot's segments (0 without segments)."""
         w = self.segments[0].columns["windows"] if self.segments else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -19,7 +19,7 @@ from ..features.extract import FEATURE_VERSION, SIG_SIDE, FeatureBatch
 from .blobs import decode_column, feature_rows
 from .run import RunRow
 
-__all__ = ["FeatureTables", "FeatureReader", "FileRecord", "FileRow", "EmbeddingRow"]
+__all__ = ["FeatureTables", "FeatureReader", "FileRecord", "FileRow", "EmbeddingRow", "KnownBatch"]
 
 
 class FileRow(NamedTuple):
@@ -52,6 +52,15 @@ class FileRecord:
     error_stage: str | None = None
     error_reason: str | None = None
     error: str | None = None
+
+
+@dataclass(slots=True)
+class KnownBatch:
+    """What :meth:`FeatureTables.add_known_to_run` made of a listing batch."""
+
+    joined: int = 0  # entries added to the run from their cached records
+    unknown: list[int] = field(default_factory=list)  # indexes of the entries to extract
+    failures: list[tuple[int, FileRecord]] = field(default_factory=list)  # (index, cached failure)
 
 
 class FeatureReader:
@@ -116,6 +125,45 @@ class FeatureTables:
                 out[path] = FileRecord(path, bytes(digest))
             elif digest is None and stage is not None:
                 out[path] = FileRecord(path, None, stage, reason, err)
+        return out
+
+    def add_known_to_run(self, entries: Sequence[tuple[str, int, int, str | None]], *, model: str | None = None
+                         ) -> KnownBatch:
+        """Add to this run (:meth:`~neardup.store.RunTables.start_run`) every entry
+        ``(path, size, mtime_ns, etag)`` whose cached record is unchanged and current (the rule
+        of :meth:`lookup_files`), inside SQLite: the batch is staged in a TEMP table and joined
+        with ``files``, so a known file costs no Python beyond its staging row.  Returns which
+        entries the store knows nothing current about, and the cached failures."""
+        out = KnownBatch()
+        if not entries:
+            return out
+        has, join, args = "1", "", [FEATURE_VERSION]
+        if model is not None:
+            has = "e.digest IS NOT NULL"
+            join = "LEFT JOIN embeddings e ON e.digest = f.digest AND e.model = ? "
+            args.append(model)  # after the files join's version
+        same = ("LEFT JOIN files f ON f.path = l.path AND f.size = l.size AND f.mtime_ns = l.mtime_ns "
+                f"AND f.etag IS l.etag AND f.version = ? {join}")
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS listing (i INTEGER PRIMARY KEY, path TEXT NOT NULL, "
+                            "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, etag TEXT)")
+            self.db.execute("DELETE FROM temp.listing")
+            # into an empty table: row i gets rowid i + 1
+            self.db.executemany("INSERT INTO temp.listing (path, size, mtime_ns, etag) VALUES (?, ?, ?, ?)", entries)
+            # the joins run as nested loops over the staged rows, one files lookup each
+            self.db.execute(f"INSERT INTO temp.run SELECT l.path, f.digest, l.size, l.mtime_ns FROM temp.listing l {same}"
+                            f"WHERE f.digest IS NOT NULL AND {has}", args)
+            out.joined = self.db.execute("SELECT changes()").fetchone()[0]
+            if out.joined == len(entries):  # the usual batch of a rerun: all known
+                return out
+            for i, digest, stage, reason, err in self.db.execute(
+                    f"SELECT l.i - 1, f.digest, f.error_stage, f.error_reason, f.error FROM temp.listing l {same}"
+                    f"WHERE NOT (f.digest IS NOT NULL AND {has}) ORDER BY l.i", args):
+                if digest is None and stage is not None:
+                    out.failures.append((i, FileRecord(entries[i][0], None, stage, reason, err)))
+                else:
+                    out.unknown.append(i)
         return out
 
     def put_batch(self, files: Sequence[FileRow], features: FeatureBatch, embeddings: Sequence[EmbeddingRow] = (),
