@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -87,15 +87,21 @@ def _containers(pairs: PairEvidence) -> dict[int, int]:
     return out
 
 
-def _group_facts(rows: list[int], fc: FeatureCache, cols: SearchColumns, paths: list[str], reference: Sequence[str]
-                 ) -> tuple[MemberFacts, GroupFacts]:
+def _file_facts(rows: list[int], fc: FeatureCache, cols: SearchColumns, paths: list[str], reference: Sequence[str]
+                ) -> dict[int, list[FileFacts]]:
+    """The files of each of ``rows``, best first (a reference file first of all): the one a
+    group keeps, when its image wins."""
     by_digest = fc.run_files([cols.digest(r) for r in rows])
-    # the files of one content, best first (a reference file first of all): the one a group
-    # keeps, when its image wins
-    files = {r: sorted((FileFacts(f.path, f.size, f.mtime_ns, root_index(f.path, paths),
-                                  bool(reference) and under_any(f.path, reference))
-                        for f in by_digest[cols.digest(r)]), key=file_preference) for r in rows}
-    del by_digest
+    return {r: sorted((FileFacts(f.path, f.size, f.mtime_ns, root_index(f.path, paths),
+                                 bool(reference) and under_any(f.path, reference))
+                       for f in by_digest[cols.digest(r)]), key=file_preference) for r in rows}
+
+
+def _group_facts(rows: list[int], all_files: dict[int, list[FileFacts]], fc: FeatureCache, cols: SearchColumns,
+                 paths: list[str]) -> tuple[MemberFacts, GroupFacts]:
+    """What the keeper contest and the groups need about ``rows`` (the files of every member
+    row: ``all_files``)."""
+    files = {r: all_files[r] for r in rows}
     got = fc.fetch([cols.digest(r) for r in rows], ("quality", "width", "height", "format", "sig", "colour", "d256"))
     width = dict(zip(rows, got["width"].tolist()))
     height = dict(zip(rows, got["height"].tolist()))
@@ -106,7 +112,7 @@ def _group_facts(rows: list[int], fc: FeatureCache, cols: SearchColumns, paths: 
                          # a blob's time is its upload's, not its making's: age is read for local files only
                          {r: min(f.mtime_ns for f in fs) for r, fs in files.items()
                           if not any(is_remote(f.path) for f in fs)})
-    group = GroupFacts(files, {r: (int(width[r]), int(height[r]), str(fmt[r])) for r in rows}, quality, cols.digest,
+    group = GroupFacts(all_files, {r: (int(width[r]), int(height[r]), str(fmt[r])) for r in rows}, quality, cols.digest,
                        paths)
     return member, group
 
@@ -133,14 +139,19 @@ def group_pairs(pairs: PairEvidence, cols: SearchColumns, fc: FeatureCache, acce
     comps = _components(pairs)
     member_rows = sorted({r for c in comps for r in c})
     dup_rows = np.flatnonzero(cols.counts > 1).tolist()
-    member, facts = _group_facts(sorted(set(member_rows) | set(dup_rows)), fc, cols, paths, reference)
+    files = _file_facts(sorted(set(member_rows) | set(dup_rows)), fc, cols, paths, reference)
     signatures: list[str] = []
     known: dict[str, str] = {}
     if memo_key is not None:
-        signatures = _signatures(comps, pairs, facts, apart, params, paths, reference)
+        signatures = _signatures(comps, pairs, files, cols.digest, apart, params, paths, reference)
         known = fc.previous_groups(memo_key, signatures)
     todo = [c for k, c in enumerate(comps) if not signatures or signatures[k] not in known]
     out.reused_components = len(comps) - len(todo)
+    # a component the last run grouped as it is now takes its groups from the memo: only the
+    # others' rows (and lone contents with byte copies) need their features read
+    in_comp = set(member_rows)
+    member, facts = _group_facts(sorted({r for c in todo for r in c} | (set(dup_rows) - in_comp)), files, fc, cols,
+                                 paths)
     containers = _containers(pairs)
     member = replace(member, containers=containers)
     settled = settle_keepers(todo, member, memo=fc, read=read_bytes, threads=threads, max_pixels=max_pixels,
@@ -162,7 +173,6 @@ def group_pairs(pairs: PairEvidence, cols: SearchColumns, fc: FeatureCache, acce
         out.groups.extend(groups)
     if memo_key is not None:
         fc.save_groups(memo_key, made)
-    in_comp = set(member_rows)
     no_copies = GroupFacts(facts.files, facts.images, facts.quality, facts.digest, facts.roots)
     for r in dup_rows:
         if r not in in_comp:
@@ -177,8 +187,9 @@ def group_pairs(pairs: PairEvidence, cols: SearchColumns, fc: FeatureCache, acce
 GROUPS_MEMO = "groups-1"
 
 
-def _signatures(comps: list[list[int]], pairs: PairEvidence, facts: GroupFacts, apart: dict[int, set[int]],
-                params: VerifyParams, paths: list[str], reference: Sequence[str]) -> list[str]:
+def _signatures(comps: list[list[int]], pairs: PairEvidence, files: dict[int, list[FileFacts]],
+                digest: Callable[[int], bytes], apart: dict[int, set[int]], params: VerifyParams, paths: list[str],
+                reference: Sequence[str]) -> list[str]:
     """Per component, a digest of everything its groups are made from: its contents, their files
     (path, size, time, root), its pairs' evidence and the decisions among its rows, and the
     settings and code versions that turn those into groups."""
@@ -193,14 +204,14 @@ def _signatures(comps: list[list[int]], pairs: PairEvidence, facts: GroupFacts, 
     for k, comp in enumerate(comps):
         h = hashlib.blake2b(settings.encode(), digest_size=20)
         for r in sorted(comp):
-            h.update(facts.digest(r))
-            for f in facts.files[r]:
+            h.update(digest(r))
+            for f in files[r]:
                 h.update(f"{f.path}\x00{f.size}\x00{f.mtime_ns}\x00{f.root}\x00{int(f.reference)}\x01".encode())
-            for other in sorted(facts.digest(x) for x in apart.get(r, ())):  # by content: row ids shift
+            for other in sorted(digest(x) for x in apart.get(r, ())):  # by content: row ids shift
                 h.update(b"apart" + other)
         rows = np.asarray(by_comp.get(k, []), np.int64)
         for x, y in zip(p.a[rows].tolist(), p.b[rows].tolist()):
-            h.update(facts.digest(x) + facts.digest(y))
+            h.update(digest(x) + digest(y))
         for column in (p.stage, p.d256, p.p64, p.colour, p.ncc):
             h.update(np.ascontiguousarray(column[rows]).tobytes())
         h.update(np.ascontiguousarray(pairs.extra[rows]).tobytes())
