@@ -86,20 +86,21 @@ def _bucket_order(key: np.ndarray, width: int) -> np.ndarray:
     return low[np.argsort((key[low] >> 16).astype(np.uint16), kind="stable")]
 
 
-def choose_chunks(n: int, radius: int) -> int:
-    """The number of chunks that minimises the cost of ``n`` codes querying an index of ``n``:
-    probes x expected bucket size, and the tables' construction."""
+def choose_chunks(n: int, radius: int, *, queries: int | None = None) -> int:
+    """The number of chunks that minimises the cost of ``queries`` codes (``n`` if None)
+    querying an index of ``n``: probes x expected bucket size, and the tables' construction."""
     best, best_cost = 3, math.inf
+    q = n if queries is None else queries
     for m in range(3, 17):
         width = 64 // m
         if width > 26:  # direct-address tables above 2**26 entries cost too much memory
             continue
         f = radius // m
         probes = sum(math.comb(width, k) for k in range(f + 1))
-        # per indexed code: the probes of one query and the hits they confirm, plus its share of
-        # building the m tables of 2**width buckets (which dominates for a few codes at a small
-        # radius: a 100-code index must not build three 2M-bucket tables)
-        cost = m * probes * (1.0 + n / 2.0**width) + m * 2.0**width / max(n, 1)
+        # per indexed code: the probes of the queries and the hits they confirm, plus its share
+        # of building the m tables of 2**width buckets (which dominates for a few codes, or few
+        # queries, at a small radius: a 100-code index must not build three 2M-bucket tables)
+        cost = (q / max(n, 1)) * m * probes * (1.0 + n / 2.0**width) + m * 2.0**width / max(n, 1)
         if cost < best_cost:
             best, best_cost = m, cost
     return best
@@ -200,9 +201,13 @@ class MultiIndex:
         The row id reported for each code; one row may be indexed under several codes.
     radius : int
         The largest Hamming distance any query will ask for.
+    queries : int, optional
+        About how many codes will query it (as many as it holds if None): the layout is chosen
+        for that many (:func:`choose_chunks`).
     """
 
-    def __init__(self, codes: np.ndarray, ids: np.ndarray, *, radius: int, n_chunks: int | None = None) -> None:
+    def __init__(self, codes: np.ndarray, ids: np.ndarray, *, radius: int, n_chunks: int | None = None,
+                 queries: int | None = None) -> None:
         if radius < 0 or radius > 32:
             raise ValueError(f"radius must be in 0..32, got {radius}")
         codes = np.ascontiguousarray(codes, dtype=np.uint64)
@@ -212,7 +217,7 @@ class MultiIndex:
         id_t = np.int32 if len(ids) == 0 or int(ids.max()) < 2**31 - 1 else np.int64
         self.size = len(codes)
         self.radius = radius
-        m = n_chunks or choose_chunks(len(codes), radius)
+        m = n_chunks or choose_chunks(len(codes), radius, queries=queries)
         # per chunk: (its index, its width, ids, offsets, non-empty map, codes, probe masks): the
         # CSR offsets (int32 keeps the table cache-friendly), a byte map of non-empty buckets so
         # that most probes stop at one small gather, and the codes in bucket order so that

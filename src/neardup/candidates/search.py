@@ -194,8 +194,11 @@ class _Search:
         codes, ids = take_rows(cols.windows, with_windows).ravel(), np.repeat(with_windows, self.per)
         yield from against_frames(codes, ids)
         self.told(len(new_rows))
-        if self.saved is not None and len(with_windows):  # kept for the next run, which queries it
-            self.saved.keep_block(MultiIndex(codes, ids, radius=self.radius), with_windows)
+        if self.saved is not None and len(with_windows):
+            # kept for the next run, whose fresh frames query it: about as many as these rows
+            # when it too adds a share, not the 93 codes a row it holds (three 2M-bucket tables
+            # for a few thousand queries took longer to build than to query)
+            self.saved.keep_block(MultiIndex(codes, ids, radius=self.radius, queries=len(with_windows)), with_windows)
 
     def old(self, fresh: np.ndarray, new_rows: np.ndarray) -> Iterator[PairBatch]:
         """The other rows' centres and windows against the fresh frames: from the indexes an
