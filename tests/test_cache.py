@@ -10,6 +10,7 @@ import numpy as np
 import neardup
 from neardup.features import decode
 from neardup.features.extract import FeatureBatch, digest_bytes, features_batch
+from neardup.records import Verified
 from neardup.store import FeatureCache, FileRow
 
 from .conftest import PHOTOS
@@ -61,6 +62,25 @@ def test_known_files_join_the_run_in_the_store_and_only_the_rest_come_back(tmp_p
         # with a model, a file whose embedding by it is missing is read again
         c.start_run()
         assert c.add_known_to_run(listing, model="lite0").unknown == [0, 1, 2, 4, 5]
+
+
+def test_an_unchanged_run_is_known_by_its_fingerprint_and_a_changed_one_reads_the_last(tmp_path):
+    """previous_run hands an unchanged run its own contents back unread (the fingerprint saved
+    with them matches); any other contents get what the last run saved."""
+    rng = np.random.default_rng(5)
+    saved = np.unique(rng.integers(0, 256, size=(50, 16), dtype=np.uint8), axis=0)
+    other = np.unique(np.concatenate([saved[:-1], rng.integers(0, 256, size=(3, 16), dtype=np.uint8)]), axis=0)
+    with FeatureCache(tmp_path) as c:
+        assert c.previous_run("k", current=saved) is None
+        c.save_run("k", saved, Verified.empty())
+        assert c.previous_run("k", current=saved) is saved
+        got = c.previous_run("k", current=other)
+        assert got is not other and np.array_equal(got, saved)
+        assert np.array_equal(c.previous_run("k"), saved)
+        c.save_run("k", other, Verified.empty(), before=got)
+        assert c.previous_run("k", current=other) is other
+        assert np.array_equal(c.previous_run("k", current=saved), other)
+        assert c.previous_run("another key", current=other) is None
 
 
 def test_rerun_decodes_nothing_and_changed_file_is_redone(tmp_path):

@@ -112,7 +112,7 @@ def find_pairs(cols: SearchColumns, fc: FeatureCache, access: RowAccess, paths: 
     n = len(cols.digests)
     found = Found(has_candidate=np.zeros(n, dtype=bool))
     found.key = run_key(paths, opts) if incremental else None
-    found.before = fc.previous_run(found.key) if found.key is not None and n else None
+    found.before = fc.previous_run(found.key, current=cols.digests) if found.key is not None and n else None
     fresh = np.ones(n, dtype=bool)
     if found.before is not None and found.key is not None:
         fresh = ~member(cols.digests, found.before)

@@ -6,6 +6,7 @@ an incremental run reads the contents and verified pairs the last run saved unde
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,16 @@ from ..records import Verified
 from .blobs import decode_column
 
 __all__ = ["RunTables", "RunFile", "RunRow"]
+
+
+#: ``run_contents`` holds, under this prefix and a run's key, the fingerprint of that run's
+#: contents (one row): an unchanged rerun compares it instead of reading the contents back
+_FINGERPRINT = "fingerprint:"
+
+
+def _fingerprint(digests: np.ndarray) -> bytes:
+    """A 16-byte digest of sorted contents (k, 16)."""
+    return hashlib.blake2b(np.ascontiguousarray(digests).tobytes(), digest_size=16).digest()
 
 
 class RunRow(NamedTuple):
@@ -64,25 +75,30 @@ class RunTables:
         """This run's distinct digests in sorted order, (n, 16) uint8, and how many paths each has.
 
         Row ``i`` of every later column is the ``i``-th digest: ids that depend on the content
-        only, never on which worker finished first.
+        only, never on which worker finished first.  Counted in NumPy from one pass over the
+        run's table (a GROUP BY needs the table indexed by digest first: twice the time).
         """
-        self.db.execute("CREATE INDEX IF NOT EXISTS temp.run_digest ON run (digest, path)")
-        blobs: list[bytes] = []
-        counts: list[int] = []
-        cur = self.db.execute("SELECT digest, count(*) FROM temp.run GROUP BY digest ORDER BY digest")
-        while rows := cur.fetchmany(65536):
-            for d, c in rows:
-                blobs.append(d)
-                counts.append(c)
-        n = len(blobs)
-        width = len(blobs[0]) if n else 16
-        if any(len(b) != width for b in blobs):
+        first = self.db.execute("SELECT length(digest) FROM temp.run LIMIT 1").fetchone()
+        width = int(first[0]) if first is not None else 16
+        if self.db.execute("SELECT 1 FROM temp.run WHERE length(digest) != ? LIMIT 1", (width,)).fetchone():
             raise CacheError("digests of mixed length in the cache; delete it or pass another --cache DIR")
-        digests = np.frombuffer(b"".join(blobs), np.uint8).reshape(n, width).copy()
-        return digests, np.asarray(counts, dtype=np.int32)
+        parts: list[bytes] = []
+        cur = self.db.execute("SELECT digest FROM temp.run")
+        while rows := cur.fetchmany(65536):
+            parts.append(b"".join(r[0] for r in rows))
+        flat = np.frombuffer(b"".join(parts), np.uint8).reshape(-1, width)
+        # as one opaque value a row, they sort as SQLite sorts blobs (byte by byte)
+        distinct, counts = np.unique(flat.view(f"V{width}").ravel(), return_counts=True)
+        digests = np.frombuffer(distinct.tobytes(), np.uint8).reshape(len(distinct), width).copy()
+        return digests, counts.astype(np.int32)
+
+    def _index_run(self) -> None:
+        """Index the run's table by digest, once its files are all in (the lookups by content)."""
+        self.db.execute("CREATE INDEX IF NOT EXISTS temp.run_digest ON run (digest, path)")
 
     def run_files(self, digests: Sequence[bytes]) -> dict[bytes, list[RunFile]]:
         """This run's files, in path order, for each of ``digests``."""
+        self._index_run()
         out: dict[bytes, list[RunFile]] = {}
         keys = sorted(set(digests))
         for s in range(0, len(keys), 900):
@@ -95,6 +111,7 @@ class RunTables:
 
     def iter_run_files(self, *, chunk: int = 65536) -> Iterator[list[tuple[bytes, RunFile]]]:
         """This run's files in digest then path order, ``chunk`` at a time, with their digests."""
+        self._index_run()
         cur = self.db.execute("SELECT digest, path, size, mtime_ns FROM temp.run ORDER BY digest, path")
         while rows := cur.fetchmany(chunk):
             yield [(bytes(d), RunFile(path, int(size), int(mtime))) for d, path, size, mtime in rows]
@@ -106,6 +123,7 @@ class RunTables:
         distinct digests, in digest order, ``chunk`` rows at a time; with ``only`` ((k, 16)
         uint8), for those digests alone (the rest come from a saved snapshot)."""
         cols = ", ".join(f"f.{c}" for c in ("digest", *fields))
+        self._index_run()  # the distinct digests in order, from the index
         source = "(SELECT DISTINCT digest FROM temp.run)"
         if only is not None:
             self.db.execute("DROP TABLE IF EXISTS temp.wanted")
@@ -127,6 +145,7 @@ class RunTables:
 
     def iter_run_embeddings(self, model: str, *, chunk: int = 8192) -> Iterator[np.ndarray]:
         """This run's embeddings in digest (= row) order, a chunk at a time."""
+        self._index_run()
         cur = self.db.execute(
             "SELECT e.vec FROM (SELECT DISTINCT digest FROM temp.run) r "
             "JOIN embeddings e ON e.digest = r.digest AND e.model = ? ORDER BY r.digest", (model,))
@@ -136,6 +155,7 @@ class RunTables:
     def iter_run_blobs(self, model: str, *, chunk: int = 4096) -> Iterator[list[bytes | None]]:
         """This run's stored vectors by ``model`` in digest (= row) order, a chunk at a time, as
         raw bytes (None for a content without one)."""
+        self._index_run()
         cur = self.db.execute(
             "SELECT e.vec FROM (SELECT DISTINCT digest FROM temp.run) r "
             "LEFT JOIN embeddings e ON e.digest = r.digest AND e.model = ? ORDER BY r.digest", (model,))
@@ -143,8 +163,14 @@ class RunTables:
             yield [None if r[0] is None else bytes(r[0]) for r in rows]
 
     # -- the last finished run over the same roots: an incremental run searches only what is new
-    def previous_run(self, key: str) -> np.ndarray | None:
-        """The sorted contents (k, 16) of the last run saved under ``key``, or None."""
+    def previous_run(self, key: str, *, current: np.ndarray | None = None) -> np.ndarray | None:
+        """The sorted contents (k, 16) of the last run saved under ``key``, or None.  Given this
+        run's own sorted contents ``current``, when the last run saved exactly those (their
+        fingerprint, saved beside them, says so) they are returned as they are, unread."""
+        if current is not None and len(current):
+            saved = self.db.execute("SELECT digest FROM run_contents WHERE key=?", (_FINGERPRINT + key,)).fetchone()
+            if saved is not None and bytes(saved[0]) == _fingerprint(current):
+                return current
         rows = self.db.execute("SELECT digest FROM run_contents WHERE key=? ORDER BY digest", (key,)).fetchall()
         if not rows:
             return None
@@ -212,6 +238,9 @@ class RunTables:
                 self.db.executemany("DELETE FROM run_contents WHERE key=? AND digest=?",
                                     ((key, x.tobytes()) for x in gone))
                 self.db.executemany("INSERT INTO run_contents VALUES (?, ?)", ((key, x.tobytes()) for x in new))
+            # in the same table as the contents, so that whatever drops them drops it too
+            self.db.execute("DELETE FROM run_contents WHERE key=?", (_FINGERPRINT + key,))
+            self.db.execute("INSERT INTO run_contents VALUES (?, ?)", (_FINGERPRINT + key, _fingerprint(digests)))
             self.db.execute("DELETE FROM run_pairs WHERE key=?", (key,))
             p = pairs
             self.db.executemany(
