@@ -11,7 +11,7 @@ import neardup
 from neardup.features import decode
 from neardup.features.extract import FeatureBatch, digest_bytes, features_batch
 from neardup.records import Verified
-from neardup.store import FeatureCache, FileRow
+from neardup.store import FeatureCache, FileRow, RunRow
 
 from .conftest import PHOTOS
 
@@ -81,6 +81,29 @@ def test_an_unchanged_run_is_known_by_its_fingerprint_and_a_changed_one_reads_th
         assert c.previous_run("k", current=other) is other
         assert np.array_equal(c.previous_run("k", current=saved), other)
         assert c.previous_run("another key", current=other) is None
+
+
+def test_run_files_are_the_same_found_in_one_pass_or_through_the_index(tmp_path):
+    """Many contents asked at once are found by one pass over the run's table, a few through its
+    index: the same files, in path order, either way."""
+    rng = np.random.default_rng(9)
+    digests = [bytes(d) for d in np.unique(rng.integers(0, 256, size=(1000, 16), dtype=np.uint8), axis=0)]
+    rows = [RunRow(f"d{i % 7}/f{i:05d}.jpg", digests[int(k)], 100 + i, 10**9 + i)
+            for i, k in enumerate(rng.integers(0, len(digests), size=1500))]
+    with FeatureCache(tmp_path) as c:
+        c.start_run()
+        c.add_run(rows)
+        wanted = digests[::1] + digests[:5]  # repeats are asked once
+        in_one_pass = c.run_files(wanted)
+        through_index = {}
+        for s in range(0, len(digests), 100):
+            through_index.update(c.run_files(digests[s : s + 100]))
+    expected: dict[bytes, list[tuple[str, int, int]]] = {}
+    for r in sorted(rows, key=lambda r: (r.digest, r.path)):
+        expected.setdefault(r.digest, []).append((r.path, r.size, r.mtime_ns))
+    as_tuples = {d: [(f.path, f.size, f.mtime_ns) for f in fs] for d, fs in in_one_pass.items()}
+    assert as_tuples == expected
+    assert in_one_pass == through_index
 
 
 def test_rerun_decodes_nothing_and_changed_file_is_redone(tmp_path):

@@ -56,11 +56,13 @@ class RunTables:
     :class:`~neardup.store.FeatureCache`)."""
 
     db: sqlite3.Connection
+    _run_indexed: bool  # whether this run's table has its digest index (start_run sets it False)
 
     # -- this run's files: paths live here, not in Python lists, so memory stays flat ------
     def start_run(self) -> None:
         """Start an empty list of this run's ``(path, digest, size, mtime_ns)`` (a private TEMP table)."""
         self.db.execute("DROP TABLE IF EXISTS temp.run")
+        self._run_indexed = False
         self.db.execute("CREATE TEMP TABLE run (path TEXT NOT NULL, digest BLOB NOT NULL, size INTEGER NOT NULL, "
                          "mtime_ns INTEGER NOT NULL)")
 
@@ -95,12 +97,28 @@ class RunTables:
     def _index_run(self) -> None:
         """Index the run's table by digest, once its files are all in (the lookups by content)."""
         self.db.execute("CREATE INDEX IF NOT EXISTS temp.run_digest ON run (digest, path)")
+        self._run_indexed = True
 
     def run_files(self, digests: Sequence[bytes]) -> dict[bytes, list[RunFile]]:
-        """This run's files, in path order, for each of ``digests``."""
-        self._index_run()
+        """This run's files, in path order, for each of ``digests``.
+
+        Many contents asked at once, before anything indexed the run (grouping's one call), are
+        found in one pass over the run's table; fewer, or later, through its digest index (the
+        local stage's calls of a few hundred each)."""
         out: dict[bytes, list[RunFile]] = {}
         keys = sorted(set(digests))
+        if len(keys) > 900 and not getattr(self, "_run_indexed", False):
+            self.db.execute("DROP TABLE IF EXISTS temp.wanted")
+            self.db.execute("CREATE TEMP TABLE wanted (digest BLOB PRIMARY KEY)")
+            with self.db:
+                self.db.execute("BEGIN")
+                self.db.executemany("INSERT INTO temp.wanted VALUES (?)", ((k,) for k in keys))
+            cur = self.db.execute("SELECT r.digest, r.path, r.size, r.mtime_ns FROM temp.run r "
+                                  "JOIN temp.wanted w ON w.digest = r.digest ORDER BY r.digest, r.path")
+            for d, path, size, mtime in cur:
+                out.setdefault(bytes(d), []).append(RunFile(path, int(size), int(mtime)))
+            return out
+        self._index_run()
         for s in range(0, len(keys), 900):
             chunk = keys[s : s + 900]
             q = ("SELECT digest, path, size, mtime_ns FROM temp.run "
