@@ -247,3 +247,45 @@ def test_overlapping_roots_list_each_file_once(tmp_path):
         (root / "b" / p.name).write_bytes(p.read_bytes())
     r = neardup.scan([str(root), str(root / "b"), str(root) + "/"], cache=None, workers=1)
     assert r.stats["images"] == 2 and r.groups == []
+
+
+def test_the_compiled_listing_gives_what_os_scandir_gives(tmp_path):
+    """Every kind of entry a folder may hold, listed by the compiled loop (dir_loop.c) and by
+    os.scandir: the same files, problems and skipped names, in the same order."""
+    import pytest
+
+    from neardup.sources.local import COMPILED, walk
+
+    if not COMPILED:
+        pytest.skip("the folder listing was not compiled at install (no C compiler)")
+    root = tmp_path / "tree"
+    (root / "b" / "deeper").mkdir(parents=True)
+    (root / "a").mkdir()
+    for rel in ("z.jpg", "A.JPG", "notes.TXT", ".hidden.png", "a/1.png", "a/10.png", "a/2.png", "b/deeper/x.webp",
+                "name with spaces ünïcødé.jpg", "b/archive.tar.gz", "b/noext"):
+        (root / rel).write_bytes(b"x" * len(rel))
+    os.utime(root / "z.jpg", ns=(1, 1_234_567_891_234_567_891))
+    (root / os.fsdecode(b"bytes-\xff-name.jpg")).write_bytes(b"y")  # not UTF-8: decoded as os.fsdecode does
+    (root / "b" / "to-a").symlink_to(root / "a")  # followed
+    (root / "b" / "deeper" / "up").symlink_to(root)  # a loop
+    (root / "broken.jpg").symlink_to(root / "nothing-here")
+    (root / "self.jpg").symlink_to(root / "self.jpg")  # a link to itself: too many levels
+    os.mkfifo(root / "pipe.jpg")  # neither file nor folder: passed over
+    locked = root / "locked"
+    locked.mkdir()
+    (locked / "in.jpg").write_bytes(b"z")
+    locked.chmod(0)
+    try:
+        for start in (str(root), str(root) + "/"):
+            skipped: dict[str, list[str]] = {"python": [], "auto": []}
+            got = {engine: list(walk(start, on_skip=skipped[engine].append, engine=engine))
+                   for engine in ("python", "auto")}
+            assert got["auto"] == got["python"]
+            assert skipped["auto"] == skipped["python"] and len(skipped["auto"]) == 2
+            problems = {Path(p.path).name: p.reason for p in got["auto"] if not hasattr(p, "size")}
+            assert problems["up"] == "symlink-loop" and problems["broken.jpg"] == "unreadable"
+            assert problems["self.jpg"] == "symlink-loop"
+            files = {Path(f.path).name: f for f in got["auto"] if hasattr(f, "size")}
+            assert files["z.jpg"].mtime_ns == 1_234_567_891_234_567_891 and files["z.jpg"].size == len("z.jpg")
+    finally:
+        locked.chmod(0o755)

@@ -7,15 +7,27 @@ only when ``all_files`` is false).  Symlink loops and unreadable entries become 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 from ..errors import SourceError
-from .base import FileEntry, ReadError, ScanProblem, skipped_name
+from .base import SKIP_EXT, FileEntry, ReadError, ScanProblem, skipped_name
 
-__all__ = ["LocalSource", "read_local", "walk"]
+__all__ = ["LocalSource", "read_local", "walk", "COMPILED", "Engine"]
+
+try:  # the folder listing compiled at install where a C compiler was found (dir_loop.c)
+    from .dir_loop import entries as _compiled_entries
+except ImportError:  # pragma: no cover - no compiler at install: os.scandir lists
+    _compiled_entries = None  # type: ignore[assignment]
+
+#: whether folders are listed by the compiled loop
+COMPILED = _compiled_entries is not None
+
+Engine = Literal["auto", "python"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +53,15 @@ def read_local(path: str) -> bytes:
         raise ReadError("unreadable", f"cannot read: {e.strerror}") from None
 
 
-def walk(root: str, *, all_files: bool = False,
-         on_skip: Callable[[str], None] | None = None) -> Iterator[FileEntry | ScanProblem]:
+def walk(root: str, *, all_files: bool = False, on_skip: Callable[[str], None] | None = None,
+         engine: Engine = "auto") -> Iterator[FileEntry | ScanProblem]:
     """Yield files under ``root`` in a deterministic (sorted) order.
 
     Directory symlinks are followed once; a loop back to a directory already being walked
     is reported as a :class:`ScanProblem`, as is any entry that cannot be read.  A file passed
-    over by its name (:data:`SKIP_EXT`) is told to ``on_skip``.
+    over by its name (:data:`SKIP_EXT`) is told to ``on_skip``.  ``engine``: "auto" lists each
+    folder with the compiled loop where it is installed (:data:`COMPILED`), "python" with
+    ``os.scandir``; both yield the same entries.
     """
     try:
         st = os.stat(root)
@@ -58,7 +72,40 @@ def walk(root: str, *, all_files: bool = False,
         return
     if not stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{root!r} is neither a file nor a folder")
-    yield from _walk_dir(root, {(st.st_dev, st.st_ino)}, all_files, on_skip)
+    walk_dir = _walk_dir_compiled if engine == "auto" and _compiled_entries is not None else _walk_dir
+    yield from walk_dir(root, {(st.st_dev, st.st_ino)}, all_files, on_skip)
+
+
+def _walk_dir_compiled(path: str, ancestors: set[tuple[int, int]], all_files: bool,
+                       on_skip: Callable[[str], None] | None) -> Iterator[FileEntry | ScanProblem]:
+    """:func:`_walk_dir` with each folder listed and stat'ed by the compiled loop (dir_loop.c):
+    no DirEntry or stat_result an entry."""
+    assert _compiled_entries is not None
+    try:
+        listed = _compiled_entries(path)
+    except OSError as err:
+        yield ScanProblem(path, "unreadable-folder", f"cannot list folder: {err.strerror}")
+        return
+    listed.sort()  # by name: names are unique in a folder
+    prefix = path if path.endswith(os.sep) else path + os.sep  # os.path.join's, as DirEntry.path
+    for name, kind, size, mtime_ns, dev, ino, code in listed:
+        p = prefix + name
+        if kind == 1:
+            dot = name.rfind(".")  # skipped_name's rule, inlined: it is asked of every file
+            if not all_files and dot > 0 and name[dot:].lower() in SKIP_EXT:
+                if on_skip is not None:
+                    on_skip(p)
+                continue
+            yield FileEntry(p, size, mtime_ns)
+        elif kind == 2:
+            key = (dev, ino)
+            if key in ancestors:
+                yield ScanProblem(p, "symlink-loop", "symbolic link loops back to a folder being scanned")
+                continue
+            yield from _walk_dir_compiled(p, ancestors | {key}, all_files, on_skip)
+        elif kind < 0:
+            reason = "symlink-loop" if code == errno.ELOOP else "unreadable"
+            yield ScanProblem(p, reason, f"cannot stat: {os.strerror(code)}")
 
 
 def _walk_dir(path: str, ancestors: set[tuple[int, int]], all_files: bool,
@@ -74,7 +121,7 @@ def _walk_dir(path: str, ancestors: set[tuple[int, int]], all_files: bool,
         try:
             st = e.stat(follow_symlinks=True)
         except OSError as err:
-            reason = "symlink-loop" if err.errno == 40 else "unreadable"
+            reason = "symlink-loop" if err.errno == errno.ELOOP else "unreadable"
             yield ScanProblem(p, reason, f"cannot stat: {err.strerror}")
             continue
         if stat.S_ISDIR(st.st_mode):
