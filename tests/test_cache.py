@@ -81,6 +81,9 @@ def test_an_unchanged_run_is_known_by_its_fingerprint_and_a_changed_one_reads_th
         assert c.previous_run("k", current=other) is other
         assert np.array_equal(c.previous_run("k", current=saved), other)
         assert c.previous_run("another key", current=other) is None
+        # a writer that does not keep the fingerprint (an older neardup) changed the contents
+        c.db.execute("DELETE FROM run_contents WHERE key='k' AND digest=?", (other[0].tobytes(),))
+        assert np.array_equal(c.previous_run("k", current=other), other[1:])
 
 
 def test_run_files_are_the_same_found_in_one_pass_or_through_the_index(tmp_path):

@@ -277,15 +277,15 @@ def test_the_compiled_listing_gives_what_os_scandir_gives(tmp_path):
     locked.chmod(0)
     try:
         for start in (str(root), str(root) + "/"):
-            skipped: dict[str, list[str]] = {"python": [], "auto": []}
+            skipped: dict[str, list[str]] = {"scandir": [], "compiled": []}
             got = {engine: list(walk(start, on_skip=skipped[engine].append, engine=engine))
-                   for engine in ("python", "auto")}
-            assert got["auto"] == got["python"]
-            assert skipped["auto"] == skipped["python"] and len(skipped["auto"]) == 2
-            problems = {Path(p.path).name: p.reason for p in got["auto"] if not hasattr(p, "size")}
+                   for engine in ("scandir", "compiled")}
+            assert got["compiled"] == got["scandir"]
+            assert skipped["compiled"] == skipped["scandir"] and len(skipped["compiled"]) == 2
+            problems = {Path(p.path).name: p.reason for p in got["compiled"] if not hasattr(p, "size")}
             assert problems["up"] == "symlink-loop" and problems["broken.jpg"] == "unreadable"
             assert problems["self.jpg"] == "symlink-loop"
-            files = {Path(f.path).name: f for f in got["auto"] if hasattr(f, "size")}
+            files = {Path(f.path).name: f for f in got["compiled"] if hasattr(f, "size")}
             assert files["z.jpg"].mtime_ns == 1_234_567_891_234_567_891 and files["z.jpg"].size == len("z.jpg")
     finally:
         locked.chmod(0o755)

@@ -196,8 +196,8 @@ class _Search:
         self.told(len(new_rows))
         if self.saved is not None and len(with_windows):
             # kept for the next run, whose fresh frames query it: about as many as these rows
-            # when it too adds a share, not the 93 codes a row it holds (three 2M-bucket tables
-            # for a few thousand queries took longer to build than to query)
+            # when it too adds a share, not as many as the codes it holds (a layout for that
+            # many took longer to build than the few queries take: docs/benchmarks.md)
             self.saved.keep_block(MultiIndex(codes, ids, radius=self.radius, queries=len(with_windows)), with_windows)
 
     def old(self, fresh: np.ndarray, new_rows: np.ndarray) -> Iterator[PairBatch]:

@@ -6,7 +6,8 @@
  * entries(path) -> list of (name, kind, size, mtime_ns, dev, ino, errno), unsorted
  *   name    str, decoded as os.fsdecode decodes it
  *   kind    1 a regular file, 2 a folder, 0 anything else, -1 stat failed (errno says why)
- *   size, mtime_ns, dev, ino   of the target of a symbolic link (stat, not lstat)
+ *   size, mtime_ns, dev, ino   of the target of a symbolic link (stat, not lstat); dev and ino
+ *           as unsigned 64-bit values (the caller compares them with os.stat's modulo 2**64)
  * Raises OSError (with the path) when the folder cannot be opened or read.  The GIL is released
  * while the folder is read and its entries stat'ed.
  */
@@ -107,8 +108,8 @@ static PyObject *entries(PyObject *self, PyObject *args)
     }
     if (fail) {
         free_entries(items, n);
-        errno = fail;
         PyObject *name = PyUnicode_DecodeFSDefault(path);
+        errno = fail; /* set last: decoding the name may allocate, and so touch errno */
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
         Py_XDECREF(name);
         Py_DECREF(path_obj);

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import SourceError
-from .base import SKIP_EXT, FileEntry, ReadError, ScanProblem, skipped_name
+from .base import FileEntry, ReadError, ScanProblem, skipped_name
 
 __all__ = ["LocalSource", "read_local", "walk", "COMPILED", "Engine"]
 
@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - no compiler at install: os.scandir lis
 #: whether folders are listed by the compiled loop
 COMPILED = _compiled_entries is not None
 
-Engine = Literal["auto", "python"]
+Engine = Literal["auto", "scandir", "compiled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +59,15 @@ def walk(root: str, *, all_files: bool = False, on_skip: Callable[[str], None] |
 
     Directory symlinks are followed once; a loop back to a directory already being walked
     is reported as a :class:`ScanProblem`, as is any entry that cannot be read.  A file passed
-    over by its name (:data:`SKIP_EXT`) is told to ``on_skip``.  ``engine``: "auto" lists each
-    folder with the compiled loop where it is installed (:data:`COMPILED`), "python" with
-    ``os.scandir``; both yield the same entries.
+    over by its name (:data:`SKIP_EXT`) is told to ``on_skip``.  ``engine``: "compiled" lists each
+    folder with the compiled loop (:data:`COMPILED` says whether it is installed), "scandir" with
+    ``os.scandir``, "auto" the first where it can; both yield the same entries.
     """
+    if engine not in ("auto", "scandir", "compiled"):
+        raise ValueError(f"engine must be 'auto', 'scandir' or 'compiled', not {engine!r}")
+    if engine == "compiled" and _compiled_entries is None:
+        raise RuntimeError("the compiled folder listing is not installed (no C compiler at install): "
+                           "reinstall neardup where one is, or use engine='scandir'")
     try:
         st = os.stat(root)
     except OSError as e:
@@ -72,8 +77,11 @@ def walk(root: str, *, all_files: bool = False, on_skip: Callable[[str], None] |
         return
     if not stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{root!r} is neither a file nor a folder")
-    walk_dir = _walk_dir_compiled if engine == "auto" and _compiled_entries is not None else _walk_dir
-    yield from walk_dir(root, {(st.st_dev, st.st_ino)}, all_files, on_skip)
+    if engine != "scandir" and _compiled_entries is not None:
+        # the loop reports device numbers unsigned; os.stat's may be signed (macOS)
+        yield from _walk_dir_compiled(root, {(st.st_dev % 2**64, st.st_ino)}, all_files, on_skip)
+    else:
+        yield from _walk_dir(root, {(st.st_dev, st.st_ino)}, all_files, on_skip)
 
 
 def _walk_dir_compiled(path: str, ancestors: set[tuple[int, int]], all_files: bool,
@@ -91,8 +99,7 @@ def _walk_dir_compiled(path: str, ancestors: set[tuple[int, int]], all_files: bo
     for name, kind, size, mtime_ns, dev, ino, code in listed:
         p = prefix + name
         if kind == 1:
-            dot = name.rfind(".")  # skipped_name's rule, inlined: it is asked of every file
-            if not all_files and dot > 0 and name[dot:].lower() in SKIP_EXT:
+            if not all_files and skipped_name(name):
                 if on_skip is not None:
                     on_skip(p)
                 continue

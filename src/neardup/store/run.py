@@ -56,7 +56,7 @@ class RunTables:
     :class:`~neardup.store.FeatureCache`)."""
 
     db: sqlite3.Connection
-    _run_indexed: bool  # whether this run's table has its digest index (start_run sets it False)
+    _run_indexed = False  # whether this run's table has its digest index (start_run resets it)
 
     # -- this run's files: paths live here, not in Python lists, so memory stays flat ------
     def start_run(self) -> None:
@@ -78,7 +78,8 @@ class RunTables:
 
         Row ``i`` of every later column is the ``i``-th digest: ids that depend on the content
         only, never on which worker finished first.  Counted in NumPy from one pass over the
-        run's table (a GROUP BY needs the table indexed by digest first: twice the time).
+        run's table: a GROUP BY needs the table indexed by digest first, which an unchanged
+        rerun need not pay (docs/benchmarks.md, "reruns that touch less").
         """
         first = self.db.execute("SELECT length(digest) FROM temp.run LIMIT 1").fetchone()
         width = int(first[0]) if first is not None else 16
@@ -107,14 +108,14 @@ class RunTables:
         local stage's calls of a few hundred each)."""
         out: dict[bytes, list[RunFile]] = {}
         keys = sorted(set(digests))
-        if len(keys) > 900 and not getattr(self, "_run_indexed", False):
-            self.db.execute("DROP TABLE IF EXISTS temp.wanted")
-            self.db.execute("CREATE TEMP TABLE wanted (digest BLOB PRIMARY KEY)")
+        if len(keys) > 900 and not self._run_indexed:
+            self.db.execute("DROP TABLE IF EXISTS temp.wanted_files")
+            self.db.execute("CREATE TEMP TABLE wanted_files (digest BLOB PRIMARY KEY)")
             with self.db:
                 self.db.execute("BEGIN")
-                self.db.executemany("INSERT INTO temp.wanted VALUES (?)", ((k,) for k in keys))
+                self.db.executemany("INSERT INTO temp.wanted_files VALUES (?)", ((k,) for k in keys))
             cur = self.db.execute("SELECT r.digest, r.path, r.size, r.mtime_ns FROM temp.run r "
-                                  "JOIN temp.wanted w ON w.digest = r.digest ORDER BY r.digest, r.path")
+                                  "JOIN temp.wanted_files w ON w.digest = r.digest ORDER BY r.digest, r.path")
             for d, path, size, mtime in cur:
                 out.setdefault(bytes(d), []).append(RunFile(path, int(size), int(mtime)))
             return out
@@ -141,9 +142,10 @@ class RunTables:
         distinct digests, in digest order, ``chunk`` rows at a time; with ``only`` ((k, 16)
         uint8), for those digests alone (the rest come from a saved snapshot)."""
         cols = ", ".join(f"f.{c}" for c in ("digest", *fields))
-        self._index_run()  # the distinct digests in order, from the index
         source = "(SELECT DISTINCT digest FROM temp.run)"
-        if only is not None:
+        if only is None:
+            self._index_run()  # the distinct digests in order, from the index
+        else:
             self.db.execute("DROP TABLE IF EXISTS temp.wanted")
             self.db.execute("CREATE TEMP TABLE wanted (digest BLOB PRIMARY KEY)")
             with self.db:
@@ -187,7 +189,11 @@ class RunTables:
         fingerprint, saved beside them, says so) they are returned as they are, unread."""
         if current is not None and len(current):
             saved = self.db.execute("SELECT digest FROM run_contents WHERE key=?", (_FINGERPRINT + key,)).fetchone()
-            if saved is not None and bytes(saved[0]) == _fingerprint(current):
+            # and as many as there are: a writer that does not keep the fingerprint (an older
+            # neardup) may have changed the contents since
+            if (saved is not None and bytes(saved[0]) == _fingerprint(current)
+                    and self.db.execute("SELECT count(*) FROM run_contents WHERE key=?", (key,)).fetchone()[0]
+                    == len(current)):
                 return current
         rows = self.db.execute("SELECT digest FROM run_contents WHERE key=? ORDER BY digest", (key,)).fetchall()
         if not rows:

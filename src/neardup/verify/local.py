@@ -299,24 +299,29 @@ def _aligned(athumb: np.ndarray, bthumb: np.ndarray, Ht: np.ndarray, params: Loc
 def _refined(cv2: Any, d32: np.ndarray, src32: np.ndarray, M: np.ndarray, *, placed: bool) -> np.ndarray:
     """``M`` (src pixels to dst's) refined by ECC on the views themselves.  From a layout's
     placement (off by up to a cell), coarse to fine: most steps on both views halved
-    (``cv2.pyrDown``: a quarter of the pixels), then a few at full size."""
-    levels = ((1, *ECC_PLACED_COARSE), (0, *ECC_PLACED_FINE)) if placed else ((0, *ECC_KEYPOINTS),)
-    Mi = np.linalg.inv(M)  # maps dst to src, as ECC wants
-    for level, steps, eps in levels:
-        if not steps:
-            continue
-        # pyrDown's pixel i is the full view's pixel 2i (its filter is centred there)
-        half = np.diag([0.5**level, 0.5**level, 1.0])
-        d, s = (cv2.pyrDown(d32), cv2.pyrDown(src32)) if level else (d32, src32)
-        Mk = half @ Mi @ np.linalg.inv(half)
-        try:
-            _, Mk = cv2.findTransformECC(d, s, (Mk / Mk[2, 2]).astype(np.float32), cv2.MOTION_HOMOGRAPHY,
-                                         (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, steps, eps), None, 1)
-        except cv2.error:
-            if not level:
-                raise
-            continue  # the halved views did not converge: the full ones start from M
-        Mi = np.linalg.inv(half) @ Mk.astype(np.float64) @ half
+    (``cv2.pyrDown``: a quarter of the pixels), then a few at full size.  Where the halved views
+    do not converge, the full ones take all the steps (as before the halving); where the full
+    ones then fail, the halved result stands.  Raises ``cv2.error`` only when nothing converged."""
+    if not placed or ECC_PLACED_COARSE is None:
+        return _ecc(cv2, d32, src32, M, ECC_PLACED_FINE if placed else ECC_KEYPOINTS)
+    half = np.diag([0.5, 0.5, 1.0])  # pyrDown's pixel i is the full view's pixel 2i (its filter is centred there)
+    try:
+        coarse = _ecc(cv2, cv2.pyrDown(d32), cv2.pyrDown(src32), half @ M @ np.linalg.inv(half), ECC_PLACED_COARSE)
+    except cv2.error:
+        return _ecc(cv2, d32, src32, M, ECC_PLACED_COARSE)
+    start = np.linalg.inv(half) @ coarse @ half
+    try:
+        return _ecc(cv2, d32, src32, start, ECC_PLACED_FINE)
+    except cv2.error:
+        return start
+
+
+def _ecc(cv2: Any, d32: np.ndarray, src32: np.ndarray, M: np.ndarray, criteria: tuple[int, float]) -> np.ndarray:
+    """One ECC refinement of ``M`` (src pixels to dst's) under (steps, eps)."""
+    Mi = np.linalg.inv(M)
+    Mi = (Mi / Mi[2, 2]).astype(np.float32)  # maps dst to src, as ECC wants
+    _, Mi = cv2.findTransformECC(d32, src32, Mi, cv2.MOTION_HOMOGRAPHY,
+                                 (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, *criteria), None, 1)
     return np.linalg.inv(Mi)
 
 
@@ -343,7 +348,7 @@ def _judged(cv2: Any, d32: np.ndarray, warped: np.ndarray, m: np.ndarray, cover:
 #: halved (with 1e-3 fewer insets stand than tests/test_contains.py asks for), then 5 at full
 #: size; benchmarks/inset_ecc.py replays the placements against 30 / 1e-4 at full size
 ECC_KEYPOINTS = (15, 1e-3)
-ECC_PLACED_COARSE = (30, 1e-4)
+ECC_PLACED_COARSE: tuple[int, float] | None = (30, 1e-4)  # None: no halved pass (the fine one does it all)
 ECC_PLACED_FINE = (5, 1e-3)
 
 #: scales tried around the layout's placement of a picture inside another (:func:`match_inset`):
