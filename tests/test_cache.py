@@ -109,6 +109,20 @@ def test_run_files_are_the_same_found_in_one_pass_or_through_the_index(tmp_path)
     assert in_one_pass == through_index
 
 
+def test_run_contents_of_an_empty_run_and_of_digests_of_mixed_length(tmp_path):
+    import pytest
+
+    from neardup.errors import CacheError
+
+    with FeatureCache(tmp_path) as c:
+        c.start_run()
+        digests, counts = c.run_contents()
+        assert digests.shape == (0, 16) and counts.shape == (0,)
+        c.add_run([RunRow("a.jpg", b"\x01" * 16, 1, 1), RunRow("b.jpg", b"\x02" * 20, 1, 1)])
+        with pytest.raises(CacheError, match="mixed length"):
+            c.run_contents()
+
+
 def test_rerun_decodes_nothing_and_changed_file_is_redone(tmp_path):
     src = tmp_path / "imgs"
     src.mkdir()
