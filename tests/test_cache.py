@@ -62,6 +62,10 @@ def test_known_files_join_the_run_in_the_store_and_only_the_rest_come_back(tmp_p
         # with a model, a file whose embedding by it is missing is read again
         c.start_run()
         assert c.add_known_to_run(listing, model="lite0").unknown == [0, 1, 2, 4, 5]
+        # a batch whose paths the store has none of (a cold run's) is all unknown
+        c.start_run()
+        cold = c.add_known_to_run([("zz/1.jpg", 1, 1, None), ("zz/2.jpg", 2, 2, None)])
+        assert cold.unknown == [0, 1] and cold.joined == 0 and not cold.failures
 
 
 def test_an_unchanged_run_is_known_by_its_fingerprint_and_a_changed_one_reads_the_last(tmp_path):

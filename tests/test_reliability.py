@@ -289,3 +289,20 @@ def test_the_compiled_listing_gives_what_os_scandir_gives(tmp_path):
             assert files["z.jpg"].mtime_ns == 1_234_567_891_234_567_891 and files["z.jpg"].size == len("z.jpg")
     finally:
         locked.chmod(0o755)
+
+
+def test_a_name_that_is_not_utf8_is_a_failure_row_and_the_scan_goes_on(tmp_path):
+    """A file name with bytes that are not UTF-8 (os.fsdecode keeps them as lone surrogates,
+    which neither the store nor results.json can hold as text) crashed the scan."""
+    root = tmp_path / "names"
+    root.mkdir()
+    data = PHOTOS[0].read_bytes()
+    (root / "fine.jpg").write_bytes(data)
+    with open(os.path.join(os.fsencode(root), b"odd-\xff-name.jpg"), "wb") as f:
+        f.write(data)
+    r = neardup.scan([str(root)], cache=tmp_path / "cache", workers=1)
+    (failure,) = r.failures
+    assert failure.reason == "unencodable-name" and failure.stage == "scan"
+    assert failure.path == str(root / "odd-\\xff-name.jpg")  # its stray byte written out
+    assert r.stats["images"] == 2 and not r.groups  # the copy is not scanned, so no group
+    r.to_json().encode("utf-8")  # results.json stays UTF-8 text

@@ -64,12 +64,26 @@ def _items(paths: Sequence[str], on_skip: Callable[[str], None] | None) -> Itera
 
 def list_entries(paths: Sequence[str], failures: list[Failure], tally: ListingTally) -> Iterator[FileEntry]:
     """Every file under ``paths`` once, in order; problems go to ``failures``, files skipped by
-    name to ``tally``."""
+    name to ``tally``.  A name that is not valid UTF-8 (``os.fsdecode`` kept its bytes as lone
+    surrogates) is a failure too: the store and results.json cannot hold it as text."""
     for item in _items(paths, tally.skip):
         if isinstance(item, ScanProblem):
             failures.append(Failure(item.path, "scan", item.error, item.reason))
+        elif not item.path.isascii() and not _utf8(item.path):
+            # reported with its stray bytes written \xNN: results.json is UTF-8 text as well
+            shown = os.fsencode(item.path).decode("utf-8", "backslashreplace")
+            failures.append(Failure(shown, "scan", "the file's name is not valid UTF-8 (its stray bytes are shown "
+                                    "as \\xNN): rename it to scan it", "unencodable-name"))
         else:
             yield item
+
+
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ListingCounter:

@@ -137,6 +137,11 @@ class FeatureTables:
         out = KnownBatch()
         if not entries:
             return out
+        paths = [e[0] for e in entries]
+        if self.db.execute("SELECT 1 FROM files WHERE path BETWEEN ? AND ? LIMIT 1",
+                           (min(paths), max(paths))).fetchone() is None:
+            out.unknown = list(range(len(entries)))  # a cold run's batch: one probe, not a join
+            return out
         has, join, args = "1", "", [FEATURE_VERSION]
         if model is not None:
             has = "e.digest IS NOT NULL"
