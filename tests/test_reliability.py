@@ -306,3 +306,20 @@ def test_a_name_that_is_not_utf8_is_a_failure_row_and_the_scan_goes_on(tmp_path)
     assert failure.path == str(root / "odd-\\xff-name.jpg")  # its stray byte written out
     assert r.stats["images"] == 2 and not r.groups  # the copy is not scanned, so no group
     r.to_json().encode("utf-8")  # results.json stays UTF-8 text
+
+
+def test_a_root_that_is_not_utf8_is_a_usage_error_before_any_work(tmp_path):
+    import pytest
+
+    from neardup.errors import UsageError
+
+    odd = os.path.join(os.fsencode(tmp_path), b"root-\xfe")
+    os.mkdir(odd)
+    with open(os.path.join(odd, b"a.jpg"), "wb") as f:
+        f.write(PHOTOS[0].read_bytes())
+    with pytest.raises(UsageError, match="not valid UTF-8"):
+        neardup.scan([os.fsdecode(odd)], cache=tmp_path / "cache", workers=1)
+    assert not (tmp_path / "cache").exists()  # nothing was done
+    # the folder above it scans, the file under it a failure row
+    r = neardup.scan([str(tmp_path)], cache=None, workers=1)
+    assert [f.reason for f in r.failures] == ["unencodable-name"]

@@ -6,6 +6,9 @@ one function of the path, :func:`read_bytes`, so whichever process holds a path 
 
 from __future__ import annotations
 
+import os
+
+from ..errors import UsageError
 from .base import FileEntry, ReadError, ScanProblem, Source
 from .cloud import CloudSource, configure, is_remote, parse_url, read_blob, scrub
 from .local import LocalSource, read_local, walk
@@ -15,9 +18,17 @@ __all__ = ["FileEntry", "ReadError", "ScanProblem", "Source", "check_root", "con
 
 
 def check_root(root: str) -> None:
-    """Raise a usage error for a malformed blob URL, before anything starts (nothing is opened)."""
+    """Raise a usage error for a malformed blob URL, or a path that is not valid UTF-8 (the
+    store and results.json hold paths as text), before anything starts (nothing is opened)."""
     if is_remote(root):
         parse_url(root)
+    elif not root.isascii():
+        try:
+            root.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(root).decode("utf-8", "backslashreplace")
+            raise UsageError(f"{shown!r} is not valid UTF-8 (its stray bytes shown as \\xNN): rename it, or scan "
+                             "the folder above it (then each file under it is a failure row)") from None
 
 
 def open_source(root: str, *, all_files: bool = False) -> Source:
