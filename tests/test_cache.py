@@ -127,6 +127,23 @@ def test_run_contents_of_an_empty_run_and_of_digests_of_mixed_length(tmp_path):
             c.run_contents()
 
 
+def test_a_cache_inside_the_scanned_folder_is_not_scanned(tmp_path):
+    """``--cache`` under a scanned root: the store, its log and the run snapshot are not listed
+    (they were read as images: a failure row each, and exit status 3)."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    for p in PHOTOS[:2]:
+        shutil.copy(p, root / p.name)
+    shutil.copy(PHOTOS[0], root / "copy.jpg")
+    cache = root / "sub" / ".neardup"
+    first = neardup.scan([str(root)], cache=cache, workers=1)
+    again = neardup.scan([str(root)], cache=cache, workers=1)
+    assert any((cache / "runs").iterdir())  # there was something to list
+    for r in (first, again):
+        assert not r.failures and r.stats["images"] == 3
+    assert [g.to_dict() for g in again.groups] == [g.to_dict() for g in first.groups]
+
+
 def test_rerun_decodes_nothing_and_changed_file_is_redone(tmp_path):
     src = tmp_path / "imgs"
     src.mkdir()

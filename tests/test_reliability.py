@@ -254,7 +254,7 @@ def test_the_compiled_listing_gives_what_os_scandir_gives(tmp_path):
     os.scandir: the same files, problems and skipped names, in the same order."""
     import pytest
 
-    from neardup.sources.local import COMPILED, walk
+    from neardup.sources.local import COMPILED, folder_key, walk
 
     if not COMPILED:
         pytest.skip("the folder listing was not compiled at install (no C compiler)")
@@ -287,6 +287,11 @@ def test_the_compiled_listing_gives_what_os_scandir_gives(tmp_path):
             assert problems["self.jpg"] == "symlink-loop"
             files = {Path(f.path).name: f for f in got["compiled"] if hasattr(f, "size")}
             assert files["z.jpg"].mtime_ns == 1_234_567_891_234_567_891 and files["z.jpg"].size == len("z.jpg")
+            # a folder to leave out (the scan's own cache) is not entered, by either listing
+            skip = frozenset({folder_key(str(root / "b"))})
+            for engine in ("scandir", "compiled"):
+                kept = [e.path for e in walk(start, engine=engine, skip_dirs=skip)]
+                assert kept == [e.path for e in got[engine] if "/b/" not in e.path]
     finally:
         locked.chmod(0o755)
 

@@ -14,7 +14,7 @@ from ..results import Failure
 from ..sources import FileEntry, is_remote, scrub
 from ..store import EmbeddingRow, FeatureCache, FileRow, RunRow
 from .extract import Chunk, Limits, batched, extract_many
-from .listing import ListingTally, list_entries
+from .listing import ListingTally, list_entries, skip_dirs_for
 
 if TYPE_CHECKING:
     from ..embed.model import ModelSpec
@@ -87,7 +87,7 @@ def _misses(paths: list[str], fc: FeatureCache, opts: ScanOptions, model_id: str
             progress: Progress, listed_total: Callable[[], int | None]) -> Iterator[FileEntry]:
     """The listed files the store knows nothing current about; the known ones join the run
     (or its failures) as the pool pulls the misses."""
-    for batch in batched(list_entries(paths, got.failures, got.tally), opts.batch):
+    for batch in batched(list_entries(paths, got.failures, got.tally, skip_dirs=skip_dirs_for(fc.path)), opts.batch):
         got.listed += len(batch)
         # the known files join the run inside the store; only the rest come back here
         known = fc.add_known_to_run([(e.path, e.size, e.mtime_ns, e.etag) for e in batch], model=model_id)

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from ..errors import NeardupError
 from ..results import Failure
-from ..sources import FileEntry, ScanProblem, open_source
+from ..sources import FileEntry, ScanProblem, folder_key, open_source
 
-__all__ = ["ListingTally", "list_entries", "ListingCounter"]
+__all__ = ["ListingTally", "list_entries", "ListingCounter", "skip_dirs_for"]
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,24 @@ def _overlap(paths: Sequence[str]) -> bool:
     return any(i != j and b.startswith(a) for i, a in enumerate(keys) for j, b in enumerate(keys))
 
 
-def _items(paths: Sequence[str], on_skip: Callable[[str], None] | None) -> Iterator[FileEntry | ScanProblem]:
+def skip_dirs_for(cache_file: str) -> frozenset[tuple[int, int]]:
+    """The folders a scan must not list: its own cache's (the store, its log, the run snapshots
+    and spilled columns), when the cache lies under a scanned root."""
+    if cache_file == ":memory:":
+        return frozenset()
+    try:
+        return frozenset({folder_key(os.path.dirname(os.path.abspath(cache_file)))})
+    except OSError:
+        return frozenset()
+
+
+def _items(paths: Sequence[str], on_skip: Callable[[str], None] | None,
+           skip_dirs: frozenset[tuple[int, int]] = frozenset()) -> Iterator[FileEntry | ScanProblem]:
     # roots that overlap would list some files twice: then, and only then, remember what was
     # listed (a set of paths costs memory a million-file scan of separate roots should not pay)
     seen: set[str] | None = set() if _overlap(paths) else None
     for root in paths:
-        for item in open_source(str(root)).entries(on_skip=on_skip):
+        for item in open_source(str(root), skip_dirs=skip_dirs).entries(on_skip=on_skip):
             if seen is not None:
                 key = item.path if "://" in item.path else os.path.realpath(item.path)
                 if key in seen:
@@ -62,11 +74,13 @@ def _items(paths: Sequence[str], on_skip: Callable[[str], None] | None) -> Itera
             yield item
 
 
-def list_entries(paths: Sequence[str], failures: list[Failure], tally: ListingTally) -> Iterator[FileEntry]:
-    """Every file under ``paths`` once, in order; problems go to ``failures``, files skipped by
-    name to ``tally``.  A name that is not valid UTF-8 (``os.fsdecode`` kept its bytes as lone
-    surrogates) is a failure too: the store and results.json cannot hold it as text."""
-    for item in _items(paths, tally.skip):
+def list_entries(paths: Sequence[str], failures: list[Failure], tally: ListingTally, *,
+                 skip_dirs: frozenset[tuple[int, int]] = frozenset()) -> Iterator[FileEntry]:
+    """Every file under ``paths`` once, in order, outside the folders ``skip_dirs``
+    (:func:`skip_dirs_for`); problems go to ``failures``, files skipped by name to ``tally``.  A
+    name that is not valid UTF-8 (``os.fsdecode`` kept its bytes as lone surrogates) is a failure
+    too: the store and results.json cannot hold it as text."""
+    for item in _items(paths, tally.skip, skip_dirs):
         if isinstance(item, ScanProblem):
             failures.append(Failure(item.path, "scan", item.error, item.reason))
         elif not item.path.isascii() and not _utf8(item.path):
@@ -91,17 +105,19 @@ class ListingCounter:
     as it goes; :attr:`total` is set once the count is complete (None until then, or if the
     listing failed: the scan itself then says why)."""
 
-    def __init__(self, paths: Sequence[str], progress: Callable[[str, int, int | None], None]) -> None:
+    def __init__(self, paths: Sequence[str], progress: Callable[[str, int, int | None], None], *,
+                 skip_dirs: frozenset[tuple[int, int]] = frozenset()) -> None:
         self.total: int | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._count, args=(list(paths), progress), daemon=True,
+        self._thread = threading.Thread(target=self._count, args=(list(paths), progress, skip_dirs), daemon=True,
                                         name="neardup-count")
         self._thread.start()
 
-    def _count(self, paths: list[str], progress: Callable[[str, int, int | None], None]) -> None:
+    def _count(self, paths: list[str], progress: Callable[[str, int, int | None], None],
+               skip_dirs: frozenset[tuple[int, int]]) -> None:
         n = step = 0
         try:
-            for item in _items(paths, None):
+            for item in _items(paths, None, skip_dirs):
                 if self._stop.is_set():
                     return
                 if isinstance(item, FileEntry):

@@ -24,7 +24,7 @@ from ..store import FeatureCache, default_cache_dir
 from ..verify.rules import VerifyParams
 from .grouping import apart_rows, group_pairs
 from .ingest import ingest
-from .listing import ListingCounter
+from .listing import ListingCounter, skip_dirs_for
 from .rows import RowAccess, load_search_columns
 from .search import find_pairs, run_key
 from .snapshot import RunSnapshot
@@ -65,10 +65,10 @@ def scan(paths: Sequence[str | os.PathLike[str]], *, cache: str | os.PathLike[st
     spec = scan_model(opts, cache_dir) if opts.mode == "thorough" else None
     # threads for the dear parts of verification and the keeper check (NumPy and the JPEG
     # decoder release the GIL); someone watching gets a count of the files ahead of the listing
-    counter = ListingCounter(roots, progress) if progress is not None else None
     with FeatureCache(cache_dir) as fc, \
             ThreadPoolExecutor(opts.worker_count, "neardup-verify") as threads, \
             _blas_on_one_thread(opts.worker_count > 1):
+        counter = ListingCounter(roots, progress, skip_dirs=skip_dirs_for(fc.path)) if progress is not None else None
         try:
             return _stages(roots, fc, opts, spec, progress or (lambda *a: None), threads, counter)
         finally:

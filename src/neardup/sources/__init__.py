@@ -11,10 +11,10 @@ import os
 from ..errors import UsageError
 from .base import FileEntry, ReadError, ScanProblem, Source
 from .cloud import CloudSource, configure, is_remote, parse_url, read_blob, scrub
-from .local import LocalSource, read_local, walk
+from .local import LocalSource, folder_key, read_local, walk
 
-__all__ = ["FileEntry", "ReadError", "ScanProblem", "Source", "check_root", "configure", "is_remote", "open_source",
-           "read_bytes", "scrub", "walk"]
+__all__ = ["FileEntry", "ReadError", "ScanProblem", "Source", "check_root", "configure", "folder_key", "is_remote",
+           "open_source", "read_bytes", "scrub", "walk"]
 
 
 def check_root(root: str) -> None:
@@ -31,12 +31,13 @@ def check_root(root: str) -> None:
                              "the folder above it (then each file under it is a failure row)") from None
 
 
-def open_source(root: str, *, all_files: bool = False) -> Source:
-    """The source for ``root``: ``az://``, ``abfs[s]://`` and ``s3://`` URLs, else a local path."""
+def open_source(root: str, *, all_files: bool = False, skip_dirs: frozenset[tuple[int, int]] = frozenset()) -> Source:
+    """The source for ``root``: ``az://``, ``abfs[s]://`` and ``s3://`` URLs, else a local path
+    (whose folders among ``skip_dirs``, by :func:`folder_key`, are not entered)."""
     if is_remote(root):
         parse_url(root)
         return CloudSource(root, all_files)
-    return LocalSource(root, all_files)
+    return LocalSource(root, all_files, skip_dirs)
 
 
 def read_bytes(path: str) -> bytes:

@@ -17,7 +17,7 @@ from typing import Literal
 from ..errors import SourceError
 from .base import FileEntry, ReadError, ScanProblem, skipped_name
 
-__all__ = ["LocalSource", "read_local", "walk", "COMPILED", "Engine"]
+__all__ = ["LocalSource", "read_local", "walk", "folder_key", "COMPILED", "Engine"]
 
 try:  # the folder listing compiled at install where a C compiler was found (dir_loop.c)
     from .dir_loop import entries as _compiled_entries
@@ -36,9 +36,18 @@ class LocalSource:
 
     root: str
     all_files: bool = False
+    #: folders not entered, by (device, inode) as :func:`folder_key` gives them (the scan's own cache)
+    skip_dirs: frozenset[tuple[int, int]] = frozenset()
 
     def entries(self, *, on_skip: Callable[[str], None] | None = None) -> Iterator[FileEntry | ScanProblem]:
-        return walk(self.root, all_files=self.all_files, on_skip=on_skip)
+        return walk(self.root, all_files=self.all_files, on_skip=on_skip, skip_dirs=self.skip_dirs)
+
+
+def folder_key(path: str) -> tuple[int, int]:
+    """A folder's identity as :func:`walk` compares folders: (device, inode), the device
+    number unsigned (``os.stat``'s is signed on some systems, the compiled listing's is not)."""
+    st = os.stat(path)
+    return st.st_dev % 2**64, st.st_ino
 
 
 def read_local(path: str) -> bytes:
@@ -54,12 +63,14 @@ def read_local(path: str) -> bytes:
 
 
 def walk(root: str, *, all_files: bool = False, on_skip: Callable[[str], None] | None = None,
-         engine: Engine = "auto") -> Iterator[FileEntry | ScanProblem]:
+         engine: Engine = "auto", skip_dirs: frozenset[tuple[int, int]] = frozenset()
+         ) -> Iterator[FileEntry | ScanProblem]:
     """Yield files under ``root`` in a deterministic (sorted) order.
 
     Directory symlinks are followed once; a loop back to a directory already being walked
     is reported as a :class:`ScanProblem`, as is any entry that cannot be read.  A file passed
-    over by its name (:data:`SKIP_EXT`) is told to ``on_skip``.  ``engine``: "compiled" lists each
+    over by its name (:data:`SKIP_EXT`) is told to ``on_skip``; a folder among ``skip_dirs``
+    (:func:`folder_key`) is not entered.  ``engine``: "compiled" lists each
     folder with the compiled loop (:data:`COMPILED` says whether it is installed), "scandir" with
     ``os.scandir``, "auto" the first where it can; both yield the same entries.
     """
@@ -77,15 +88,13 @@ def walk(root: str, *, all_files: bool = False, on_skip: Callable[[str], None] |
         return
     if not stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{root!r} is neither a file nor a folder")
-    if engine != "scandir" and _compiled_entries is not None:
-        # the loop reports device numbers unsigned; os.stat's may be signed (macOS)
-        yield from _walk_dir_compiled(root, {(st.st_dev % 2**64, st.st_ino)}, all_files, on_skip)
-    else:
-        yield from _walk_dir(root, {(st.st_dev, st.st_ino)}, all_files, on_skip)
+    walk_dir = _walk_dir_compiled if engine != "scandir" and _compiled_entries is not None else _walk_dir
+    yield from walk_dir(root, {(st.st_dev % 2**64, st.st_ino)}, all_files, on_skip, skip_dirs)
 
 
 def _walk_dir_compiled(path: str, ancestors: set[tuple[int, int]], all_files: bool,
-                       on_skip: Callable[[str], None] | None) -> Iterator[FileEntry | ScanProblem]:
+                       on_skip: Callable[[str], None] | None, skip_dirs: frozenset[tuple[int, int]]
+                       ) -> Iterator[FileEntry | ScanProblem]:
     """:func:`_walk_dir` with each folder listed and stat'ed by the compiled loop (dir_loop.c):
     no DirEntry or stat_result an entry."""
     assert _compiled_entries is not None
@@ -109,14 +118,17 @@ def _walk_dir_compiled(path: str, ancestors: set[tuple[int, int]], all_files: bo
             if key in ancestors:
                 yield ScanProblem(p, "symlink-loop", "symbolic link loops back to a folder being scanned")
                 continue
-            yield from _walk_dir_compiled(p, ancestors | {key}, all_files, on_skip)
+            if key in skip_dirs:
+                continue
+            yield from _walk_dir_compiled(p, ancestors | {key}, all_files, on_skip, skip_dirs)
         elif kind < 0:
             reason = "symlink-loop" if code == errno.ELOOP else "unreadable"
             yield ScanProblem(p, reason, f"cannot stat: {os.strerror(code)}")
 
 
 def _walk_dir(path: str, ancestors: set[tuple[int, int]], all_files: bool,
-              on_skip: Callable[[str], None] | None) -> Iterator[FileEntry | ScanProblem]:
+              on_skip: Callable[[str], None] | None, skip_dirs: frozenset[tuple[int, int]]
+              ) -> Iterator[FileEntry | ScanProblem]:
     try:
         with os.scandir(path) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -132,11 +144,13 @@ def _walk_dir(path: str, ancestors: set[tuple[int, int]], all_files: bool,
             yield ScanProblem(p, reason, f"cannot stat: {err.strerror}")
             continue
         if stat.S_ISDIR(st.st_mode):
-            key = (st.st_dev, st.st_ino)
+            key = (st.st_dev % 2**64, st.st_ino)
             if key in ancestors:
                 yield ScanProblem(p, "symlink-loop", "symbolic link loops back to a folder being scanned")
                 continue
-            yield from _walk_dir(p, ancestors | {key}, all_files, on_skip)
+            if key in skip_dirs:
+                continue
+            yield from _walk_dir(p, ancestors | {key}, all_files, on_skip, skip_dirs)
         elif stat.S_ISREG(st.st_mode):
             if not all_files and skipped_name(e.name):
                 if on_skip is not None:
