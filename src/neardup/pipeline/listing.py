@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..errors import NeardupError
 from ..results import Failure
-from ..sources import FileEntry, ScanProblem, folder_key, open_source
+from ..sources import FileEntry, ScanProblem, folder_key, open_source, shown_name, utf8_name
 
 __all__ = ["ListingTally", "list_entries", "ListingCounter", "skip_dirs_for"]
 
@@ -83,21 +83,11 @@ def list_entries(paths: Sequence[str], failures: list[Failure], tally: ListingTa
     for item in _items(paths, tally.skip, skip_dirs):
         if isinstance(item, ScanProblem):
             failures.append(Failure(item.path, "scan", item.error, item.reason))
-        elif not item.path.isascii() and not _utf8(item.path):
-            # reported with its stray bytes written \xNN: results.json is UTF-8 text as well
-            shown = os.fsencode(item.path).decode("utf-8", "backslashreplace")
-            failures.append(Failure(shown, "scan", "the file's name is not valid UTF-8 (its stray bytes are shown "
-                                    "as \\xNN): rename it to scan it", "unencodable-name"))
+        elif not utf8_name(item.path):  # reported as text results.json can hold
+            failures.append(Failure(shown_name(item.path), "scan", "the file's name is not valid UTF-8 (its stray "
+                                    "bytes are shown as \\xNN): rename it to scan it", "unencodable-name"))
         else:
             yield item
-
-
-def _utf8(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class ListingCounter:

@@ -6,15 +6,13 @@ one function of the path, :func:`read_bytes`, so whichever process holds a path 
 
 from __future__ import annotations
 
-import os
-
 from ..errors import UsageError
-from .base import FileEntry, ReadError, ScanProblem, Source
+from .base import FileEntry, ReadError, ScanProblem, Source, shown_name, utf8_name
 from .cloud import CloudSource, configure, is_remote, parse_url, read_blob, scrub
 from .local import LocalSource, folder_key, read_local, walk
 
 __all__ = ["FileEntry", "ReadError", "ScanProblem", "Source", "check_root", "configure", "folder_key", "is_remote",
-           "open_source", "read_bytes", "scrub", "walk"]
+           "open_source", "read_bytes", "scrub", "shown_name", "utf8_name", "walk"]
 
 
 def check_root(root: str) -> None:
@@ -22,13 +20,9 @@ def check_root(root: str) -> None:
     store and results.json hold paths as text), before anything starts (nothing is opened)."""
     if is_remote(root):
         parse_url(root)
-    elif not root.isascii():
-        try:
-            root.encode("utf-8")
-        except UnicodeEncodeError:
-            shown = os.fsencode(root).decode("utf-8", "backslashreplace")
-            raise UsageError(f"{shown!r} is not valid UTF-8 (its stray bytes shown as \\xNN): rename it, or scan "
-                             "the folder above it (then each file under it is a failure row)") from None
+    elif not utf8_name(root):
+        raise UsageError(f"{shown_name(root)!r} is not valid UTF-8 (its stray bytes shown as \\xNN): rename it, or "
+                         "scan the folder above it (then each file under it is a failure row)")
 
 
 def open_source(root: str, *, all_files: bool = False, skip_dirs: frozenset[tuple[int, int]] = frozenset()) -> Source:

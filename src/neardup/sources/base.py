@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import SourceError
 
-__all__ = ["FileEntry", "ScanProblem", "ReadError", "Source", "SKIP_EXT", "skipped_name"]
+__all__ = ["FileEntry", "ScanProblem", "ReadError", "Source", "SKIP_EXT", "skipped_name", "utf8_name", "shown_name"]
 
 #: Extensions that are never images; anything else is opened and judged by its bytes.
 SKIP_EXT = frozenset({
@@ -16,6 +17,23 @@ SKIP_EXT = frozenset({
     ".zip", ".gz", ".tar", ".pdf", ".doc", ".docx", ".mp4", ".mov", ".avi", ".mkv", ".mp3",
     ".wav", ".sqlite", ".db", ".log", ".yaml", ".yml", ".toml", ".ini", ".sh", ".exe", ".dll",
 })
+
+
+def utf8_name(path: str) -> bool:
+    """Whether ``path`` is valid UTF-8 text: ``os.fsdecode`` keeps a name's other bytes as lone
+    surrogates, which the store and results.json cannot hold."""
+    if path.isascii():
+        return True
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_name(path: str) -> str:
+    """``path`` with the bytes that are not UTF-8 written ``\\xNN``: text a report can hold."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def skipped_name(name: str) -> bool:
