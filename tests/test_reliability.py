@@ -281,6 +281,8 @@ def test_the_compiled_listing_gives_what_os_scandir_gives(tmp_path):
             got = {engine: list(walk(start, on_skip=skipped[engine].append, engine=engine))
                    for engine in ("scandir", "compiled")}
             assert got["compiled"] == got["scandir"]
+            top = [Path(e.path).name for e in got["compiled"] if Path(e.path).parent == root]
+            assert top == sorted(top) and len(top) >= 5  # a folder's entries by name
             assert skipped["compiled"] == skipped["scandir"] and len(skipped["compiled"]) == 2
             problems = {Path(p.path).name: p.reason for p in got["compiled"] if not hasattr(p, "size")}
             assert problems["up"] == "symlink-loop" and problems["broken.jpg"] == "unreadable"

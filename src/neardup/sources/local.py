@@ -88,18 +88,35 @@ def walk(root: str, *, all_files: bool = False, on_skip: Callable[[str], None] |
         return
     if not stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{root!r} is neither a file nor a folder")
-    walk_dir = _walk_dir_compiled if engine != "scandir" and _compiled_entries is not None else _walk_dir
-    yield from walk_dir(root, {(st.st_dev % 2**64, st.st_ino)}, all_files, on_skip, skip_dirs)
+    lister = _compiled_entries if engine != "scandir" and _compiled_entries is not None else _scandir_entries
+    yield from _walk_dir(root, {(st.st_dev % 2**64, st.st_ino)}, all_files, on_skip, skip_dirs, lister)
 
 
-def _walk_dir_compiled(path: str, ancestors: set[tuple[int, int]], all_files: bool,
-                       on_skip: Callable[[str], None] | None, skip_dirs: frozenset[tuple[int, int]]
-                       ) -> Iterator[FileEntry | ScanProblem]:
-    """:func:`_walk_dir` with each folder listed and stat'ed by the compiled loop (dir_loop.c):
-    no DirEntry or stat_result an entry."""
-    assert _compiled_entries is not None
+#: one folder's entries, unsorted: (name, kind, size, mtime_ns, device, inode, errno), kind 1 a
+#: regular file, 2 a folder, 0 anything else, -1 stat failed (errno says why); of a symbolic
+#: link's target; the device number unsigned.  Raises OSError when the folder cannot be read.
+Lister = Callable[[str], list[tuple[str, int, int, int, int, int, int]]]
+
+
+def _scandir_entries(path: str) -> list[tuple[str, int, int, int, int, int, int]]:
+    """The compiled loop's answer (dir_loop.c), by ``os.scandir``: the reference and the fallback."""
+    out = []
+    with os.scandir(path) as it:
+        for e in it:
+            try:
+                st = e.stat(follow_symlinks=True)
+            except OSError as err:
+                out.append((e.name, -1, 0, 0, 0, 0, err.errno or 0))
+                continue
+            kind = 1 if stat.S_ISREG(st.st_mode) else 2 if stat.S_ISDIR(st.st_mode) else 0
+            out.append((e.name, kind, st.st_size, st.st_mtime_ns, st.st_dev % 2**64, st.st_ino, 0))
+    return out
+
+
+def _walk_dir(path: str, ancestors: set[tuple[int, int]], all_files: bool, on_skip: Callable[[str], None] | None,
+              skip_dirs: frozenset[tuple[int, int]], lister: Lister) -> Iterator[FileEntry | ScanProblem]:
     try:
-        listed = _compiled_entries(path)
+        listed = lister(path)
     except OSError as err:
         yield ScanProblem(path, "unreadable-folder", f"cannot list folder: {err.strerror}")
         return
@@ -117,43 +134,8 @@ def _walk_dir_compiled(path: str, ancestors: set[tuple[int, int]], all_files: bo
             key = (dev, ino)
             if key in ancestors:
                 yield ScanProblem(p, "symlink-loop", "symbolic link loops back to a folder being scanned")
-                continue
-            if key in skip_dirs:
-                continue
-            yield from _walk_dir_compiled(p, ancestors | {key}, all_files, on_skip, skip_dirs)
+            elif key not in skip_dirs:
+                yield from _walk_dir(p, ancestors | {key}, all_files, on_skip, skip_dirs, lister)
         elif kind < 0:
             reason = "symlink-loop" if code == errno.ELOOP else "unreadable"
             yield ScanProblem(p, reason, f"cannot stat: {os.strerror(code)}")
-
-
-def _walk_dir(path: str, ancestors: set[tuple[int, int]], all_files: bool,
-              on_skip: Callable[[str], None] | None, skip_dirs: frozenset[tuple[int, int]]
-              ) -> Iterator[FileEntry | ScanProblem]:
-    try:
-        with os.scandir(path) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError as err:
-        yield ScanProblem(path, "unreadable-folder", f"cannot list folder: {err.strerror}")
-        return
-    for e in entries:
-        p = e.path
-        try:
-            st = e.stat(follow_symlinks=True)
-        except OSError as err:
-            reason = "symlink-loop" if err.errno == errno.ELOOP else "unreadable"
-            yield ScanProblem(p, reason, f"cannot stat: {err.strerror}")
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            key = (st.st_dev % 2**64, st.st_ino)
-            if key in ancestors:
-                yield ScanProblem(p, "symlink-loop", "symbolic link loops back to a folder being scanned")
-                continue
-            if key in skip_dirs:
-                continue
-            yield from _walk_dir(p, ancestors | {key}, all_files, on_skip, skip_dirs)
-        elif stat.S_ISREG(st.st_mode):
-            if not all_files and skipped_name(e.name):
-                if on_skip is not None:
-                    on_skip(p)
-                continue
-            yield FileEntry(p, st.st_size, st.st_mtime_ns)

@@ -54,6 +54,14 @@ class FileRecord:
     error: str | None = None
 
 
+def _with_embedding(model: str | None) -> tuple[str, str, list[str]]:
+    """What makes a cached record current beyond its version, given a ``model``: its embedding
+    by that model is stored too.  The condition on the joined row, the join, and its parameters."""
+    if model is None:
+        return "1", "", []
+    return "e.digest IS NOT NULL", "LEFT JOIN embeddings e ON e.digest = f.digest AND e.model = ? ", [model]
+
+
 @dataclass(slots=True)
 class KnownBatch:
     """What :meth:`FeatureTables.add_known_to_run` made of a listing batch."""
@@ -111,11 +119,8 @@ class FeatureTables:
         # a listing batch is a narrow range of paths: one range scan of the files table, not a
         # b-tree descent per path (6x cheaper).  A file record of the current version with a digest
         # is written in the same transaction as its features, so they need not be looked up.
-        has, join, args = "1", "", [lo, hi, FEATURE_VERSION]
-        if model is not None:
-            has = "e.digest IS NOT NULL"
-            join = "LEFT JOIN embeddings e ON e.digest = f.digest AND e.model = ? "
-            args.insert(0, model)
+        has, join, join_args = _with_embedding(model)
+        args = [*join_args, lo, hi, FEATURE_VERSION]
         q = ("SELECT f.path, f.size, f.mtime_ns, f.etag, f.digest, f.error_stage, f.error_reason, f.error, "
              f"{has} FROM files f {join}WHERE f.path BETWEEN ? AND ? AND f.version = ?")
         for path, size, mtime, etag, digest, stage, reason, err, ok in self.db.execute(q, args):
@@ -142,11 +147,8 @@ class FeatureTables:
                            (min(paths), max(paths))).fetchone() is None:
             out.unknown = list(range(len(entries)))  # a cold run's batch: one probe, not a join
             return out
-        has, join, args = "1", "", [FEATURE_VERSION]
-        if model is not None:
-            has = "e.digest IS NOT NULL"
-            join = "LEFT JOIN embeddings e ON e.digest = f.digest AND e.model = ? "
-            args.append(model)  # after the files join's version
+        has, join, join_args = _with_embedding(model)
+        args = [FEATURE_VERSION, *join_args]  # the files join's version, then the embeddings join's model
         same = ("LEFT JOIN files f ON f.path = l.path AND f.size = l.size AND f.mtime_ns = l.mtime_ns "
                 f"AND f.etag IS l.etag AND f.version = ? {join}")
         with self.db:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -21,6 +21,9 @@ from .blobs import decode_column
 
 __all__ = ["RunTables", "RunFile", "RunRow"]
 
+
+#: contents asked for at once in an ``IN (...)`` list (SQLite's parameters a statement: 999)
+_IN_LIST = 900
 
 #: ``run_contents`` holds, under this prefix and a run's key, the fingerprint of that run's
 #: contents (one row): an unchanged rerun compares it instead of reading the contents back
@@ -92,8 +95,15 @@ class RunTables:
         flat = np.frombuffer(b"".join(parts), np.uint8).reshape(-1, width)
         # as one opaque value a row, they sort as SQLite sorts blobs (byte by byte)
         distinct, counts = np.unique(flat.view(f"V{width}").ravel(), return_counts=True)
-        digests = np.frombuffer(distinct.tobytes(), np.uint8).reshape(len(distinct), width).copy()
-        return digests, counts.astype(np.int32)
+        return distinct.view(np.uint8).reshape(len(distinct), width), counts.astype(np.int32)
+
+    def _stage_digests(self, table: str, digests: Iterable[bytes]) -> None:
+        """``digests`` into a fresh TEMP ``table`` keyed by digest, for a join with the run's files."""
+        self.db.execute(f"DROP TABLE IF EXISTS temp.{table}")
+        self.db.execute(f"CREATE TEMP TABLE {table} (digest BLOB PRIMARY KEY)")
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(f"INSERT OR IGNORE INTO temp.{table} VALUES (?)", ((d,) for d in digests))
 
     def _index_run(self) -> None:
         """Index the run's table by digest, once its files are all in (the lookups by content)."""
@@ -108,20 +118,16 @@ class RunTables:
         local stage's calls of a few hundred each)."""
         out: dict[bytes, list[RunFile]] = {}
         keys = sorted(set(digests))
-        if len(keys) > 900 and not self._run_indexed:
-            self.db.execute("DROP TABLE IF EXISTS temp.wanted_files")
-            self.db.execute("CREATE TEMP TABLE wanted_files (digest BLOB PRIMARY KEY)")
-            with self.db:
-                self.db.execute("BEGIN")
-                self.db.executemany("INSERT INTO temp.wanted_files VALUES (?)", ((k,) for k in keys))
+        if len(keys) > _IN_LIST and not self._run_indexed:
+            self._stage_digests("wanted_files", keys)
             cur = self.db.execute("SELECT r.digest, r.path, r.size, r.mtime_ns FROM temp.run r "
                                   "JOIN temp.wanted_files w ON w.digest = r.digest ORDER BY r.digest, r.path")
             for d, path, size, mtime in cur:
                 out.setdefault(bytes(d), []).append(RunFile(path, int(size), int(mtime)))
             return out
         self._index_run()
-        for s in range(0, len(keys), 900):
-            chunk = keys[s : s + 900]
+        for s in range(0, len(keys), _IN_LIST):
+            chunk = keys[s : s + _IN_LIST]
             q = ("SELECT digest, path, size, mtime_ns FROM temp.run "
                  f"WHERE digest IN ({','.join('?' * len(chunk))}) ORDER BY digest, path")
             for d, path, size, mtime in self.db.execute(q, chunk):
@@ -146,11 +152,7 @@ class RunTables:
         if only is None:
             self._index_run()  # the distinct digests in order, from the index
         else:
-            self.db.execute("DROP TABLE IF EXISTS temp.wanted")
-            self.db.execute("CREATE TEMP TABLE wanted (digest BLOB PRIMARY KEY)")
-            with self.db:
-                self.db.execute("BEGIN")
-                self.db.executemany("INSERT OR IGNORE INTO temp.wanted VALUES (?)", ((d.tobytes(),) for d in only))
+            self._stage_digests("wanted", (d.tobytes() for d in only))
             source = "temp.wanted"
         cur = self.db.execute(
             f"SELECT {cols} FROM {source} r "
@@ -227,8 +229,8 @@ class RunTables:
         """The groups (JSON) the last run under ``key`` made of each of ``components`` (their
         signatures) it had too."""
         out: dict[str, str] = {}
-        for s in range(0, len(components), 900):
-            chunk = list(components[s : s + 900])
+        for s in range(0, len(components), _IN_LIST):
+            chunk = list(components[s : s + _IN_LIST])
             q = f"SELECT component, groups FROM run_groups WHERE key=? AND component IN ({','.join('?' * len(chunk))})"
             out.update(self.db.execute(q, [key, *chunk]).fetchall())
         return out
