@@ -3,6 +3,8 @@ features that do not depend on the batch an image is computed in."""
 
 from __future__ import annotations
 
+import hashlib
+
 import imagehash
 import numpy as np
 import pytest
@@ -16,11 +18,13 @@ from neardup.features.hashes import (
     dct_coefficients,
     dct_hash_variants,
     hamming,
+    oriented_hash,
     outer_lines,
     pack_bits,
     to_gray,
     trim_borders,
     trim_sides,
+    variant_hashes,
     whash64,
 )
 
@@ -98,12 +102,15 @@ def test_pinned_hashes_catch_drift():
     assert f"{f.whash:016x}" == PINNED["whash"]
     assert "".join(f"{int(x):016x}" for x in f.d256[0]) == PINNED["dct256"]
     assert f"{int(f.p64[0]):016x}" == PINNED["p64"]
+    # every crop-window and tilted-frame code, and the slot code, at once
+    assert hashlib.sha256(f.windows.astype("<u8").tobytes()).hexdigest()[:32] == PINNED["windows"]
 
 
 PINNED = {
     "whash": "c2c08e4b09a377f7",
     "dct256": "31ac5ffee6df46225131214897e25edba410e16552ca37eab8c93d425d07426f",
     "p64": "315fe6465121175e",
+    "windows": "b2a4875cf0edfcde4b3370b7c6d30316",
 }
 
 
@@ -141,3 +148,33 @@ def test_to_gray_matches_pillow():
 def test_empty_batch():
     assert len(features_batch([], [])) == 0
     assert len(FeatureBatch.concat([])) == 0
+
+
+def _turned_block(coef: np.ndarray, variant: int) -> np.ndarray:
+    """The DCT block of the image turned to ``variant``, made the slow way: a left-right flip
+    negates the odd horizontal frequencies, and a quarter turn is a flip then a transpose."""
+    odd = np.where(np.arange(coef.shape[-1]) % 2 == 1, -1.0, 1.0).astype(coef.dtype)
+    out = coef * odd[None, :] if variant >= 4 else coef.copy()
+    for _ in range(variant % 4):
+        out = (out * odd[None, :]).T
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([8, 16]), st.booleans(), st.integers(1, 9))
+def test_variant_hashes_are_the_median_hashes_of_the_turned_blocks(seed, k, skip_dc, n):
+    rng = np.random.default_rng(seed)
+    coef = rng.normal(size=(n, k, k)).astype(np.float32)
+    coef[:, ::3, 1::2] = np.round(coef[:, ::3, 1::2])  # ties at the median, and zeros of both signs
+    got = variant_hashes(coef, skip_dc=skip_dc)
+    variants = rng.integers(0, 8, n)
+    one = oriented_hash(coef, variants, skip_dc=skip_dc)
+    for i in range(n):
+        for v in range(8):
+            flat = _turned_block(coef[i], v).ravel()
+            ref = flat[1:] if skip_dc else flat
+            bits = flat > np.median(ref)
+            if skip_dc:
+                bits[0] = False
+            assert np.array_equal(got[i, v], pack_bits(bits[None])[0]), (i, v)
+        assert np.array_equal(one[i], got[i, variants[i]]), i

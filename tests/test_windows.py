@@ -282,3 +282,47 @@ def test_the_crop_queue_tests_beside_its_caller_and_reads_the_store_on_the_calle
     assert len(beside) >= 0.7 * n  # most crops pass (with the queue's frame guard too), no look-alike
     assert all(bb == aa + n for aa, bb in beside)
     assert set(seen) == {threading.current_thread()}
+
+
+def _layouts_of_many_shapes():
+    """Layouts of the CC0 photos and of random textures, with aspects from 1:4 to 4:1."""
+    rng = np.random.default_rng(11)
+    real = [extract(p.read_bytes()) for p in PHOTOS]
+    sig = np.concatenate([np.stack([f.sig for f in real]), rng.integers(0, 256, (40, 32, 32), dtype=np.uint8)])
+    aspect = np.concatenate([[f.width / f.height for f in real], np.exp(rng.uniform(-1.4, 1.4, 40))])
+    return sig, aspect
+
+
+def test_the_compiled_tilt_loop_gives_numpys_views_bit_for_bit():
+    """tilt_loop.c rounds every tap as NumPy does: the same views, so the same codes, whichever
+    loop an install has (the feature version does not say which one ran)."""
+    if not windows.COMPILED:
+        pytest.skip("the tilt loop was not compiled at install (no C compiler)")
+    sig, aspect = _layouts_of_many_shapes()
+    compiled = windows.tilted_layouts(sig, aspect, engine="compiled")
+    reference = windows.tilted_layouts(sig, aspect, engine="numpy")
+    assert compiled.dtype == reference.dtype == np.float32
+    assert np.array_equal(compiled.view(np.uint32), reference.view(np.uint32))
+    # and each layout's views do not depend on the others in its batch
+    alone = np.concatenate([windows.tilted_layouts(sig[i : i + 1], aspect[i : i + 1]) for i in range(len(sig))])
+    assert np.array_equal(alone.view(np.uint32), compiled.view(np.uint32))
+
+
+def test_tilted_views_are_the_bilinear_samples_of_a_rotated_frame():
+    # a layout that is a linear ramp left to right: turned by an angle it is still a ramp, whose
+    # slope down the rows over its slope along them is -tan(angle) (rows count downwards), for
+    # both ways of trimming the corners
+    ramp = np.tile(np.linspace(40, 200, 32, dtype=np.float32), (32, 1)).astype(np.uint8)
+    for engine in ("numpy", "compiled") if windows.COMPILED else ("numpy",):
+        views = windows.tilted_layouts(ramp[None], np.array([1.0]), engine=engine)[0]
+        for j, deg in enumerate(windows.TILT_ANGLES):
+            for trim in (0, 1):
+                v = views[2 * j + trim].astype(np.float64)[8:24, 8:24]  # away from the clipped edges
+                slope = np.diff(v, axis=0).mean() / np.diff(v, axis=1).mean()
+                assert math.isclose(slope, -math.tan(math.radians(deg)), abs_tol=0.002), (engine, deg, trim)
+
+
+def test_an_unknown_or_missing_tilt_engine_says_what_to_use():
+    sig, aspect = _layouts_of_many_shapes()
+    with pytest.raises(ValueError, match="'auto', 'numpy' or 'compiled'"):
+        windows.tilted_layouts(sig[:1], aspect[:1], engine="fast")  # type: ignore[arg-type]

@@ -204,24 +204,62 @@ def _pattern_reps(k: int) -> tuple[np.ndarray, np.ndarray]:
 _VARIANTS = {k: (*_variant_index(k), *_pattern_reps(k)) for k in (8, 16)}
 
 
+@lru_cache(maxsize=8)
+def _source_signs(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each variant's signs in the block's own coefficient order, (8, k*k), and whether the
+    variant transposes the block, (8,): a variant's coefficients are a transpose (or not) of the
+    block times these signs, so its median needs no gather, and its bits are the block's bits,
+    transposed or not."""
+    index, sign = _VARIANTS[k][:2] if k in _VARIANTS else _variant_index(k)
+    ident = np.arange(k * k)
+    transposed = ident.reshape(k, k).T.ravel()
+    source = np.empty_like(sign)
+    turned = np.zeros(len(index), dtype=bool)
+    for v in range(len(index)):
+        source[v, index[v]] = sign[v]
+        turned[v] = bool(np.array_equal(index[v], transposed))
+        if not turned[v] and not np.array_equal(index[v], ident):  # pragma: no cover - the dihedral group
+            raise AssertionError(f"variant {v} of a {k}x{k} block is neither the block nor its transpose")
+    source.setflags(write=False)
+    turned.setflags(write=False)
+    return source, turned
+
+
+def _median_bits(flat: np.ndarray, skip_dc: bool) -> np.ndarray:
+    """``flat > median(flat)`` along the last axis (the DC term, first, left out of both)."""
+    ref = flat[..., 1:] if skip_dc else flat
+    m = ref.shape[-1]
+    if m % 2:  # the exact median: one selection
+        med = np.partition(ref, m // 2, axis=-1)[..., m // 2]
+    else:
+        med = np.median(ref, axis=-1)
+    bits = flat > med[..., None]
+    if skip_dc:
+        bits[..., 0] = False
+    return bits
+
+
+def _turn_bits(bits: np.ndarray, turned: np.ndarray, k: int) -> None:
+    """Transpose, in place, the (..., k*k) bit blocks selected by ``turned`` on the axis before."""
+    if turned.any():
+        lead = bits.shape[:-2]
+        picked = bits[..., turned, :]
+        bits[..., turned, :] = picked.reshape(*lead, -1, k, k).swapaxes(-1, -2).reshape(picked.shape)
+
+
 def variant_hashes(coef: np.ndarray, *, skip_dc: bool = True) -> np.ndarray:
     """Median hashes of all 8 dihedral variants of DCT blocks (N, k, k) -> (N, 8, k*k // 64) uint64.
 
     Each variant's bits are its coefficients above their median (the DC term left out of
-    both), in the variant order of :func:`_variant_index`.
+    both), in the variant order of :func:`_variant_index`.  Variants that only transpose each
+    other share their coefficients' multiset, so one median (and one set of bits, transposed)
+    serves both.
     """
     n, k, _ = coef.shape
-    index, sign, reps, use = _VARIANTS[k] if k in _VARIANTS else (*_variant_index(k), *_pattern_reps(k))
-    flat = coef.reshape(n, k * k)[:, index] * sign  # (N, 8, k*k)
-    ref = flat[:, reps, 1:] if skip_dc else flat[:, reps]
-    m = ref.shape[-1]
-    if m % 2:  # the exact median, one selection per distinct multiset
-        med = np.partition(ref, m // 2, axis=-1)[..., m // 2]
-    else:
-        med = np.median(ref, axis=-1)
-    bits = flat > med[:, use, None]
-    if skip_dc:
-        bits[..., 0] = False
+    reps, use = _VARIANTS[k][2:] if k in _VARIANTS else _pattern_reps(k)
+    source, turned = _source_signs(k)
+    bits = _median_bits(coef.reshape(n, 1, k * k) * source[reps], skip_dc)[:, use]  # (N, 8, k*k)
+    _turn_bits(bits, turned, k)
     return pack_bits(bits)
 
 
@@ -229,16 +267,13 @@ def oriented_hash(coef: np.ndarray, variant: np.ndarray, *, skip_dc: bool = True
     """The median hash of each DCT block (N, k, k) in one dihedral ``variant`` (N,) each:
     ``variant_hashes(coef)[i, variant[i]]``, without the other seven."""
     n, k, _ = coef.shape
-    index, sign = _VARIANTS[k][:2] if k in _VARIANTS else _variant_index(k)
-    v = np.asarray(variant, dtype=np.int64)
-    flat = np.take_along_axis(coef.reshape(n, k * k), index[v], axis=1) * sign[v]  # (N, k*k)
-    ref = flat[:, 1:] if skip_dc else flat
-    m = ref.shape[-1]
-    med = np.partition(ref, m // 2, axis=-1)[:, m // 2] if m % 2 else np.median(ref, axis=-1)
-    bits = flat > med[:, None]
-    if skip_dc:
-        bits[:, 0] = False
-    return pack_bits(bits[:, None, :])[:, 0]
+    source, turned = _source_signs(k)
+    v = np.asarray(variant, dtype=np.intp)
+    bits = _median_bits(coef.reshape(n, k * k) * source[v], skip_dc)[:, None]  # (N, 1, k*k)
+    turn = turned[v]
+    if turn.any():
+        bits[turn] = bits[turn].reshape(-1, 1, k, k).swapaxes(-1, -2).reshape(-1, 1, k * k)
+    return pack_bits(bits)[:, 0]
 
 
 def dct_hash_variants(coef: np.ndarray, *, skip_dc: bool = True) -> np.ndarray:

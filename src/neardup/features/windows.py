@@ -19,18 +19,28 @@ in queries; docs/benchmarks.md ("Crop windows in fast mode") has the figures.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
 from .hashes import dct_matrix, oriented_hash, variant_hashes
 from .orient import canonical_variant
 
+try:  # the tilted views' loop, compiled at install where a C compiler was found (tilt_loop.c)
+    from .tilt_loop import tilt as _compiled_tilt
+except ImportError:  # pragma: no cover - the NumPy gather below gives the same views
+    _compiled_tilt = None
+
 __all__ = ["Window", "WINDOWS", "window_family", "window_blocks", "window_codes", "turned_window_codes", "oriented_codes",
-           "window_variant_codes", "TILT_ANGLES", "tilted_layouts", "tilt_codes", "turned_tilt_codes", "frame_codes", "search_codes", "WINDOW_CODES"]
+           "window_variant_codes", "TILT_ANGLES", "tilted_layouts", "tilt_codes", "turned_tilt_codes", "frame_codes", "search_codes", "WINDOW_CODES", "COMPILED", "Engine"]
 
 #: the layout's side, in cells
 SIDE = 32
+#: whether the tilted views' compiled loop (tilt_loop.c) was built at install
+COMPILED = _compiled_tilt is not None
+#: which loop makes the tilted views: "compiled" (tilt_loop.c), "numpy" (the reference), or
+#: "auto" (compiled where built); both give the same views
+Engine = Literal["auto", "numpy", "compiled"]
 
 
 class Window(NamedTuple):
@@ -169,7 +179,7 @@ def _sampler(degrees: float, keep_x: float, keep_y: float, aspect: float) -> tup
 @lru_cache(maxsize=32)
 def _tilt_sampler(shape_key: int, angles: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Source cells (T * 4 * 1024,) and weights (T, 4, 1024) of every tilted, trimmed view of a
-    layout of one aspect bin, the four bilinear taps side by side: one gather makes them all."""
+    layout of one aspect bin, the four bilinear taps side by side (tilt_loop.c's order)."""
     asp = float(np.exp(shape_key * ASPECT_STEP))
     index, weight = [], []
     for deg in angles:
@@ -180,22 +190,50 @@ def _tilt_sampler(shape_key: int, angles: tuple[float, ...]) -> tuple[np.ndarray
     return np.concatenate(index).astype(np.int32), np.stack(weight).astype(np.float32)
 
 
-def tilted_layouts(sig: np.ndarray, aspect: np.ndarray, angles: tuple[float, ...] = TILT_ANGLES) -> np.ndarray:
+@lru_cache(maxsize=32)
+def _tap_major(shape_key: int, angles: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_tilt_sampler` as (4, T * 1024) sources and weights: each tap of every view at once,
+    so the NumPy loop gathers and weighs contiguous rows."""
+    index, weight = _tilt_sampler(shape_key, angles)
+    t = len(weight)
+    return (index.reshape(t, 4, -1).transpose(1, 0, 2).reshape(4, -1).copy(),
+            weight.transpose(1, 0, 2).reshape(4, -1).copy())
+
+
+def tilted_layouts(sig: np.ndarray, aspect: np.ndarray, angles: tuple[float, ...] = TILT_ANGLES, *,
+                   engine: Engine = "auto") -> np.ndarray:
     """(n, 2 * len(angles), 32, 32) layouts of what each image would look like tilted by each
     angle and trimmed each way (:func:`_trims`): bilinear samples of the stored layout, in
-    pixel geometry (``aspect`` = width / height), so a tilted copy's own layout is one of them."""
+    pixel geometry (``aspect`` = width / height), so a tilted copy's own layout is one of them.
+
+    ``engine``: each view's cell is ``((x0 * w0 + x1 * w1) + x2 * w2) + x3 * w3``, every product
+    and sum rounded to float32, in the compiled loop (tilt_loop.c, which reads the taps in place)
+    and in NumPy (which gathers each tap of every view first) alike, so both give the same views.
+    """
+    if engine not in ("auto", "numpy", "compiled"):
+        raise ValueError(f"engine must be 'auto', 'numpy' or 'compiled', not {engine!r}")
+    if engine == "compiled" and _compiled_tilt is None:
+        raise RuntimeError("neardup's compiled tilt loop (tilt_loop) was not built: no C compiler was found at "
+                           "install; reinstall neardup where one is, or use engine='numpy'")
     lay = np.asarray(sig, dtype=np.float32).reshape(len(sig), SIDE * SIDE)
     n, t = len(lay), 2 * len(angles)
     out = np.empty((n, t, SIDE, SIDE), np.float32)
     shape = np.round(np.log(np.maximum(np.asarray(aspect, dtype=np.float64).reshape(n), 1e-3)) / ASPECT_STEP)
     for key in np.unique(shape).tolist():
         rows = np.flatnonzero(shape == key)
-        index, weight = _tilt_sampler(int(key), tuple(angles))
-        taps = np.take(lay[rows], index, axis=1).reshape(len(rows), t, 4, SIDE * SIDE)  # (k, T, 4, 1024)
-        view = taps[:, :, 0] * weight[:, 0]
-        for q in (1, 2, 3):
-            view += taps[:, :, q] * weight[:, q]
-        out[rows] = view.reshape(len(rows), t, SIDE, SIDE)
+        part = lay if len(rows) == n else lay[rows]
+        if engine != "numpy" and _compiled_tilt is not None:
+            views = np.empty((len(rows), t, SIDE, SIDE), np.float32)
+            _compiled_tilt(part, *_tilt_sampler(int(key), tuple(angles)), views)
+        else:
+            index, weight = _tap_major(int(key), tuple(angles))
+            views = part[:, index[0]]
+            views *= weight[0]
+            for q in (1, 2, 3):
+                tap = part[:, index[q]]
+                tap *= weight[q]
+                views += tap
+        out[rows] = views.reshape(len(rows), t, SIDE, SIDE)
     return out
 
 

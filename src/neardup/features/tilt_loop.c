@@ -1,0 +1,122 @@
+/* The tilted views of a layout (features/windows.py, tilted_layouts), compiled: each view's
+ * cell is four bilinear taps of the stored layout, weighted and summed in the same order, each
+ * product and sum rounded to float32, as the NumPy reference does it.  That reference stays the
+ * fallback where no compiler was found at install; both give bit-identical views
+ * (tests/test_features.py), so the feature version does not depend on which one ran.  The
+ * NumPy gather copies every tap of every view first; this loop reads them in place (docs/
+ * benchmarks.md, "Compiled tilted views").
+ *
+ * No NumPy headers: arrays come in through the buffer protocol, so the module builds against
+ * Python alone.  The GIL is released for the loop.  Built with floating-point contraction off
+ * (pyproject.toml): a fused multiply-add would round differently from NumPy's two ufuncs.
+ *
+ * tilt(lay, index, weight, out)
+ *   lay     float32[n * S]        layouts of S cells each
+ *   index   int32[T * 4 * S]      each view's four bilinear source cells, tap-major per view
+ *   weight  float32[T * 4 * S]    their weights, in the same order
+ *   out     float32[n * T * S]    writable: each view's cells, ((x0 * w0 + x1 * w1) + x2 * w2) + x3 * w3
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+static int get(PyObject *obj, Py_buffer *view, int writable, const char *name)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) {
+        PyErr_Format(PyExc_TypeError, "%s: a C-contiguous%s buffer is needed", name, writable ? " writable" : "");
+        return -1;
+    }
+    return 0;
+}
+
+static int is_format(const Py_buffer *view, char want)
+{
+    const char *f = view->format;
+    if (f && (f[0] == '<' || f[0] == '=' || f[0] == '@')) f++;
+    return f && f[0] == want && f[1] == '\0';
+}
+
+static PyObject *tilt(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *lay_o, *index_o, *weight_o, *out_o;
+    if (!PyArg_ParseTuple(args, "OOOO", &lay_o, &index_o, &weight_o, &out_o)) return NULL;
+    Py_buffer lay = {0}, index = {0}, weight = {0}, out = {0};
+    PyObject *result = NULL;
+    if (get(lay_o, &lay, 0, "lay") < 0 || get(index_o, &index, 0, "index") < 0 || get(weight_o, &weight, 0, "weight") < 0
+        || get(out_o, &out, 1, "out") < 0)
+        goto done;
+    if (!is_format(&lay, 'f') || !is_format(&weight, 'f') || !is_format(&out, 'f') || !(is_format(&index, 'i') || is_format(&index, 'l'))
+        || index.itemsize != 4) {
+        PyErr_SetString(PyExc_TypeError, "tilt: float32 layouts, weights and output, int32 index");
+        goto done;
+    }
+    Py_ssize_t taps = index.len / 4, n_index = taps;
+    if (weight.len / 4 != taps || taps % 4) {
+        PyErr_SetString(PyExc_ValueError, "tilt: index and weight must have the same 4 * T * S entries");
+        goto done;
+    }
+    Py_ssize_t cells_total = lay.len / 4, outs = out.len / 4;
+    /* out holds n * T * S and lay n * S: S = outs / (n * T) with taps = 4 * T * S */
+    Py_ssize_t views_cells = taps / 4; /* T * S */
+    if (views_cells == 0 || outs % views_cells) {
+        PyErr_SetString(PyExc_ValueError, "tilt: out must hold n * T * S cells");
+        goto done;
+    }
+    Py_ssize_t n = outs / views_cells;
+    if (n == 0) { result = Py_None; Py_INCREF(result); goto done; }
+    if (cells_total % n) {
+        PyErr_SetString(PyExc_ValueError, "tilt: layouts and output disagree on the count");
+        goto done;
+    }
+    Py_ssize_t side = cells_total / n;
+    if (views_cells % side) {
+        PyErr_SetString(PyExc_ValueError, "tilt: index size is not a multiple of the layout size");
+        goto done;
+    }
+    const int32_t *ix = (const int32_t *)index.buf;
+    for (Py_ssize_t k = 0; k < n_index; k++) {
+        if (ix[k] < 0 || ix[k] >= side) {
+            PyErr_SetString(PyExc_ValueError, "tilt: a source cell is outside the layout");
+            goto done;
+        }
+    }
+    Py_ssize_t views = views_cells / side;
+    const float *L = (const float *)lay.buf, *W = (const float *)weight.buf;
+    float *O = (float *)out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const float *src = L + i * side;
+        for (Py_ssize_t t = 0; t < views; t++) {
+            const int32_t *i0 = ix + (t * 4) * side, *i1 = i0 + side, *i2 = i1 + side, *i3 = i2 + side;
+            const float *w0 = W + (t * 4) * side, *w1 = w0 + side, *w2 = w1 + side, *w3 = w2 + side;
+            float *dst = O + (i * views + t) * side;
+            for (Py_ssize_t c = 0; c < side; c++) {
+                float v = src[i0[c]] * w0[c];
+                float p = src[i1[c]] * w1[c];
+                v = v + p;
+                p = src[i2[c]] * w2[c];
+                v = v + p;
+                p = src[i3[c]] * w3[c];
+                dst[c] = v + p;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    if (lay.obj) PyBuffer_Release(&lay);
+    if (index.obj) PyBuffer_Release(&index);
+    if (weight.obj) PyBuffer_Release(&weight);
+    if (out.obj) PyBuffer_Release(&out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"tilt", tilt, METH_VARARGS, "Bilinear views of layouts: four weighted taps a cell, rounded as NumPy rounds them."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "tilt_loop", "The tilted views' loop, compiled.", -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit_tilt_loop(void) { return PyModule_Create(&module); }
