@@ -94,7 +94,8 @@ def _canon(sh: np.ndarray, sv: np.ndarray) -> np.ndarray:
 def canonical_variant(coef: np.ndarray) -> np.ndarray:
     """:func:`canonical_variants`' ``canon`` alone, without the ambiguity mask (crop windows
     and tilted frames are queried in one orientation each)."""
-    return _canon(*_gradients(np.asarray(coef, dtype=np.float64))).astype(np.uint8)
+    corner = np.asarray(coef)[:, :4, :4]  # the gradients' six coefficients lie here: only they are widened
+    return _canon(*_gradients(corner.astype(np.float64))).astype(np.uint8)
 
 
 def orient_layouts(layouts: np.ndarray, variants: np.ndarray) -> np.ndarray:
