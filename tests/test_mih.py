@@ -62,6 +62,33 @@ def test_compiled_loop_equals_numpy_loop_pair_for_pair(tmp_path, wide_ids):
             assert runs[0] == runs[1] and len(runs[0]) > 1_000
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 2_000), chunks=st.integers(3, 16), radius=st.integers(0, 12),
+       wide_ids=st.booleans(), hub=st.floats(0, 0.9))
+def test_compiled_build_makes_numpys_tables(seed, n, chunks, radius, wide_ids, hub):
+    """The counting sort of mih_loop.c builds the tables NumPy's stable sorts build: the same
+    offsets, bucket map, codes and ids in the same order and widths (ids of 32 or 64 bits), for
+    hubs of equal codes as well."""
+    rng = np.random.default_rng(seed)
+    codes = _codes(rng, n, 1) if n else np.zeros(0, np.uint64)
+    k = int(n * hub)
+    codes[:k] = codes[0] if k else codes[:k]  # many codes in one bucket: their order is kept
+    ids = rng.permutation(n).astype(np.int64) + (2**40 if wide_ids else 0)
+    made = [MultiIndex(codes, ids, radius=radius, n_chunks=chunks, engine=engine) for engine in ("numpy", "compiled")]
+    assert len(made[0].chunks) == len(made[1].chunks) == chunks
+    for numpy_chunk, compiled_chunk in zip(made[0].chunks, made[1].chunks):
+        for ours, theirs in zip(numpy_chunk, compiled_chunk):
+            if isinstance(ours, np.ndarray):
+                assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+            else:
+                assert ours == theirs
+
+
+def test_an_unknown_engine_says_which_there_are():
+    with pytest.raises(ValueError, match="'auto', 'numpy' or 'compiled'"):
+        MultiIndex(np.zeros(3, np.uint64), np.arange(3), radius=4, engine="fast")  # type: ignore[arg-type]
+
+
 def _concat(batches):
     parts = list(batches)
     return PairBatch(*(np.concatenate([getattr(pb, f) for pb in parts]) for f in ("a", "b", "distance")))

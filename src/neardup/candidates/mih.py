@@ -30,17 +30,19 @@ from typing import Literal
 
 import numpy as np
 
-try:  # the query's inner loop, compiled at install where a C compiler was found (mih_loop.c)
+try:  # the query's inner loop and the tables' build, compiled at install where a C compiler was found (mih_loop.c)
+    from .mih_loop import build as _compiled_build
     from .mih_loop import search as _compiled_search
 except ImportError:  # pragma: no cover - depends on the install
     _compiled_search = None  # type: ignore[assignment]
+    _compiled_build = None  # type: ignore[assignment]
 
 __all__ = ["PairBatch", "MultiIndex", "choose_chunks", "brute_force_pairs", "MIH_FORMAT", "COMPILED", "Engine"]
 
 #: whether the compiled query loop is installed (else every query runs the NumPy loop, about 2x slower)
 COMPILED = _compiled_search is not None
 
-#: which loop a query runs: "auto" (the compiled one where installed), "numpy" or "compiled"
+#: which loop a query runs, or builds the tables: "auto" (the compiled one where installed), "numpy" or "compiled"
 Engine = Literal["auto", "numpy", "compiled"]
 
 #: the layout :meth:`MultiIndex.save` writes
@@ -190,6 +192,21 @@ class _Failed:
     error: BaseException
 
 
+def _use_compiled(engine: Engine, loop: object) -> bool:
+    """Whether ``engine`` runs a compiled ``loop`` (None where it was not built): "compiled" without it,
+    or an unknown engine, is an error that says what to do."""
+    if engine not in ("auto", "numpy", "compiled"):
+        raise ValueError(f"engine must be 'auto', 'numpy' or 'compiled', not {engine!r}")
+    if engine == "numpy":
+        return False
+    if loop is None:
+        if engine == "compiled":
+            raise RuntimeError("the compiled multi-index loops are not installed (no C compiler at install): "
+                               "reinstall neardup where one is, or use engine='numpy'")
+        return False
+    return True
+
+
 class MultiIndex:
     """Index of 64-bit codes with exact radius queries.
 
@@ -204,14 +221,18 @@ class MultiIndex:
     queries : int, optional
         About how many codes will query it (as many as it holds if None): the layout is chosen
         for that many (:func:`choose_chunks`).
+    engine : {"auto", "numpy", "compiled"}
+        Which builds the tables: a counting sort (mih_loop.c, where it was compiled) or NumPy's
+        stable sorts; both make the same tables.
     """
 
     def __init__(self, codes: np.ndarray, ids: np.ndarray, *, radius: int, n_chunks: int | None = None,
-                 queries: int | None = None) -> None:
+                 queries: int | None = None, engine: Engine = "auto") -> None:
         if radius < 0 or radius > 32:
             raise ValueError(f"radius must be in 0..32, got {radius}")
+        compiled = _use_compiled(engine, _compiled_build)
         codes = np.ascontiguousarray(codes, dtype=np.uint64)
-        ids = np.asarray(ids, dtype=np.int64)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
         # ids are kept in bucket order per chunk, as int32 where they fit: with codes that
         # is 12 bytes an entry a chunk, the whole index
         id_t = np.int32 if len(ids) == 0 or int(ids.max()) < 2**31 - 1 else np.int64
@@ -224,15 +245,25 @@ class MultiIndex:
         # confirming a hit reads memory in sequence
         self.chunks: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         off_t = np.int32 if len(codes) < 2**31 - 1 else np.int64
-        code_bytes = _code_bytes(codes)
+        code_bytes = _code_bytes(codes) if not compiled else None
         table = _interleave_table(m)
         for chunk, w in enumerate(_widths(m)):
+            masks = _flip_masks(w, radius // m).astype(np.int32 if w < 31 else np.int64)
+            if compiled:  # a counting sort in one pass (mih_loop.c): the same tables
+                assert _compiled_build is not None
+                offsets = np.empty((1 << w) + 1, dtype=off_t)
+                nonempty = np.empty(1 << w, dtype=bool)
+                sorted_ids, sorted_codes = np.empty(len(codes), id_t), np.empty(len(codes), np.uint64)
+                _compiled_build(codes, table[chunk], ids, offsets, offsets.itemsize, nonempty, sorted_ids,
+                                sorted_ids.itemsize, sorted_codes)
+                self.chunks.append((chunk, w, sorted_ids, offsets, nonempty, sorted_codes, masks))
+                continue
+            assert code_bytes is not None
             key = _chunk_key(code_bytes, table[chunk]).astype(np.int64)
             order = _bucket_order(key, w)
             counts = np.bincount(key, minlength=1 << w)
             offsets = np.zeros((1 << w) + 1, dtype=off_t)
             np.cumsum(counts, out=offsets[1:])
-            masks = _flip_masks(w, radius // m).astype(np.int32 if w < 31 else np.int64)
             self.chunks.append((chunk, w, ids[order].astype(id_t), offsets, counts > 0, codes[order], masks))
             del key, order, counts
 
@@ -332,12 +363,7 @@ class MultiIndex:
 
     def _compiled(self, engine: Engine) -> bool:
         """Whether a query runs the compiled loop, which reads the tables as native integers."""
-        if engine == "numpy":
-            return False
-        if _compiled_search is None:
-            if engine == "compiled":
-                raise RuntimeError("the compiled multi-index query is not installed (no C compiler at install): "
-                                   "reinstall neardup where one is, or use engine='numpy'")
+        if not _use_compiled(engine, _compiled_search):
             return False
         native = all(a.dtype.isnative and a.flags.c_contiguous
                      for _, _, ids, offsets, _, codes, _ in self.chunks for a in (ids, offsets, codes))

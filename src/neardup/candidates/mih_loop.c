@@ -20,10 +20,13 @@
  *                        zeros at first, state[0] == nq once every query is done
  * Returns how many pairs were written (at most cap): a full output stops the loop where it is,
  * so a hub of look-alike codes costs calls, never memory.
+ *
+ * build(...) makes one chunk's tables, as MultiIndex.__init__ does in NumPy: see below.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 /* probes whose buckets are looked up together */
 #define TILE 256
@@ -187,8 +190,92 @@ done:
     return result;
 }
 
+/* build(codes, table, ids, offsets, nonempty, out_ids, out_codes): one chunk's tables, the
+ * NumPy construction of MultiIndex.__init__ (mih.py) as a counting sort.
+ *   codes     uint64[n]            the indexed codes
+ *   table     uint32[8 * 256]      the chunk's interleave table: byte j of value v puts table[256 j + v] in the key
+ *   ids       int64[n]             the id of each code
+ *   offsets   int32 or int64[2**w + 1]  writable: CSR offsets of the buckets (w: the key's width)
+ *   nonempty  uint8[2**w]          writable: whether each bucket holds a code
+ *   out_ids   int32 or int64[n]    writable: the ids in bucket order
+ *   out_codes uint64[n]            writable: the codes in bucket order
+ * Codes keep their order inside a bucket (a stable sort, as NumPy's), so both give the same tables.
+ */
+static inline uint32_t chunk_key(const uint32_t *table, uint64_t code)
+{
+    uint32_t key = 0;
+    for (int j = 0; j < 8; j++) key |= table[256 * j + ((code >> (8 * j)) & 0xFF)];
+    return key;
+}
+
+static PyObject *build(PyObject *self, PyObject *args)
+{
+    Py_buffer codes = {0}, table = {0}, ids = {0}, offsets = {0}, nonempty = {0}, out_ids = {0}, out_codes = {0};
+    int offset_bytes, id_bytes;
+    PyObject *result = NULL;
+    int64_t *cursor = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*iw*w*iw*", &codes, &table, &ids, &offsets, &offset_bytes, &nonempty, &out_ids,
+                          &id_bytes, &out_codes))
+        return NULL;
+    const Py_ssize_t n = codes.len / 8;
+    const Py_ssize_t buckets = nonempty.len;
+    if (table.len != 4 * 8 * 256 || ids.len != 8 * n || out_codes.len != 8 * n || (offset_bytes != 4 && offset_bytes != 8)
+        || (id_bytes != 4 && id_bytes != 8) || out_ids.len != id_bytes * n || offsets.len != offset_bytes * (buckets + 1)
+        || buckets < 1 || (buckets & (buckets - 1))) {
+        PyErr_SetString(PyExc_ValueError, "build: arrays of mismatched sizes or widths");
+        goto done;
+    }
+    const uint32_t *tab = table.buf;
+    for (Py_ssize_t k = 0; k < 8 * 256; k++) {
+        if (tab[k] >= (uint64_t)buckets) {
+            PyErr_SetString(PyExc_ValueError, "build: the table makes keys wider than the buckets");
+            goto done;
+        }
+    }
+    cursor = PyMem_Calloc((size_t)buckets + 1, sizeof(int64_t));
+    if (!cursor) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const uint64_t *code = codes.buf;
+    const int64_t *id = ids.buf;
+    for (Py_ssize_t i = 0; i < n; i++) cursor[chunk_key(tab, code[i]) + 1]++;
+    uint8_t *filled = nonempty.buf;
+    for (Py_ssize_t b = 0; b < buckets; b++) {
+        filled[b] = cursor[b + 1] != 0;
+        cursor[b + 1] += cursor[b];
+    }
+    if (offset_bytes == 4)
+        for (Py_ssize_t b = 0; b <= buckets; b++) ((int32_t *)offsets.buf)[b] = (int32_t)cursor[b];
+    else
+        memcpy(offsets.buf, cursor, (size_t)(buckets + 1) * sizeof(int64_t));
+    uint64_t *sorted_codes = out_codes.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t at = cursor[chunk_key(tab, code[i])]++;
+        sorted_codes[at] = code[i];
+        if (id_bytes == 4) ((int32_t *)out_ids.buf)[at] = (int32_t)id[i];
+        else ((int64_t *)out_ids.buf)[at] = id[i];
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_Free(cursor);
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&nonempty);
+    PyBuffer_Release(&out_ids);
+    PyBuffer_Release(&out_codes);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"search", search, METH_VARARGS, "Every (query, indexed) pair within the radius: see the module's source."},
+    {"build", build, METH_VARARGS, "One chunk's bucket tables, by a counting sort: see the module's source."},
     {NULL, NULL, 0, NULL},
 };
 
