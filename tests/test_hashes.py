@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from neardup.features import loops
 from neardup.features.decode import Decoded
-from neardup.features.extract import FeatureBatch, extract, features_batch
+from neardup.features.extract import FeatureBatch, extract, features_batch, pixel_planes
 from neardup.features.hashes import (
     dct_coefficients,
     dct_hash_variants,
@@ -178,3 +179,24 @@ def test_variant_hashes_are_the_median_hashes_of_the_turned_blocks(seed, k, skip
                 bits[0] = False
             assert np.array_equal(got[i, v], pack_bits(bits[None])[0]), (i, v)
         assert np.array_equal(one[i], got[i, variants[i]]), i
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 5), st.integers(1, 70), st.integers(1, 70))
+def test_pixel_planes_compiled_and_numpy_agree_bit_for_bit(seed, m, h, w):
+    """pixel_loop.c's planes are NumPy's to the last bit (so features do not depend on the
+    install), and they are what they say: ITU-R 601 luma, and R - G, (R + G) / 2 - B at every
+    other pixel of every other row."""
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 256, (m, h, w, 3), dtype=np.uint8)
+    rgb[:, : h // 3] = rgb[:, :1, :1]  # flat runs, where ties and zeros are
+    luma, chroma = pixel_planes(rgb, engine="numpy")
+    f = rgb.astype(np.float64)
+    assert np.allclose(luma, f @ [0.299, 0.587, 0.114], atol=1e-4)
+    half = f[:, ::2, ::2]
+    assert np.array_equal(chroma[:, 0], half[..., 0] - half[..., 1])
+    assert np.array_equal(chroma[:, 1], (half[..., 0] + half[..., 1]) / 2 - half[..., 2])
+    if loops.COMPILED:
+        got = pixel_planes(rgb, engine="compiled")
+        assert np.array_equal(got[0].view(np.uint32), luma.view(np.uint32))
+        assert np.array_equal(got[1].view(np.uint32), chroma.view(np.uint32))

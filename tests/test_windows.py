@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from neardup.config import CROP_NCC
-from neardup.features import windows
+from neardup.features import loops, windows
 from neardup.features.extract import extract
 from neardup.features.hashes import variant_hashes
 from neardup.features.orient import INVERSE, canonical_variant, canonical_variants, compose, orient_layouts
@@ -294,10 +294,10 @@ def _layouts_of_many_shapes():
 
 
 def test_the_compiled_tilt_loop_gives_numpys_views_bit_for_bit():
-    """tilt_loop.c rounds every tap as NumPy does: the same views, so the same codes, whichever
+    """pixel_loop.c rounds every tap as NumPy does: the same views, so the same codes, whichever
     loop an install has (the feature version does not say which one ran)."""
-    if not windows.COMPILED:
-        pytest.skip("the tilt loop was not compiled at install (no C compiler)")
+    if not loops.COMPILED:
+        pytest.skip("the pixel loops were not compiled at install (no C compiler)")
     sig, aspect = _layouts_of_many_shapes()
     compiled = windows.tilted_layouts(sig, aspect, engine="compiled")
     reference = windows.tilted_layouts(sig, aspect, engine="numpy")
@@ -313,7 +313,7 @@ def test_tilted_views_are_the_bilinear_samples_of_a_rotated_frame():
     # slope down the rows over its slope along them is -tan(angle) (rows count downwards), for
     # both ways of trimming the corners
     ramp = np.tile(np.linspace(40, 200, 32, dtype=np.float32), (32, 1)).astype(np.uint8)
-    for engine in ("numpy", "compiled") if windows.COMPILED else ("numpy",):
+    for engine in ("numpy", "compiled") if loops.COMPILED else ("numpy",):
         views = windows.tilted_layouts(ramp[None], np.array([1.0]), engine=engine)[0]
         for j, deg in enumerate(windows.TILT_ANGLES):
             for trim in (0, 1):

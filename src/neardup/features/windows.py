@@ -19,28 +19,19 @@ in queries; docs/benchmarks.md ("Crop windows in fast mode") has the figures.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from .hashes import dct_matrix, oriented_hash, variant_hashes
+from .loops import Engine, compiled_loops
 from .orient import canonical_variant
 
-try:  # the tilted views' loop, compiled at install where a C compiler was found (tilt_loop.c)
-    from .tilt_loop import tilt as _compiled_tilt
-except ImportError:  # pragma: no cover - the NumPy gather below gives the same views
-    _compiled_tilt = None
-
 __all__ = ["Window", "WINDOWS", "window_family", "window_blocks", "window_codes", "turned_window_codes", "oriented_codes",
-           "window_variant_codes", "TILT_ANGLES", "tilted_layouts", "tilt_codes", "turned_tilt_codes", "frame_codes", "search_codes", "WINDOW_CODES", "COMPILED", "Engine"]
+           "window_variant_codes", "TILT_ANGLES", "tilted_layouts", "tilt_codes", "turned_tilt_codes", "frame_codes", "search_codes", "WINDOW_CODES"]
 
 #: the layout's side, in cells
 SIDE = 32
-#: whether the tilted views' compiled loop (tilt_loop.c) was built at install
-COMPILED = _compiled_tilt is not None
-#: which loop makes the tilted views: "compiled" (tilt_loop.c), "numpy" (the reference), or
-#: "auto" (compiled where built); both give the same views
-Engine = Literal["auto", "numpy", "compiled"]
 
 
 class Window(NamedTuple):
@@ -180,7 +171,7 @@ def _sampler(degrees: float, keep_x: float, keep_y: float, aspect: float) -> tup
 @lru_cache(maxsize=32)
 def _tilt_sampler(shape_key: int, angles: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Source cells (T * 4 * 1024,) and weights (T, 4, 1024) of every tilted, trimmed view of a
-    layout of one aspect bin, the four bilinear taps side by side (tilt_loop.c's order)."""
+    layout of one aspect bin, the four bilinear taps side by side (pixel_loop.c's order)."""
     asp = float(np.exp(shape_key * ASPECT_STEP))
     index, weight = [], []
     for deg in angles:
@@ -208,14 +199,10 @@ def tilted_layouts(sig: np.ndarray, aspect: np.ndarray, angles: tuple[float, ...
     pixel geometry (``aspect`` = width / height), so a tilted copy's own layout is one of them.
 
     ``engine``: each view's cell is ``((x0 * w0 + x1 * w1) + x2 * w2) + x3 * w3``, every product
-    and sum rounded to float32, in the compiled loop (tilt_loop.c, which reads the taps in place)
+    and sum rounded to float32, in the compiled loop (pixel_loop.c, which reads the taps in place)
     and in NumPy (which gathers each tap of every view first) alike, so both give the same views.
     """
-    if engine not in ("auto", "numpy", "compiled"):
-        raise ValueError(f"engine must be 'auto', 'numpy' or 'compiled', not {engine!r}")
-    if engine == "compiled" and _compiled_tilt is None:
-        raise RuntimeError("neardup's compiled tilt loop (tilt_loop) was not built: no C compiler was found at "
-                           "install; reinstall neardup where one is, or use engine='numpy'")
+    loops = compiled_loops(engine)
     lay = np.asarray(sig, dtype=np.float32).reshape(len(sig), SIDE * SIDE)
     n, t = len(lay), 2 * len(angles)
     out = np.empty((n, t, SIDE, SIDE), np.float32)
@@ -223,9 +210,9 @@ def tilted_layouts(sig: np.ndarray, aspect: np.ndarray, angles: tuple[float, ...
     for key in np.unique(shape).tolist():
         rows = np.flatnonzero(shape == key)
         part = lay if len(rows) == n else lay[rows]
-        if engine != "numpy" and _compiled_tilt is not None:
+        if loops is not None:
             views = np.empty((len(rows), t, SIDE, SIDE), np.float32)
-            _compiled_tilt(part, *_tilt_sampler(int(key), tuple(angles)), views)
+            loops.tilt(part, *_tilt_sampler(int(key), tuple(angles)), views)
         else:
             index, weight = _tap_major(int(key), tuple(angles))
             views = part[:, index[0]]

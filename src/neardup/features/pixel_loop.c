@@ -1,14 +1,21 @@
-/* The tilted views of a layout (features/windows.py, tilted_layouts), compiled: each view's
- * cell is four bilinear taps of the stored layout, weighted and summed in the same order, each
- * product and sum rounded to float32, as the NumPy reference does it.  That reference stays the
- * fallback where no compiler was found at install; both give bit-identical views
- * (tests/test_features.py), so the feature version does not depend on which one ran.  The
- * NumPy gather copies every tap of every view first; this loop reads them in place (docs/
- * benchmarks.md, "Compiled tilted views").
+/* Two per-image loops of the extractor, compiled: the luma and chroma planes of a stack of
+ * images (features/extract.py) and the tilted views of a layout (features/windows.py).  Each
+ * does its NumPy reference's arithmetic in the same order, every product and sum rounded to
+ * float32 as NumPy rounds it; the references stay the fallback where no compiler was found at
+ * install, and both give bit-identical results (tests/test_hashes.py, tests/test_windows.py),
+ * so the feature version does not depend on which one ran.  NumPy makes a copy of every tap
+ * (or channel) first; these loops read them in place (docs/benchmarks.md, "Compiled pixel loops").
  *
  * No NumPy headers: arrays come in through the buffer protocol, so the module builds against
- * Python alone.  The GIL is released for the loop.  Built with floating-point contraction off
+ * Python alone.  The GIL is released for the loops.  Built with floating-point contraction off
  * (pyproject.toml): a fused multiply-add would round differently from NumPy's two ufuncs.
+ *
+ * planes(rgb, weights, luma, chroma)
+ *   rgb     uint8[m * H * W * 3]   the images' pixels, interleaved
+ *   weights float32[3]             the luma weights w
+ *   luma    float32[m * H * W]     writable: (R * w0 + G * w1) + B * w2
+ *   chroma  float32[m * 2 * ceil(H/2) * ceil(W/2)]  writable: at every other pixel of every
+ *                                  other row, R - G and (R + G) / 2 - B (exact in float32)
  *
  * tilt(lay, index, weight, out)
  *   lay     float32[n * S]        layouts of S cells each
@@ -112,11 +119,59 @@ done:
     return result;
 }
 
+static PyObject *planes(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    Py_buffer rgb = {0}, weights = {0}, luma = {0}, chroma = {0};
+    Py_ssize_t m, h, w;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "nnny*y*w*w*", &m, &h, &w, &rgb, &weights, &luma, &chroma)) return NULL;
+    const Py_ssize_t hh = (h + 1) / 2, hw = (w + 1) / 2;
+    if (m < 0 || h < 0 || w < 0 || rgb.len != m * h * w * 3 || weights.len != 3 * 4 || luma.len != m * h * w * 4
+        || chroma.len != m * 2 * hh * hw * 4) {
+        PyErr_SetString(PyExc_ValueError, "planes: arrays of mismatched sizes");
+        goto done;
+    }
+    const float *wt = weights.buf;
+    const float w0 = wt[0], w1 = wt[1], w2 = wt[2];
+    Py_BEGIN_ALLOW_THREADS
+    const uint8_t *px = rgb.buf;
+    float *out = luma.buf;
+    for (Py_ssize_t k = 0; k < m * h * w; k++) {
+        float v = (float)px[3 * k] * w0;
+        float p = (float)px[3 * k + 1] * w1;
+        v = v + p;
+        p = (float)px[3 * k + 2] * w2;
+        out[k] = v + p;
+    }
+    float *cr = chroma.buf;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        float *rg = cr + i * 2 * hh * hw, *yb = rg + hh * hw;
+        for (Py_ssize_t y = 0; y < hh; y++) {
+            const uint8_t *row = px + ((i * h + 2 * y) * w) * 3;
+            for (Py_ssize_t x = 0; x < hw; x++) {
+                const uint8_t *q = row + 6 * x;
+                rg[y * hw + x] = (float)((int)q[0] - (int)q[1]);
+                yb[y * hw + x] = (float)((int)q[0] + (int)q[1]) * 0.5f - (float)q[2];
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&rgb);
+    PyBuffer_Release(&weights);
+    PyBuffer_Release(&luma);
+    PyBuffer_Release(&chroma);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"planes", planes, METH_VARARGS, "Luma and half-resolution chroma planes of a stack of RGB images."},
     {"tilt", tilt, METH_VARARGS, "Bilinear views of layouts: four weighted taps a cell, rounded as NumPy rounds them."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "tilt_loop", "The tilted views' loop, compiled.", -1, methods, NULL, NULL, NULL, NULL};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "pixel_loop", "The extractor's compiled pixel loops.", -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit_tilt_loop(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit_pixel_loop(void) { return PyModule_Create(&module); }

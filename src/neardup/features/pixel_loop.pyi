@@ -1,0 +1,6 @@
+"""Types of the extractor's compiled pixel loops (pixel_loop.c)."""
+
+import numpy as np
+
+def planes(m: int, h: int, w: int, rgb: np.ndarray, weights: np.ndarray, luma: np.ndarray, chroma: np.ndarray) -> None: ...
+def tilt(lay: np.ndarray, index: np.ndarray, weight: np.ndarray, out: np.ndarray) -> None: ...
