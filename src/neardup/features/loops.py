@@ -14,7 +14,7 @@ from typing import Literal
 __all__ = ["COMPILED", "Engine", "compiled_loops"]
 
 try:
-    from . import pixel_loop as _pixel_loop
+    import neardup.features.pixel_loop as _pixel_loop  # the compiled module itself, not the package above it
 
     _loops: ModuleType | None = _pixel_loop
 except ImportError:  # pragma: no cover - depends on the install
