@@ -88,21 +88,30 @@ def _bucket_order(key: np.ndarray, width: int) -> np.ndarray:
     return low[np.argsort((key[low] >> 16).astype(np.uint16), kind="stable")]
 
 
+#: what confirming a probe's hit costs against the probe itself: a probe reads the bucket map and
+#: offsets at a random place, a hit the next code of a bucket's run.  0.1 makes
+#: :func:`choose_chunks` pick the fastest count measured on real codes from 15,000 to 500,000
+#: indexed (benchmarks/chunk_count.py; docs/benchmarks.md, "Chunk counts")
+CONFIRM_COST = 0.1
+
+
 def choose_chunks(n: int, radius: int, *, queries: int | None = None) -> int:
     """The number of chunks that minimises the cost of ``queries`` codes (``n`` if None)
-    querying an index of ``n``: probes x expected bucket size, and the tables' construction."""
+    querying an index of ``n``: probes, the hits they confirm (:data:`CONFIRM_COST` each), and
+    the tables' construction."""
     best, best_cost = 3, math.inf
     q = n if queries is None else queries
     for m in range(3, 17):
-        width = 64 // m
-        if width > 26:  # direct-address tables above 2**26 entries cost too much memory
+        widths = _widths(m)
+        if max(widths) > 26:  # direct-address tables above 2**26 entries cost too much memory
             continue
         f = radius // m
-        probes = sum(math.comb(width, k) for k in range(f + 1))
-        # per indexed code: the probes of the queries and the hits they confirm, plus its share
-        # of building the m tables of 2**width buckets (which dominates for a few codes, or few
-        # queries, at a small radius: a 100-code index must not build three 2M-bucket tables)
-        cost = (q / max(n, 1)) * m * probes * (1.0 + n / 2.0**width) + m * 2.0**width / max(n, 1)
+        # per indexed code: the probes of the queries and the hits they confirm, chunk by chunk,
+        # plus its share of building the m tables of 2**width buckets (which dominates for a
+        # few codes, or few queries, at a small radius: a 100-code index must not build three
+        # 2M-bucket tables)
+        cost = sum((q / max(n, 1)) * sum(math.comb(w, k) for k in range(f + 1)) * (1.0 + CONFIRM_COST * n / 2.0**w)
+                   + 2.0**w / max(n, 1) for w in widths)
         if cost < best_cost:
             best, best_cost = m, cost
     return best
