@@ -153,7 +153,8 @@ class _Search:
         with_windows = rows[~cols.low_info[rows]] if self.has_windows else rows[:0]
         done = 0
         for block_codes, block_ids, blk in window_blocks(cols.windows, with_windows):
-            windows = MultiIndex(block_codes, block_ids, radius=self.radius)
+            # laid out for the queries it gets here (a collection's frames: a hundredth of its windows)
+            windows = MultiIndex(block_codes, block_ids, radius=self.radius, queries=len(codes))
             yield from windows.query(codes, ids, threads=self.threads)
             if self.saved is not None:
                 self.saved.keep_block(windows, blk)
