@@ -25,7 +25,6 @@ with one setting (:func:`configure`), holds for both.
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
 import os
 import queue
@@ -33,11 +32,9 @@ import random
 import re
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
@@ -181,6 +178,8 @@ def _classify(e: BaseException) -> tuple[str, str]:
                                    "ConnectTimeoutError", "ProxyConnectionError", "HTTPClientError",
                                    "IncompleteRead", "ServiceRequestError", "ServiceResponseError",
                                    "NewConnectionError", "MaxRetryError", "RemoteDisconnected"))
+    import http.client  # a cloud read's error: loaded where one happens, not by every local scan
+
     if isinstance(e, (OSError, TimeoutError, http.client.HTTPException)) or (connection_like and mod.startswith(
             ("botocore", "urllib3", "requests", "azure.core", "http", "socket", "ssl"))):
         first = scrub(str(e)).splitlines()[0][:200] if str(e) else ""
@@ -360,6 +359,8 @@ def _http_get(url: str, error_code: Callable[[Any, bytes], str]) -> bytes:
         for conn in (pool or {}).values():
             conn.close()  # the child's copy of the descriptor only: the parent's stays open
         pool = _conns.pool = _Kept()
+    import http.client  # the blob reads' client: loaded by a cloud scan, not by every local one
+
     key = (scheme, netloc)
     for reused in (True, False):
         conn = pool.pop(key, None)
@@ -523,6 +524,9 @@ def _azure_list_page(body: bytes) -> tuple[list[tuple[str, int, int, str]], str 
     The REST answer parsed by ElementTree, not the SDK's model objects: listing through the SDK
     costs ~230 µs of CPU a blob (this parse ~26), a fifth of a small image's whole extraction,
     on the cores that decode (``benchmarks/cloud.py``).  Gives exactly what the SDK gives (a test compares)."""
+
+    import xml.etree.ElementTree as ET  # a listing's parser: loaded by a cloud scan, not by every local one
+    from email.utils import parsedate_to_datetime
 
     root = ET.fromstring(body)
     items = []
