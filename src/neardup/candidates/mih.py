@@ -91,7 +91,7 @@ def _bucket_order(key: np.ndarray, width: int) -> np.ndarray:
 #: what confirming a probe's hit costs against the probe itself: a probe reads the bucket map and
 #: offsets at a random place, a hit the next code of a bucket's run.  0.1 makes
 #: :func:`choose_chunks` pick the fastest count measured on real codes from 15,000 to 500,000
-#: indexed (benchmarks/chunk_count.py; docs/benchmarks.md, "Chunk counts")
+#: indexed (benchmarks/chunk_count.py; docs/benchmarks.md, "Cheaper features, a compiled build")
 CONFIRM_COST = 0.1
 
 

@@ -288,6 +288,8 @@ def pixel_planes(rgb: np.ndarray, *, engine: Engine = "auto") -> tuple[np.ndarra
     compiled loop (pixel_loop.c) reads the interleaved pixels once; NumPy casts each channel
     into its own plane first; both give the same bits.
     """
+    if rgb.dtype != np.uint8 or rgb.ndim != 4 or rgb.shape[-1] != 3:
+        raise ValueError(f"pixel_planes takes uint8 images (m, H, W, 3), not {rgb.dtype} {rgb.shape}")
     m, h, w, _ = rgb.shape
     luma = np.empty((m, h, w), np.float32)
     chroma = np.empty((m, 2, (h + 1) // 2, (w + 1) // 2), np.float32)

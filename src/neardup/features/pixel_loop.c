@@ -4,7 +4,7 @@
  * float32 as NumPy rounds it; the references stay the fallback where no compiler was found at
  * install, and both give bit-identical results (tests/test_hashes.py, tests/test_windows.py),
  * so the feature version does not depend on which one ran.  NumPy makes a copy of every tap
- * (or channel) first; these loops read them in place (docs/benchmarks.md, "Compiled pixel loops").
+ * (or channel) first; these loops read them in place (docs/benchmarks.md, "Cheaper features, a compiled build").
  *
  * No NumPy headers: arrays come in through the buffer protocol, so the module builds against
  * Python alone.  The GIL is released for the loops.  Built with floating-point contraction off
