@@ -26,9 +26,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
+
+from ..features.loops import Engine as LoopEngine
+from ..features.loops import use_compiled
 
 try:  # the query's inner loop and the tables' build, compiled at install where a C compiler was found (mih_loop.c)
     from .mih_loop import build as _compiled_build
@@ -42,8 +44,9 @@ __all__ = ["PairBatch", "MultiIndex", "choose_chunks", "brute_force_pairs", "MIH
 #: whether the compiled query loop is installed (else every query runs the NumPy loop, about 2x slower)
 COMPILED = _compiled_search is not None
 
-#: which loop a query runs, or builds the tables: "auto" (the compiled one where installed), "numpy" or "compiled"
-Engine = Literal["auto", "numpy", "compiled"]
+#: which loop a query runs, or builds the tables: "auto" (the compiled one where installed), "numpy"
+#: or "compiled" (the package's one engine type, features/loops.py)
+Engine = LoopEngine
 
 #: the layout :meth:`MultiIndex.save` writes
 MIH_FORMAT = "neardup-mih/3"
@@ -202,18 +205,8 @@ class _Failed:
 
 
 def _use_compiled(engine: Engine, loop: object) -> bool:
-    """Whether ``engine`` runs a compiled ``loop`` (None where it was not built): "compiled" without it,
-    or an unknown engine, is an error that says what to do."""
-    if engine not in ("auto", "numpy", "compiled"):
-        raise ValueError(f"engine must be 'auto', 'numpy' or 'compiled', not {engine!r}")
-    if engine == "numpy":
-        return False
-    if loop is None:
-        if engine == "compiled":
-            raise RuntimeError("the compiled multi-index loops are not installed (no C compiler at install): "
-                               "reinstall neardup where one is, or use engine='numpy'")
-        return False
-    return True
+    """Whether ``engine`` runs a compiled ``loop`` of mih_loop.c (None where it was not built)."""
+    return use_compiled(engine, built=loop is not None, what="compiled multi-index loops (mih_loop)")
 
 
 class MultiIndex:

@@ -239,12 +239,9 @@ def _median_bits(flat: np.ndarray, skip_dc: bool) -> np.ndarray:
     return bits
 
 
-def _turn_bits(bits: np.ndarray, turned: np.ndarray, k: int) -> None:
-    """Transpose, in place, the (..., k*k) bit blocks selected by ``turned`` on the axis before."""
-    if turned.any():
-        lead = bits.shape[:-2]
-        picked = bits[..., turned, :]
-        bits[..., turned, :] = picked.reshape(*lead, -1, k, k).swapaxes(-1, -2).reshape(picked.shape)
+def _transposed(bits: np.ndarray, k: int) -> np.ndarray:
+    """Bit blocks (..., k*k), each transposed as a k x k block."""
+    return bits.reshape(*bits.shape[:-1], k, k).swapaxes(-1, -2).reshape(bits.shape)
 
 
 def variant_hashes(coef: np.ndarray, *, skip_dc: bool = True) -> np.ndarray:
@@ -259,7 +256,7 @@ def variant_hashes(coef: np.ndarray, *, skip_dc: bool = True) -> np.ndarray:
     reps, use = _VARIANTS[k][2:] if k in _VARIANTS else _pattern_reps(k)
     source, turned = _source_signs(k)
     bits = _median_bits(coef.reshape(n, 1, k * k) * source[reps], skip_dc)[:, use]  # (N, 8, k*k)
-    _turn_bits(bits, turned, k)
+    bits[:, turned] = _transposed(bits[:, turned], k)
     return pack_bits(bits)
 
 
@@ -269,11 +266,10 @@ def oriented_hash(coef: np.ndarray, variant: np.ndarray, *, skip_dc: bool = True
     n, k, _ = coef.shape
     source, turned = _source_signs(k)
     v = np.asarray(variant, dtype=np.intp)
-    bits = _median_bits(coef.reshape(n, k * k) * source[v], skip_dc)[:, None]  # (N, 1, k*k)
+    bits = _median_bits(coef.reshape(n, k * k) * source[v], skip_dc)
     turn = turned[v]
-    if turn.any():
-        bits[turn] = bits[turn].reshape(-1, 1, k, k).swapaxes(-1, -2).reshape(-1, 1, k * k)
-    return pack_bits(bits)[:, 0]
+    bits[turn] = _transposed(bits[turn], k)
+    return pack_bits(bits[:, None])[:, 0]
 
 
 def dct_hash_variants(coef: np.ndarray, *, skip_dc: bool = True) -> np.ndarray:

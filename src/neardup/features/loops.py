@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Literal
 
-__all__ = ["COMPILED", "Engine", "compiled_loops"]
+__all__ = ["COMPILED", "Engine", "compiled_loops", "use_compiled"]
 
 try:
     import neardup.features.pixel_loop as _pixel_loop  # the compiled module itself, not the package above it
@@ -26,12 +26,18 @@ COMPILED = _loops is not None
 Engine = Literal["auto", "numpy", "compiled"]
 
 
-def compiled_loops(engine: Engine) -> ModuleType | None:
-    """The compiled module if ``engine`` runs it, else None; an unknown engine, or "compiled"
-    where it was not built, is an error that says what to do."""
+def use_compiled(engine: Engine, *, built: bool, what: str) -> bool:
+    """Whether ``engine`` runs a compiled loop (``what``, for the message) that was ``built`` or
+    not at install; an unknown engine, or "compiled" where it was not built, is an error that
+    says what to do.  Every compiled loop of the package is chosen through this."""
     if engine not in ("auto", "numpy", "compiled"):
         raise ValueError(f"engine must be 'auto', 'numpy' or 'compiled', not {engine!r}")
-    if engine == "compiled" and _loops is None:
-        raise RuntimeError("neardup's compiled pixel loops (pixel_loop) were not built: no C compiler was found at "
-                           "install; reinstall neardup where one is, or use engine='numpy'")
-    return None if engine == "numpy" else _loops
+    if engine == "compiled" and not built:
+        raise RuntimeError(f"neardup's {what} was not built: no C compiler was found at install; reinstall "
+                           "neardup where one is, or use engine='numpy'")
+    return engine != "numpy" and built
+
+
+def compiled_loops(engine: Engine) -> ModuleType | None:
+    """The compiled pixel loops if ``engine`` runs them, else None (:func:`use_compiled`)."""
+    return _loops if use_compiled(engine, built=_loops is not None, what="compiled pixel loops (pixel_loop)") else None

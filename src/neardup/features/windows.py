@@ -59,8 +59,8 @@ def window_family(sides: tuple[int, ...], positions: int = 3) -> tuple[Window, .
 #: place, in either aspect, within the radius of one of its windows)
 WINDOWS = window_family((26, 28, 30))
 
-#: layouts windowed at a time: their float copies (~40 kB a layout for 36 windows) stay in the
-#: processor's cache; 1024 at a time ran 1.6x slower a layout (the crop test's batches)
+#: layouts windowed at a time: their float copies (~40 kB a layout) stay in the processor's
+#: cache, where a chunk of 1,024 did not (docs/benchmarks.md, "Cheaper features, a compiled build")
 CHUNK = 128
 
 
@@ -209,7 +209,7 @@ def tilted_layouts(sig: np.ndarray, aspect: np.ndarray, angles: tuple[float, ...
     shape = np.round(np.log(np.maximum(np.asarray(aspect, dtype=np.float64).reshape(n), 1e-3)) / ASPECT_STEP)
     for key in np.unique(shape).tolist():
         rows = np.flatnonzero(shape == key)
-        part = lay if len(rows) == n else lay[rows]
+        part = np.ascontiguousarray(lay if len(rows) == n else lay[rows])  # the compiled loop reads it flat
         if loops is not None:
             views = np.empty((len(rows), t, SIDE, SIDE), np.float32)
             loops.tilt(part, *_tilt_sampler(int(key), tuple(angles)), views)
